@@ -16,7 +16,7 @@ DB_PORT = 3306
 # Kubernetes stays on 1.34: these hosts run cgroup v1, which kubelet 1.35 refuses by default.
 KUBERNETES_VERSION = "v1.34.4"
 KIND_VERSION = "v0.30.0"
-HELM_VERSION = "v3.19.0"
+HELM_VERSION = "v3.19.5"
 # The node image that kind v0.30.0 publishes for Kubernetes 1.34 (used when a registry is reachable).
 UPSTREAM_NODE_IMAGE = "kindest/node:v1.34.0"
 
@@ -26,11 +26,9 @@ ETCD_VERSION = "v3.6.4"
 ETCD_IMAGE_TAG = "3.6.4-0"
 COREDNS_VERSION = "v1.12.1"
 PAUSE_IMAGE_TAG = "3.10.1"
-CONTAINERD_VERSION = "v2.1.4"
-RUNC_VERSION = "v1.3.0"
 CNI_PLUGINS_VERSION = "v1.7.1"
 CRICTL_VERSION = "v1.34.0"
-LOCAL_PATH_PROVISIONER_VERSION = "v0.0.32"
+LOCAL_PATH_PROVISIONER_VERSION = "v0.0.30"
 
 OFFLINE_NODE_IMAGE = f"k8s-lab/node:{KUBERNETES_VERSION}"
 DEBIAN_SUITE = "bookworm"

@@ -1,0 +1,172 @@
+"""The lab's kind cluster: create, reuse, recreate, inspect and delete it."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import config, docker, kube, tools
+from .errors import LabError
+from .progress import info, step
+
+KIND_CONFIG = config.REPO_ROOT / "manifests" / "kind" / "cluster.yaml"
+NODE_DATA_PATH = "/var/local/k8s-lab"
+DATABASE_NODE_LABEL = "k8s-lab/database"
+READY_TIMEOUT_S = 300
+
+
+@dataclass
+class ClusterInfo:
+    name: str
+    context: str
+    image: str
+    nodes: list[str]
+    created: bool
+
+
+def _kind(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    kind = tools.ensure("kind")
+    result = subprocess.run([str(kind), *args], capture_output=capture, text=True,
+                            env=tools.env_with_tools())
+    if check and result.returncode != 0:
+        raise LabError(f"`kind {' '.join(args)}` failed:\n{(result.stderr or '')[-3000:]}",
+                       hint="see the kind output above; `lab doctor` checks the host")
+    return result
+
+
+def exists(name: str = config.CLUSTER_NAME) -> bool:
+    return name in _kind("get", "clusters").stdout.split()
+
+
+def render_config(workers: int, data_dir: Path) -> dict:
+    """The kind config from the repo, with the data directory and `workers` worker nodes."""
+    if workers < 0:
+        raise LabError(f"--workers must be 0 or more, not {workers}")
+    document = yaml.safe_load(KIND_CONFIG.read_text().replace("LAB_DATA_DIR", str(data_dir)))
+    worker = document.pop("worker")
+    document["nodes"].extend(copy.deepcopy(worker) for _ in range(workers))
+    if workers:
+        # On a multi-node cluster the database belongs on a worker, not the control plane.
+        document["nodes"][0].pop("labels", None)
+        document["nodes"][1]["labels"] = {DATABASE_NODE_LABEL: "true"}
+    return document
+
+
+def node_image(mode: str) -> str:
+    from .images import resolve_mode  # one notion of online/offline for every image
+
+    if resolve_mode(mode) == "online":
+        return config.UPSTREAM_NODE_IMAGE
+    from . import nodeimage
+
+    return nodeimage.build()
+
+
+def _require_docker() -> None:
+    if not docker.engine_ready():
+        raise LabError("no Docker engine answers on this machine",
+                       hint="install Docker (Debian: `apt-get install docker.io`) and start it, "
+                            "or run `bash scripts/setup-host` as root")
+
+
+def health(context: str = config.KUBE_CONTEXT) -> tuple[bool, str, list[str]]:
+    """(healthy, reason, node names) for an existing cluster."""
+    kube.forget()
+    try:
+        nodes = kube.core(context).list_node(_request_timeout=10).items
+    except Exception as error:  # any API failure means the cluster cannot be used as is
+        return False, f"the API server does not answer ({type(error).__name__}: {error})"[:300], []
+    names = [n.metadata.name for n in nodes]
+    not_ready = [n.metadata.name for n in nodes if not kube.node_ready(n)]
+    if not nodes:
+        return False, "the cluster has no nodes", names
+    if not_ready:
+        return False, f"nodes not Ready: {', '.join(not_ready)}", names
+    return True, "all nodes Ready", names
+
+
+def wait_ready(context: str = config.KUBE_CONTEXT, timeout: float = READY_TIMEOUT_S) -> list[str]:
+    """Wait for every node to be Ready and for cluster DNS to serve."""
+    deadline = time.monotonic() + timeout
+    reason = ""
+    with step("waiting for nodes to be Ready"):
+        while time.monotonic() < deadline:
+            healthy, reason, names = health(context)
+            if healthy:
+                break
+            time.sleep(2)
+        else:
+            raise LabError(f"the cluster did not become ready in {timeout:.0f}s: {reason}",
+                           hint="look at `kubectl --context kind-k8s-lab get pods -A`; "
+                                "`lab cluster up --recreate` starts over")
+    with step("waiting for cluster DNS"):
+        core = kube.core(context)
+        while time.monotonic() < deadline:
+            pods = core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns").items
+            if pods and all(any(c.type == "Ready" and c.status == "True"
+                                for c in p.status.conditions or []) for p in pods):
+                return names
+            time.sleep(2)
+    raise LabError("CoreDNS did not become ready", hint="kubectl -n kube-system describe pods")
+
+
+def up(workers: int = 0, mode: str = "auto", recreate: bool = False) -> ClusterInfo:
+    """Create the lab cluster, or reuse a healthy one."""
+    _require_docker()
+    name, context = config.CLUSTER_NAME, config.KUBE_CONTEXT
+    if exists(name):
+        if recreate:
+            down()
+        else:
+            healthy, reason, names = health(context)
+            if not healthy:
+                raise LabError(f"cluster {name!r} exists but is broken: {reason}",
+                               hint="`lab cluster up --recreate` deletes it and starts over")
+            if len(names) != workers + 1:
+                raise LabError(f"cluster {name!r} has {len(names)} nodes, you asked for {workers + 1}",
+                               hint="`lab cluster up --recreate --workers N` rebuilds it")
+            info(f"reusing healthy cluster {name} ({len(names)} nodes)")
+            return ClusterInfo(name, context, _node_image_of(name), names, created=False)
+    image = node_image(mode)
+    data_dir = config.data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    rendered = config.cache_dir() / f"kind-config-{name}.yaml"
+    rendered.parent.mkdir(parents=True, exist_ok=True)
+    rendered.write_text(yaml.safe_dump(render_config(workers, data_dir), sort_keys=False))
+    tools.ensure("kubectl")
+    with step(f"kind create cluster {name} ({workers + 1} nodes, {image})"):
+        _kind("create", "cluster", "--name", name, "--image", image, "--config", str(rendered),
+              "--wait", "0s")
+    names = wait_ready(context)
+    return ClusterInfo(name, context, image, names, created=True)
+
+
+def _node_image_of(name: str) -> str:
+    return docker.output(["inspect", "--format", "{{.Config.Image}}", f"{name}-control-plane"])
+
+
+def down() -> None:
+    """Delete the cluster; the host data directory (volumes, backups) is kept."""
+    _require_docker()
+    with step(f"kind delete cluster {config.CLUSTER_NAME}"):
+        _kind("delete", "cluster", "--name", config.CLUSTER_NAME)
+    kube.forget()
+
+
+def status() -> dict:
+    _require_docker()
+    if not exists():
+        return {"cluster": config.CLUSTER_NAME, "exists": False,
+                "hint": "create it with `lab cluster up`"}
+    healthy, reason, names = health()
+    result = {"cluster": config.CLUSTER_NAME, "exists": True, "context": config.KUBE_CONTEXT,
+              "healthy": healthy, "detail": reason, "nodes": ", ".join(names),
+              "image": _node_image_of(config.CLUSTER_NAME), "data_dir": str(config.data_dir())}
+    if healthy:
+        result["server_version"] = kube.api_client().call_api(
+            "/version", "GET", response_type="object", _return_http_data_only=True)["gitVersion"]
+    return result

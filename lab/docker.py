@@ -1,0 +1,168 @@
+"""The few Docker operations the lab needs, as a thin layer over the `docker` CLI.
+
+Image-producing operations write to a temporary tag first and retag only on success, so a failed
+step never leaves a half-built image under a real name.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from .errors import LabError
+
+
+def _docker() -> str:
+    path = shutil.which("docker")
+    if path is None:
+        raise LabError("the lab needs Docker, and `docker` is not on PATH",
+                       hint="install Docker (Debian: apt-get install docker.io) or run scripts/setup-host")
+    return path
+
+
+def run(args: list[str], *, input: bytes | None = None, check: bool = True,
+        capture: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([_docker(), *args], input=input,
+                            stdout=subprocess.PIPE if capture else None,
+                            stderr=subprocess.PIPE if capture else None)
+    if check and result.returncode != 0:
+        detail = (result.stderr or b"").decode(errors="replace").strip()
+        raise LabError(f"`docker {' '.join(args[:3])} …` failed: {detail[-2000:]}",
+                       hint=_hint_for(detail))
+    return result
+
+
+def _hint_for(detail: str) -> str | None:
+    if "Cannot connect to the Docker daemon" in detail or "docker.sock" in detail:
+        return "start Docker: `bash scripts/setup-host` (or `sudo systemctl start docker`)"
+    if "unable to apply caps" in detail:
+        return "this host lacks CAP_SYS_RESOURCE; `bash scripts/setup-host` installs the runtime wrapper"
+    if "no space left" in detail:
+        return "free disk space (docker system prune) and retry"
+    return None
+
+
+def engine_ready() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        return subprocess.run([docker, "info"], capture_output=True, timeout=15).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def output(args: list[str]) -> str:
+    return run(args).stdout.decode().strip()
+
+
+def image_exists(ref: str) -> bool:
+    return run(["image", "inspect", ref], check=False).returncode == 0
+
+
+def image_label(ref: str, label: str) -> str | None:
+    result = run(["image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', ref],
+                 check=False)
+    if result.returncode != 0:
+        return None
+    value = result.stdout.decode().strip()
+    return None if value in ("", "<no value>") else value
+
+
+def _temporary_tag() -> str:
+    return f"k8s-lab/partial:{uuid.uuid4().hex[:12]}"
+
+
+def _publish(temporary: str, tags: list[str]) -> None:
+    try:
+        for tag in tags:
+            run(["tag", temporary, tag])
+    finally:
+        run(["rmi", "--no-prune", temporary], check=False)
+
+
+def build(tags: list[str], dockerfile: Path, context: Path, build_args: dict[str, str],
+          labels: dict[str, str] | None = None) -> None:
+    temporary = _temporary_tag()
+    args = ["build", "-q", "-t", temporary, "-f", str(dockerfile)]
+    for key, value in build_args.items():
+        args += ["--build-arg", f"{key}={value}"]
+    for key, value in (labels or {}).items():
+        args += ["--label", f"{key}={value}"]
+    run([*args, str(context)])
+    _publish(temporary, tags)
+
+
+def import_tar(data: bytes, tags: list[str], changes: list[str]) -> None:
+    temporary = _temporary_tag()
+    args = ["import"]
+    for change in changes:
+        args += ["--change", change]
+    run([*args, "-", temporary], input=data)
+    _publish(temporary, tags)
+
+
+def commit(container: str, tag: str, changes: list[str]) -> None:
+    temporary = _temporary_tag()
+    args = ["commit"]
+    for change in changes:
+        args += ["--change", change]
+    run([*args, container, temporary])
+    _publish(temporary, [tag])
+
+
+def run_detached(image: str, command: list[str], *, entrypoint: str | None = None,
+                 extra: list[str] | None = None) -> str:
+    args = ["run", "-d", *(extra or [])]
+    if entrypoint:
+        args += ["--entrypoint", entrypoint]
+    return output([*args, image, *command])
+
+
+def exec_(container: str, command: list[str], input: bytes | None = None) -> str:
+    args = ["exec", "-i", container, *command] if input is not None else ["exec", container, *command]
+    return run(args, input=input).stdout.decode()
+
+
+def copy_into(container: str, source: Path, destination: str) -> None:
+    run(["cp", str(source), f"{container}:{destination}"])
+
+
+def write_file(container: str, path: str, content: str) -> None:
+    exec_(container, ["sh", "-c", f'mkdir -p "$(dirname "{path}")" && cat > "{path}"'],
+          input=content.encode())
+
+
+def pipe_save_into(images: list[str], container: str, command: list[str]) -> None:
+    """`docker save IMAGES | docker exec -i CONTAINER COMMAND` without holding the archive in memory."""
+    save = subprocess.Popen([_docker(), "save", *images], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    load = subprocess.run([_docker(), "exec", "-i", container, *command], stdin=save.stdout,
+                          capture_output=True)
+    save.stdout.close()
+    save_err = save.stderr.read().decode()
+    if save.wait() != 0 or load.returncode != 0:
+        raise LabError(f"moving images into {container} failed: {save_err} "
+                       f"{load.stderr.decode()[-2000:]}")
+
+
+def remove(container: str) -> None:
+    run(["rm", "-f", "-v", container], check=False)
+
+
+def data_root() -> Path:
+    return Path(output(["info", "--format", "{{.DockerRootDir}}"]) or "/var/lib/docker")
+
+
+def require_free_space(gib: int, *paths: Path) -> None:
+    """Fail before a long build, not in the middle of it."""
+    for path in (data_root(), *paths):
+        probe = path
+        while not probe.exists():
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free / 2**30
+        if free < gib:
+            raise LabError(f"{path} has {free:.1f} GiB free; this build needs {gib} GiB",
+                           hint="free disk space (e.g. `docker system prune`) or set LAB_CACHE_DIR "
+                                "to a larger disk")

@@ -1,0 +1,132 @@
+"""Build Go programs from the Go module proxy into the lab cache.
+
+Each build gets its own throw-away wrapper module (a generated go.mod that requires the upstream
+module at a pinned version), so upstream `replace` directives that `go install` refuses are
+handled, and every output is keyed by a hash of its inputs: a second run rebuilds nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from .config import REPO_ROOT, cache_dir
+from .errors import LabError
+from .progress import step
+
+
+@dataclass(frozen=True)
+class GoBuild:
+    """One `go build` of some packages of one module at one version."""
+
+    name: str
+    packages: tuple[str, ...]
+    requires: tuple[tuple[str, str], ...] = ()
+    replaces: tuple[tuple[str, str], ...] = ()
+    ldflags: str = "-s -w"
+    cgo: bool = False
+    tags: tuple[str, ...] = ()
+    # A directory of this repo with our own Go source; without a go.mod of its own it gets the
+    # generated wrapper one.
+    source: Path | None = None
+    outputs: tuple[str, ...] = field(default=())
+
+    def key(self) -> str:
+        digest = hashlib.sha256(json.dumps(
+            [self.name, self.packages, self.requires, self.replaces, self.ldflags, self.cgo,
+             self.tags, go_version()], sort_keys=True).encode())
+        if self.source is not None:
+            for path in sorted(self.source.rglob("*")):
+                if path.is_file():
+                    digest.update(path.relative_to(self.source).as_posix().encode())
+                    digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
+
+    def binary_names(self) -> tuple[str, ...]:
+        return self.outputs or tuple(p.rstrip("/").rsplit("/", 1)[-1] for p in self.packages)
+
+
+@lru_cache(maxsize=1)
+def go_version() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise LabError("the offline kit builds from Go modules, but `go` is not on PATH",
+                       hint="install Go 1.24 or newer (https://go.dev/dl or Debian's golang-1.2x)")
+    return subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def go_env(cgo: bool) -> dict[str, str]:
+    env = dict(os.environ, CGO_ENABLED="1" if cgo else "0", GOFLAGS="-mod=mod")
+    # Builds must not pick up a go.work from wherever the caller happens to be.
+    env["GOWORK"] = "off"
+    return env
+
+
+def module_dir(module: str, version: str) -> Path:
+    """Download a module (cached by Go) and return where its source is."""
+    result = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"],
+                            capture_output=True, text=True, env=go_env(False))
+    info = json.loads(result.stdout or "{}")
+    if result.returncode != 0 or "Dir" not in info:
+        raise LabError(f"cannot download Go module {module}@{version}: "
+                       f"{info.get('Error') or result.stderr.strip()}",
+                       hint="check that the Go module proxy is reachable (go env GOPROXY)")
+    return Path(info["Dir"])
+
+
+def output_dir(spec: GoBuild) -> Path:
+    return cache_dir() / "bin" / f"{spec.name}-{spec.key()}"
+
+
+def cached(spec: GoBuild) -> Path | None:
+    """The directory of an identical earlier build, if there is one."""
+    out = output_dir(spec)
+    return out if all((out / b).is_file() for b in spec.binary_names()) else None
+
+
+def build(spec: GoBuild) -> Path:
+    """Build `spec` unless an identical build is cached; return the directory of its binaries."""
+    if (done := cached(spec)) is not None:
+        return done
+    out = output_dir(spec)
+    work = cache_dir() / "build" / spec.name
+    if spec.source is not None:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(spec.source, work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "go.mod").exists():
+        (work / "go.mod").write_text(_wrapper_go_mod(spec))
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    cmd = ["go", "build", "-trimpath", "-ldflags", spec.ldflags, "-o", str(staging) + "/"]
+    if spec.tags:
+        cmd += ["-tags", ",".join(spec.tags)]
+    cmd += list(spec.packages)
+    with step(f"go build {spec.name} ({len(spec.packages)} programs)"):
+        result = subprocess.run(cmd, cwd=work, env=go_env(spec.cgo), capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise LabError(f"building {spec.name} failed:\n{result.stderr[-4000:]}",
+                       hint=f"the build directory is {work}; rerun there with `go build -x`")
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return out
+
+
+def _wrapper_go_mod(spec: GoBuild) -> str:
+    lines = [f"module k8s-lab/kit/{spec.name}", "", "go 1.24.0", ""]
+    lines += [f"require {mod} {ver}" for mod, ver in spec.requires]
+    if spec.replaces:
+        lines += ["", "replace ("] + [f"\t{old} => {new}" for old, new in spec.replaces] + [")"]
+    return "\n".join(lines) + "\n"
+
+
+def kit_source(name: str) -> Path:
+    return REPO_ROOT / "kit" / name

@@ -1,0 +1,36 @@
+"""Kubernetes API access for the lab, through the official Python client."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from kubernetes import client, config as kubeconfig
+from kubernetes.config.config_exception import ConfigException
+
+from . import config
+from .errors import LabError
+
+
+@lru_cache(maxsize=None)
+def api_client(context: str = config.KUBE_CONTEXT) -> client.ApiClient:
+    try:
+        return kubeconfig.new_client_from_config(context=context)
+    except (ConfigException, FileNotFoundError) as error:
+        raise LabError(f"no kubeconfig context {context!r}: {error}",
+                       hint="create the cluster with `lab cluster up`") from error
+
+
+def core(context: str = config.KUBE_CONTEXT) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client(context))
+
+
+def apps(context: str = config.KUBE_CONTEXT) -> client.AppsV1Api:
+    return client.AppsV1Api(api_client(context))
+
+
+def forget() -> None:
+    """Drop cached clients, e.g. after the cluster was recreated with new credentials."""
+    api_client.cache_clear()
+
+
+def node_ready(node: client.V1Node) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])

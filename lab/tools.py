@@ -1,0 +1,209 @@
+"""The command-line tools the lab drives: kind, helm and kubectl, at pinned versions.
+
+Each tool is resolved in order: already on PATH at a compatible version; built or downloaded
+earlier into the lab cache; the official release download, checked against its published SHA-256
+(when the internet is reachable); `go build` from the Go module proxy (offline).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from . import config, gobuild
+from .errors import LabError
+from .gobuild import GoBuild
+from .progress import step
+
+TOOLS = ("kind", "helm", "kubectl")
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    version: str
+    version_args: tuple[str, ...]
+    compatible: Callable[[str], bool]
+    release_url: str
+    checksum_url: str
+    go: Callable[[], GoBuild]
+    archive_member: str | None = None
+
+
+def _semver(text: str) -> tuple[int, int, int] | None:
+    match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(x) for x in match.groups()) if match else None  # type: ignore[return-value]
+
+
+def _arch() -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
+def _kubectl_compatible(found: str) -> bool:
+    # kubectl supports one minor version of skew either way against the API server.
+    have, want = _semver(found), _semver(config.KUBERNETES_VERSION)
+    return bool(have and want and have[0] == want[0] and abs(have[1] - want[1]) <= 1)
+
+
+def _helm_compatible(found: str) -> bool:
+    have, want = _semver(found), _semver(config.HELM_VERSION)
+    return bool(have and want and have[0] == want[0] and have[1] >= want[1] - 2)
+
+
+def _kubectl_build() -> GoBuild:
+    from .nodeimage import kubernetes_build  # the node image builds kubectl with the rest
+    return kubernetes_build()
+
+
+def _registry() -> dict[str, Tool]:
+    arch = _arch()
+    kind_url = f"https://kind.sigs.k8s.io/dl/{config.KIND_VERSION}/kind-linux-{arch}"
+    helm_url = f"https://get.helm.sh/helm-{config.HELM_VERSION}-linux-{arch}.tar.gz"
+    kubectl_url = f"https://dl.k8s.io/release/{config.KUBERNETES_VERSION}/bin/linux/{arch}/kubectl"
+    return {
+        "kind": Tool("kind", config.KIND_VERSION, ("version",),
+                     lambda v: _semver(v) == _semver(config.KIND_VERSION),
+                     kind_url, kind_url + ".sha256sum",
+                     lambda: GoBuild(name=f"kind-{config.KIND_VERSION}", packages=("sigs.k8s.io/kind",),
+                                     requires=(("sigs.k8s.io/kind", config.KIND_VERSION),))),
+        "helm": Tool("helm", config.HELM_VERSION, ("version", "--short"), _helm_compatible,
+                     helm_url, helm_url + ".sha256sum",
+                     lambda: GoBuild(
+                         name=f"helm-{config.HELM_VERSION}", packages=("helm.sh/helm/v3/cmd/helm",),
+                         requires=(("helm.sh/helm/v3", config.HELM_VERSION),),
+                         ldflags=f"-s -w -X helm.sh/helm/v3/internal/version.version={config.HELM_VERSION}"),
+                     archive_member=f"linux-{arch}/helm"),
+        "kubectl": Tool("kubectl", config.KUBERNETES_VERSION, ("version", "--client"),
+                        _kubectl_compatible, kubectl_url, kubectl_url + ".sha256", _kubectl_build),
+    }
+
+
+def _tool(name: str) -> Tool:
+    tools = _registry()
+    if name not in tools:
+        raise LabError(f"unknown tool {name!r}", hint=f"choose one of {', '.join(TOOLS)}")
+    return tools[name]
+
+
+def _reported_version(path: Path, tool: Tool) -> str | None:
+    try:
+        result = subprocess.run([str(path), *tool.version_args], capture_output=True, text=True,
+                                timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = result.stdout + result.stderr
+    match = re.search(r"v\d+\.\d+\.\d+[\w.+-]*", text)
+    return match.group(0) if result.returncode == 0 and match else None
+
+
+def _download_dir(tool: Tool) -> Path:
+    return config.cache_dir() / "tools" / f"{tool.name}-{tool.version}"
+
+
+@lru_cache(maxsize=None)
+def _found(name: str) -> Path | None:
+    tool = _tool(name)
+    on_path = shutil.which(name)
+    if on_path:
+        reported = _reported_version(Path(on_path), tool)
+        if reported and tool.compatible(reported):
+            return Path(on_path)
+    downloaded = _download_dir(tool) / name
+    if downloaded.is_file():
+        return downloaded
+    built = gobuild.cached(tool.go())
+    if built is not None:
+        return built / name
+    return None
+
+
+def find(name: str) -> Path | None:
+    """The tool if it is already available at a compatible version; never downloads or builds."""
+    return _found(name)
+
+
+def version(name: str) -> str | None:
+    path = find(name)
+    return _reported_version(path, _tool(name)) if path else None
+
+
+def ensure(name: str, online: bool | None = None) -> Path:
+    """Find the tool, or download it (online) or build it from Go modules (offline)."""
+    path = find(name)
+    if path is not None:
+        return path
+    tool = _tool(name)
+    if online is None:
+        online = _reachable(tool.release_url)
+    if online:
+        path = _download(tool)
+    else:
+        path = gobuild.build(tool.go()) / name
+    _found.cache_clear()
+    return path
+
+
+def ensure_all(online: bool | None = None) -> dict[str, Path]:
+    return {name: ensure(name, online) for name in TOOLS}
+
+
+def env_with_tools() -> dict[str, str]:
+    """The environment with every resolved tool's directory first on PATH (kind calls kubectl
+    and docker; students' shells in notebooks call all three)."""
+    dirs = []
+    for name in TOOLS:
+        path = find(name)
+        if path is not None and str(path.parent) not in dirs:
+            dirs.append(str(path.parent))
+    return dict(os.environ, PATH=os.pathsep.join([*dirs, os.environ.get("PATH", "")]))
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+        return True
+    except Exception:
+        return False
+
+
+def _fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return response.read()
+
+
+def _download(tool: Tool) -> Path:
+    target_dir = _download_dir(tool)
+    target = target_dir / tool.name
+    with step(f"download {tool.name} {tool.version}"):
+        payload = _fetch(tool.release_url)
+        expected = _fetch(tool.checksum_url).decode().split()[0]
+        actual = hashlib.sha256(payload).hexdigest()
+        if actual != expected:
+            raise LabError(f"{tool.release_url} has SHA-256 {actual}, expected {expected}",
+                           hint="the download was corrupted or tampered with; retry, or build "
+                                "offline with `lab cluster up --offline`")
+        target_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        if tool.archive_member:
+            archive = target_dir / "archive.tar.gz"
+            archive.write_bytes(payload)
+            with tarfile.open(archive) as tar:
+                member = tar.extractfile(tool.archive_member)
+                if member is None:
+                    raise LabError(f"{tool.archive_member} is missing from {tool.release_url}")
+                partial.write_bytes(member.read())
+            archive.unlink()
+        else:
+            partial.write_bytes(payload)
+        partial.chmod(0o755)
+        partial.rename(target)
+    return target
