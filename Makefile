@@ -1,0 +1,103 @@
+# k8s-lab: on a fresh machine, `make lab` then `make test`. Every target is safe to run again.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+LAB := $(VENV)/bin/lab
+# pytest options for the notebooks: --nbval-lax checks only cells marked `# NBVAL_CHECK_OUTPUT`
+# (cluster output such as pod names and ages differs run to run); use NBVAL=--nbval for all cells.
+NBVAL ?= --nbval-lax
+NBVAL_SANITIZE := tests/nbval_sanitize.cfg
+RUN_DIR := runs/$(shell date -u +%Y%m%dT%H%M%SZ)
+
+NOTEBOOKS = $(wildcard notebooks/[0-9][0-9]-*.ipynb)
+CLUSTER_TESTS = $(wildcard tests/cluster/test_*.py tests/cluster/*_test.py)
+
+.PHONY: help lab test venv venv-notebook host doctor cluster images run test-unit test-cluster test-notebooks clean
+
+help:
+	@echo "make lab    set up everything and run the notebooks headlessly (venv, Docker, cluster, images)"
+	@echo "make test   unit tests, cluster tests and the notebooks under nbval"
+	@echo "make clean  remove .venv and runs/ (the cluster and the build cache stay)"
+	@echo "JupyterLab: $(VENV)/bin/jupyter lab notebooks/"
+
+# ------------------------------------------------------------------------------ environment
+
+$(VENV)/.created:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+	  || { echo "k8s-lab needs Python 3.10 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1)" >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) \
+	  || { echo "could not create $(VENV); on Debian/Ubuntu: apt-get install python3-venv" >&2; rm -rf $(VENV); exit 1; }
+	@touch $@
+
+# The lab and everything CI needs (no JupyterLab).
+$(VENV)/.installed: $(VENV)/.created pyproject.toml
+	$(VPY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+# What a student adds to open the notebooks interactively.
+$(VENV)/.installed-notebook: $(VENV)/.installed
+	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[notebook]'
+	@touch $@
+
+venv: $(VENV)/.installed
+venv-notebook: $(VENV)/.installed-notebook
+
+host:
+	bash scripts/setup-host
+
+doctor: venv
+	$(LAB) doctor
+
+cluster: venv host
+	$(LAB) cluster up
+
+images: cluster
+	$(LAB) images build
+
+# ---------------------------------------------------------------------------------- the lab
+
+lab: venv-notebook host doctor cluster images
+	@$(MAKE) run
+	@echo
+	@echo "Open the lab:  $(VENV)/bin/jupyter lab notebooks/"
+
+run: venv
+ifeq ($(strip $(NOTEBOOKS)),)
+	@echo "no notebooks in notebooks/ yet (NN-name.ipynb): nothing to run"
+else
+	$(LAB) run --out $(RUN_DIR)
+	@echo "executed notebooks: $(RUN_DIR)/"
+	@echo "report:             $(RUN_DIR)/report.md (and report.json)"
+endif
+
+# ------------------------------------------------------------------------------------ tests
+
+test: test-unit test-cluster test-notebooks
+
+test-unit: venv
+	$(VPY) -m pytest tests/unit -q
+
+test-cluster: venv host cluster images
+ifeq ($(strip $(CLUSTER_TESTS)),)
+	@echo "no tests in tests/cluster/ yet: nothing to run"
+else
+	$(VPY) -m pytest tests/cluster -q
+endif
+
+test-notebooks: venv host cluster images
+ifeq ($(strip $(NOTEBOOKS)),)
+	@echo "no notebooks in notebooks/ yet: skipping nbval"
+else
+	$(VPY) -m pytest $(NBVAL) $(if $(wildcard $(NBVAL_SANITIZE)),--nbval-sanitize-with $(NBVAL_SANITIZE)) \
+	  --nbval-current-env --nbval-cell-timeout=1200 -p no:cacheprovider $(NOTEBOOKS)
+endif
+
+# ------------------------------------------------------------------------------------ clean
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,237 @@
+"""The `lab` command: a thin layer over the lab library.
+
+Every command imports what it needs inside its function, so ``lab --help`` stays fast and a
+command works as soon as its own module exists.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lab.errors import LabError
+
+console = Console()
+err_console = Console(stderr=True)
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def print_lab_error(exc: LabError) -> None:
+    err_console.print(f"[bold red]error:[/] [red]{escape(exc.message)}[/]")
+    if exc.hint:
+        err_console.print(f"[yellow]hint: {escape(exc.hint)}[/]")
+
+
+class LabGroup(click.Group):
+    """A click group that turns LabError into a short red message and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LabError as exc:
+            print_lab_error(exc)
+            ctx.exit(1)
+
+
+def _mode_option(f):
+    return click.option(
+        "--online/--offline", "online", default=None,
+        help="Pull images from registries, or build everything locally from Go modules and "
+             "Debian packages. Default: online when a registry answers, else offline.",
+    )(f)
+
+
+def _mode(online: bool | None) -> str:
+    return "auto" if online is None else ("online" if online else "offline")
+
+
+@click.group("lab", cls=LabGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="k8s-lab", prog_name="lab")
+def cli() -> None:
+    """k8s-lab: learn Kubernetes on a real kind cluster, one notebook at a time."""
+
+
+# ----------------------------------------------------------------------------------- doctor
+
+
+@cli.command()
+@_mode_option
+def doctor(online: bool | None) -> None:
+    """Check that this host can run the lab (Docker, tools, disk, memory, Python)."""
+    from lab import doctor as doc
+
+    checks = doc.run_checks(mode=_mode(online))
+    table = Table(title="lab doctor")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    colours = {"ok": "green", "warn": "yellow", "FAIL": "red"}
+    for c in checks:
+        table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", escape(c.detail))
+    console.print(table)
+    to_fix = [c for c in checks if not c.ok and c.fix]
+    if to_fix:
+        console.print("[bold]What to fix:[/]")
+        for c in to_fix:
+            colour = "red" if c.required else "yellow"
+            console.print(f"  [{colour}]{c.name}[/]: {escape(c.fix)}")
+    failed = doc.failed_required(checks)
+    if failed:
+        raise LabError(
+            f"{len(failed)} required check{'s' if len(failed) > 1 else ''} failed: "
+            + ", ".join(c.name for c in failed),
+            "fix the rows marked FAIL above, then run `lab doctor` again",
+        )
+    console.print("[green]This host can run the lab.[/]")
+
+
+# ---------------------------------------------------------------------------------- cluster
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def cluster() -> None:
+    """Create, delete and inspect the kind cluster."""
+
+
+@cluster.command("up")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Number of worker nodes besides the control plane.")
+@_mode_option
+@click.option("--recreate", is_flag=True, help="Delete an existing cluster first.")
+def cluster_up(workers: int, online: bool | None, recreate: bool) -> None:
+    """Create the cluster, or do nothing when it already runs."""
+    from lab import cluster as lab_cluster
+
+    result = lab_cluster.up(workers=workers, mode=_mode(online), recreate=recreate)
+    console.print(f"[green]cluster is up[/]{': ' + escape(str(result)) if result is not None else ''}")
+
+
+@cluster.command("down")
+def cluster_down() -> None:
+    """Delete the cluster (build caches are kept)."""
+    from lab import cluster as lab_cluster
+
+    lab_cluster.down()
+    console.print("[green]cluster deleted[/]")
+
+
+@cluster.command("status")
+def cluster_status() -> None:
+    """Show the cluster's state."""
+    from lab import cluster as lab_cluster
+
+    state = lab_cluster.status()
+    table = Table(title="cluster status", show_header=True)
+    table.add_column("key")
+    table.add_column("value", overflow="fold")
+    for key, value in (state or {}).items():
+        table.add_row(escape(str(key)), escape(_format_value(value)))
+    console.print(table)
+
+
+def _format_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+# ----------------------------------------------------------------------------------- images
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def images() -> None:
+    """Build the images the lab uses."""
+
+
+@images.command("build")
+@_mode_option
+@click.option("--load/--no-load", default=True, show_default=True,
+              help="Load the built images into the kind cluster.")
+def images_build(online: bool | None, load: bool) -> None:
+    """Build (or pull) the lab's images."""
+    from lab import images as lab_images
+
+    built = lab_images.build(mode=_mode(online), load=load)
+    for ref in built:
+        console.print(f"  {escape(str(ref))}")
+    console.print(f"[green]{len(built)} image{'s' if len(built) != 1 else ''} ready[/]"
+                  + ("" if load else " (not loaded into the cluster)"))
+
+
+# -------------------------------------------------------------------------------------- run
+
+
+@cli.command("run", context_settings=CONTEXT_SETTINGS)
+@click.argument("notebooks", nargs=-1)
+@click.option("-p", "--parameter", "parameters", multiple=True, metavar="KEY=VALUE",
+              help="Set a parameter of the notebooks' `parameters` cell; the value is read as YAML "
+                   "(3 is a number, true a boolean). Repeatable.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the executed notebooks and report here instead of runs/<UTC timestamp>/.")
+@click.option("--from", "start", metavar="NOTEBOOK", help="Start at this notebook.")
+@click.option("--only", is_flag=True, help="Run just the named notebooks, not the ones before them.")
+@click.option("--notebooks-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Where the notebooks are (default: the repository's notebooks/).")
+@click.option("--cell-timeout", type=click.IntRange(min=1), default=None,
+              help="Seconds one cell may run before the notebook fails (default 1200).")
+def run_cmd(notebooks, parameters, out_dir, start, only, notebooks_dir, cell_timeout) -> None:
+    """Execute the lab notebooks headlessly, in order.
+
+    NOTEBOOKS are named by file name, stem or number (01-cluster.ipynb, 01-cluster or 01).
+    With no names every notebook runs; with names, every notebook up to the last one named
+    runs (earlier notebooks prepare the state later ones use), or only those with --only.
+    The run stops at the first failing notebook and exits non-zero.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from lab import run as runner
+
+    kwargs = {} if cell_timeout is None else {"cell_timeout": cell_timeout}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = {"id": None}
+
+        def listener(event: str, result) -> None:
+            if event == "start":
+                task["id"] = progress.add_task(f"running {result.notebook}", total=None)
+                return
+            progress.remove_task(task["id"])
+            if result.status == "passed":
+                progress.console.print(f"[green]passed[/] {result.notebook} ({result.duration_s:.1f} s)")
+            else:
+                err = result.error
+                where = f" in cell {err.cell_index}" if err.cell_index is not None else ""
+                progress.console.print(
+                    f"[red]failed[/] {result.notebook}{where} ({result.duration_s:.1f} s): "
+                    f"[red]{escape(err.ename)}[/]: {escape(err.evalue)}"
+                )
+
+        report = runner.run(notebooks, parameters, out_dir=out_dir, start=start, only=only,
+                            notebooks_dir=notebooks_dir, listener=listener, **kwargs)
+
+    skipped = [r.notebook for r in report.results if r.status == "not run"]
+    if skipped:
+        console.print(f"[yellow]not run:[/] {', '.join(skipped)}")
+    console.print(f"executed notebooks and report: {escape(report.out_dir)}")
+    console.print(f"report: {escape(str(Path(report.out_dir) / runner.REPORT_MD))}")
+    if not report.ok:
+        failed = next(r for r in report.results if r.status == "failed")
+        raise LabError(
+            f"{failed.notebook} failed",
+            f"open {failed.output} to see the failing cell; re-run from it with `lab run --from {failed.notebook}`",
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="lab")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

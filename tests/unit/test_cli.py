@@ -1,0 +1,155 @@
+"""The `lab` command line: help everywhere, arguments reach the library, LabError stays short."""
+from __future__ import annotations
+
+import types
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import lab
+from lab.cli import cli, main
+from lab.errors import LabError
+
+
+def all_commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        path = prefix + (name,)
+        yield path
+        if isinstance(command, click.Group):
+            yield from all_commands(command, path)
+
+
+COMMANDS = sorted(all_commands(cli))
+
+
+def test_command_tree_is_exactly_what_exists():
+    # Later issues add their commands with their implementations; no placeholders ship before.
+    assert COMMANDS == [
+        ("cluster",), ("cluster", "down"), ("cluster", "status"), ("cluster", "up"),
+        ("doctor",), ("images",), ("images", "build"), ("run",),
+    ]
+
+
+@pytest.mark.parametrize("path", [()] + COMMANDS, ids=lambda p: " ".join(p) or "lab")
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_command_has_help(path, flag):
+    result = CliRunner().invoke(cli, [*path, flag])
+    assert result.exit_code == 0, result.output
+    assert f"Usage: lab {' '.join(path)}".rstrip() in result.output
+    command = cli
+    for name in path:
+        command = command.commands[name]
+    assert command.help and command.help.splitlines()[0] in result.output
+
+
+def test_main_is_the_console_script(monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert lab.__version__ in capsys.readouterr().out
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Install a fake lab.<name> module (the real ones belong to other parts of the lab)."""
+
+    def install(name: str, **functions):
+        module = types.ModuleType(f"lab.{name}")
+        module.calls = []
+        for fname, fn in functions.items():
+            def recorder(*args, _fn=fn, _name=fname, **kwargs):
+                module.calls.append((_name, args, kwargs))
+                return _fn(*args, **kwargs)
+            setattr(module, fname, recorder)
+        monkeypatch.setitem(__import__("sys").modules, f"lab.{name}", module)
+        monkeypatch.setattr(lab, name, module, raising=False)
+        return module
+
+    return install
+
+
+def test_cluster_up_defaults(fake):
+    mod = fake("cluster", up=lambda **kw: None)
+    result = CliRunner().invoke(cli, ["cluster", "up"])
+    assert result.exit_code == 0, result.output
+    assert mod.calls == [("up", (), {"workers": 0, "mode": "auto", "recreate": False})]
+
+
+@pytest.mark.parametrize("flags, mode", [(["--offline"], "offline"), (["--online"], "online")])
+def test_cluster_up_passes_flags(fake, flags, mode):
+    mod = fake("cluster", up=lambda **kw: "kind-k8s-lab")
+    result = CliRunner().invoke(cli, ["cluster", "up", "--workers", "2", "--recreate", *flags])
+    assert result.exit_code == 0, result.output
+    assert mod.calls == [("up", (), {"workers": 2, "mode": mode, "recreate": True})]
+
+
+def test_cluster_up_rejects_negative_workers(fake):
+    mod = fake("cluster", up=lambda **kw: None)
+    result = CliRunner().invoke(cli, ["cluster", "up", "--workers", "-1"])
+    assert result.exit_code == 2
+    assert mod.calls == []
+
+
+def test_cluster_down(fake):
+    mod = fake("cluster", down=lambda: None)
+    result = CliRunner().invoke(cli, ["cluster", "down"])
+    assert result.exit_code == 0, result.output
+    assert mod.calls == [("down", (), {})]
+
+
+def test_cluster_status_prints_a_table(fake, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    fake("cluster", status=lambda: {"name": "k8s-lab", "nodes": ["control-plane", "worker"], "ready": True})
+    result = CliRunner().invoke(cli, ["cluster", "status"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.output.splitlines() if line.count("│") == 3}
+    assert rows == {"name": "k8s-lab", "nodes": "control-plane, worker", "ready": "True"}
+
+
+def test_images_build_defaults_and_flags(fake):
+    mod = fake("images", build=lambda **kw: ["k8s-lab/web:1", "k8s-lab/db:1"])
+    runner = CliRunner()
+    first = runner.invoke(cli, ["images", "build"])
+    second = runner.invoke(cli, ["images", "build", "--offline", "--no-load"])
+    assert first.exit_code == 0 and second.exit_code == 0, (first.output, second.output)
+    assert mod.calls == [
+        ("build", (), {"mode": "auto", "load": True}),
+        ("build", (), {"mode": "offline", "load": False}),
+    ]
+    assert "k8s-lab/web:1" in first.output and "2 images ready" in first.output
+    assert "not loaded" in second.output
+
+
+def test_lab_error_is_printed_without_traceback(fake):
+    def boom():
+        raise LabError("kind is not installed", "run `lab cluster up --offline` to build it")
+
+    fake("cluster", down=boom)
+    result = CliRunner().invoke(cli, ["cluster", "down"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: kind is not installed",
+        "hint: run `lab cluster up --offline` to build it",
+    ]
+    assert "Traceback" not in result.output
+
+
+def test_lab_error_without_hint_prints_one_line(fake):
+    def boom(**kwargs):
+        raise LabError("no [registry] answers")  # square brackets are not rich markup
+
+    fake("images", build=boom)
+    result = CliRunner().invoke(cli, ["images", "build"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["error: no [registry] answers"]
+
+
+def test_other_exceptions_are_not_swallowed(fake):
+    def broken():
+        raise RuntimeError("a bug")
+
+    fake("cluster", down=broken)
+    result = CliRunner().invoke(cli, ["cluster", "down"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, RuntimeError)
