@@ -165,6 +165,35 @@ def images_build(online: bool | None, load: bool) -> None:
                   + ("" if load else " (not loaded into the cluster)"))
 
 
+# ----------------------------------------------------------------------------------- deploy
+
+
+@cli.command("deploy", context_settings=CONTEXT_SETTINGS)
+@click.option("--helm", "method", flag_value="helm",
+              help="Install with the Helm chart in chart/ (the default).")
+@click.option("--manifests", "method", flag_value="manifests",
+              help="Apply the layers in manifests/ with kubectl, in order.")
+@_mode_option
+@click.option("--delete", is_flag=True,
+              help="Remove the system instead (files on the host are kept). Without --helm or "
+                   "--manifests, whichever deployed it.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until every workload is ready.")
+@click.option("--timeout", type=click.IntRange(min=10), default=600, show_default=True,
+              help="Seconds to wait for readiness.")
+def deploy_cmd(method: str | None, online: bool | None, delete: bool, wait: bool, timeout: int) -> None:
+    """Install the whole lab system into the namespace k8s-assignment (or remove it)."""
+    from lab import deploy as lab_deploy
+
+    if delete:
+        found = lab_deploy.undeploy(method, wait=wait, timeout=timeout)
+        console.print(f"[green]lab system removed[/]{' (' + found + ')' if found else ''}")
+        return
+    result = lab_deploy.deploy(method or "helm", mode=_mode(online), wait=wait, timeout=timeout)
+    console.print(f"[green]lab system deployed[/] with {result.method} ({result.mode} images) "
+                  f"in {result.seconds:.0f} s: http://127.0.0.1:30080/")
+
+
 # -------------------------------------------------------------------------------------- run
 
 

@@ -1,0 +1,594 @@
+"""Install the whole lab system into the namespace k8s-assignment, with Helm or with kubectl.
+
+Two ways to the same objects (tests/unit/test_chart.py checks that they are the same):
+
+* ``helm``: ``helm upgrade --install k8s-lab chart/ --namespace k8s-assignment --wait``.
+* ``manifests``: ``kubectl apply`` of each layer in ``manifests/`` (``00-namespace``,
+  ``01-storage``, ...) in order, then a wait for every workload to be ready.
+
+The manifests and the chart name the offline images (what CI uses); in online mode the images
+that differ (the database, the watcher's base) are substituted: in the manifests' text before
+they are applied, for Helm with ``--set``.
+
+``undeploy()`` removes the system: the namespace with everything in it and the PersistentVolume.
+The files on the host (the database's data directory and the backups under the lab data
+directory) are kept.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import yaml
+
+from . import config, tools
+from .errors import LabError
+from .progress import info, step
+
+RELEASE = "k8s-lab"
+CHART_DIR = config.REPO_ROOT / "chart"
+MANIFESTS_DIR = config.REPO_ROOT / "manifests"
+METHODS = ("helm", "manifests")
+DEFAULT_TIMEOUT_S = 600
+HELM_HISTORY_MAX = 5
+PERSISTENT_VOLUMES = ("k8s-lab-database-data",)
+_LAYER_PATTERN = re.compile(r"^\d{2}-[a-z0-9-]+$")
+
+# Where each image role goes in the chart's values.
+HELM_IMAGE_VALUES = {
+    "database": "database.image",
+    "web": "web.image",
+    "watcher_base": "watcher.daemonset.image",
+    "probe": "tests.image",
+}
+_WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+@dataclass
+class DeployResult:
+    method: str
+    mode: str
+    images: dict[str, str]
+    seconds: float
+    waited: bool
+    objects: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# What gets deployed
+
+
+def layers(manifests_dir: Path = MANIFESTS_DIR) -> list[Path]:
+    """The manifest layers in the order they are applied (``NN-name`` folders; not ``kind/``)."""
+    found = sorted(p for p in Path(manifests_dir).iterdir() if p.is_dir() and _LAYER_PATTERN.match(p.name))
+    if not found:
+        raise LabError(f"no manifest layers (NN-name folders) in {manifests_dir}",
+                       hint="is this a complete checkout?")
+    return found
+
+
+def layer_files(layer: Path) -> list[Path]:
+    """The YAML files `kubectl apply -f LAYER` applies: directly in the folder, not in subfolders."""
+    return sorted(p for p in layer.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
+
+
+def image_substitutions(mode: str = "auto") -> dict[str, str]:
+    """Offline image reference -> the one ``mode`` uses, for every image that differs."""
+    from .images import image_names
+
+    offline, wanted = image_names("offline"), image_names(mode)
+    return {offline[role]: wanted[role] for role in offline if offline[role] != wanted[role]}
+
+
+_IMAGE_LINE = re.compile(r"^(\s*(?:-\s+)?image:\s*)([\"']?)([^\s\"'#]+)\2(\s*(?:#.*)?)$", re.MULTILINE)
+
+
+def substitute_images(text: str, substitutions: dict[str, str]) -> str:
+    """Replace whole image references in ``image:`` lines of YAML text."""
+    if not substitutions:
+        return text
+
+    def replace(match: re.Match) -> str:
+        ref = substitutions.get(match.group(3), match.group(3))
+        return f"{match.group(1)}{match.group(2)}{ref}{match.group(2)}{match.group(4)}"
+
+    return _IMAGE_LINE.sub(replace, text)
+
+
+def render_layer(layer: Path, mode: str = "auto") -> str:
+    """One layer's YAML, as applied: its files joined, images substituted for ``mode``."""
+    substitutions = image_substitutions(mode)
+    parts = [substitute_images(path.read_text(), substitutions).strip("\n") for path in layer_files(layer)]
+    return "\n---\n".join(parts) + "\n"
+
+
+def helm_image_args(mode: str = "auto") -> list[str]:
+    from .images import image_names
+
+    names = image_names(mode)
+    args: list[str] = []
+    for role, key in HELM_IMAGE_VALUES.items():
+        args += ["--set", f"{key}={names[role]}"]
+    return args
+
+
+def _secret_values(documents: Iterable[dict]) -> set[str]:
+    """Every value in the Secrets among ``documents`` (to keep them out of printed output)."""
+    import base64
+
+    values: set[str] = set()
+    for doc in documents:
+        if not isinstance(doc, dict) or doc.get("kind") != "Secret":
+            continue
+        for value in (doc.get("stringData") or {}).values():
+            values.add(str(value))
+        for value in (doc.get("data") or {}).values():
+            try:
+                values.add(base64.b64decode(str(value)).decode())
+            except (ValueError, UnicodeDecodeError):
+                pass
+    return {v for v in values if len(v) >= 4}
+
+
+def _known_secrets() -> set[str]:
+    """Credential values the repository's manifests and chart defaults carry."""
+    docs: list[dict] = []
+    for layer in layers():
+        for path in layer_files(layer):
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    values = _secret_values(docs)
+    chart_values = yaml.safe_load((CHART_DIR / "values.yaml").read_text()) or {}
+    auth = ((chart_values.get("database") or {}).get("auth") or {})
+    values |= {str(auth[k]) for k in ("rootPassword", "password") if auth.get(k)}
+    return values
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for value in sorted(secrets, key=len, reverse=True):
+        text = text.replace(value, "<redacted>")
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Running kubectl and helm
+
+
+def _tool(name: str) -> Path:
+    path = tools.find(name)
+    if path is None:
+        version = config.HELM_VERSION if name == "helm" else config.KUBERNETES_VERSION
+        raise LabError(f"{name} is not available",
+                       hint=f"`lab cluster up` provides it, or put {name} {version} on PATH")
+    return path
+
+
+def kubectl_cmd(*args: str) -> list[str]:
+    return [str(_tool("kubectl")), "--context", config.KUBE_CONTEXT, *args]
+
+
+def helm_cmd(*args: str) -> list[str]:
+    return [str(_tool("helm")), "--kube-context", config.KUBE_CONTEXT, *args]
+
+
+def _run(cmd: Sequence[str], what: str, stdin: str | None = None, check: bool = True,
+         timeout: float | None = None) -> subprocess.CompletedProcess:
+    try:
+        result = subprocess.run(list(cmd), input=stdin, capture_output=True, text=True,
+                                timeout=timeout, env=tools.env_with_tools())
+    except subprocess.TimeoutExpired as error:
+        raise LabError(f"{what} did not finish within {timeout:.0f}s") from error
+    if check and result.returncode != 0:
+        output = redact((result.stderr or result.stdout or "").strip(), _known_secrets())
+        raise LabError(f"{what} failed (exit {result.returncode}):\n{output[-3000:]}",
+                       hint=_cluster_hint())
+    return result
+
+
+def _cluster_hint() -> str:
+    return (f"is the cluster up (`lab cluster status`)? look with "
+            f"`kubectl --context {config.KUBE_CONTEXT} -n {config.NAMESPACE} get all,pvc,events`")
+
+
+def _print_output(text: str, secrets: Iterable[str]) -> None:
+    for line in redact(text, secrets).splitlines():
+        if line.strip():
+            info(line)
+
+
+# --------------------------------------------------------------------------------------------
+# Readiness
+
+
+@dataclass
+class Problem:
+    """An object that is not ready, what is wrong with it and how to look."""
+
+    ref: str  # kind/name, as kubectl spells it
+    detail: str
+
+    def hint(self) -> str:
+        base = f"kubectl --context {config.KUBE_CONTEXT} -n {config.NAMESPACE}"
+        return f"`{base} describe {self.ref}` and `{base} get events --sort-by=.lastTimestamp`"
+
+
+def _pod_trouble(pod) -> str | None:
+    """Why a Pod is not running, when the kubelet or the scheduler says so."""
+    for cond in pod.status.conditions or []:
+        if cond.type == "PodScheduled" and cond.status == "False":
+            return f"pod {pod.metadata.name} cannot be scheduled: {cond.message or cond.reason}"
+    statuses = [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])]
+    for status in statuses:
+        waiting = status.state.waiting if status.state else None
+        if waiting and waiting.reason not in (None, "PodInitializing", "ContainerCreating"):
+            message = f": {waiting.message}" if waiting.message else ""
+            return f"pod {pod.metadata.name}, container {status.name}: {waiting.reason}{message}"[:400]
+        terminated = status.state.terminated if status.state else None
+        if terminated and terminated.exit_code not in (0, None) and status.restart_count == 0:
+            return f"pod {pod.metadata.name}, container {status.name} exited with {terminated.exit_code}"
+    return None
+
+
+def problems(namespace: str = config.NAMESPACE) -> list[Problem]:
+    """Workloads and claims in the namespace that are not ready (empty when all are)."""
+    from . import kube
+
+    apps, core = kube.apps(), kube.core()
+    found: list[Problem] = []
+    pods = core.list_namespaced_pod(namespace).items
+
+    def pods_of(selector: dict[str, str]) -> list:
+        return [p for p in pods if selector.items() <= (p.metadata.labels or {}).items()]
+
+    def add(ref: str, detail: str, selector: dict[str, str] | None) -> None:
+        for pod in pods_of(selector or {}) if selector else []:
+            trouble = _pod_trouble(pod)
+            if trouble:
+                detail = f"{detail}; {trouble}"
+                break
+        found.append(Problem(ref, detail))
+
+    for d in apps.list_namespaced_deployment(namespace).items:
+        want = d.spec.replicas if d.spec.replicas is not None else 1
+        ready, updated = d.status.ready_replicas or 0, d.status.updated_replicas or 0
+        if ready < want or updated < want or (d.status.replicas or 0) > want:
+            detail = f"{ready} of {want} replicas ready, {updated} updated"
+            for cond in d.status.conditions or []:
+                if cond.status == "False" or cond.type == "ReplicaFailure":
+                    detail += f"; {cond.type}: {cond.message}"
+            add(f"deployment/{d.metadata.name}", detail, d.spec.selector.match_labels)
+    for s in apps.list_namespaced_stateful_set(namespace).items:
+        want = s.spec.replicas if s.spec.replicas is not None else 1
+        ready = s.status.ready_replicas or 0
+        stale = s.status.update_revision and s.status.current_revision != s.status.update_revision
+        if ready < want or stale:
+            detail = f"{ready} of {want} replicas ready" + (", rolling out" if stale else "")
+            add(f"statefulset/{s.metadata.name}", detail, s.spec.selector.match_labels)
+    for ds in apps.list_namespaced_daemon_set(namespace).items:
+        want, ready = ds.status.desired_number_scheduled or 0, ds.status.number_ready or 0
+        if ready < want or (ds.status.updated_number_scheduled or 0) < want:
+            add(f"daemonset/{ds.metadata.name}", f"{ready} of {want} Pods ready",
+                ds.spec.selector.match_labels)
+    for pvc in core.list_namespaced_persistent_volume_claim(namespace).items:
+        if pvc.status.phase != "Bound":
+            found.append(Problem(f"persistentvolumeclaim/{pvc.metadata.name}",
+                                 f"{pvc.status.phase}, not Bound (is its PersistentVolume there and Available?)"))
+    return found
+
+
+def summary(namespace: str = config.NAMESPACE) -> str:
+    """One line: ready/wanted per workload, e.g. ``web 3/3, database 0/1``."""
+    from . import kube
+
+    apps = kube.apps()
+    parts = []
+    for d in apps.list_namespaced_deployment(namespace).items:
+        parts.append(f"{d.metadata.name} {d.status.ready_replicas or 0}/{d.spec.replicas}")
+    for s in apps.list_namespaced_stateful_set(namespace).items:
+        parts.append(f"{s.metadata.name} {s.status.ready_replicas or 0}/{s.spec.replicas}")
+    for ds in apps.list_namespaced_daemon_set(namespace).items:
+        parts.append(f"{ds.metadata.name} {ds.status.number_ready or 0}/{ds.status.desired_number_scheduled or 0}")
+    return ", ".join(sorted(parts)) or "no workloads yet"
+
+
+def _safe_summary() -> str | None:
+    try:
+        return summary()
+    except Exception:  # noqa: BLE001 - progress output must never break a deploy
+        return None
+
+
+def _not_ready_error(what: str, timeout: float) -> LabError:
+    try:
+        found = problems()
+    except Exception as error:  # noqa: BLE001 - the API may be what failed
+        return LabError(f"{what}: could not inspect the namespace ({type(error).__name__}: {error})",
+                        hint=_cluster_hint())
+    if not found:
+        return LabError(f"{what} did not finish within {timeout:.0f}s", hint=_cluster_hint())
+    first = found[0]
+    others = "".join(f"\n  {p.ref}: {p.detail}" for p in found[1:])
+    return LabError(f"{what}: {first.ref} did not become ready: {first.detail}"
+                    + (f"\n  also not ready:{others}" if others else ""),
+                    hint=f"look with {first.hint()}")
+
+
+def wait_ready(timeout: float = DEFAULT_TIMEOUT_S, what: str = "deploy") -> None:
+    """Wait until every workload and claim in the namespace is ready; LabError names the laggard."""
+    deadline = time.monotonic() + timeout
+    last = None
+    time.sleep(1)  # give controllers a moment to notice freshly applied objects
+    while True:
+        try:
+            pending = problems()
+        except Exception:  # noqa: BLE001 - a transient API error: try again until the deadline
+            pending = [Problem("namespace", "the API server did not answer")]
+        line = _safe_summary()
+        if line and line != last:
+            info(line)
+            last = line
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise _not_ready_error(what, timeout)
+        time.sleep(2)
+
+
+# --------------------------------------------------------------------------------------------
+# Images in the cluster
+
+
+def _normalise(ref: str) -> str:
+    name = ref.split("@", 1)[0]
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        name = f"docker.io/library/{name}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = f"docker.io/{name}"
+    return name
+
+
+def missing_images(refs: Iterable[str]) -> dict[str, list[str]]:
+    """Image -> nodes that do not have it (from the nodes' status)."""
+    from . import kube
+
+    nodes = kube.core().list_node().items
+    missing: dict[str, list[str]] = {}
+    for ref in refs:
+        wanted = _normalise(ref)
+        for node in nodes:
+            have = {n for image in node.status.images or [] for n in image.names or []}
+            if wanted not in have and ref not in have:
+                missing.setdefault(ref, []).append(node.metadata.name)
+    return missing
+
+
+def check_images(mode: str, wait_s: float = 30) -> None:
+    """The lab's own images (k8s-lab/...) must be loaded into the nodes: nothing pulls them."""
+    from .images import image_names
+
+    local = sorted({ref for ref in image_names(mode).values() if ref.startswith("k8s-lab/")})
+    deadline = time.monotonic() + wait_s
+    while True:
+        missing = missing_images(local)
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(5)  # a node reports newly loaded images with its next status update
+    if missing:
+        listing = "; ".join(f"{ref} (missing on {', '.join(nodes)})" for ref, nodes in missing.items())
+        raise LabError(f"the cluster's nodes lack the lab's images: {listing}",
+                       hint="build and load them with `lab images build`")
+
+
+# --------------------------------------------------------------------------------------------
+# Which method deployed what
+
+
+def installed_method() -> str | None:
+    """"helm" when a Helm release of the lab exists, "manifests" when lab objects exist without
+    one, None when nothing of the lab is in the namespace."""
+    from kubernetes.client.exceptions import ApiException
+
+    from . import kube
+
+    core = kube.core()
+    try:
+        core.read_namespace(config.NAMESPACE)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    releases = core.list_namespaced_secret(config.NAMESPACE, label_selector=f"owner=helm,name={RELEASE}").items
+    if releases:
+        return "helm"
+    selector = "app.kubernetes.io/part-of=k8s-lab"
+    apps = kube.apps()
+    if (apps.list_namespaced_deployment(config.NAMESPACE, label_selector=selector).items
+            or apps.list_namespaced_stateful_set(config.NAMESPACE, label_selector=selector).items
+            or core.list_namespaced_config_map(config.NAMESPACE, label_selector=selector).items):
+        return "manifests"
+    return None
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise LabError(f"unknown deploy method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Deploy and undeploy
+
+
+def deploy(method: str = "helm", mode: str = "auto", wait: bool = True,
+           timeout: float = DEFAULT_TIMEOUT_S, helm_args: Sequence[str] = ()) -> DeployResult:
+    """Install (or update) the whole system in the namespace k8s-assignment.
+
+    ``helm_args`` are extra arguments for ``helm upgrade`` (e.g. ``["--set", "web.replicas=2"]``).
+    """
+    from .images import image_names, resolve_mode
+
+    _check_method(method)
+    mode = resolve_mode(mode)
+    names = image_names(mode)
+    other = installed_method()
+    if other is not None and other != method:
+        raise LabError(f"the lab is already deployed in {config.NAMESPACE} with {other}; "
+                       f"{method} would fight over the same objects",
+                       hint=f"remove it first with `lab deploy --delete --{other}`, "
+                            f"or deploy with --{other}")
+    check_images(mode)
+    start = time.monotonic()
+    if method == "helm":
+        objects = _deploy_helm(mode, wait, timeout, helm_args)
+    else:
+        if helm_args:
+            raise LabError("helm_args only apply to the helm method")
+        objects = _deploy_manifests(mode, wait, timeout)
+    seconds = time.monotonic() - start
+    info(f"the lab system is {'ready' if wait else 'applied'} in {config.NAMESPACE} "
+         f"({method}, {mode} images, {seconds:.0f}s); web: http://127.0.0.1:{config.WEB_NODEPORT}/")
+    return DeployResult(method, mode, names, seconds, wait, objects)
+
+
+def _deploy_manifests(mode: str, wait: bool, timeout: float) -> list[str]:
+    secrets = _known_secrets()
+    applied: list[str] = []
+    for layer in layers():
+        text = render_layer(layer, mode)
+        secrets |= _secret_values(yaml.safe_load_all(text))
+        with step(f"kubectl apply -f manifests/{layer.name}"):
+            result = _run(kubectl_cmd("apply", "-f", "-"), f"kubectl apply of manifests/{layer.name}",
+                          stdin=text, timeout=120)
+            _print_output(result.stdout, secrets)
+            applied += [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    if wait:
+        with step(f"waiting for every workload in {config.NAMESPACE} to be ready"):
+            wait_ready(timeout, what="kubectl apply of manifests/")
+    return applied
+
+
+def _deploy_helm(mode: str, wait: bool, timeout: float, helm_args: Sequence[str]) -> list[str]:
+    cmd = helm_cmd("upgrade", "--install", RELEASE, str(CHART_DIR), "--namespace", config.NAMESPACE,
+                   "--create-namespace", "--history-max", str(HELM_HISTORY_MAX),
+                   *helm_image_args(mode), *helm_args)
+    if wait:
+        cmd += ["--wait", "--timeout", f"{int(timeout)}s"]
+    secrets = _known_secrets() | _values_in_args(helm_args)
+    what = f"helm upgrade --install {RELEASE}"
+    with step(what + (" --wait" if wait else "")):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=tools.env_with_tools())
+        last = None
+        while proc.poll() is None:
+            time.sleep(3)
+            line = _safe_summary()
+            if line and line != last and line != "no workloads yet":
+                info(line)
+                last = line
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            text = redact((err or out or "").strip(), secrets)
+            if wait and ("timed out" in text or "context deadline exceeded" in text):
+                raise _not_ready_error(what, timeout)
+            raise LabError(f"{what} failed (exit {proc.returncode}):\n{text[-3000:]}",
+                           hint=_cluster_hint())
+        _print_output(out.split("NOTES:", 1)[0], secrets)
+    return [f"release/{RELEASE}"]
+
+
+def _values_in_args(args: Sequence[str]) -> set[str]:
+    """Values passed with --set for keys that look like credentials (kept out of output)."""
+    found = set()
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and re.search(r"password|secret|token", key, re.IGNORECASE) and len(value) >= 4:
+            found.add(value)
+    return found
+
+
+def helm_values(revision: int | None = None) -> dict:
+    """The user-supplied values of the release (of one revision)."""
+    args = ["get", "values", RELEASE, "--namespace", config.NAMESPACE, "--output", "yaml"]
+    if revision is not None:
+        args += ["--revision", str(revision)]
+    return yaml.safe_load(_run(helm_cmd(*args), "helm get values", timeout=60).stdout) or {}
+
+
+def helm_rollback(revision: int | None = None, wait: bool = True,
+                  timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    """Roll the release back (to the previous revision unless one is named)."""
+    args = ["rollback", RELEASE, *([str(revision)] if revision is not None else []),
+            "--namespace", config.NAMESPACE, "--history-max", str(HELM_HISTORY_MAX)]
+    if wait:
+        args += ["--wait", "--timeout", f"{int(timeout)}s"]
+    with step(f"helm rollback {RELEASE}" + (f" {revision}" if revision is not None else "")):
+        _run(helm_cmd(*args), "helm rollback", timeout=timeout + 60)
+        if wait:
+            wait_ready(timeout, what="helm rollback")
+
+
+def undeploy(method: str | None = None, wait: bool = True, timeout: float = 300) -> str | None:
+    """Remove the system: the Helm release or the manifests' objects, then the namespace (with
+    the database's claim) and the PersistentVolume. Files on the host stay. Returns the method
+    that had deployed it (None when nothing was there)."""
+    found = installed_method()
+    method = method or found
+    if method is None:
+        info(f"nothing of the lab is deployed in {config.NAMESPACE}")
+        method = "manifests"  # still remove a leftover PersistentVolume or empty namespace
+    _check_method(method)
+    if method == "helm" and found == "helm":
+        with step(f"helm uninstall {RELEASE}"):
+            result = _run(helm_cmd("uninstall", RELEASE, "--namespace", config.NAMESPACE,
+                                   *(["--wait", "--timeout", f"{int(timeout)}s"] if wait else [])),
+                          "helm uninstall", check=False, timeout=timeout + 60)
+            if result.returncode != 0 and "not found" not in (result.stderr or ""):
+                raise LabError(f"helm uninstall failed: {(result.stderr or '').strip()[-2000:]}",
+                               hint=_cluster_hint())
+            _print_output(result.stdout, ())
+    elif method == "manifests":
+        for layer in reversed(layers()):
+            with step(f"kubectl delete -f manifests/{layer.name}"):
+                result = _run(kubectl_cmd("delete", "--ignore-not-found", "--wait=false", "-f", "-"),
+                              f"kubectl delete of manifests/{layer.name}",
+                              stdin=render_layer(layer, "offline"), timeout=120)
+                _print_output(result.stdout, ())
+    with step(f"deleting namespace {config.NAMESPACE} and the lab's PersistentVolumes"):
+        _run(kubectl_cmd("delete", "namespace", config.NAMESPACE, "--ignore-not-found", "--wait=false"),
+             "kubectl delete namespace", timeout=60)
+        _run(kubectl_cmd("delete", "persistentvolume", *PERSISTENT_VOLUMES, "--ignore-not-found",
+                         "--wait=false"), "kubectl delete persistentvolume", timeout=60)
+        if wait:
+            _wait_gone(timeout)
+    info(f"files on the host stay: {config.data_dir()} (pv/database, backups)")
+    return found
+
+
+def _wait_gone(timeout: float) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from . import kube
+
+    core = kube.core()
+    deadline = time.monotonic() + timeout
+    remaining = [f"namespace/{config.NAMESPACE}", *(f"persistentvolume/{pv}" for pv in PERSISTENT_VOLUMES)]
+    while remaining:
+        still = []
+        for ref in remaining:
+            kind, name = ref.split("/", 1)
+            try:
+                (core.read_namespace if kind == "namespace" else core.read_persistent_volume)(name)
+                still.append(ref)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+        remaining = still
+        if remaining and time.monotonic() > deadline:
+            raise LabError(f"{', '.join(remaining)} still there after {timeout:.0f}s",
+                           hint=f"`kubectl --context {config.KUBE_CONTEXT} describe {remaining[0]}` "
+                                "shows what holds it (finalizers)")
+        if remaining:
+            time.sleep(2)

@@ -1,0 +1,443 @@
+"""The Helm chart in chart/ and the manifests in manifests/ describe the same system.
+
+Needs the helm binary (no cluster): when `lab.tools.find("helm")` finds none these tests FAIL,
+they never skip.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import config, deploy
+
+CHART = config.REPO_ROOT / "chart"
+RELEASE = "k8s-lab"
+NS = config.NAMESPACE
+# Labels only Helm sets; everything else must match the manifests exactly.
+HELM_ONLY_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/version"}
+SELECTOR_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"}
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    try:
+        from lab import tools
+
+        path = tools.find("helm")
+    except Exception as error:  # noqa: BLE001 - a broken lookup is a failure too, with its reason
+        pytest.fail(f"looking for helm failed: {type(error).__name__}: {error}", pytrace=False)
+    if path is None:
+        pytest.fail("helm is not installed: these tests need the helm binary "
+                    f"({config.HELM_VERSION}); `lab cluster up` provides it, or put helm on PATH",
+                    pytrace=False)
+    return path
+
+
+def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed:\n{result.stderr}", pytrace=False)
+    return result
+
+
+def template(helm: Path, *args: str, chart: Path = CHART) -> list[dict]:
+    out = run_helm(helm, "template", RELEASE, str(chart), "--namespace", NS, *args).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def is_hook(obj: dict) -> bool:
+    return "helm.sh/hook" in (obj.get("metadata", {}).get("annotations") or {})
+
+
+def manifest_objects() -> list[dict]:
+    objects = []
+    for layer in deploy.layers():
+        for path in deploy.layer_files(layer):
+            objects += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return objects
+
+
+def key(obj: dict) -> tuple[str, str, str]:
+    meta = obj["metadata"]
+    return obj["kind"], meta.get("namespace", ""), meta.get("name") or meta.get("generateName")
+
+
+def by_key(objects: list[dict]) -> dict[tuple[str, str, str], dict]:
+    return {key(o): o for o in objects}
+
+
+def normalise(obj: dict) -> dict:
+    """A copy without the labels only Helm adds (at every level: Pod templates, job templates)."""
+    obj = copy.deepcopy(obj)
+
+    def walk(node):
+        if isinstance(node, dict):
+            meta = node.get("metadata")
+            if isinstance(meta, dict) and isinstance(meta.get("labels"), dict):
+                for label in HELM_ONLY_LABELS:
+                    meta["labels"].pop(label, None)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(obj)
+    return obj
+
+
+def pod_spec(obj: dict) -> dict:
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if obj["kind"] == "Pod":
+        return obj["spec"]
+    return obj["spec"]["template"]["spec"]
+
+
+def containers(obj: dict) -> list[dict]:
+    spec = pod_spec(obj)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def chart_objects(helm: Path, *args: str) -> dict:
+    """Non-hook objects of a render with the Namespace included (as manifests/00-namespace has)."""
+    return by_key([o for o in template(helm, "--set", "namespace.create=true", *args) if not is_hook(o)])
+
+
+@pytest.fixture(scope="module")
+def rendered(helm) -> dict:
+    return chart_objects(helm)
+
+
+@pytest.fixture(scope="module")
+def manifests() -> dict:
+    return by_key(manifest_objects())
+
+
+# ------------------------------------------------------------------------------------ parity
+
+
+def test_chart_and_manifests_have_the_same_objects(rendered, manifests):
+    only_chart = sorted(set(rendered) - set(manifests))
+    only_manifests = sorted(set(manifests) - set(rendered))
+    assert not only_chart and not only_manifests, (
+        f"only in the chart: {only_chart}\nonly in manifests/: {only_manifests}")
+    kinds = {k[0] for k in manifests}
+    assert {"Namespace", "ResourceQuota", "LimitRange", "PersistentVolume", "Secret", "ConfigMap",
+            "Service", "StatefulSet", "Deployment", "NetworkPolicy", "ServiceAccount", "Role",
+            "RoleBinding", "CronJob"} <= kinds
+
+
+def test_every_object_is_identical_apart_from_helm_labels(rendered, manifests):
+    differences = []
+    for k in sorted(manifests):
+        want, got = normalise(manifests[k]), normalise(rendered[k])
+        if want != got:
+            diff = difflib.unified_diff(
+                yaml.safe_dump(want, sort_keys=True).splitlines(),
+                yaml.safe_dump(got, sort_keys=True).splitlines(),
+                "manifests/", "helm template", lineterm="", n=2)
+            differences.append(f"{'/'.join(k)}:\n" + "\n".join(diff))
+    assert not differences, "\n\n".join(differences)
+
+
+def test_default_render_leaves_the_namespace_to_helm(helm):
+    kinds = {o["kind"] for o in template(helm)}
+    assert "Namespace" not in kinds  # helm --create-namespace makes it
+    assert {"ResourceQuota", "LimitRange"} <= kinds
+
+
+def test_the_fields_that_matter(rendered, manifests):
+    for objects in (rendered, manifests):
+        web = objects[("Deployment", NS, "web")]
+        db = objects[("StatefulSet", NS, "database")]
+        assert web["spec"]["replicas"] == 3
+        assert db["spec"]["replicas"] == 1
+        assert {c["image"] for c in containers(web)} == {"k8s-lab/web:1"}
+        assert {c["image"] for c in containers(db)} == {"k8s-lab/mariadb:lab"}
+        assert all(c["imagePullPolicy"] == "IfNotPresent"
+                   for o in objects.values() if o["kind"] in ("Deployment", "StatefulSet", "CronJob")
+                   for c in containers(o))
+        service = objects[("Service", NS, "web")]
+        assert service["spec"]["type"] == "NodePort"
+        assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http",
+                                             "nodePort": config.WEB_NODEPORT, "protocol": "TCP"}]
+        for name in ("database", "database-headless"):
+            assert objects[("Service", NS, name)]["spec"]["ports"][0]["port"] == config.DB_PORT
+        assert objects[("Service", NS, "database-headless")]["spec"]["clusterIP"] == "None"
+        assert db["spec"]["serviceName"] == "database-headless"
+        assert db["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == config.DB_PORT
+        pv = objects[("PersistentVolume", "", "k8s-lab-database-data")]
+        assert pv["spec"]["storageClassName"] == "manual"
+        assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+        assert pv["spec"]["hostPath"]["path"].startswith("/var/local/k8s-lab/pv/")
+        assert pv["spec"]["claimRef"] == {"namespace": NS, "name": "data-database-0"}
+        vct = db["spec"]["volumeClaimTemplates"][0]
+        assert vct["metadata"]["name"] == "data" and vct["spec"]["storageClassName"] == "manual"
+
+
+def test_selectors_select_their_pods_and_use_only_stable_labels(rendered):
+    for k, obj in rendered.items():
+        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet"):
+            selector = obj["spec"]["selector"]["matchLabels"]
+            assert set(selector) == SELECTOR_KEYS, k
+            assert selector.items() <= obj["spec"]["template"]["metadata"]["labels"].items(), k
+        if obj["kind"] == "Service":
+            assert set(obj["spec"]["selector"]) == SELECTOR_KEYS, k
+            workloads = [o for o in rendered.values() if o["kind"] in ("Deployment", "StatefulSet")
+                         and obj["spec"]["selector"].items() <= o["spec"]["template"]["metadata"]["labels"].items()]
+            assert len(workloads) == 1, f"{k} selects {len(workloads)} workloads"
+
+
+def test_selectors_survive_a_new_chart_version_and_new_values(helm, tmp_path, rendered):
+    """Workload selectors and claim templates are immutable: an upgrade must not change them."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    meta["version"], meta["appVersion"] = "9.9.9", "99"
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    upgraded = by_key([o for o in template(helm, "--set", "web.replicas=5", "--set", "web.nginxConfig=x",
+                                           chart=chart) if not is_hook(o)])
+    for k, obj in rendered.items():
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            assert upgraded[k]["spec"]["selector"] == obj["spec"]["selector"], k
+        if obj["kind"] == "StatefulSet":
+            assert upgraded[k]["spec"]["volumeClaimTemplates"] == obj["spec"]["volumeClaimTemplates"], k
+        if obj["kind"] == "Service":
+            assert upgraded[k]["spec"]["selector"] == obj["spec"]["selector"], k
+
+
+def test_network_policies(rendered, manifests):
+    for objects in (rendered, manifests):
+        policies = {k[2]: o["spec"] for k, o in objects.items() if k[0] == "NetworkPolicy"}
+        assert set(policies) == {"default-deny-ingress", "web-allow-http", "database-allow-clients"}
+        for name, spec in policies.items():
+            assert spec.get("policyTypes"), f"{name} must say its policyTypes"
+        assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+        web = policies["web-allow-http"]
+        assert web["ingress"] == [{"ports": [{"protocol": "TCP", "port": 80}]}]  # from anywhere
+        db = policies["database-allow-clients"]
+        assert db["policyTypes"] == ["Ingress", "Egress"]
+        assert db["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "database"
+        [rule] = db["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": config.DB_PORT}]
+        peers = [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in rule["from"]]
+        assert peers == ["web", "backup"]
+        assert all(set(p) == {"podSelector"} for p in rule["from"])  # no namespaces, no IP blocks
+        [egress] = db["egress"]
+        assert {(p["protocol"], p["port"]) for p in egress["ports"]} == {("UDP", 53), ("TCP", 53)}
+        # The web Pods and the backup Pods really carry the peer labels.
+        web_labels = objects[("Deployment", NS, "web")]["spec"]["template"]["metadata"]["labels"]
+        assert rule["from"][0]["podSelector"]["matchLabels"].items() <= web_labels.items()
+        backup = objects[("CronJob", NS, "database-backup")]["spec"]["jobTemplate"]["spec"]["template"]
+        assert rule["from"][1]["podSelector"]["matchLabels"].items() <= backup["metadata"]["labels"].items()
+
+
+def test_helm_test_pod_is_a_web_peer_but_gets_no_web_traffic(helm, rendered):
+    [pod] = [o for o in template(helm) if o["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    labels = pod["metadata"]["labels"]
+    db_policy = rendered[("NetworkPolicy", NS, "database-allow-clients")]["spec"]
+    assert db_policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"].items() <= labels.items()
+    web_selector = rendered[("Service", NS, "web")]["spec"]["selector"]
+    assert not web_selector.items() <= labels.items()
+    script = pod["spec"]["containers"][0]["command"][-1]
+    assert "http://web:80" in script and "probe-tcp database 3306" in script
+
+
+def test_config_maps_match_the_chart_files_and_carry_no_credentials(rendered, manifests):
+    for objects in (rendered, manifests):
+        web = objects[("ConfigMap", NS, "web-nginx")]["data"]["default.conf"]
+        db = objects[("ConfigMap", NS, "database-config")]["data"]["my.cnf"]
+        assert web == (CHART / "files" / "default.conf").read_text()
+        assert db == (CHART / "files" / "my.cnf").read_text()
+        assert "no-store" in web and "ssi on;" in web
+        secret = objects[("Secret", NS, "database-credentials")]["stringData"]
+        assert set(secret) == {"root-password", "username", "password"}
+        for k, obj in objects.items():
+            if k[0] == "ConfigMap":
+                text = yaml.safe_dump(obj)
+                for name in ("root-password", "password"):
+                    assert secret[name] not in text, f"a credential is in {k}"
+
+
+def test_checksum_annotations_are_the_config_hashes(rendered, manifests):
+    for objects in (rendered, manifests):
+        for workload, configmap, data_key in (
+            (("Deployment", NS, "web"), ("ConfigMap", NS, "web-nginx"), "default.conf"),
+            (("StatefulSet", NS, "database"), ("ConfigMap", NS, "database-config"), "my.cnf"),
+        ):
+            text = objects[configmap]["data"][data_key]
+            annotation = objects[workload]["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            assert annotation == hashlib.sha256(text.encode()).hexdigest(), workload
+
+
+def test_a_config_change_changes_the_pod_template(helm, rendered):
+    changed = chart_objects(helm, "--set-string", "web.nginxConfig=server { listen 80; }")
+    before = rendered[("Deployment", NS, "web")]["spec"]["template"]["metadata"]["annotations"]
+    after = changed[("Deployment", NS, "web")]["spec"]["template"]["metadata"]["annotations"]
+    assert before["checksum/config"] != after["checksum/config"]
+    assert changed[("ConfigMap", NS, "web-nginx")]["data"]["default.conf"] == "server { listen 80; }\n"
+
+
+def test_database_security_and_placement(rendered):
+    db = rendered[("StatefulSet", NS, "database")]
+    spec = pod_spec(db)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 999 and spec["securityContext"]["fsGroup"] == 999
+    [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "k8s-lab/database", "operator": "In", "values": ["true"]}]
+    [main] = spec["containers"]
+    assert {"startupProbe", "readinessProbe", "livenessProbe", "resources"} <= set(main)
+    assert "runAsUser" not in main.get("securityContext", {})  # the server runs as the Pod's uid 999
+    env = {e["name"]: e for e in main["env"]}
+    assert all("value" in env[n] and n.endswith("_FILE") for n in env if "PASSWORD" in n)
+    [init] = spec["initContainers"]  # only this chown step runs as root, with CHOWN only
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+
+
+def test_web_spreads_and_renders_from_the_downward_api(rendered):
+    spec = pod_spec(rendered[("Deployment", NS, "web")])
+    [spread] = spec["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    [init] = spec["initContainers"]
+    assert init["command"] == ["render-page"]
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in init["env"] if "valueFrom" in e}
+    assert fields == {"POD_NAME": "metadata.name", "POD_IP": "status.podIP",
+                      "NODE_NAME": "spec.nodeName", "POD_NAMESPACE": "metadata.namespace"}
+    assert spec["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_watcher_rbac_reads_pods_only(rendered):
+    role = rendered[("Role", NS, "watcher-pod-reader")]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    binding = rendered[("RoleBinding", NS, "watcher-pod-reader")]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "watcher", "namespace": NS}]
+    assert ("DaemonSet", NS, "watcher") not in rendered  # off until the watcher program exists
+
+
+def test_watcher_daemonset_needs_a_command_and_runs_everywhere(helm):
+    result = run_helm(helm, "template", RELEASE, str(CHART), "--namespace", NS,
+                      "--set", "watcher.daemonset.enabled=true", check=False)
+    assert result.returncode != 0 and "watcher.daemonset.command is required" in result.stderr
+    objects = by_key(template(helm, "--set", "watcher.daemonset.enabled=true",
+                              "--set", "watcher.daemonset.command={python3,-m,watcher}"))
+    ds = objects[("DaemonSet", NS, "watcher")]
+    spec = pod_spec(ds)
+    assert spec["serviceAccountName"] == "watcher"
+    assert {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+            "effect": "NoSchedule"} in spec["tolerations"]
+    assert spec["containers"][0]["command"] == ["python3", "-m", "watcher"]
+
+
+def test_each_layer_can_be_switched_off(helm):
+    everything = by_key(template(helm))
+    for layer, kinds in (("database", {"StatefulSet", "Secret"}), ("web", {"Deployment"}),
+                         ("networkPolicy", {"NetworkPolicy"}), ("storage", {"PersistentVolume"}),
+                         ("watcher", {"Role", "RoleBinding", "ServiceAccount"})):
+        extra = ["--set", "backup.enabled=false"] if layer == "database" else []
+        without = by_key(template(helm, "--set", f"{layer}.enabled=false", *extra))
+        gone = {k[0] for k in set(everything) - set(without)}
+        assert kinds <= gone, f"{layer}.enabled=false left {kinds - gone}"
+    without_backup = by_key(template(helm, "--set", "backup.enabled=false"))
+    assert not any(k[0] == "CronJob" for k in without_backup)
+
+
+def test_backup_job_and_cronjob_run_the_same_pod():
+    cronjob = yaml.safe_load((config.REPO_ROOT / "manifests/06-backup/cronjob.yaml").read_text())
+    job = yaml.safe_load((config.REPO_ROOT / "manifests/06-backup/on-demand/backup-job.yaml").read_text())
+    assert job["kind"] == "Job" and job["metadata"]["generateName"]
+    assert job["spec"]["template"] == cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    spec = job["spec"]["template"]["spec"]
+    assert spec["volumes"][0]["hostPath"]["path"] == "/var/local/k8s-lab/backups"
+    script = spec["containers"][0]["command"][-1]
+    assert script == (CHART / "files" / "backup.sh").read_text()
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["MYSQL_PWD"]["valueFrom"]["secretKeyRef"] == {"name": "database-credentials", "key": "root-password"}
+
+
+def test_online_images_are_substituted(helm):
+    subs = deploy.image_substitutions("online")
+    assert subs["k8s-lab/mariadb:lab"] == "mysql:8.4"
+    text = deploy.render_layer(config.REPO_ROOT / "manifests" / "02-database", "online")
+    db = [d for d in yaml.safe_load_all(text) if d and d["kind"] == "StatefulSet"][0]
+    assert {c["image"] for c in containers(db)} == {"mysql:8.4"}
+    assert deploy.render_layer(config.REPO_ROOT / "manifests" / "03-web", "online") == \
+        deploy.render_layer(config.REPO_ROOT / "manifests" / "03-web", "offline")
+    online = by_key(template(helm, *deploy.helm_image_args("online")))
+    assert {c["image"] for c in containers(online[("StatefulSet", NS, "database")])} == {"mysql:8.4"}
+    assert {c["image"] for c in containers(online[("CronJob", NS, "database-backup")])} == {"mysql:8.4"}
+
+
+def test_substitute_images_touches_only_whole_image_references():
+    text = "image: a/b:1\n  - image: 'a/b:1'  # note\nimage: a/b:10\nname: a/b:1\n"
+    assert deploy.substitute_images(text, {"a/b:1": "c:2"}) == \
+        "image: c:2\n  - image: 'c:2'  # note\nimage: a/b:10\nname: a/b:1\n"
+
+
+def test_redact():
+    assert deploy.redact("pw=s3cret-value ok", {"s3cret-value"}) == "pw=<redacted> ok"
+
+
+# ------------------------------------------------------------------------------------ schema
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--set", "web.replicas=-1"], ["/web/replicas", "minimum"]),
+    (["--set", "web.nodePort=abc"], ["/web/nodePort", "integer"]),
+    (["--set-string", "web.nodePort=30080"], ["/web/nodePort", "integer"]),
+    (["--set", "database.servicePort=db"], ["/database/servicePort", "integer"]),
+    (["--set", "web.replica=3"], ["additional properties", "replica"]),
+    (["--set", "colour=blue"], ["additional properties", "colour"]),
+    (["--set", "web.image=k8s-lab/web"], ["/web/image", "does not match pattern"]),
+    (["--set", "database.image=mysql"], ["/database/image", "does not match pattern"]),
+    (["--set", "web.nodePort=80"], ["/web/nodePort", "minimum"]),
+], ids=["negative-replicas", "non-numeric-nodeport", "string-nodeport", "non-numeric-db-port",
+        "unknown-key", "unknown-top-level-key", "web-image-without-tag", "db-image-without-tag",
+        "nodeport-out-of-range"])
+def test_schema_rejects_bad_values(helm, args, expected):
+    result = run_helm(helm, "template", RELEASE, str(CHART), "--namespace", NS, *args, check=False)
+    assert result.returncode != 0, f"helm accepted {args}"
+    message = result.stderr
+    assert "values don't meet the specifications of the schema" in message, message
+    for word in expected:
+        assert word in message, f"{word!r} not in:\n{message}"
+
+
+@pytest.mark.parametrize("image", ["localhost:5000/k8s-lab/web:2", "mysql:8.4", "k8s-lab/web:1@sha256:" + "a" * 64])
+def test_schema_accepts_tagged_images(helm, image):
+    run_helm(helm, "template", RELEASE, str(CHART), "--namespace", NS, "--set", f"web.image={image}")
+
+
+def test_helm_lint_strict_is_clean(helm):
+    for extra in ([], ["--set", "namespace.create=true"]):
+        result = run_helm(helm, "lint", "--strict", str(CHART), "--namespace", NS, *extra, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+
+
+def test_notes_name_the_url_and_no_credentials(helm, tmp_path):
+    # `helm template` leaves NOTES.txt out; render it through a ConfigMap in a copy of the chart.
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    (chart / "files" / "notes.tpl").write_text((CHART / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "notes-probe.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-probe\ndata:\n  notes: |\n"
+        '    {{- tpl (.Files.Get "files/notes.tpl") . | nindent 4 }}\n')
+    [probe] = [o for o in template(helm, "--show-only", "templates/notes-probe.yaml", chart=chart)]
+    notes = probe["data"]["notes"]
+    assert f"http://127.0.0.1:{config.WEB_NODEPORT}/" in notes
+    assert "database-credentials" in notes
+    for value in deploy._known_secrets():
+        assert value not in notes
