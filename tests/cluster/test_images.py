@@ -215,8 +215,9 @@ def test_mariadb_refuses_to_initialise_without_a_password_option(sandbox):
 
 
 def test_mariadb_runs_as_uid_999_with_a_random_root_password(sandbox):
-    # Like a Pod with securityContext runAsUser: 999 (the entrypoint never needs root).
-    db = sandbox.start("db", MARIADB, opts=("--user", "999:999", "-e", "MYSQL_RANDOM_ROOT_PASSWORD=yes"))
+    # Like the StatefulSet's container: runAsUser 999, no capabilities (the entrypoint never needs root).
+    db = sandbox.start("db", MARIADB, opts=("--user", "999:999", "--cap-drop", "ALL", "--security-opt",
+                                            "no-new-privileges", "-e", "MYSQL_RANDOM_ROOT_PASSWORD=yes"))
     deadline = time.monotonic() + 120
     password = None
     while password is None and time.monotonic() < deadline:
@@ -232,7 +233,11 @@ def test_mariadb_runs_as_uid_999_with_a_random_root_password(sandbox):
 
 
 def render(sandbox: Sandbox, out: Path, **env: str) -> subprocess.CompletedProcess:
-    opts: list[str] = ["-v", f"{out}:/usr/share/nginx/html"]
+    """render-page the way the web Deployment's init container runs it: uid 101, read-only root
+    file system, no capabilities, writing into a world-writable directory like an emptyDir."""
+    out.chmod(0o777)
+    opts: list[str] = ["-v", f"{out}:/usr/share/nginx/html", "--user", "101:101", "--read-only",
+                       "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     for key, value in env.items():
         opts += ["-e", f"{key}={value}"]
     return sandbox.run(WEB, "render-page", opts=tuple(opts))
