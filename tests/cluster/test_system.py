@@ -1,0 +1,388 @@
+"""The deployed lab system on the real kind cluster (issue 4).
+
+The module installs the system itself with lab.deploy (Helm first, then the plain manifests) and
+removes it at the end; the host's data directory (database files, backups) is kept. The tests
+run in file order and share the deployment: run with -x.
+
+Set LAB_IMAGE_MODE=offline|online to choose the images (default: auto).
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import gzip
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from lab import config, deploy, kube
+
+pytestmark = pytest.mark.cluster
+
+NS = config.NAMESPACE
+MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
+WEB_URL = f"http://127.0.0.1:{config.WEB_NODEPORT}/"
+CREDENTIALS = "/etc/k8s-lab/database-credentials"
+_META = re.compile(r'<meta name="([a-z-]+)" content="([^"]*)">')
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def say(message: str) -> None:
+    print(f"[test_system] {message}", file=sys.stderr, flush=True)
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 120):
+    result = subprocess.run(deploy.kubectl_cmd(*args), input=stdin, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}",
+                    pytrace=False)
+    return result
+
+
+def helm(*args: str, check: bool = True, timeout: float = 600):
+    result = subprocess.run(deploy.helm_cmd(*args), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}",
+                    pytrace=False)
+    return result
+
+
+def lab_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=config.REPO_ROOT)
+
+
+def credentials() -> dict[str, str]:
+    secret = kube.core().read_namespaced_secret("database-credentials", NS)
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+def sql(query: str, database: str = "lab") -> str:
+    """Run SQL as root inside database-0 (password from the mounted Secret, never on a command line)."""
+    script = (f'MYSQL_PWD="$(cat {CREDENTIALS}/root-password)" exec mysql -uroot --batch '
+              '--skip-column-names -D "$1" -e "$2"')
+    return kubectl("exec", "-n", NS, "database-0", "-c", "database", "--", "sh", "-c", script, "sql",
+                   database, query).stdout
+
+
+def web_pods() -> dict[str, dict]:
+    """Ready web Pods: name -> {ip, node}."""
+    pods = kube.core().list_namespaced_pod(
+        NS, label_selector="app.kubernetes.io/component=web,app.kubernetes.io/instance=k8s-lab").items
+    return {p.metadata.name: {"ip": p.status.pod_ip, "node": p.spec.node_name} for p in pods
+            if p.metadata.deletion_timestamp is None
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])}
+
+
+def fetch(url: str = WEB_URL) -> tuple[dict[str, str], dict[str, str]]:
+    """One fresh connection: (the page's <meta> fields, response headers)."""
+    request = urllib.request.Request(url, headers={"Connection": "close"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        body = response.read().decode()
+        headers = {k.lower(): v for k, v in response.headers.items()}
+    return dict(_META.findall(body)), headers
+
+
+def spread(n: int = 30) -> tuple[collections.Counter, list[dict[str, str]]]:
+    pages = [fetch()[0] for _ in range(n)]
+    return collections.Counter(p["pod-ip"] for p in pages), pages
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
+        time.sleep(interval)
+
+
+def ensure_images() -> None:
+    from lab import images
+
+    mode = images.resolve_mode(MODE)
+    local = sorted({r for r in images.image_names(mode).values() if r.startswith("k8s-lab/")})
+    if deploy.missing_images(local):
+        say(f"loading the lab images into the cluster (lab images build, {mode})")
+        images.build(mode=mode, load=True)
+
+
+# ------------------------------------------------------------------------------------ the system
+
+
+@pytest.fixture(scope="module")
+def system():
+    """The system installed with Helm; removed (host files kept) when the module is done."""
+    kube.forget()
+    ensure_images()
+    if deploy.installed_method() is not None:
+        deploy.undeploy()
+    start = time.monotonic()
+    result = deploy.deploy("helm", mode=MODE, wait=True)
+    seconds = time.monotonic() - start
+    say(f"helm upgrade --install --wait: {seconds:.1f}s ({result.mode} images)")
+    yield {"install_seconds": seconds, "result": result}
+    start = time.monotonic()
+    deploy.undeploy()
+    say(f"undeploy: {time.monotonic() - start:.1f}s")
+
+
+def test_helm_install_makes_everything_ready(system):
+    assert deploy.problems() == []
+    core, apps = kube.core(), kube.apps()
+    assert apps.read_namespaced_deployment("web", NS).status.ready_replicas == 3
+    assert apps.read_namespaced_stateful_set("database", NS).status.ready_replicas == 1
+    pvc = core.read_namespaced_persistent_volume_claim("data-database-0", NS)
+    assert pvc.status.phase == "Bound" and pvc.spec.volume_name == "k8s-lab-database-data"
+    pods = core.list_namespaced_pod(NS).items
+    running = [p for p in pods if p.status.phase == "Running"]
+    assert running and all(any(c.type == "Ready" and c.status == "True" for c in p.status.conditions)
+                            for p in running)
+    database = core.read_namespaced_pod("database-0", NS)
+    node = core.read_node(database.spec.node_name)
+    assert node.metadata.labels.get("k8s-lab/database") == "true"
+    release = helm("status", deploy.RELEASE, "--namespace", NS, "--output", "json").stdout
+    assert '"status":"deployed"' in release.replace(" ", "")
+    say(f"ready: {deploy.summary()}; install took {system['install_seconds']:.1f}s")
+
+
+def test_helm_test_hook_passes(system):
+    result = helm("test", deploy.RELEASE, "--namespace", NS, "--logs", "--timeout", "180s")
+    assert "all checks passed" in result.stdout, result.stdout
+    assert "Phase:          Succeeded" in result.stdout or "Succeeded" in result.stdout
+
+
+def test_thirty_requests_reach_all_three_pods(system):
+    pods = web_pods()
+    assert len(pods) == 3
+    counts, pages = spread(30)
+    say("30 requests to " + WEB_URL + ": "
+        + ", ".join(f"{ip}={n}" for ip, n in sorted(counts.items())))
+    assert set(counts) == {p["ip"] for p in pods.values()}
+    for page in pages:  # every page describes the Pod that served it
+        pod = pods[page["pod-name"]]
+        assert page["pod-ip"] == pod["ip"] and page["node-name"] == pod["node"]
+        assert page["serving-host"] == page["pod-name"]
+        assert page["pod-namespace"] == NS
+    _, headers = fetch()
+    assert "no-store" in headers["cache-control"]
+
+
+def test_network_policy_admits_web_pods_only(system):
+    """A Pod without the web labels cannot open the database's port; a web-labelled one can."""
+    from lab import images
+
+    probe = images.image_names(MODE)["probe"]
+    outcomes = {}
+    for name, labels in (("probe-outsider", "app.kubernetes.io/component=outsider"),
+                         ("probe-web-peer", "app.kubernetes.io/name=k8s-lab,app.kubernetes.io/component=web")):
+        kubectl("delete", "pod", name, "-n", NS, "--ignore-not-found", "--wait=true")
+        kubectl("run", name, "-n", NS, f"--image={probe}", "--image-pull-policy=IfNotPresent",
+                f"--labels={labels}", "--restart=Never", "--command", "--", "sleep", "300")
+        kubectl("wait", "-n", NS, "--for=condition=Ready", f"pod/{name}", "--timeout=120s", timeout=150)
+        result = kubectl("exec", "-n", NS, name, "--", "probe-tcp", "database", str(config.DB_PORT), "4",
+                         check=False)
+        outcomes[name] = result.stdout.strip()
+        kubectl("delete", "pod", name, "-n", NS, "--wait=false")
+    say(f"database:3306 from {outcomes}")
+    assert outcomes == {"probe-outsider": "timeout", "probe-web-peer": "connected"}
+
+
+def test_a_row_survives_the_deletion_of_its_pod(system):
+    token = uuid.uuid4().hex
+    system["token"] = token
+    sql("CREATE TABLE IF NOT EXISTS survival (id INT AUTO_INCREMENT PRIMARY KEY, token CHAR(32) NOT NULL)")
+    sql(f"INSERT INTO survival (token) VALUES ('{token}')")
+    assert token in sql("SELECT token FROM survival")
+    core = kube.core()
+    old_uid = core.read_namespaced_pod("database-0", NS).metadata.uid
+    start = time.monotonic()
+    core.delete_namespaced_pod("database-0", NS)
+
+    def replaced_and_ready():
+        try:
+            pod = core.read_namespaced_pod("database-0", NS)
+        except Exception:  # noqa: BLE001 - not recreated yet
+            return False
+        return pod.metadata.uid != old_uid and any(
+            c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+    wait_for(replaced_and_ready, 300, "database-0 to come back Ready")
+    say(f"database-0 deleted and back Ready in {time.monotonic() - start:.1f}s")
+    assert token in sql("SELECT token FROM survival")
+    datadir = config.data_dir() / "pv" / "database"
+    assert (datadir / "lab").is_dir(), f"the schema's files should be on the host in {datadir}"
+
+
+def test_backup_job_writes_a_dump_to_the_host(system):
+    backups = config.data_dir() / "backups"
+    before = set(backups.glob("k8s-lab-*.sql.gz")) if backups.is_dir() else set()
+    name = f"backup-test-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "job", "-n", NS, f"--from=cronjob/database-backup", name)
+    result = kubectl("wait", "-n", NS, "--for=condition=Complete", f"job/{name}", "--timeout=240s",
+                     check=False, timeout=260)
+    if result.returncode != 0:
+        logs = kubectl("logs", "-n", NS, f"job/{name}", "--all-containers", check=False)
+        pytest.fail(f"backup job {name} did not complete:\n{result.stderr}\n{logs.stdout}{logs.stderr}")
+    new = sorted(set(backups.glob("k8s-lab-*.sql.gz")) - before)
+    assert new, f"no new dump in {backups}"
+    dump = gzip.decompress(new[-1].read_bytes()).decode(errors="replace")
+    assert system.get("token", "survival") in dump
+    say(f"backup {new[-1].name}: {new[-1].stat().st_size} bytes")
+    kubectl("delete", "job", "-n", NS, name, "--wait=false")
+
+
+def _web_rollout_done(replicas: int, exclude: set[str] = frozenset()):
+    def check():
+        d = kube.apps().read_namespaced_deployment("web", NS)
+        pods = web_pods()
+        return (d.status.observed_generation >= d.metadata.generation
+                and (d.status.updated_replicas or 0) == replicas and (d.status.ready_replicas or 0) == replicas
+                and (d.status.replicas or 0) == replicas and len(pods) == replicas
+                and not (set(pods) & exclude)) and pods
+    return check
+
+
+def test_helm_upgrade_rolls_out_replicas_and_nginx_config(system, tmp_path):
+    start = time.monotonic()
+    deploy.deploy("helm", mode=MODE, helm_args=["--set", "web.replicas=2"])
+    wait_for(_web_rollout_done(2), 120, "2 web replicas")
+    say(f"upgrade to 2 replicas: {time.monotonic() - start:.1f}s")
+
+    before = set(web_pods())
+    config_file = tmp_path / "default.conf"
+    original = (config.REPO_ROOT / "chart" / "files" / "default.conf").read_text()
+    config_file.write_text(original.replace("add_header X-Served-By $hostname always;",
+                                            "add_header X-Served-By $hostname always;\n"
+                                            "    add_header X-Lab-Config v2 always;"))
+    start = time.monotonic()
+    deploy.deploy("helm", mode=MODE, helm_args=["--set-file", f"web.nginxConfig={config_file}"])
+    pods = wait_for(_web_rollout_done(3, exclude=before), 180, "web Pods replaced with the new config")
+    say(f"upgrade of nginx config (and back to 3 replicas): {time.monotonic() - start:.1f}s, "
+        f"new pods {sorted(pods)}")
+    for _ in range(6):
+        _, headers = fetch()
+        assert headers.get("x-lab-config") == "v2"
+    system["upgraded_pods"] = set(pods)
+
+
+def test_helm_rollback_restores(system):
+    history = helm("history", deploy.RELEASE, "--namespace", NS, "--output", "json").stdout
+    say(f"helm history before rollback: {history.count('revision')} revisions")
+    start = time.monotonic()
+    deploy.helm_rollback(1)
+    wait_for(_web_rollout_done(3, exclude=system.get("upgraded_pods", set())), 180,
+             "web Pods back on the original config")
+    say(f"helm rollback to revision 1: {time.monotonic() - start:.1f}s")
+    for _ in range(6):
+        _, headers = fetch()
+        assert "x-lab-config" not in headers
+    configmap = kube.core().read_namespaced_config_map("web-nginx", NS)
+    assert configmap.data["default.conf"] == (config.REPO_ROOT / "chart/files/default.conf").read_text()
+    counts, _ = spread(30)
+    assert len(counts) == 3
+
+
+def test_watcher_service_account_can_read_pods_but_not_secrets(system):
+    who = f"system:serviceaccount:{NS}:watcher"
+
+    def can(verb: str, resource: str, namespace: str = NS) -> str:
+        return kubectl("auth", "can-i", verb, resource, "-n", namespace, "--as", who, check=False).stdout.strip()
+
+    answers = {(v, r): can(v, r) for v, r in (("get", "secrets"), ("list", "secrets"), ("watch", "secrets"),
+                                              ("get", "pods"), ("list", "pods"), ("watch", "pods"),
+                                              ("delete", "pods"), ("create", "pods"), ("get", "configmaps"))}
+    answers[("list", "pods in kube-system")] = can("list", "pods", "kube-system")
+    say(f"can-i as {who}: {answers}")
+    assert answers == {("get", "secrets"): "no", ("list", "secrets"): "no", ("watch", "secrets"): "no",
+                       ("get", "pods"): "yes", ("list", "pods"): "yes", ("watch", "pods"): "yes",
+                       ("delete", "pods"): "no", ("create", "pods"): "no", ("get", "configmaps"): "no",
+                       ("list", "pods in kube-system"): "no"}
+
+
+def test_no_credential_in_config_maps_or_in_lab_deploy_output(system):
+    secrets = {v for k, v in credentials().items() if k != "username"}
+    assert len(secrets) == 2 and all(len(v) >= 8 for v in secrets)
+    for cm in kube.core().list_namespaced_config_map(NS).items:
+        text = "\n".join([*(cm.data or {}).values(), *(str(v) for v in (cm.metadata.annotations or {}).values())])
+        assert not any(s in text for s in secrets), f"a credential is in ConfigMap {cm.metadata.name}"
+    result = lab_cli("deploy", "--helm", *mode_flag())
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "lab system deployed" in output
+    assert not any(s in output for s in secrets), "lab deploy printed a credential"
+
+
+def mode_flag() -> list[str]:
+    return {"online": ["--online"], "offline": ["--offline"]}.get(MODE, [])
+
+
+# ------------------------------------------------------------------------------------ manifests
+
+
+def test_manifests_pass_a_server_side_dry_run(system):
+    """With the namespace there but empty, every layer is accepted by the API server as is."""
+    deploy.undeploy("helm")
+    kubectl("apply", "-f", "-", stdin=deploy.render_layer(deploy.layers()[0], MODE))
+    problems = []
+    for layer in deploy.layers():
+        result = kubectl("apply", "--dry-run=server", "-f", "-", stdin=deploy.render_layer(layer, MODE),
+                         check=False)
+        if result.returncode != 0 or result.stderr.strip():
+            problems.append(f"{layer.name}: exit {result.returncode}\n{result.stderr}")
+        else:
+            assert "(server dry run)" in result.stdout
+    assert not problems, "\n".join(problems)
+    on_demand = config.REPO_ROOT / "manifests/06-backup/on-demand/backup-job.yaml"
+    result = kubectl("create", "--dry-run=server", "-f", str(on_demand), check=False)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_lab_deploy_with_manifests_is_ready_and_keeps_the_data(system):
+    start = time.monotonic()
+    result = lab_cli("deploy", "--manifests", *mode_flag())
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    say(f"lab deploy --manifests (kubectl apply per layer + wait): {time.monotonic() - start:.1f}s")
+    for layer in deploy.layers():
+        assert f"manifests/{layer.name}" in output
+    secrets = {v for k, v in credentials().items() if k != "username"}
+    assert not any(s in output for s in secrets), "lab deploy printed a credential"
+    assert deploy.installed_method() == "manifests"
+    assert deploy.problems() == []
+    counts, _ = spread(30)
+    say("30 requests (manifests): " + ", ".join(f"{ip}={n}" for ip, n in sorted(counts.items())))
+    assert len(counts) == 3
+    if "token" in system:  # the database files on the host outlived the Helm release
+        assert system["token"] in sql("SELECT token FROM survival")
+    rerun = lab_cli("deploy", "--manifests", *mode_flag())  # idempotent
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "created" not in rerun.stderr.replace("database-backup", "")
+
+
+def test_deploy_refuses_to_mix_methods(system):
+    from lab.errors import LabError
+
+    with pytest.raises(LabError, match="already deployed .* with manifests"):
+        deploy.deploy("helm", mode=MODE)
+
+
+def test_lab_deploy_delete_removes_everything_but_host_files(system):
+    result = lab_cli("deploy", "--delete")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert deploy.installed_method() is None
+    pvs = [pv.metadata.name for pv in kube.core().list_persistent_volume().items]
+    assert "k8s-lab-database-data" not in pvs
+    assert (config.data_dir() / "pv" / "database").is_dir()
