@@ -413,6 +413,20 @@ def installed_method() -> str | None:
     return None
 
 
+def _require_cluster() -> None:
+    from . import kube
+
+    kube.forget()  # the cluster may have been recreated since the client was made
+    try:
+        kube.core().list_namespace(limit=1, _request_timeout=10)
+    except LabError:
+        raise
+    except Exception as error:  # noqa: BLE001 - refused, timed out, TLS, auth: all mean "not up"
+        raise LabError(f"the cluster {config.CLUSTER_NAME!r} does not answer "
+                       f"({type(error).__name__}: {str(error)[:200]})",
+                       hint="start it with `lab cluster up`; `lab cluster status` shows its state") from error
+
+
 def _check_method(method: str) -> None:
     if method not in METHODS:
         raise LabError(f"unknown deploy method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
@@ -433,6 +447,7 @@ def deploy(method: str = "helm", mode: str = "auto", wait: bool = True,
     _check_method(method)
     mode = resolve_mode(mode)
     names = image_names(mode)
+    _require_cluster()
     other = installed_method()
     if other is not None and other != method:
         raise LabError(f"the lab is already deployed in {config.NAMESPACE} with {other}; "
@@ -534,6 +549,9 @@ def undeploy(method: str | None = None, wait: bool = True, timeout: float = 300)
     """Remove the system: the Helm release or the manifests' objects, then the namespace (with
     the database's claim) and the PersistentVolume. Files on the host stay. Returns the method
     that had deployed it (None when nothing was there)."""
+    if method is not None:
+        _check_method(method)
+    _require_cluster()
     found = installed_method()
     method = method or found
     if method is None:
