@@ -42,6 +42,22 @@ def exists(name: str = config.CLUSTER_NAME) -> bool:
     return name in _kind("get", "clusters").stdout.split()
 
 
+# Lowering a process's oom_score_adj needs CAP_SYS_RESOURCE. Where the host's bounding set lacks
+# it, runc fails to start every pod sandbox that kubelet asks a negative score for ("can't get
+# final child's PID from pipe"); containerd then has to clamp scores to its own, as it does rootless.
+RESTRICT_OOM_SCORE_ADJ = """[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+"""
+CAP_SYS_RESOURCE = 24
+
+
+def host_lacks_sys_resource(status: Path = Path("/proc/self/status")) -> bool:
+    for line in status.read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            return not (int(line.split()[1], 16) >> CAP_SYS_RESOURCE) & 1
+    return False
+
+
 def render_config(workers: int, data_dir: Path) -> dict:
     """The kind config from the repo, with the data directory and `workers` worker nodes."""
     if workers < 0:
@@ -49,6 +65,8 @@ def render_config(workers: int, data_dir: Path) -> dict:
     document = yaml.safe_load(KIND_CONFIG.read_text().replace("LAB_DATA_DIR", str(data_dir)))
     worker = document.pop("worker")
     document["nodes"].extend(copy.deepcopy(worker) for _ in range(workers))
+    if host_lacks_sys_resource():
+        document["containerdConfigPatches"] = [RESTRICT_OOM_SCORE_ADJ]
     if workers:
         # On a multi-node cluster the database belongs on a worker, not the control plane.
         document["nodes"][0].pop("labels", None)

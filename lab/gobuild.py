@@ -105,7 +105,9 @@ def build(spec: GoBuild) -> Path:
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    cmd = ["go", "build", "-trimpath", "-ldflags", spec.ldflags, "-o", str(staging) + "/"]
+    # One program gets an explicit file name (a wrapper module's own name carries a version).
+    target = str(staging / spec.binary_names()[0]) if len(spec.packages) == 1 else str(staging) + "/"
+    cmd = ["go", "build", "-trimpath", "-ldflags", spec.ldflags, "-o", target]
     if spec.tags:
         cmd += ["-tags", ",".join(spec.tags)]
     cmd += list(spec.packages)

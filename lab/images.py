@@ -615,6 +615,19 @@ def _build_debian_base(spec: ImageSpec, inputs: str, sources: Sequence[AptSource
         _remove_tag(temp)
 
 
+def debian_base() -> str:
+    """The offline Debian base, built if missing or stale; the node image kit builds on it too."""
+    sources = debian_sources()
+    spec = plan("offline")[0]
+    inputs = plan_hashes("offline", sources=sources)[spec.tag]
+    if image_label(spec.tag) != inputs:
+        _ensure_docker()
+        check_disk()
+        _say(f"building {spec.tag} ...", style="cyan")
+        _build_debian_base(spec, inputs, sources)
+    return spec.tag
+
+
 # --------------------------------------------------------------------------------------------
 # kind
 

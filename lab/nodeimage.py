@@ -84,6 +84,13 @@ def addon_builds() -> dict[str, GoBuild]:
                                                 "meta/portmap")),
                        requires=(("github.com/containernetworking/plugins",
                                   config.CNI_PLUGINS_VERSION),)),
+        # runc at the version kind's base image pins (Debian's is 1.1.5), linked statically
+        # with libseccomp so it runs in any node base.
+        "runc": GoBuild(name=f"runc-{config.RUNC_VERSION}", packages=("github.com/opencontainers/runc",),
+                        requires=(("github.com/opencontainers/runc", config.RUNC_VERSION),),
+                        cgo=True, tags=("seccomp", "netgo", "osusergo"),
+                        ldflags=f"-s -w -X main.version={config.RUNC_VERSION[1:]} "
+                                "-linkmode external -extldflags -static"),
         "kindnetd": GoBuild(name="kindnetd", packages=(".",), outputs=("kindnetd",),
                             source=gobuild.kit_source("kindnetd")),
     }
@@ -206,8 +213,8 @@ def _context(name: str, files: dict[str, Path]) -> Path:
     return context
 
 
-def build_node_base(kind_src: Path, base: str, crictl: Path, cni: Path) -> str:
-    files = {"files": kind_src / "images/base/files", "bin/crictl": crictl}
+def build_node_base(kind_src: Path, base: str, crictl: Path, runc: Path, cni: Path) -> str:
+    files = {"files": kind_src / "images/base/files", "bin/crictl": crictl, "sbin/runc": runc}
     files.update({f"cni/{p.name}": p for p in cni.iterdir()})
     context = _context("node-base", files)
     tag = f"k8s-lab/node-base:{config.KIND_VERSION}"
@@ -247,7 +254,7 @@ def node_image_inputs() -> str:
     """A key over everything that goes into the node image."""
     return _key(config.KUBERNETES_VERSION, config.KIND_VERSION, config.ETCD_VERSION,
                 config.COREDNS_VERSION, config.CRICTL_VERSION, config.CNI_PLUGINS_VERSION,
-                config.LOCAL_PATH_PROVISIONER_VERSION,
+                config.LOCAL_PATH_PROVISIONER_VERSION, config.RUNC_VERSION,
                 kubernetes_build().key(), {n: b.key() for n, b in addon_builds().items()},
                 _file_digest(gobuild.kit_source("pause") / "pause.c"),
                 _file_digest(gobuild.kit_source("base") / "Dockerfile"),
@@ -268,7 +275,8 @@ def build(force: bool = False) -> str:
     bins = {name: gobuild.build(spec) for name, spec in addon_builds().items()}
     pause = build_pause()
     base = debian_base()
-    node_base = build_node_base(kind_src, base, bins["crictl"] / "crictl", bins["cni"])
+    node_base = build_node_base(kind_src, base, bins["crictl"] / "crictl", bins["runc"] / "runc",
+                                bins["cni"])
     consts = kind_constants(kind_src)
     refs = required_images(kube / "kubeadm", consts, sandbox_image(kind_src))
     images = build_component_images(refs, kube, bins, pause, base)
@@ -305,8 +313,10 @@ def _assemble(node_base: str, kube: Path, consts: dict[str, str], images: list[s
             raise LabError(f"images missing from the node after import: {missing}",
                            hint="rebuild with `lab images build --node --force`")
         docker.exec_(container, ["pkill", "containerd"])
-        docker.exec_(container, ["bash", "-c", "for i in $(seq 50); do pgrep -x containerd >/dev/null "
-                                 "|| exit 0; sleep 0.2; done; exit 1"])
+        # `sleep` is PID 1 and reaps nothing, so a stopped containerd lingers as a zombie: wait
+        # until no live (non-Z) containerd is left.
+        docker.exec_(container, ["bash", "-c", "for i in $(seq 100); do ps -o stat= -C containerd "
+                                 "| grep -qv Z || exit 0; sleep 0.2; done; exit 1"])
         docker.commit(container, target, [
             'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]',
             'ENV HTTP_PROXY="" HTTPS_PROXY="" NO_PROXY=""',

@@ -3,7 +3,11 @@
 //
 // Per node it writes the CNI config (ptp + host-local over the node's PodCIDRs, portmap), keeps a
 // route to every other node's PodCIDRs, masquerades pod traffic leaving the pod network, and
-// enforces NetworkPolicy with the kube-network-policies library (nfqueue), as upstream kindnetd does.
+// enforces NetworkPolicy with the kube-network-policies library, as upstream kindnetd does.
+//
+// The library steers packets to its nfqueue with an nftables `queue` rule; kernels built without
+// nft_queue (these hosts) reject that rule, so kindnetd also installs the equivalent iptables
+// NFQUEUE rule (xt_NFQUEUE), which the library's queue listener serves all the same.
 package main
 
 import (
@@ -32,6 +36,8 @@ import (
 const (
 	cniConfigPath = "/etc/cni/net.d/10-kindnet.conflist"
 	resyncPeriod  = 10 * time.Second
+	policyQueue   = 100
+	policyChain   = "KINDNET-NETPOL"
 )
 
 func main() {
@@ -71,7 +77,7 @@ func run(ctx context.Context) error {
 		nil, nil, nil, nil,
 		networkpolicy.Config{
 			NodeName:            nodeName,
-			QueueID:             100,
+			QueueID:             policyQueue,
 			NetfilterBug1766Fix: true,
 			// containerd in the offline node image predates NRI; pod IPs come from the API server.
 			NRIdisabled: true,
@@ -137,7 +143,10 @@ func reconcile(nodeName string, nodes []*v1.Node) error {
 	if subnet := os.Getenv("POD_SUBNET"); subnet != "" {
 		podNetwork = strings.Split(subnet, ",")
 	}
-	return masquerade(podNetwork)
+	if err := masquerade(podNetwork); err != nil {
+		return err
+	}
+	return steerToPolicyQueue(podNetwork)
 }
 
 func podCIDRs(node *v1.Node) []string {
@@ -242,16 +251,55 @@ func masquerade(podNetwork []string) error {
 		if strings.Contains(cidr, ":") {
 			continue
 		}
-		rule := []string{"POSTROUTING", "-s", cidr, "!", "-d", cidr,
+		rule := []string{"-s", cidr, "!", "-d", cidr,
 			"-m", "comment", "--comment", "kindnet masquerade", "-j", "MASQUERADE"}
-		check := append([]string{"-w", "5", "-t", "nat", "-C"}, rule...)
-		if exec.Command("iptables", check...).Run() == nil {
+		if err := ensureRule("nat", "POSTROUTING", rule); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// steerToPolicyQueue sends the first packet of every new connection to or from a pod to the
+// network policy queue, whose verdict then holds for the whole connection (conntrack). Packets
+// from the node itself (kubelet probes) are exempt, as Kubernetes requires. While no listener is
+// bound (kindnetd restarting) the queue is bypassed rather than blackholing the cluster.
+func steerToPolicyQueue(podNetwork []string) error {
+	if err := iptables("-t", "mangle", "-N", policyChain); err != nil && !strings.Contains(err.Error(), "exists") {
+		return err
+	}
+	rules := [][]string{
+		{"-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"},
+		{"-m", "addrtype", "--src-type", "LOCAL", "-j", "RETURN"},
+	}
+	for _, cidr := range podNetwork {
+		if strings.Contains(cidr, ":") {
 			continue
 		}
-		add := append([]string{"-w", "5", "-t", "nat", "-A"}, rule...)
-		if out, err := exec.Command("iptables", add...).CombinedOutput(); err != nil {
-			return fmt.Errorf("iptables %v: %v: %s", add, err, out)
+		for _, direction := range []string{"-s", "-d"} {
+			rules = append(rules, []string{"-m", "conntrack", "--ctstate", "NEW", direction, cidr,
+				"-j", "NFQUEUE", "--queue-num", fmt.Sprint(policyQueue), "--queue-bypass"})
 		}
+	}
+	for _, rule := range rules {
+		if err := ensureRule("mangle", policyChain, rule); err != nil {
+			return err
+		}
+	}
+	return ensureRule("mangle", "POSTROUTING", []string{"-j", policyChain})
+}
+
+func ensureRule(table, chain string, rule []string) error {
+	if iptables(append([]string{"-t", table, "-C", chain}, rule...)...) == nil {
+		return nil
+	}
+	return iptables(append([]string{"-t", table, "-A", chain}, rule...)...)
+}
+
+func iptables(args ...string) error {
+	out, err := exec.Command("iptables", append([]string{"-w", "5"}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("iptables %v: %v: %s", args, err, out)
 	}
 	return nil
 }

@@ -1,0 +1,218 @@
+"""The air-gapped kit on the real cluster: the ground every lesson stands on.
+
+These tests create their own namespace and objects and remove them afterwards; they never touch
+the lab's namespace.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import pytest
+from kubernetes import client
+
+from lab import cluster, config, images, kube, tools
+
+pytestmark = pytest.mark.cluster
+
+NS = "k8s-lab-kit-test"
+
+
+def kubectl(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(tools.ensure("kubectl")), "--context", config.KUBE_CONTEXT, *args],
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def eventually(condition, timeout: float = 120, interval: float = 1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def lab_images() -> dict[str, str]:
+    images.build(load=True)
+    return images.image_names()
+
+
+@pytest.fixture(scope="module")
+def namespace():
+    core = kube.core()
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+    yield NS
+    core.delete_namespace(NS)
+
+
+def pod_manifest(name: str, image: str, labels: dict, command: list[str] | None = None,
+                 port: int | None = None, volumes=None, mounts=None) -> client.V1Pod:
+    container = client.V1Container(name="main", image=image, image_pull_policy="IfNotPresent",
+                                   command=command, volume_mounts=mounts)
+    if port:
+        container.ports = [client.V1ContainerPort(container_port=port)]
+    return client.V1Pod(metadata=client.V1ObjectMeta(name=name, labels=labels),
+                        spec=client.V1PodSpec(containers=[container], volumes=volumes,
+                                              termination_grace_period_seconds=1))
+
+
+def run_pod(pod: client.V1Pod, namespace: str) -> client.V1Pod:
+    core = kube.core()
+    core.create_namespaced_pod(namespace, pod)
+    kubectl("-n", namespace, "wait", "--for=condition=Ready", f"pod/{pod.metadata.name}",
+            "--timeout=120s", timeout=130)
+    return core.read_namespaced_pod(pod.metadata.name, namespace)
+
+
+def test_nodes_ready_at_pinned_minor():
+    nodes = kube.core().list_node().items
+    assert nodes, "the cluster has no nodes"
+    minor = ".".join(config.KUBERNETES_VERSION.split(".")[:2])  # v1.34
+    for node in nodes:
+        assert kube.node_ready(node), f"{node.metadata.name} is not Ready"
+        assert node.status.node_info.kubelet_version.startswith(minor + "."), \
+            node.status.node_info.kubelet_version
+
+
+def test_deployment_pods_run(namespace, lab_images):
+    apps = kube.apps()
+    labels = {"app": "kit-web"}
+    deployment = client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="kit-web"),
+        spec=client.V1DeploymentSpec(
+            replicas=2, selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(
+                    name="web", image=lab_images["web"], image_pull_policy="IfNotPresent",
+                    ports=[client.V1ContainerPort(container_port=80)])]))))
+    apps.create_namespaced_deployment(namespace, deployment)
+    kubectl("-n", namespace, "rollout", "status", "deployment/kit-web", "--timeout=120s",
+            timeout=130)
+    pods = kube.core().list_namespaced_pod(namespace, label_selector="app=kit-web").items
+    assert len(pods) == 2
+    assert all(p.status.phase == "Running" for p in pods)
+
+
+def test_service_dns_resolves_from_a_pod(namespace, lab_images):
+    core = kube.core()
+    core.create_namespaced_service(namespace, client.V1Service(
+        metadata=client.V1ObjectMeta(name="kit-dns"),
+        spec=client.V1ServiceSpec(selector={"app": "none"},
+                                  ports=[client.V1ServicePort(port=80)])))
+    cluster_ip = core.read_namespaced_service("kit-dns", namespace).spec.cluster_ip
+    run_pod(pod_manifest("kit-dns-client", lab_images["probe"], {"app": "kit-dns-client"},
+                         ["sleep", "3600"]), namespace)
+    fqdn = f"kit-dns.{namespace}.svc.cluster.local"
+    resolved = kubectl("-n", namespace, "exec", "kit-dns-client", "--", "getent", "hosts", fqdn)
+    assert resolved.stdout.split()[0] == cluster_ip
+
+
+def test_nodeport_30080_answers_from_host(namespace, lab_images):
+    core = kube.core()
+    run_pod(pod_manifest("kit-nodeport", lab_images["web"], {"app": "kit-nodeport"}, port=80),
+            namespace)
+    core.create_namespaced_service(namespace, client.V1Service(
+        metadata=client.V1ObjectMeta(name="kit-nodeport"),
+        spec=client.V1ServiceSpec(type="NodePort", selector={"app": "kit-nodeport"},
+                                  ports=[client.V1ServicePort(port=80, target_port=80,
+                                                              node_port=config.WEB_NODEPORT)])))
+    try:
+        def answered():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{config.WEB_NODEPORT}/",
+                                            timeout=3) as response:
+                    return response.status
+            except OSError:
+                return None
+        assert eventually(answered, timeout=60, what="NodePort 30080 to answer") == 200
+    finally:
+        core.delete_namespaced_service("kit-nodeport", namespace)
+
+
+def tcp_connect(namespace: str, pod: str, ip: str, port: int) -> bool:
+    result = kubectl("-n", namespace, "exec", pod, "--", "nc", "-z", "-w", "2", ip, str(port),
+                     check=False, timeout=30)
+    return result.returncode == 0
+
+
+def test_network_policy_default_deny_then_allow(namespace, lab_images):
+    """The canary for the whole lab: the cluster really enforces NetworkPolicy."""
+    server = run_pod(pod_manifest("kit-np-server", lab_images["web"], {"app": "kit-np-server"},
+                                  port=80), namespace)
+    # Long-lived client: its connections are set up before policies change, as the probe does.
+    run_pod(pod_manifest("kit-np-client", lab_images["probe"], {"app": "kit-np-client"},
+                         ["sleep", "3600"]), namespace)
+    ip = server.status.pod_ip
+    assert eventually(lambda: tcp_connect(namespace, "kit-np-client", ip, 80), timeout=30,
+                      what="connect before any policy")
+    net = client.NetworkingV1Api(kube.api_client())
+    net.create_namespaced_network_policy(namespace, client.V1NetworkPolicy(
+        metadata=client.V1ObjectMeta(name="default-deny"),
+        spec=client.V1NetworkPolicySpec(pod_selector=client.V1LabelSelector(),
+                                        policy_types=["Ingress"])))
+    assert eventually(lambda: not tcp_connect(namespace, "kit-np-client", ip, 80), timeout=30,
+                      what="default-deny to block the connect")
+    net.create_namespaced_network_policy(namespace, client.V1NetworkPolicy(
+        metadata=client.V1ObjectMeta(name="allow-client"),
+        spec=client.V1NetworkPolicySpec(
+            pod_selector=client.V1LabelSelector(match_labels={"app": "kit-np-server"}),
+            policy_types=["Ingress"],
+            ingress=[client.V1NetworkPolicyIngressRule(
+                _from=[client.V1NetworkPolicyPeer(pod_selector=client.V1LabelSelector(
+                    match_labels={"app": "kit-np-client"}))],
+                ports=[client.V1NetworkPolicyPort(port=80, protocol="TCP")])])))
+    assert eventually(lambda: tcp_connect(namespace, "kit-np-client", ip, 80), timeout=30,
+                      what="the allow rule to let the connect through")
+
+
+def test_hostpath_pvc_survives_pod_deletion(namespace, lab_images):
+    core = kube.core()
+    token = uuid.uuid4().hex[:8]
+    pv_name = f"kit-pv-{token}"
+    node_dir = f"{cluster.NODE_DATA_PATH}/test/{pv_name}"
+    core.create_persistent_volume(client.V1PersistentVolume(
+        metadata=client.V1ObjectMeta(name=pv_name, labels={"kit": token}),
+        spec=client.V1PersistentVolumeSpec(
+            capacity={"storage": "64Mi"}, access_modes=["ReadWriteOnce"],
+            storage_class_name="kit-manual", persistent_volume_reclaim_policy="Delete",
+            host_path=client.V1HostPathVolumeSource(path=node_dir, type="DirectoryOrCreate"))))
+    try:
+        core.create_namespaced_persistent_volume_claim(namespace, client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="kit-data"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"], storage_class_name="kit-manual",
+                selector=client.V1LabelSelector(match_labels={"kit": token}),
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "64Mi"}))))
+        volume = [client.V1Volume(name="data", persistent_volume_claim=client.
+                                  V1PersistentVolumeClaimVolumeSource(claim_name="kit-data"))]
+        mount = [client.V1VolumeMount(name="data", mount_path="/data")]
+
+        def pod(name: str) -> client.V1Pod:
+            return pod_manifest(name, lab_images["probe"], {"app": name}, ["sleep", "3600"],
+                                volumes=volume, mounts=mount)
+
+        run_pod(pod("kit-writer"), namespace)
+        kubectl("-n", namespace, "exec", "kit-writer", "--", "sh", "-c",
+                f"echo {token} > /data/proof")
+        core.delete_namespaced_pod("kit-writer", namespace, grace_period_seconds=0)
+        eventually(lambda: not [p for p in core.list_namespaced_pod(namespace).items
+                                if p.metadata.name == "kit-writer"], what="the writer to be gone")
+        run_pod(pod("kit-reader"), namespace)
+        read = kubectl("-n", namespace, "exec", "kit-reader", "--", "cat", "/data/proof")
+        assert read.stdout.strip() == token
+        # The bytes live in the host directory mounted into the node, so they outlive the cluster.
+        on_host = config.data_dir() / "test" / pv_name / "proof"
+        assert on_host.read_text().strip() == token
+    finally:
+        core.delete_namespaced_pod("kit-reader", namespace, grace_period_seconds=0)
+        core.delete_namespaced_persistent_volume_claim("kit-data", namespace)
+        core.delete_persistent_volume(pv_name)
