@@ -107,8 +107,10 @@ def cluster_up(workers: int, online: bool | None, recreate: bool) -> None:
     """Create the cluster, or do nothing when it already runs."""
     from lab import cluster as lab_cluster
 
-    result = lab_cluster.up(workers=workers, mode=_mode(online), recreate=recreate)
-    console.print(f"[green]cluster is up[/]{': ' + escape(str(result)) if result is not None else ''}")
+    info = lab_cluster.up(workers=workers, mode=_mode(online), recreate=recreate)
+    verb = "created" if info.created else "reused"
+    console.print(f"[green]cluster {escape(info.name)} {verb}[/]: {len(info.nodes)} node(s) Ready, "
+                  f"context {escape(info.context)}, image {escape(info.image)}")
 
 
 @cluster.command("down")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from kubernetes import client
 
 from . import config, docker, kube, tools
 from .errors import LabError
@@ -185,6 +186,5 @@ def status() -> dict:
               "healthy": healthy, "detail": reason, "nodes": ", ".join(names),
               "image": _node_image_of(config.CLUSTER_NAME), "data_dir": str(config.data_dir())}
     if healthy:
-        result["server_version"] = kube.api_client().call_api(
-            "/version", "GET", response_type="object", _return_http_data_only=True)["gitVersion"]
+        result["server_version"] = client.VersionApi(kube.api_client()).get_code().git_version
     return result

@@ -1,0 +1,117 @@
+"""The kit's pure logic: kind config rendering, host detection, kind's constants, tool versions."""
+from __future__ import annotations
+
+import pytest
+
+from lab import cluster, config, docker, gobuild, nodeimage, tools
+from lab.errors import LabError
+
+
+def test_single_node_config_maps_nodeport_and_data_dir(tmp_path):
+    document = cluster.render_config(0, tmp_path)
+    assert [n["role"] for n in document["nodes"]] == ["control-plane"]
+    control = document["nodes"][0]
+    assert control["extraPortMappings"][0]["hostPort"] == config.WEB_NODEPORT
+    assert control["extraPortMappings"][0]["listenAddress"] == "127.0.0.1"
+    assert control["extraMounts"] == [{"hostPath": str(tmp_path),
+                                       "containerPath": cluster.NODE_DATA_PATH}]
+    assert control["labels"] == {cluster.DATABASE_NODE_LABEL: "true"}
+    assert "worker" not in document
+
+
+def test_workers_get_the_mount_and_the_first_worker_gets_the_database(tmp_path):
+    document = cluster.render_config(2, tmp_path)
+    roles = [n["role"] for n in document["nodes"]]
+    assert roles == ["control-plane", "worker", "worker"]
+    assert all(n["extraMounts"][0]["hostPath"] == str(tmp_path) for n in document["nodes"])
+    labelled = [i for i, n in enumerate(document["nodes"]) if n.get("labels")]
+    assert labelled == [1]
+
+
+def test_negative_workers_rejected(tmp_path):
+    with pytest.raises(LabError, match="--workers"):
+        cluster.render_config(-1, tmp_path)
+
+
+@pytest.mark.parametrize("bounding, lacks", [("000001fffeffffff", True), ("000001ffffffffff", False)])
+def test_sys_resource_detection(tmp_path, bounding, lacks):
+    status = tmp_path / "status"
+    status.write_text(f"Name:\tx\nCapBnd:\t{bounding}\n")
+    assert cluster.host_lacks_sys_resource(status) is lacks
+
+
+def test_oom_patch_follows_the_host(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster, "host_lacks_sys_resource", lambda: True)
+    assert cluster.render_config(0, tmp_path)["containerdConfigPatches"] == [
+        cluster.RESTRICT_OOM_SCORE_ADJ]
+    monkeypatch.setattr(cluster, "host_lacks_sys_resource", lambda: False)
+    assert "containerdConfigPatches" not in cluster.render_config(0, tmp_path)
+
+
+def test_kind_constants_resolve_concatenations(tmp_path):
+    source = tmp_path / "pkg/build/nodeimage"
+    source.mkdir(parents=True)
+    (source / "const_a.go").write_text(
+        'package nodeimage\n\nconst helper = "docker.io/x/helper:v1"\n'
+        "const manifest = `\nimage: ` + helper + `\nend\n`\n")
+    values = nodeimage.kind_constants(tmp_path)
+    assert values["helper"] == "docker.io/x/helper:v1"
+    assert values["manifest"] == "\nimage: docker.io/x/helper:v1\nend\n"
+
+
+def test_kind_constants_of_the_pinned_kind_name_its_images():
+    values = nodeimage.kind_constants(nodeimage.kind_source())
+    assert values["kindnetdImage"].startswith("docker.io/kindest/kindnetd:")
+    assert values["kindnetdImage"] in values["defaultCNIManifest"]
+    assert values["storageHelperImage"] in values["defaultStorageManifest"]
+
+
+def test_staging_modules_replaced_at_the_matching_release():
+    spec = nodeimage.kubernetes_build()
+    replaced = dict(spec.replaces)
+    assert replaced["k8s.io/client-go"] == "k8s.io/client-go v0" + config.KUBERNETES_VERSION[2:]
+    assert f"gitVersion={config.KUBERNETES_VERSION}" in spec.ldflags
+    assert set(spec.binary_names()) == set(nodeimage.KUBE_BINARIES)
+
+
+def test_build_key_changes_with_inputs():
+    a = gobuild.GoBuild(name="x", packages=("example.com/x",), requires=(("example.com/x", "v1.0.0"),))
+    b = gobuild.GoBuild(name="x", packages=("example.com/x",), requires=(("example.com/x", "v1.0.1"),))
+    assert a.key() != b.key()
+    assert a.key() == gobuild.GoBuild(**{**a.__dict__}).key()
+
+
+@pytest.mark.parametrize("found, ok", [("v1.34.0", True), ("v1.33.9", True), ("v1.35.1", True),
+                                       ("v1.32.4-dispatcher", False), ("garbage", False)])
+def test_kubectl_skew(found, ok):
+    assert tools._kubectl_compatible(found) is ok
+
+
+def test_unknown_tool_names_the_choices():
+    with pytest.raises(LabError) as error:
+        tools.find("kubeadm")
+    assert "kind" in error.value.hint and "helm" in error.value.hint
+
+
+def test_no_docker_says_what_to_install(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert docker.engine_ready() is False
+    with pytest.raises(LabError) as error:
+        cluster.up()
+    assert "docker.io" in error.value.hint
+
+
+def test_too_little_disk_fails_before_building(monkeypatch, tmp_path):
+    monkeypatch.setattr(docker, "data_root", lambda: tmp_path)
+    with pytest.raises(LabError, match=r"needs 100000 GiB"):
+        docker.require_free_space(100000, tmp_path)
+
+
+def test_broken_cluster_points_to_recreate(monkeypatch):
+    monkeypatch.setattr(cluster, "_require_docker", lambda: None)
+    monkeypatch.setattr(cluster, "exists", lambda name=config.CLUSTER_NAME: True)
+    monkeypatch.setattr(cluster, "health", lambda context=config.KUBE_CONTEXT:
+                        (False, "nodes not Ready: k8s-lab-control-plane", ["k8s-lab-control-plane"]))
+    with pytest.raises(LabError) as error:
+        cluster.up()
+    assert "broken" in error.value.message and "--recreate" in error.value.hint
