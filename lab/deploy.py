@@ -555,13 +555,14 @@ def undeploy(method: str | None = None, wait: bool = True, timeout: float = 300)
     found = installed_method()
     method = method or found
     if method is None:
-        info(f"nothing of the lab is deployed in {config.NAMESPACE}")
+        info(f"no lab release or workloads in {config.NAMESPACE}; removing whatever is left")
         method = "manifests"  # still remove a leftover PersistentVolume or empty namespace
     _check_method(method)
     if method == "helm" and found == "helm":
+        # No --wait: the PersistentVolume stays (pv-protection) until the claim, which is not
+        # the release's, goes with the namespace below; that wait comes after.
         with step(f"helm uninstall {RELEASE}"):
-            result = _run(helm_cmd("uninstall", RELEASE, "--namespace", config.NAMESPACE,
-                                   *(["--wait", "--timeout", f"{int(timeout)}s"] if wait else [])),
+            result = _run(helm_cmd("uninstall", RELEASE, "--namespace", config.NAMESPACE),
                           "helm uninstall", check=False, timeout=timeout + 60)
             if result.returncode != 0 and "not found" not in (result.stderr or ""):
                 raise LabError(f"helm uninstall failed: {(result.stderr or '').strip()[-2000:]}",

@@ -180,26 +180,6 @@ def test_thirty_requests_reach_all_three_pods(system):
     assert "no-store" in headers["cache-control"]
 
 
-def test_network_policy_admits_web_pods_only(system):
-    """A Pod without the web labels cannot open the database's port; a web-labelled one can."""
-    from lab import images
-
-    probe = images.image_names(MODE)["probe"]
-    outcomes = {}
-    for name, labels in (("probe-outsider", "app.kubernetes.io/component=outsider"),
-                         ("probe-web-peer", "app.kubernetes.io/name=k8s-lab,app.kubernetes.io/component=web")):
-        kubectl("delete", "pod", name, "-n", NS, "--ignore-not-found", "--wait=true")
-        kubectl("run", name, "-n", NS, f"--image={probe}", "--image-pull-policy=IfNotPresent",
-                f"--labels={labels}", "--restart=Never", "--command", "--", "sleep", "300")
-        kubectl("wait", "-n", NS, "--for=condition=Ready", f"pod/{name}", "--timeout=120s", timeout=150)
-        result = kubectl("exec", "-n", NS, name, "--", "probe-tcp", "database", str(config.DB_PORT), "4",
-                         check=False)
-        outcomes[name] = result.stdout.strip()
-        kubectl("delete", "pod", name, "-n", NS, "--wait=false")
-    say(f"database:3306 from {outcomes}")
-    assert outcomes == {"probe-outsider": "timeout", "probe-web-peer": "connected"}
-
-
 def test_a_row_survives_the_deletion_of_its_pod(system):
     token = uuid.uuid4().hex
     system["token"] = token
@@ -377,6 +357,29 @@ def test_deploy_refuses_to_mix_methods(system):
 
     with pytest.raises(LabError, match="already deployed .* with manifests"):
         deploy.deploy("helm", mode=MODE)
+
+
+def test_network_policy_admits_web_pods_only(system):
+    """A Pod without the web labels cannot open the database's port; a web-labelled one can.
+
+    (Runs late, against the manifests deployment: it needs the CNI to enforce NetworkPolicy.)
+    """
+    from lab import images
+
+    probe = images.image_names(MODE)["probe"]
+    outcomes = {}
+    for name, labels in (("probe-outsider", "app.kubernetes.io/component=outsider"),
+                         ("probe-web-peer", "app.kubernetes.io/name=k8s-lab,app.kubernetes.io/component=web")):
+        kubectl("delete", "pod", name, "-n", NS, "--ignore-not-found", "--wait=true")
+        kubectl("run", name, "-n", NS, f"--image={probe}", "--image-pull-policy=IfNotPresent",
+                f"--labels={labels}", "--restart=Never", "--command", "--", "sleep", "300")
+        kubectl("wait", "-n", NS, "--for=condition=Ready", f"pod/{name}", "--timeout=120s", timeout=150)
+        result = kubectl("exec", "-n", NS, name, "--", "probe-tcp", "database", str(config.DB_PORT), "4",
+                         check=False)
+        outcomes[name] = result.stdout.strip()
+        kubectl("delete", "pod", name, "-n", NS, "--wait=false")
+    say(f"database:3306 from {outcomes}")
+    assert outcomes == {"probe-outsider": "timeout", "probe-web-peer": "connected"}
 
 
 def test_lab_deploy_delete_removes_everything_but_host_files(system):

@@ -151,6 +151,14 @@ def test_every_object_is_identical_apart_from_helm_labels(rendered, manifests):
     assert not differences, "\n\n".join(differences)
 
 
+def test_applying_the_layers_in_order_creates_the_namespace_first():
+    # kubectl applies a folder's files in name order; a namespaced object before its Namespace
+    # fails on a fresh cluster.
+    objects = manifest_objects()
+    assert objects[0]["kind"] == "Namespace" and objects[0]["metadata"]["name"] == NS
+    assert all(o["metadata"].get("namespace") in (None, NS) for o in objects)
+
+
 def test_default_render_leaves_the_namespace_to_helm(helm):
     kinds = {o["kind"] for o in template(helm)}
     assert "Namespace" not in kinds  # helm --create-namespace makes it
