@@ -53,8 +53,9 @@ host:
 doctor: venv
 	$(LAB) doctor
 
+# CLUSTER_UP_FLAGS: e.g. --recreate (CI starts every run from a fresh cluster) or --workers 2.
 cluster: venv host
-	$(LAB) cluster up
+	$(LAB) cluster up $(CLUSTER_UP_FLAGS)
 
 images: cluster
 	$(LAB) images build

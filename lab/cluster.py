@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,7 @@ def up(workers: int = 0, mode: str = "auto", recreate: bool = False) -> ClusterI
         if recreate:
             down()
         else:
+            _start_stopped_nodes(name, context)
             healthy, reason, names = health(context)
             if not healthy:
                 raise LabError(f"cluster {name!r} exists but is broken: {reason}",
@@ -162,6 +164,40 @@ def up(workers: int = 0, mode: str = "auto", recreate: bool = False) -> ClusterI
               "--wait", "0s")
     names = wait_ready(context)
     return ClusterInfo(name, context, image, names, created=True)
+
+
+def _start_stopped_nodes(name: str, context: str) -> None:
+    """After a reboot or a Docker restart the node containers are stopped, not gone: start them
+    and wait until the kubelets and DNS report again (their old Ready flags are stale)."""
+    nodes = docker.output(["ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={name}",
+                           "--filter", "status=exited", "--format", "{{.Names}}"]).split()
+    if not nodes:
+        return
+    since = datetime.now(timezone.utc)
+    with step(f"starting stopped node containers {', '.join(nodes)}"):
+        docker.run(["start", *nodes])
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with step("waiting for the kubelets to report again"):
+        while time.monotonic() < deadline:
+            if _fresh_since(since, context):
+                break
+            time.sleep(2)
+    wait_ready(context)
+
+
+def _fresh_since(since: datetime, context: str) -> bool:
+    try:
+        kube.forget()
+        leases = client.CoordinationV1Api(kube.api_client(context)).list_namespaced_lease(
+            "kube-node-lease", _request_timeout=5).items
+        dns = kube.core(context).list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns",
+                                                     _request_timeout=5).items
+    except Exception:  # the API server is still starting
+        return False
+    renewed = leases and all(l.spec.renew_time and l.spec.renew_time > since for l in leases)
+    restarted = dns and all(c.state.running and c.state.running.started_at > since
+                            for p in dns for c in p.status.container_statuses or [])
+    return bool(renewed and restarted)
 
 
 def _node_image_of(name: str) -> str:
