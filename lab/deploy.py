@@ -209,26 +209,36 @@ class Problem:
 
     ref: str  # kind/name, as kubectl spells it
     detail: str
+    pod: str | None = None  # the Pod that shows the trouble, and its failing container
+    container: str | None = None
 
     def hint(self) -> str:
         base = f"kubectl --context {config.KUBE_CONTEXT} -n {config.NAMESPACE}"
-        return f"`{base} describe {self.ref}` and `{base} get events --sort-by=.lastTimestamp`"
+        looks = [f"`{base} describe {self.ref}`"]
+        if self.pod:
+            looks.append(f"`{base} describe pod/{self.pod}`")
+            if self.container:
+                looks.append(f"`{base} logs {self.pod} -c {self.container}` (add --previous after a restart)")
+        looks.append(f"`{base} get events --sort-by=.lastTimestamp`")
+        return ", ".join(looks)
 
 
-def _pod_trouble(pod) -> str | None:
-    """Why a Pod is not running, when the kubelet or the scheduler says so."""
+def _pod_trouble(pod) -> tuple[str, str | None] | None:
+    """Why a Pod is not running, when the kubelet or the scheduler says so: (text, container)."""
     for cond in pod.status.conditions or []:
         if cond.type == "PodScheduled" and cond.status == "False":
-            return f"pod {pod.metadata.name} cannot be scheduled: {cond.message or cond.reason}"
+            return f"pod {pod.metadata.name} cannot be scheduled: {cond.message or cond.reason}", None
     statuses = [*(pod.status.init_container_statuses or []), *(pod.status.container_statuses or [])]
     for status in statuses:
         waiting = status.state.waiting if status.state else None
         if waiting and waiting.reason not in (None, "PodInitializing", "ContainerCreating"):
             message = f": {waiting.message}" if waiting.message else ""
-            return f"pod {pod.metadata.name}, container {status.name}: {waiting.reason}{message}"[:400]
+            return (f"pod {pod.metadata.name}, container {status.name}: {waiting.reason}{message}"[:400],
+                    status.name)
         terminated = status.state.terminated if status.state else None
         if terminated and terminated.exit_code not in (0, None) and status.restart_count == 0:
-            return f"pod {pod.metadata.name}, container {status.name} exited with {terminated.exit_code}"
+            return (f"pod {pod.metadata.name}, container {status.name} exited with {terminated.exit_code}",
+                    status.name)
     return None
 
 
@@ -247,8 +257,8 @@ def problems(namespace: str = config.NAMESPACE) -> list[Problem]:
         for pod in pods_of(selector or {}) if selector else []:
             trouble = _pod_trouble(pod)
             if trouble:
-                detail = f"{detail}; {trouble}"
-                break
+                found.append(Problem(ref, f"{detail}; {trouble[0]}", pod.metadata.name, trouble[1]))
+                return
         found.append(Problem(ref, detail))
 
     for d in apps.list_namespaced_deployment(namespace).items:
@@ -286,7 +296,9 @@ def summary(namespace: str = config.NAMESPACE) -> str:
     apps = kube.apps()
     parts = []
     for d in apps.list_namespaced_deployment(namespace).items:
-        parts.append(f"{d.metadata.name} {d.status.ready_replicas or 0}/{d.spec.replicas}")
+        updated = d.status.updated_replicas or 0
+        rolling = f" ({updated} updated)" if updated < (d.spec.replicas or 0) else ""
+        parts.append(f"{d.metadata.name} {d.status.ready_replicas or 0}/{d.spec.replicas}{rolling}")
     for s in apps.list_namespaced_stateful_set(namespace).items:
         parts.append(f"{s.metadata.name} {s.status.ready_replicas or 0}/{s.spec.replicas}")
     for ds in apps.list_namespaced_daemon_set(namespace).items:

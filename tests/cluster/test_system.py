@@ -275,6 +275,22 @@ def test_helm_rollback_restores(system):
     assert len(counts) == 3
 
 
+def test_a_failed_rollout_names_the_object_and_how_to_look(system):
+    """An nginx config that nginx rejects: lab deploy says which object and Pod, and how to look."""
+    from lab.errors import LabError
+
+    with pytest.raises(LabError) as caught:
+        deploy.deploy("helm", mode=MODE, timeout=40,
+                      helm_args=["--set-string", "web.nginxConfig=this is not an nginx config"])
+    error = caught.value
+    say(f"failed rollout reported as: {error.message.splitlines()[0][:300]}")
+    assert "deployment/web did not become ready" in error.message
+    assert "container nginx" in error.message
+    assert "describe deployment/web" in error.hint and "logs web-" in error.hint
+    assert len(web_pods()) == 3  # maxUnavailable 0: the old Pods keep serving
+    fetch()
+
+
 def test_watcher_service_account_can_read_pods_but_not_secrets(system):
     who = f"system:serviceaccount:{NS}:watcher"
 
