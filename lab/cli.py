@@ -260,6 +260,58 @@ def run_cmd(notebooks, parameters, out_dir, start, only, notebooks_dir, cell_tim
         )
 
 
+# ------------------------------------------------------------------------------------ probe
+
+
+@cli.command("probe", context_settings=CONTEXT_SETTINGS)
+@click.option("-n", "--namespace", default=None, metavar="NS",
+              help="Namespace of the deployed system (default: k8s-assignment).")
+@click.option("--canary", is_flag=True,
+              help="First prove that the cluster enforces NetworkPolicy at all (in a namespace "
+                   "of its own, removed afterwards).")
+def probe_cmd(namespace: str | None, canary: bool) -> None:
+    """Measure who can connect to whom in the deployed system, against the lab's policy.
+
+    Sources: the web Pods and a long-lived non-web probe Pod (created once, then reused).
+    Destinations: the database Service on 3306 and the web Service on 80. Expected: only web
+    reaches the database; everyone reaches web. Exits non-zero when a cell differs, and prints
+    the kubectl command that reproduces each such cell.
+    """
+    from lab import config as lab_config
+    from lab import probe as lab_probe
+
+    if canary:
+        result = lab_probe.canary()
+        console.print(f"[green]canary:[/] {escape(result.message)}")
+    df = lab_probe.lab_matrix(namespace or lab_config.NAMESPACE)
+    table = Table(title=f"lab probe: {namespace or lab_config.NAMESPACE} "
+                        f"({df.attrs.get('seconds', 0):.1f} s)")
+    for column in ("source", "group", "destination", "port", "expected", "observed", "ok",
+                   "attempts"):
+        table.add_column(column, justify="right" if column in ("port", "attempts") else "left")
+    colours = {"connected": "green", "refused": "yellow", "timeout": "red"}
+    for row in df.itertuples():
+        colour = colours.get(row.observed, "magenta")
+        table.add_row(escape(row.source), escape(row.source_group), escape(row.destination),
+                      str(row.port), row.expected, f"[{colour}]{row.observed}[/]",
+                      "[green]✓[/]" if row.correct else "[bold red]✗[/]", str(row.attempts))
+    console.print(table)
+    bad = df[~df["correct"]]
+    if bad.empty:
+        console.print(f"[green]all {len(df)} cells match the lab's policy[/]")
+        return
+    for row in bad.itertuples():
+        console.print(f"[red]{escape(row.source)} -> {escape(row.destination)}:{row.port}[/]: "
+                      f"expected {row.expected}, observed {row.observed}"
+                      + (f" ({escape(row.detail)})" if row.detail else "")
+                      + "; reproduce with:")
+        console.print(escape(row.reproduce), soft_wrap=True, markup=False)
+    raise LabError(f"{len(bad)} of {len(df)} cells differ from the lab's policy",
+                   "run the commands above to see each one again; check the NetworkPolicies "
+                   "with `kubectl -n " + (namespace or lab_config.NAMESPACE)
+                   + " get networkpolicy -o yaml`")
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="lab")
 
