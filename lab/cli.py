@@ -260,6 +260,134 @@ def run_cmd(notebooks, parameters, out_dir, start, only, notebooks_dir, cell_tim
         )
 
 
+# ------------------------------------------------------------------------------------ grade
+
+
+@cli.command("grade", context_settings=CONTEXT_SETTINGS)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write gradebook.csv, details.csv, flags.csv and report.html here "
+                   "(default: runs/grade-<UTC timestamp>/).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Submissions graded (or, with --execute, executed) in parallel.")
+@click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The notebooks as handed out, whose checkpoints every submission must have "
+                   "(default: the repository's notebooks/).")
+@click.option("--execute", is_flag=True,
+              help="First run each submission's notebooks headlessly (papermill), each in its own "
+                   "namespace, then grade the executed copies.")
+@click.option("--timeout", "notebook_timeout", type=click.IntRange(min=1), default=1800, show_default=True,
+              help="With --execute: seconds one notebook may run before it is stopped.")
+@click.option("--cell-timeout", type=click.IntRange(min=1), default=None,
+              help="With --execute: seconds one cell may run (default 1200).")
+@click.option("--namespace-prefix", default="grade-", show_default=True,
+              help="With --execute: a submission's namespace is this prefix plus the student's name.")
+@click.option("--live", is_flag=True,
+              help="Instead of reading notebooks, run every registered check (instructor-only ones "
+                   "too) against a live cluster and print the table.")
+@click.option("--context", default=None, help="With --live: the kubeconfig context (default kind-k8s-lab).")
+@click.option("--namespace", default=None, help="With --live: the namespace (default k8s-assignment).")
+def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, cell_timeout, namespace_prefix,
+              live, context, namespace) -> None:
+    """Grade executed notebooks from their checkpoint evidence.
+
+    Each PATH is one student's directory of executed notebooks, or a directory of such
+    directories (a folder of students, or runs/ with one run directory each); a student
+    directory holding several run directories is graded by its latest run. Prints a summary,
+    writes the gradebook, and flags edited outputs, copied runs, deleted checkpoints and
+    evidence from more than one cluster.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lab import grade as grader
+
+    if live:
+        if paths or execute:
+            raise LabError("--live checks a cluster, not submissions", "drop the PATHs and --execute, or drop --live")
+        _grade_live(grader, context, namespace, out_dir)
+        return
+    if not paths:
+        raise LabError("name at least one submission directory",
+                       "e.g. `lab grade submissions/` or `lab grade runs/`; `lab grade --live` checks a cluster")
+    out = out_dir or grader.default_out_dir()
+
+    def bar(description: str) -> Progress:
+        # auto_refresh off: no display thread, so worker processes fork from a single-threaded parent
+        return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[last]}"), console=console, transient=True, auto_refresh=False)
+
+    if execute:
+        executed_dir = out / "executed"
+        with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                      transient=True) as progress:
+            task = progress.add_task("executing submissions", total=None)
+
+            def listener(student: str, notebook: str, event: str) -> None:
+                if event == "start":
+                    progress.update(task, description=f"executing {student}: {notebook}")
+                else:
+                    colour = "green" if event == "passed" else "red"
+                    progress.console.print(f"[{colour}]{event}[/] {escape(student)} {escape(notebook)}")
+
+            grader.execute_all(paths, executed_dir, namespace_prefix=namespace_prefix, jobs=jobs,
+                               timeout=notebook_timeout, cell_timeout=cell_timeout, listener=listener)
+        paths = (executed_dir,)
+
+    with bar("grading") as progress:
+        task = progress.add_task("grading", total=None, last="")
+
+        def advance(done: int, total: int, student: str) -> None:
+            progress.update(task, completed=done, total=total, last=student)
+            progress.refresh()
+
+        book = grader.grade(paths, reference_dir=reference_dir, jobs=jobs, progress=advance)
+    written = book.write(out)
+    _print_gradebook(book)
+    console.print(f"graded {len(book.submissions)} submission(s) in {book.seconds:.1f} s")
+    for warning in book.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if book.reference is None:
+        console.print("[yellow]no reference notebooks: the expected checks were derived from the submissions, "
+                      "so deleted checkpoints cannot be detected (use --reference DIR)[/]")
+    for what, path in written.items():
+        console.print(f"{what}: {escape(str(path))}")
+
+
+def _print_gradebook(book, limit: int = 60) -> None:
+    table = Table(title="gradebook")
+    for column in ("student", "points", "%", "status", "flags"):
+        table.add_column(column, justify="right" if column in ("points", "%") else "left", overflow="fold")
+    rows = book.table()
+    colours = {"graded": "green", "flagged": "red", "error": "yellow"}
+    for student, row in rows.head(limit).iterrows():
+        table.add_row(escape(str(student)), f"{row.earned:g}/{row.possible:g}", f"{row.percent:g}",
+                      f"[{colours.get(row.status, 'white')}]{row.status}[/]",
+                      escape(row["flags"] or row["errors"]))
+    console.print(table)
+    if len(rows) > limit:
+        console.print(f"... and {len(rows) - limit} more: see the report")
+
+
+def _grade_live(grader, context, namespace, out_dir) -> None:
+    frame = grader.live(context=context, namespace=namespace)
+    table = Table(title=f"live checks ({escape(context or 'kind-k8s-lab')}, "
+                        f"namespace {escape(namespace or 'k8s-assignment')})")
+    for column in ("check", "who", "points", "result", "message / hint"):
+        table.add_column(column, overflow="fold")
+    for _, r in frame.iterrows():
+        text = escape(r.message) + ("" if r.passed else f"\n[yellow]hint: {escape(r.hint)}[/]")
+        table.add_row(escape(r.check_id), "instructor" if r.instructor_only else "student",
+                      f"{r.earned:g}/{r.points:g}", "[green]PASS[/]" if r.passed else "[red]FAIL[/]", text)
+    console.print(table)
+    console.print(f"{frame.earned.sum():g}/{frame.points.sum():g} points, "
+                  f"{int(frame.passed.sum())}/{len(frame)} checks passed")
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        path = Path(out_dir) / "live.csv"
+        frame.to_csv(path, index=False)
+        console.print(f"live checks: {escape(str(path))}")
+
+
 # ------------------------------------------------------------------------------------ probe
 
 

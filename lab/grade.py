@@ -1,0 +1,994 @@
+"""Grading: read the checkpoint evidence in executed notebooks and build a gradebook.
+
+``lab grade PATH...`` treats each PATH as one submission when it holds notebooks itself, else each
+of its sub-directories as one (a folder of students, or a ``runs/`` folder of run directories); a
+sub-directory that holds run directories rather than notebooks is graded by its latest run.
+
+For every submission the grader reads the executed notebooks (nbformat), extracts the checkpoint
+records (:data:`lab.checks.MIME_TYPE`), verifies each record's hash, the hash chain of every kernel
+session and the hash of the cell that produced it, and scores them against the checkpoints the
+reference notebooks (``notebooks/``) contain. Anything suspicious becomes a flag, never a silent
+pass: records edited after execution, a broken chain, evidence from two clusters in one run,
+object UIDs shared with another student's run (a copied run), checkpoints deleted from a notebook,
+checkpoint cells that differ from the reference. Bad input (no notebooks, invalid JSON, records of
+another lab version) is reported for that submission while the others are graded.
+
+Outputs (:meth:`Gradebook.write`): ``gradebook.csv`` (one row per student, one column per check),
+``details.csv`` (student x check with status, reason and hint), ``flags.csv`` and a
+self-contained ``report.html``.
+"""
+from __future__ import annotations
+
+import ast
+import base64
+import collections
+import concurrent.futures as futures
+import datetime as _dt
+import html
+import io
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from lab import __version__ as LAB_VERSION
+from lab import checks
+from lab.config import REPO_ROOT
+from lab.errors import LabError
+
+GRADEBOOK_CSV = "gradebook.csv"
+DETAILS_CSV = "details.csv"
+FLAGS_CSV = "flags.csv"
+REPORT_HTML = "report.html"
+NAMESPACE_PARAMETER = "namespace"
+DEFAULT_NOTEBOOK_TIMEOUT = 1800
+
+# Flag severities: "tamper" means the evidence itself is not what was executed; "review" needs an
+# instructor's judgement; "info" explains an oddity that costs nothing.
+SEVERITY = {
+    "edited-output": "tamper",
+    "edited-cell": "tamper",
+    "broken-chain": "tamper",
+    "duplicated-record": "tamper",
+    "malformed-record": "tamper",
+    "copied-run": "tamper",
+    "deleted-checkpoint": "tamper",
+    "multiple-clusters": "review",
+    "shared-cluster": "review",
+    "modified-checkpoint": "review",
+    "points-mismatch": "review",
+    "missing-notebook": "review",
+    "no-cluster-identity": "review",
+    "chain-gap": "info",
+    "misplaced-record": "info",
+    "unknown-check": "info",
+    "other-lab-version": "info",
+}
+SEVERITY_ORDER = {"tamper": 0, "review": 1, "info": 2}
+
+STATUS_TEXT = {
+    "passed": "passed",
+    "failed": "failed",
+    "invalid": "evidence edited after execution: not counted",
+    "not-executed": "the checkpoint cell has no evidence: it did not run (did an earlier cell fail?)",
+    "deleted": "the checkpoint is not in the notebook any more",
+    "missing": "the notebook is not in the submission",
+    "not-run": "the run stopped before this notebook",
+    "unreadable": "the notebook could not be read",
+}
+
+
+def default_reference_dir() -> Path:
+    return REPO_ROOT / "notebooks"
+
+
+def _utc_stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def default_out_dir() -> Path:
+    return REPO_ROOT / "runs" / f"grade-{_utc_stamp()}"
+
+
+# ============================================================================================
+# Expected checkpoints, from the reference notebooks
+# ============================================================================================
+
+
+@dataclass
+class Expected:
+    check_id: str
+    points: float
+    notebook: str
+    order: int
+    cell_sha256: str | None = None
+    hint: str = ""
+    description: str = ""
+
+
+def _python(source: str) -> str:
+    """Cell source as plain Python (IPython magics and !shell lines translated)."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - fall back to the raw text
+        return source
+
+
+def _literal(node: ast.AST | None) -> Any:
+    try:
+        return ast.literal_eval(node) if node is not None else None
+    except (ValueError, SyntaxError, TypeError):
+        return None
+
+
+_CALL_FALLBACK = re.compile(r"""\b(checkpoint|check)\(\s*["']([a-z0-9][a-z0-9_.-]*)["']""")
+_POINTS_FALLBACK = re.compile(r"points\s*=\s*(\d+(?:\.\d+)?)")
+
+
+def scan_source(source: str) -> list[dict]:
+    """The checkpoints one cell declares: ``checks.checkpoint("id", points=...)`` (also as a
+    decorator) and ``checks.check("id")`` calls whose id is a string literal."""
+    found = []
+    try:
+        tree = ast.parse(_python(source))
+    except SyntaxError:
+        for match in _CALL_FALLBACK.finditer(source):
+            points = _POINTS_FALLBACK.search(source, match.end())
+            found.append({"check_id": match.group(2), "via": match.group(1),
+                          "points": float(points.group(1)) if points else None, "hint": "", "description": ""})
+        return found
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        if name == "run_cell_magic" and len(node.args) == 3 and isinstance(_literal(node.args[2]), str):
+            found.extend(scan_source(_literal(node.args[2])))  # the body of %%time, %%capture, ...
+            continue
+        if name not in ("checkpoint", "check"):
+            continue
+        if name == "check" and isinstance(func, ast.Attribute) and not (
+                isinstance(func.value, ast.Name) and func.value.id in ("checks", "lab_checks")):
+            continue
+        kwargs = {k.arg: k.value for k in node.keywords if k.arg}
+        check_id = _literal(node.args[0] if node.args else kwargs.get("check_id"))
+        if not isinstance(check_id, str) or not checks.CHECK_ID.match(check_id):
+            found.append({"check_id": None, "via": name, "points": None, "hint": "", "description": "",
+                          "line": getattr(node, "lineno", None)})
+            continue
+        points = None
+        if name == "checkpoint":
+            points = _literal(node.args[1] if len(node.args) > 1 else kwargs.get("points"))
+            if points is None and len(node.args) < 2 and "points" not in kwargs:
+                points = 1  # the default of checkpoint()
+        found.append({"check_id": check_id, "via": name, "points": points,
+                      "hint": _literal(kwargs.get("hint")) or "",
+                      "description": _literal(kwargs.get("description")) or ""})
+    return found
+
+
+def expected_checks(reference_dir: Path | None = None, warnings: list[str] | None = None) -> dict[str, Expected]:
+    """The checkpoints the reference notebooks contain, in lab order (empty without notebooks).
+    Calls whose id is not a string literal cannot be expected; each adds a line to ``warnings``."""
+    import nbformat
+
+    from lab import run as runner
+
+    registered = {c.check_id: c for c in checks.registry()}
+    expected: dict[str, Expected] = {}
+    for path in runner.discover(Path(reference_dir or default_reference_dir())):
+        nb = nbformat.read(str(path), as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            for found in scan_source(cell.source):
+                cid = found["check_id"]
+                if cid is None:
+                    if warnings is not None:
+                        warnings.append(f"{path.name}: a {found['via']}() call without a literal check id "
+                                        "(the grader cannot expect it; write the id as a string literal)")
+                    continue
+                if cid in expected:
+                    if warnings is not None and expected[cid].notebook != path.name:
+                        warnings.append(f"{path.name}: check id {cid!r} is also used in {expected[cid].notebook}")
+                    continue
+                reg = registered.get(cid)
+                points = found["points"]
+                if points is None and reg is not None:
+                    points = reg.points
+                if points is None:
+                    raise LabError(f"{path.name}: the points of checkpoint {cid!r} are not a literal number",
+                                   "write points=<number> in the checkpoint call so the grader can read it")
+                expected[cid] = Expected(
+                    check_id=cid, points=checks._number(points), notebook=path.name, order=len(expected),
+                    cell_sha256=checks.source_hash(cell.source),
+                    hint=found["hint"] or (reg.hint if reg else ""),
+                    description=found["description"] or (reg.description if reg else ""))
+    return expected
+
+
+# ============================================================================================
+# Reading one submission
+# ============================================================================================
+
+
+@dataclass
+class Flag:
+    kind: str
+    detail: str
+    notebook: str | None = None
+    check_id: str | None = None
+
+    @property
+    def severity(self) -> str:
+        return SEVERITY.get(self.kind, "review")
+
+
+@dataclass
+class Evidence:
+    notebook: str
+    cell: int
+    record: dict
+    cell_sha256: str
+    intact: bool = True  # the record's own hash matches its content
+    usable: bool = True  # a record of this grader's schema with the fields it needs
+
+
+@dataclass
+class Outcome:
+    check_id: str
+    notebook: str
+    possible: float
+    earned: float
+    status: str
+    message: str
+    hint: str
+
+
+@dataclass
+class Submission:
+    student: str
+    path: str
+    run_dir: str | None = None
+    notebooks: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    mentioned: dict[str, list[str]] = field(default_factory=dict)
+    report: dict[str, dict] = field(default_factory=dict)  # notebook -> its entry in report.json
+    evidence: list[Evidence] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def flag(self, kind: str, detail: str, notebook: str | None = None, check_id: str | None = None) -> None:
+        self.flags.append(Flag(kind, detail, notebook, check_id))
+
+    @property
+    def earned(self) -> float:
+        return sum(o.earned for o in self.outcomes)
+
+    @property
+    def possible(self) -> float:
+        return sum(o.possible for o in self.outcomes)
+
+    @property
+    def status(self) -> str:
+        if not self.notebooks or not any(e.usable for e in self.evidence):
+            return "error"
+        return "flagged" if any(f.severity == "tamper" for f in self.flags) else "graded"
+
+    def records(self) -> list[dict]:
+        return [e.record for e in self.evidence if e.usable and e.intact]
+
+
+_NOTEBOOK_SKIP = re.compile(r"-checkpoint\.ipynb$")
+
+
+def _notebooks_in(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir()
+                      if p.is_file() and p.suffix == ".ipynb" and not _NOTEBOOK_SKIP.search(p.name))
+    except OSError:
+        return []
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and not (p / GRADEBOOK_CSV).exists())
+    except OSError:
+        return []
+
+
+def find_submissions(paths: Iterable[Path]) -> list[tuple[str, Path]]:
+    """(student, directory) pairs: a PATH with notebooks is one submission; otherwise each of its
+    sub-directories is one (a sub-directory without notebooks is graded by its latest run)."""
+    found: list[tuple[str, Path]] = []
+    for path in map(Path, paths):
+        if not path.is_dir() or _notebooks_in(path):
+            found.append((path.name or str(path), path))
+            continue
+        children = _subdirs(path)
+        if not children:
+            found.append((path.name or str(path), path))  # graded as "no notebooks"
+        found.extend((child.name, child) for child in children)
+    names = collections.Counter(name for name, _ in found)
+    return [(f"{path.parent.name}/{name}" if names[name] > 1 else name, path) for name, path in found]
+
+
+def _run_dir(path: Path) -> Path | None:
+    """Where the notebooks are: the directory itself, or its latest run directory."""
+    if _notebooks_in(path):
+        return path
+    runs = [d for d in _subdirs(path) if _notebooks_in(d)]
+    return runs[-1] if runs else None
+
+
+def _read_report(run_dir: Path, sub: Submission) -> None:
+    from lab import run as runner
+
+    report_path = run_dir / runner.REPORT_JSON
+    if not report_path.exists():
+        return
+    try:
+        report = json.loads(report_path.read_text())
+        sub.report = {r["notebook"]: r for r in report.get("results", [])}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        sub.errors.append(f"{runner.REPORT_JSON} is not a valid run report ({type(error).__name__}: {error})")
+
+
+def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[str] = ()) -> Submission:
+    """Read one submission's notebooks and check the integrity of its evidence (no scoring)."""
+    import nbformat
+
+    path = Path(path)
+    sub = Submission(student=student, path=str(path))
+    if not path.exists():
+        sub.errors.append(f"no such directory: {path}")
+        return sub
+    if not path.is_dir():
+        sub.errors.append(f"not a directory: {path}")
+        return sub
+    run_dir = _run_dir(path)
+    if run_dir is None:
+        sub.errors.append(f"no notebooks (*.ipynb) in {path}")
+        return sub
+    sub.run_dir = str(run_dir)
+    _read_report(run_dir, sub)
+    for nb_path in _notebooks_in(run_dir):
+        try:
+            nb = nbformat.reads(nb_path.read_text(encoding="utf-8"), as_version=4)
+        except Exception as error:  # noqa: BLE001 - invalid JSON, not a notebook, bad encoding
+            sub.unreadable.append(nb_path.name)
+            sub.errors.append(f"{nb_path.name}: not a readable notebook ({type(error).__name__}: "
+                              f"{' '.join(str(error).split())[:200]})")
+            continue
+        sub.notebooks.append(nb_path.name)
+        mentioned = set()
+        for index, cell in enumerate(nb.cells):
+            if cell.get("cell_type") != "code":
+                continue
+            source = cell.get("source", "")
+            mentioned.update(cid for cid in expected_ids if cid in source)
+            cell_hash = None
+            for output in cell.get("outputs", []):
+                data = output.get("data") or {}
+                if checks.MIME_TYPE not in data:
+                    continue
+                record = data[checks.MIME_TYPE]
+                if isinstance(record, str):
+                    try:
+                        record = json.loads(record)
+                    except ValueError:
+                        record = None
+                if cell_hash is None:
+                    cell_hash = checks.source_hash(source)
+                if not isinstance(record, dict):
+                    sub.flag("malformed-record", f"cell {index}: checkpoint output is not a JSON object", nb_path.name)
+                    continue
+                sub.evidence.append(Evidence(nb_path.name, index, dict(record), cell_hash))
+                _check_display(sub, sub.evidence[-1], data.get("text/plain"))
+        sub.mentioned[nb_path.name] = sorted(mentioned)
+    if not sub.notebooks:
+        return sub
+    if not sub.evidence:
+        sub.errors.append("no checkpoint evidence in the notebooks: were they executed (lab run) and saved with outputs?")
+    _check_records(sub)
+    for ev in sub.evidence:  # verified: keep what scoring and cross-checks need, not the node list
+        cluster = ev.record.get("cluster")
+        if isinstance(cluster, dict):
+            ev.record["cluster"] = {k: cluster[k] for k in ("context", "kube_system_uid", "error") if k in cluster}
+    return sub
+
+
+_REQUIRED = ("check_id", "points", "passed", "message", "session", "seq", "prev_hash", "hash")
+
+
+def _check_display(sub: Submission, ev: Evidence, text: Any) -> None:
+    if text is None or not isinstance(ev.record.get("check_id"), str):
+        return
+    if isinstance(text, list):
+        text = "".join(text)
+    try:
+        expected = checks.render_text(ev.record)
+    except (KeyError, TypeError):
+        return
+    if text != expected:
+        sub.flag("edited-output", f"cell {ev.cell}: the PASS/FAIL text differs from the evidence it came with",
+                 ev.notebook, ev.record.get("check_id"))
+
+
+def _check_records(sub: Submission) -> None:
+    """Schema, record hashes, cell hashes, hash chains and cluster identity of a submission."""
+    other_schemas = collections.Counter()
+    for ev in sub.evidence:
+        rec = ev.record
+        if rec.get("schema") != checks.SCHEMA:
+            ev.usable = False
+            other_schemas[f"{rec.get('schema')} (lab {rec.get('lab_version', '?')})"] += 1
+            continue
+        missing = [k for k in _REQUIRED if k not in rec]
+        if missing:
+            ev.usable = False
+            sub.flag("malformed-record", f"cell {ev.cell}: record lacks {', '.join(missing)}", ev.notebook,
+                     rec.get("check_id"))
+            continue
+        if checks.record_hash(rec) != rec["hash"]:
+            ev.intact = False
+            sub.flag("edited-output", f"cell {ev.cell}: the record's content does not match its hash",
+                     ev.notebook, rec["check_id"])
+        if rec.get("cell_sha256") and rec["cell_sha256"] != ev.cell_sha256:
+            sub.flag("edited-cell", f"cell {ev.cell}: the cell's source changed after it produced this evidence",
+                     ev.notebook, rec["check_id"])
+        if rec.get("notebook") and rec["notebook"] != ev.notebook:
+            sub.flag("misplaced-record", f"cell {ev.cell}: recorded in {rec['notebook']}", ev.notebook,
+                     rec["check_id"])
+    if other_schemas:
+        listing = ", ".join(f"{n} record(s) of {s}" for s, n in other_schemas.items())
+        sub.errors.append(f"run of another lab version: {listing}; this grader (lab {LAB_VERSION}) reads {checks.SCHEMA}")
+    usable = [e for e in sub.evidence if e.usable]
+    versions = sorted({str(e.record.get("lab_version")) for e in usable} - {LAB_VERSION})
+    if versions:
+        sub.flag("other-lab-version", f"records from lab {', '.join(versions)}; grader is lab {LAB_VERSION}")
+    _check_chains(sub, usable)
+    _check_clusters(sub, usable)
+
+
+def _check_chains(sub: Submission, usable: list[Evidence]) -> None:
+    sessions: dict[str, list[Evidence]] = collections.defaultdict(list)
+    for ev in usable:
+        sessions[str(ev.record["session"])].append(ev)
+    for session, evs in sessions.items():
+        evs.sort(key=lambda e: _seq(e.record))
+        seen: dict[int, Evidence] = {}
+        gaps = 0
+        previous: Evidence | None = None
+        for ev in evs:
+            rec = ev.record
+            seq = _seq(rec)
+            if seq in seen:
+                sub.flag("duplicated-record", f"cell {ev.cell}: record {seq} of session {session[:8]} appears twice "
+                         f"(also {seen[seq].notebook} cell {seen[seq].cell})", ev.notebook, rec["check_id"])
+                continue
+            seen[seq] = ev
+            if seq == 1 and rec["prev_hash"] != checks.GENESIS_HASH:
+                sub.flag("broken-chain", f"cell {ev.cell}: the first record of session {session[:8]} does not start the chain",
+                         ev.notebook, rec["check_id"])
+            elif previous is not None and seq == _seq(previous.record) + 1:
+                if rec["prev_hash"] != previous.record["hash"]:
+                    sub.flag("broken-chain", f"cell {ev.cell}: record {seq} of session {session[:8]} does not follow "
+                             f"record {seq - 1} ({previous.notebook} cell {previous.cell})", ev.notebook, rec["check_id"])
+            elif seq > 1:
+                gaps += 1
+            previous = ev
+        if gaps:
+            sub.flag("chain-gap", f"session {session[:8]}: {gaps} link(s) cannot be verified because earlier records "
+                     "are not in the notebook (cells re-run or outputs cleared)", evs[0].notebook)
+
+
+def _check_clusters(sub: Submission, usable: list[Evidence]) -> None:
+    clusters: dict[str, list[str]] = collections.defaultdict(list)
+    for ev in usable:
+        cluster = ev.record.get("cluster") or {}
+        uid = cluster.get("kube_system_uid") if isinstance(cluster, dict) else None
+        if uid:
+            clusters[uid].append(ev.notebook)
+        elif ev.record.get("passed"):
+            sub.flag("no-cluster-identity", f"cell {ev.cell}: passed without a cluster identity "
+                     f"({(cluster or {}).get('error', 'none recorded') if isinstance(cluster, dict) else 'none'})",
+                     ev.notebook, ev.record["check_id"])
+    if len(clusters) > 1:
+        listing = "; ".join(f"{uid[:8]}… in {', '.join(sorted(set(nbs)))}" for uid, nbs in clusters.items())
+        sub.flag("multiple-clusters", f"evidence from {len(clusters)} clusters: {listing}")
+
+
+# ============================================================================================
+# Scoring and cross-submission checks
+# ============================================================================================
+
+
+def _derive_expected(submissions: Iterable[Submission]) -> dict[str, Expected]:
+    """Without reference notebooks: every check any submission recorded, with its usual points."""
+    seen: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    where: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    first: dict[str, tuple] = {}
+    for sub in submissions:
+        for ev in sub.evidence:
+            if ev.usable:
+                cid = ev.record["check_id"]
+                seen[cid][ev.record["points"]] += 1
+                where[cid][ev.notebook] += 1
+                first.setdefault(cid, (ev.notebook, ev.record.get("seq", 0)))
+    ordered = sorted(seen, key=lambda c: (where[c].most_common(1)[0][0], first[c][1], c))
+    return {cid: Expected(cid, seen[cid].most_common(1)[0][0], where[cid].most_common(1)[0][0], i)
+            for i, cid in enumerate(ordered)}
+
+
+def _seq(record: Mapping[str, Any]) -> int:
+    return int(record["seq"]) if str(record.get("seq")).isdigit() else 0
+
+
+def _when(ev: Evidence) -> tuple[str, int]:
+    return str(ev.record.get("finished", "")), _seq(ev.record)
+
+
+def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bool = True) -> None:
+    """Fill ``sub.outcomes`` (one per expected check) and the flags that scoring reveals."""
+    latest: dict[str, Evidence] = {}
+    for ev in sub.evidence:
+        if not ev.usable:
+            continue
+        cid = ev.record["check_id"]
+        if cid not in latest or _when(ev) >= _when(latest[cid]):
+            latest[cid] = ev
+    sub.outcomes = []
+    missing_notebooks = set()
+    for exp in sorted(expected.values(), key=lambda e: e.order):
+        ev = latest.get(exp.check_id)
+        if ev is not None:
+            rec = ev.record
+            if not ev.intact:
+                outcome = Outcome(exp.check_id, ev.notebook, exp.points, 0, "invalid", STATUS_TEXT["invalid"],
+                                  exp.hint)
+            else:
+                passed = bool(rec.get("passed"))
+                outcome = Outcome(exp.check_id, ev.notebook, exp.points, exp.points if passed else 0,
+                                  "passed" if passed else "failed", str(rec.get("message", "")),
+                                  str(rec.get("hint") or exp.hint))
+            if rec.get("points") != exp.points:
+                sub.flag("points-mismatch", f"recorded for {rec.get('points')} points; the reference gives {exp.points}",
+                         ev.notebook, exp.check_id)
+            if reference_cells and exp.cell_sha256 and ev.cell_sha256 != exp.cell_sha256:
+                sub.flag("modified-checkpoint", "the checkpoint cell differs from the reference notebook's",
+                         ev.notebook, exp.check_id)
+            sub.outcomes.append(outcome)
+            continue
+        nb = exp.notebook
+        report = sub.report.get(nb) or {}
+        if nb in sub.unreadable:
+            status, message = "unreadable", STATUS_TEXT["unreadable"]
+        elif nb not in sub.notebooks:
+            if report.get("status") in ("not run", "failed"):
+                status, message = "not-run", STATUS_TEXT["not-run"] + _report_error(report)
+            else:
+                status, message = "missing", STATUS_TEXT["missing"]
+                if sub.notebooks and nb not in missing_notebooks:
+                    missing_notebooks.add(nb)
+                    sub.flag("missing-notebook", f"{nb} (with its checkpoints) is not in the submission", nb)
+        elif not reference_cells:
+            status, message = "missing", "no evidence for this check in the submission"
+        elif any(exp.check_id in ids for ids in sub.mentioned.values()):
+            status, message = "not-executed", STATUS_TEXT["not-executed"] + _report_error(report)
+        else:
+            status, message = "deleted", STATUS_TEXT["deleted"]
+            sub.flag("deleted-checkpoint", "the checkpoint call was removed from the notebook", nb, exp.check_id)
+        sub.outcomes.append(Outcome(exp.check_id, nb, exp.points, 0, status, message, exp.hint))
+    unknown = sorted(set(latest) - set(expected))
+    if unknown and expected:
+        sub.flag("unknown-check", f"evidence for checks the reference does not have: {', '.join(unknown)}")
+
+
+def _report_error(report: Mapping[str, Any]) -> str:
+    error = report.get("error") if report else None
+    if not isinstance(error, dict):
+        return ""
+    where = f" in cell {error.get('cell_index')}" if error.get("cell_index") is not None else ""
+    return f" ({report.get('notebook')} failed{where}: {error.get('ename')}: {str(error.get('evalue', ''))[:200]})"
+
+
+def cross_check(submissions: Sequence[Submission]) -> None:
+    """Flag submissions that share object UIDs or records (copied runs) or a cluster."""
+    uid_owners: dict[str, set[str]] = collections.defaultdict(set)
+    hash_owners: dict[str, set[str]] = collections.defaultdict(set)
+    cluster_owners: dict[str, set[str]] = collections.defaultdict(set)
+    for sub in submissions:
+        for rec in sub.records():
+            for uid in (rec.get("objects") or {}).values():
+                uid_owners[str(uid)].add(sub.student)
+            hash_owners[rec["hash"]].add(sub.student)
+            cluster = rec.get("cluster") or {}
+            if isinstance(cluster, dict) and cluster.get("kube_system_uid"):
+                cluster_owners[cluster["kube_system_uid"]].add(sub.student)
+    for sub in submissions:
+        shared_uids: collections.Counter = collections.Counter()
+        shared_records: collections.Counter = collections.Counter()
+        mine_uids = {str(u) for rec in sub.records() for u in (rec.get("objects") or {}).values()}
+        for uid in mine_uids:
+            for other in uid_owners[uid] - {sub.student}:
+                shared_uids[other] += 1
+        for rec in sub.records():
+            for other in hash_owners[rec["hash"]] - {sub.student}:
+                shared_records[other] += 1
+        for other in sorted(set(shared_uids) | set(shared_records)):
+            parts = []
+            if shared_uids[other]:
+                parts.append(f"{shared_uids[other]} object UID(s)")
+            if shared_records[other]:
+                parts.append(f"{shared_records[other]} identical record(s)")
+            sub.flag("copied-run", f"shares {' and '.join(parts)} with {other}")
+        mine_clusters = {rec["cluster"]["kube_system_uid"] for rec in sub.records()
+                         if isinstance(rec.get("cluster"), dict) and rec["cluster"].get("kube_system_uid")}
+        others = sorted(set().union(*(cluster_owners[c] for c in mine_clusters)) - {sub.student}) if mine_clusters else []
+        if others:
+            sub.flag("shared-cluster", f"evidence from the same cluster as {', '.join(others[:5])}"
+                     + (f" and {len(others) - 5} more" if len(others) > 5 else ""))
+
+
+# ============================================================================================
+# The gradebook
+# ============================================================================================
+
+
+@dataclass
+class Gradebook:
+    submissions: list[Submission]
+    expected: dict[str, Expected]
+    reference: str | None
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # about the reference notebooks
+
+    def details(self):
+        """Student x check, long form: possible/earned points, status, reason, hint."""
+        import pandas as pd
+
+        rows = [{"student": s.student, "notebook": o.notebook, "check_id": o.check_id, "possible": o.possible,
+                 "earned": o.earned, "status": o.status, "message": o.message, "hint": o.hint}
+                for s in self.submissions for o in s.outcomes]
+        return pd.DataFrame(rows, columns=["student", "notebook", "check_id", "possible", "earned", "status",
+                                           "message", "hint"])
+
+    def flags(self):
+        import pandas as pd
+
+        rows = [{"student": s.student, "severity": f.severity, "kind": f.kind, "notebook": f.notebook or "",
+                 "check_id": f.check_id or "", "detail": f.detail}
+                for s in self.submissions for f in sorted(s.flags, key=lambda f: SEVERITY_ORDER[f.severity])]
+        return pd.DataFrame(rows, columns=["student", "severity", "kind", "notebook", "check_id", "detail"])
+
+    def table(self):
+        """One row per student: status, totals, flag counts, errors, then earned points per check."""
+        import pandas as pd
+
+        check_ids = [e.check_id for e in sorted(self.expected.values(), key=lambda e: e.order)]
+        rows = []
+        for s in self.submissions:
+            counts = collections.Counter(f.severity for f in s.flags)
+            row = {"student": s.student, "status": s.status, "earned": s.earned, "possible": s.possible,
+                   "percent": round(100 * s.earned / s.possible, 1) if s.possible else 0.0,
+                   "tamper_flags": counts["tamper"], "review_flags": counts["review"],
+                   "flags": "; ".join(sorted({f.kind for f in s.flags}, key=lambda k: (SEVERITY_ORDER[SEVERITY.get(k, 'review')], k))),
+                   "errors": "; ".join(s.errors), "path": s.run_dir or s.path}
+            earned = {o.check_id: o.earned for o in s.outcomes}
+            row.update({cid: earned.get(cid, 0) for cid in check_ids})
+            rows.append(row)
+        columns = ["student", "status", "earned", "possible", "percent", "tamper_flags", "review_flags", "flags",
+                   "errors", "path", *check_ids]
+        return pd.DataFrame(rows, columns=columns).set_index("student")
+
+    def pass_rates(self):
+        import pandas as pd
+
+        details = self.details()
+        rows = []
+        for exp in sorted(self.expected.values(), key=lambda e: e.order):
+            d = details[details.check_id == exp.check_id]
+            graded = d[d.status.isin(["passed", "failed", "invalid", "not-executed", "deleted", "not-run"])]
+            passed = int((d.status == "passed").sum())
+            failures = d[d.status != "passed"].message.value_counts()
+            rows.append({"check_id": exp.check_id, "notebook": exp.notebook, "points": exp.points,
+                         "passed": passed, "graded": len(graded),
+                         "pass_rate": round(100 * passed / len(graded), 1) if len(graded) else 0.0,
+                         "most_common_failure": failures.index[0] if len(failures) else ""})
+        return pd.DataFrame(rows, columns=["check_id", "notebook", "points", "passed", "graded", "pass_rate",
+                                           "most_common_failure"])
+
+    def write(self, out_dir: Path) -> dict[str, Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"gradebook": out / GRADEBOOK_CSV, "details": out / DETAILS_CSV, "flags": out / FLAGS_CSV,
+                 "report": out / REPORT_HTML}
+        self.table().to_csv(paths["gradebook"])
+        self.details().to_csv(paths["details"], index=False)
+        self.flags().to_csv(paths["flags"], index=False)
+        paths["report"].write_text(render_html(self), encoding="utf-8")
+        return paths
+
+
+def grade(
+    paths: Iterable[Path],
+    reference_dir: Path | None = None,
+    jobs: int = 1,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Gradebook:
+    """Grade every submission under ``paths`` against the reference notebooks' checkpoints.
+
+    ``jobs`` > 1 reads submissions in that many processes. ``progress(done, total, student)`` is
+    called after each submission.
+    """
+    started = time.monotonic()
+    reference = Path(reference_dir or default_reference_dir())
+    warnings: list[str] = []
+    expected = expected_checks(reference, warnings)
+    items = find_submissions(paths)
+    if not items:
+        raise LabError("nothing to grade", "name one directory per student, or a folder of them (e.g. runs/)")
+    ids = list(expected)
+    results: list[Submission | None] = [None] * len(items)
+
+    def done(index: int, sub: Submission) -> None:
+        results[index] = sub
+        if progress:
+            progress(sum(r is not None for r in results), len(items), sub.student)
+
+    if jobs <= 1 or len(items) == 1:
+        for i, (student, path) in enumerate(items):
+            done(i, _safe_inspect(student, path, ids))
+    else:
+        with futures.ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
+            pending = {pool.submit(_safe_inspect, student, str(path), ids): i for i, (student, path) in enumerate(items)}
+            for future in futures.as_completed(pending):
+                i = pending[future]
+                try:
+                    sub = future.result()
+                except Exception as error:  # noqa: BLE001 - a dead worker fails one submission
+                    sub = Submission(items[i][0], str(items[i][1]), errors=[f"grader failed: {type(error).__name__}: {error}"])
+                done(i, sub)
+    submissions = [s for s in results if s is not None]
+    reference_cells = bool(expected)
+    if not expected:
+        expected = _derive_expected(submissions)
+    for sub in submissions:
+        score(sub, expected, reference_cells=reference_cells)
+    cross_check(submissions)
+    return Gradebook(submissions, expected, str(reference) if reference_cells else None,
+                     seconds=round(time.monotonic() - started, 3), warnings=warnings)
+
+
+def _safe_inspect(student: str, path: str | Path, ids: Sequence[str]) -> Submission:
+    try:
+        return inspect_submission(student, path, ids)
+    except Exception as error:  # noqa: BLE001 - one broken submission must not stop the others
+        return Submission(student, str(path), errors=[f"grader failed on this submission: {type(error).__name__}: {error}"])
+
+
+# ============================================================================================
+# HTML report
+# ============================================================================================
+
+
+def _histogram_png(percents: Sequence[float]) -> str:
+    """A score distribution plot as a base64 PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 2.8), dpi=100)
+    ax = fig.add_subplot()
+    ax.hist(list(percents), bins=list(range(0, 105, 5)), color="#4c72b0", edgecolor="white")
+    ax.set_xlabel("score (%)")
+    ax.set_ylabel("students")
+    ax.set_xlim(0, 100)
+    ax.set_title("Score distribution")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#1f2328}
+table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa}.num{text-align:right}.passed{color:#1a7f37}.failed,.invalid,.deleted{color:#cf222e}
+.tamper{background:#ffebe9}.review{background:#fff8c5}.info{background:#f6f8fa}
+.student{border-top:2px solid #d0d7de;margin-top:1.5em}code{font-size:90%}.hint{color:#9a6700}
+"""
+
+
+def render_html(book: Gradebook) -> str:
+    e = html.escape
+    table = book.table()
+    rates = book.pass_rates()
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>k8s-lab gradebook</title>"
+             f"<style>{_CSS}</style></head><body>",
+             "<h1>k8s-lab gradebook</h1>",
+             f"<p>{len(book.submissions)} submission(s), {len(book.expected)} check(s), "
+             f"{sum(e.points for e in book.expected.values())} points possible. Reference: "
+             f"{e(book.reference or 'none (checks derived from the submissions)')}. Graded by lab {e(LAB_VERSION)} "
+             f"at {e(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'))}.</p>"]
+    if len(table):
+        parts.append(f"<img alt='score distribution' src='data:image/png;base64,{_histogram_png(table.percent)}'>")
+    parts.append("<h2>Students</h2><table><tr><th>student</th><th>status</th><th class=num>points</th>"
+                 "<th class=num>%</th><th>flags</th><th>errors</th></tr>")
+    for student, row in table.iterrows():
+        parts.append(f"<tr><td><a href='#s-{e(str(student))}'>{e(str(student))}</a></td><td>{e(row.status)}</td>"
+                     f"<td class=num>{row.earned:g}/{row.possible:g}</td><td class=num>{row.percent:g}</td>"
+                     f"<td>{e(row['flags'])}</td><td>{e(row['errors'])}</td></tr>")
+    parts.append("</table><h2>Checks</h2><table><tr><th>check</th><th>notebook</th><th class=num>points</th>"
+                 "<th class=num>pass rate</th><th>most common failure</th></tr>")
+    for _, r in rates.iterrows():
+        parts.append(f"<tr><td><code>{e(r.check_id)}</code></td><td>{e(r.notebook)}</td><td class=num>{r.points:g}</td>"
+                     f"<td class=num>{r.pass_rate:g}% ({r.passed}/{r.graded})</td><td>{e(str(r.most_common_failure))}</td></tr>")
+    parts.append("</table><h2>Feedback per student</h2>")
+    for sub in book.submissions:
+        parts.append(f"<div class=student id='s-{e(sub.student)}'><h3>{e(sub.student)}: {sub.earned:g}/{sub.possible:g} "
+                     f"points ({e(sub.status)})</h3><p><code>{e(sub.run_dir or sub.path)}</code></p>")
+        for error in sub.errors:
+            parts.append(f"<p class=failed>error: {e(error)}</p>")
+        if sub.flags:
+            parts.append("<table><tr><th>severity</th><th>flag</th><th>where</th><th>detail</th></tr>")
+            for f in sorted(sub.flags, key=lambda f: SEVERITY_ORDER[f.severity]):
+                where = " ".join(x for x in (f.notebook, f.check_id) if x)
+                parts.append(f"<tr class={f.severity}><td>{f.severity}</td><td>{e(f.kind)}</td><td>{e(where)}</td>"
+                             f"<td>{e(f.detail)}</td></tr>")
+            parts.append("</table>")
+        lost = [o for o in sub.outcomes if o.status != "passed"]
+        passed = len(sub.outcomes) - len(lost)
+        parts.append(f"<p>{passed} of {len(sub.outcomes)} checks passed.</p>")
+        if lost:
+            parts.append("<table><tr><th>check</th><th>notebook</th><th class=num>lost</th><th>status</th>"
+                         "<th>what is wrong</th><th>hint</th></tr>")
+            for o in lost:
+                parts.append(f"<tr><td><code>{e(o.check_id)}</code></td><td>{e(o.notebook)}</td>"
+                             f"<td class=num>{o.possible - o.earned:g}</td><td class={e(o.status)}>{e(o.status)}</td>"
+                             f"<td>{e(o.message)}</td><td class=hint>{e(o.hint)}</td></tr>")
+            parts.append("</table>")
+        parts.append("</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# ============================================================================================
+# --execute: run each submission's notebooks headlessly, then grade
+# ============================================================================================
+
+
+def namespace_for(student: str, prefix: str = "grade-") -> str:
+    """A DNS-1123 namespace name for a student's run."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", f"{prefix}{student}".lower()).strip("-")
+    return (slug[:63].rstrip("-")) or "grade"
+
+
+def _execute_child(notebook: str, output: str, parameters: dict, cwd: str, cell_timeout: int | None,
+                   error_file: str) -> None:
+    """In a child process: lab.run's engine on one notebook; a failure's description to error_file."""
+    from lab import run as runner
+
+    try:
+        runner.execute_one(Path(notebook), Path(output), parameters, Path(cwd), cell_timeout)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        error = runner._describe_failure(exc, Path(output))
+        Path(error_file).write_text(json.dumps(asdict(error)))
+        raise SystemExit(1)
+
+
+def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout: float,
+                     cell_timeout: int | None):
+    """Run one notebook with lab.run.execute_one in a child process killed after ``timeout`` s
+    (its kernel exits with it). Returns (status, CellError | None)."""
+    import multiprocessing
+
+    from lab import run as runner
+
+    error_file = output.with_suffix(".error.json")
+    error_file.unlink(missing_ok=True)
+    process = multiprocessing.get_context("spawn").Process(
+        target=_execute_child, args=(str(notebook), str(output), parameters, str(cwd), cell_timeout, str(error_file)))
+    process.start()
+    process.join(timeout)
+    if process.is_alive():
+        process.terminate()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        return "failed", runner.CellError(None, None, "NotebookTimeout", f"the notebook ran longer than {timeout:g} s")
+    if process.exitcode == 0:
+        return "passed", None
+    try:
+        error = runner.CellError(**json.loads(error_file.read_text()))
+    except (OSError, ValueError, TypeError):
+        error = runner.CellError(None, None, "ExecutionFailed", f"the runner exited with {process.exitcode}")
+    finally:
+        error_file.unlink(missing_ok=True)
+    return "failed", error
+
+
+def execute_submission(student: str, source: Path, out_dir: Path, namespace: str, *,
+                       timeout: float = DEFAULT_NOTEBOOK_TIMEOUT, cell_timeout: int | None = None,
+                       listener: Callable[[str, str, str], None] | None = None) -> Path:
+    """Execute one submission's NN-*.ipynb notebooks in order into ``out_dir`` (with report.json
+    as ``lab run`` writes it), passing ``namespace`` to notebooks that declare that parameter.
+    A failing notebook does not stop the later ones: their checkpoints still earn points."""
+    from lab import run as runner
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = runner.discover(source)
+    report = runner.RunReport(out_dir=str(out_dir), notebooks_dir=str(source),
+                              started=_dt.datetime.now(_dt.timezone.utc).isoformat())
+    for nb in notebooks:
+        try:
+            declared = runner.notebook_parameters(nb)
+        except Exception:  # noqa: BLE001 - an unreadable notebook fails when it runs
+            declared = {}
+        params = {NAMESPACE_PARAMETER: namespace} if NAMESPACE_PARAMETER in declared else {}
+        report.results.append(runner.NotebookResult(notebook=nb.name, status="not run", parameters=params))
+    runner.write_report(report)
+    failed = False
+    for nb, result in zip(notebooks, report.results):
+        if listener:
+            listener(student, nb.name, "start")
+        output = out_dir / nb.name
+        result.output = str(output)
+        began = time.monotonic()
+        result.status, result.error = execute_notebook(nb, output, result.parameters, source, timeout, cell_timeout)
+        result.duration_s = round(time.monotonic() - began, 3)
+        failed = failed or result.status == "failed"
+        runner.write_report(report)
+        if listener:
+            listener(student, nb.name, result.status)
+    report.status = "failed" if failed else "passed"
+    report.finished = _dt.datetime.now(_dt.timezone.utc).isoformat()
+    runner.write_report(report)
+    return out_dir
+
+
+def execute_all(paths: Iterable[Path], out_dir: Path, *, namespace_prefix: str = "grade-", jobs: int = 1,
+                timeout: float = DEFAULT_NOTEBOOK_TIMEOUT, cell_timeout: int | None = None,
+                listener: Callable[[str, str, str], None] | None = None) -> list[Path]:
+    """Execute every submission under ``paths`` into ``out_dir/<student>/``; the run directories."""
+    items = find_submissions(paths)
+    if not items:
+        raise LabError("nothing to execute", "name one directory per student, or a folder of them")
+    out_dir = Path(out_dir)
+
+    def one(item: tuple[str, Path]) -> Path:
+        student, source = item
+        target = out_dir / student.replace("/", "_")
+        if not source.is_dir() or not (_run_dir(source)):
+            target.mkdir(parents=True, exist_ok=True)  # graded as "no notebooks"
+            return target
+        return execute_submission(student, _run_dir(source), target, namespace_for(student, namespace_prefix),
+                                  timeout=timeout, cell_timeout=cell_timeout, listener=listener)
+
+    with futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, items))
+
+
+# ============================================================================================
+# --live: re-run the registered checks against a cluster
+# ============================================================================================
+
+
+def live(context: str | None = None, namespace: str | None = None, include_instructor_only: bool = True):
+    """Run every registered check (instructor-only ones too) against a live cluster; a DataFrame."""
+    import pandas as pd
+
+    records = checks.run_registered(context=context, namespace=namespace,
+                                    include_instructor_only=include_instructor_only)
+    rows = [{"check_id": r["check_id"], "instructor_only": r["kind"] == "instructor", "points": r["points"],
+             "earned": r["earned"], "passed": r["passed"], "message": r["message"], "hint": r["hint"],
+             "objects": len(r["objects"]), "cluster": (r["cluster"] or {}).get("kube_system_uid", "")}
+            for r in records]
+    return pd.DataFrame(rows, columns=["check_id", "instructor_only", "points", "earned", "passed", "message",
+                                       "hint", "objects", "cluster"])
