@@ -8,5 +8,5 @@ mysqldump --host="${DATABASE_HOST}" --port="${DATABASE_PORT}" --protocol=tcp --u
 gzip -t "${out}.partial"
 mv "${out}.partial" "${out}"
 echo "wrote ${out} ($(wc -c < "${out}") bytes)"
-# Keep the newest BACKUP_KEEP dumps.
-ls -1t /backups/k8s-lab-*.sql.gz | tail -n "+$((BACKUP_KEEP + 1))" | xargs -r rm -f --
+# Keep the newest BACKUP_KEEP dumps of this kind (k8s-lab-<UTC stamp>.sql.gz); other files stay.
+ls -1t /backups/k8s-lab-[0-9]*Z.sql.gz | tail -n "+$((BACKUP_KEEP + 1))" | xargs -r rm -f --

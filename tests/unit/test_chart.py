@@ -6,6 +6,7 @@ they never skip.
 from __future__ import annotations
 
 import copy
+import os
 import difflib
 import hashlib
 import shutil
@@ -449,3 +450,18 @@ def test_notes_name_the_url_and_no_credentials(helm, tmp_path):
     assert "database-credentials" in notes
     for value in deploy._known_secrets():
         assert value not in notes
+
+
+def test_backup_retention_prunes_only_the_cronjobs_own_dumps(tmp_path):
+    """The backup directory is shared (lab backup writes k8s-lab-<db>-<stamp> files there too)."""
+    script = (CHART / "files" / "backup.sh").read_text()
+    [prune] = [line for line in script.splitlines() if line.startswith("ls -1t /backups/")]
+    names = [f"k8s-lab-2026010{d}T020000Z.sql.gz" for d in range(1, 6)]
+    others = ["k8s-lab-lab-20260101T020000Z.sql.gz", "k8s-lab-lab-20260101T020000Z.meta.json", "notes.txt"]
+    for age, name in enumerate([*names, *others]):
+        path = tmp_path / name
+        path.write_text(name)
+        os.utime(path, (1_700_000_000 + age * 60, 1_700_000_000 + age * 60))
+    subprocess.run(["bash", "-c", "set -euo pipefail\n" + prune.replace("/backups/", f"{tmp_path}/")],
+                   env={"BACKUP_KEEP": "2", "PATH": os.environ["PATH"]}, check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[-2:], *others])
