@@ -164,9 +164,9 @@ def main() -> None:
         print(f"{'speed-up naive / engine (stream)':<46} {t_naive / t_stream:7.1f} x   "
               f"(target >= 5)")
         print(f"{'wrong cells (engine)':<46} {w_stream:7d}      (target 0)")
-        cni = probe._cni_note(config.KUBE_CONTEXT)
+        cni = probe.cni_note()
         if cni:  # policies are not enforced while kindnet restarts
-            print(f"note{cni}")
+            print("note:" + cni.lstrip(";"))
         if w_stream:
             probe.report(df)
     finally:

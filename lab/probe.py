@@ -41,7 +41,7 @@ import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from . import config
@@ -305,7 +305,9 @@ def _core(context: str):
 
 
 def _exec_stream(source: _SourcePod, script: str, timeout: float, context: str) -> tuple[str, str]:
-    """Run the script with the API server's exec (websocket), in-process. Returns (stdout, error)."""
+    """Run the script with the API server's exec (websocket), in-process.
+
+    Returns (stdout, problem); problem is empty when the script ran."""
     from kubernetes import client
     from kubernetes.stream import stream
 
@@ -799,7 +801,7 @@ def heatmap(df, title: str | None = None):
     for (y, x), r in cells.items():
         ok = bool(r["correct"])
         text = r["observed"] if ok else f"✗ {r['observed']}\n(want {r['expected']})"
-        ax.text(x, y, text, ha="center", va="center", color="white",
+        ax.text(x, y, text, ha="center", va="center", color="white", zorder=3,
                 fontsize=7 if ok else 6.5, fontweight="normal" if ok else "bold")
         if not ok:
             ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="black",
@@ -910,10 +912,12 @@ class CanaryResult:
         return self.message
 
 
-def _cni_note(context: str) -> str:
-    """A word on the CNI daemon's Pods (kindnet enforces the policies on kind)."""
+def cni_note(context: str = config.KUBE_CONTEXT) -> str:
+    """A word on the CNI daemon's Pods when they are not ready or have restarted (kindnet
+    enforces the policies on kind; while it restarts, nothing is enforced). Empty when fine."""
     try:
-        pods = _core(context).list_namespaced_pod("kube-system", label_selector="app=kindnet").items
+        pods = _core(context).list_namespaced_pod("kube-system", label_selector="app=kindnet",
+                                                  _request_timeout=5).items
     except Exception:  # noqa: BLE001 - only a hint
         return ""
     notes = []
@@ -973,7 +977,7 @@ def canary(namespace: str = CANARY_NAMESPACE, *, context: str = config.KUBE_CONT
                            f"({before})",
                            hint=f"does a NetworkPolicy in {namespace} select the canary's Pods? "
                                 f"Use a namespace of its own (the default {CANARY_NAMESPACE})"
-                                + _cni_note(context))
+                                + cni_note(context))
         net.create_namespaced_network_policy(namespace, client.V1NetworkPolicy(
             metadata=client.V1ObjectMeta(name=policy_name),
             spec=client.V1NetworkPolicySpec(
@@ -989,7 +993,7 @@ def canary(namespace: str = CANARY_NAMESPACE, *, context: str = config.KUBE_CONT
                 hint="kind enforces policies with its CNI daemon kindnetd (kind >= v0.24); check "
                      "`kubectl -n kube-system get pods -l app=kindnet` and recreate the cluster "
                      "with `lab cluster up --recreate` if it is old or crashing"
-                     + _cni_note(context))
+                     + cni_note(context))
         net.delete_namespaced_network_policy(policy_name, namespace)
         restored = look("connected")
         seconds = time.monotonic() - start

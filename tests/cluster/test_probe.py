@@ -138,6 +138,15 @@ def system():
         delete_namespace(core, NS)
 
 
+def explain(df) -> str:
+    """The wrong cells with their commands, and the state of kindnet (which enforces policies:
+    while it restarts, nothing is enforced)."""
+    import io
+    out = io.StringIO()
+    probe.report(df, file=out)
+    return out.getvalue() + probe.cni_note()
+
+
 def cells(df) -> set[tuple[str, str, int]]:
     return {(r.source, r.destination, r.port) for r in df.itertuples()}
 
@@ -145,13 +154,12 @@ def cells(df) -> set[tuple[str, str, int]]:
 def test_correct_policy_every_cell_as_expected(system):
     set_policies(lab_policies(CORRECT))
     df = probe.matrix(NS, SOURCES, DESTINATIONS, PORTS, expected=expected)
-    probe.report(df)
     # 4 source Pods x (database:3306 + web:80 + db-0:3306 + db-0:80); Services skip ports they
     # do not declare.
     assert len(df) == 4 * 4
     assert df.attrs["skipped"] == ["database:80", "web:3306"]
     assert set(df.source) == {"web-0", "web-1", "probe-web-probe-0", "probe-other-0"}
-    assert probe.wrong(df).empty
+    assert probe.wrong(df).empty, explain(df)
     assert set(df.observed) == {"connected", "timeout"}
 
 
@@ -160,10 +168,11 @@ def test_refused_and_timeout_are_told_apart(system):
     # reset (refused); for everyone else the policy drops the packets (timeout).
     set_policies([*lab_policies(CORRECT),
                   policy("database-3307-from-web", DB, [allow(3307, CORRECT)])])
-    df = probe.matrix(NS, SOURCES, [probe.Destination.pods("db-pod", "app.kubernetes.io/component"
-                                                           "=database", ports=[3307])],
-                      expected=lambda s, d, p: "refused" if s in ("web", "web-probe") else "timeout")
-    assert probe.wrong(df).empty, probe.report(df)
+    closed = probe.Destination.pods("db-pod", "app.kubernetes.io/component=database",
+                                    ports=[3307])
+    df = probe.matrix(NS, SOURCES, [closed], expected=lambda s, d, p: (
+        "refused" if s in ("web", "web-probe") else "timeout"))
+    assert probe.wrong(df).empty, explain(df)
     observed = dict(zip(df.source, df.observed))
     assert observed == {"web-0": "refused", "web-1": "refused", "probe-web-probe-0": "refused",
                         "probe-other-0": "timeout"}
@@ -176,7 +185,7 @@ def test_wrong_policy_reports_exactly_the_wrong_cells(system):
     assert cells(bad) == {
         *[(s, d, 3306) for s in WEB_SOURCES for d in ("database", "db-0")],
         ("probe-other-0", "database", 3306), ("probe-other-0", "db-0", 3306),
-    }
+    }, explain(df)
     assert set(bad[bad.source == "probe-other-0"].observed) == {"connected"}
     assert set(bad[bad.source != "probe-other-0"].observed) == {"timeout"}
     assert (bad.attempts >= 3).all()  # first pass, retries for ~10 s, a final pass
@@ -195,7 +204,7 @@ def test_kubectl_transport_sees_the_same(system):
     set_policies(lab_policies(CORRECT))
     df = probe.matrix(NS, SOURCES[1:], DESTINATIONS[:2], PORTS, expected=expected,
                       transport="kubectl")
-    assert probe.wrong(df).empty, probe.report(df)
+    assert probe.wrong(df).empty, explain(df)
     assert len(df) == 2 * 2
 
 

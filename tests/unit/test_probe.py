@@ -45,7 +45,8 @@ def closed_port():
 
 
 def test_script_probes_loopback_connected_and_refused(listener, closed_port):
-    script = probe.probe_script([("open", "127.0.0.1", listener), ("shut", "127.0.0.1", closed_port)])
+    script = probe.probe_script([("open", "127.0.0.1", listener),
+                                  ("shut", "127.0.0.1", closed_port)])
     assert probe.parse_output(run_locally(script), ["open", "shut"]) == {
         "open": ("connected", ""), "shut": ("refused", "")}
 
@@ -289,7 +290,8 @@ def test_matrix_reports_a_cell_that_stays_wrong_after_a_final_pass(fake):
     fake(lab_answers(web_1__db=["timeout"]))
     df = probe.matrix("ns", SOURCES, DESTS, expected=probe.lab_expected, retry_s=0.6)
     bad = probe.wrong(df)
-    assert [(r.source, r.destination, r.port) for r in bad.itertuples()] == [("web-1", "database", 3306)]
+    assert [(r.source, r.destination, r.port) for r in bad.itertuples()] == [
+        ("web-1", "database", 3306)]
     assert bad.iloc[0].observed == "timeout" and bad.iloc[0].expected == "connected"
     assert bad.iloc[0].attempts >= 3  # first pass, at least one retry, the final pass
 
@@ -389,10 +391,12 @@ def test_cli_probe_exits_non_zero_and_shows_the_reproduce_command(monkeypatch):
 
     df = sample_df()
     monkeypatch.setattr(probe, "lab_matrix", lambda namespace: df)
+    monkeypatch.setattr(probe, "cni_note", lambda context=None: "; kindnet Pods: restarted")
     result = CliRunner().invoke(cli, ["probe", "-n", "somewhere"])
     assert result.exit_code == 1
     assert "kubectl exec other-0 -- probe database:3306" in result.output
     assert "2 of 6 cells differ" in result.output
+    assert "kindnet Pods: restarted" in result.output
 
 
 def test_cli_probe_passes_when_every_cell_matches(monkeypatch):
