@@ -79,8 +79,11 @@ func run(ctx context.Context) error {
 			NodeName:            nodeName,
 			QueueID:             policyQueue,
 			NetfilterBug1766Fix: true,
-			// containerd in the offline node image predates NRI; pod IPs come from the API server.
-			NRIdisabled: true,
+			// Keep NRI enabled even though containerd 1.6 has none: kube-network-policies v0.8.0
+			// dereferences its NRI plugin for every packet from an IP that is not a known pod
+			// (NodePort clients, DNS upstreams) and panics when the plugin was disabled. Enabled,
+			// the plugin just fails to connect and answers "unknown pod" from an empty map.
+			NRIdisabled: false,
 		},
 	)
 	if err != nil {

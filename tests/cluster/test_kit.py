@@ -239,3 +239,13 @@ def test_hostpath_pvc_survives_pod_deletion(namespace, lab_images):
         core.delete_namespaced_persistent_volume_claim("kit-data", namespace)
         core.delete_persistent_volume(pv_name)
         shutil.rmtree(config.data_dir() / "test" / pv_name, ignore_errors=True)
+
+
+def test_policy_engine_survived_the_traffic_above():
+    """NodePort clients and pods without policies reach kindnetd's packet queue too; a crash there
+    silently disables NetworkPolicy (the queue is bypassed while kindnetd restarts)."""
+    pods = kube.core().list_namespaced_pod("kube-system", label_selector="app=kindnet").items
+    assert pods, "kindnetd is not running"
+    restarts = {p.metadata.name: sum(c.restart_count for c in p.status.container_statuses or [])
+                for p in pods}
+    assert all(n == 0 for n in restarts.values()), f"kindnetd restarted: {restarts}"
