@@ -1,0 +1,321 @@
+# Source of notebooks/02-storage.ipynb (build with: python notebooks/src/build.py)
+
+# %% [markdown]
+# # 02 · A namespace with limits, and storage that outlives Pods
+#
+# Before an application moves in, we prepare its place: a **namespace** of its own, with a ceiling
+# on what it may consume (**ResourceQuota**) and sensible defaults for containers that say nothing
+# (**LimitRange**), and a **PersistentVolume** for the database, whose files must survive when Pods
+# come and go.
+
+# %% [markdown]
+# ## Learning objectives
+#
+# After this notebook you can
+#
+# - create a namespace from a manifest and explain what belongs to a namespace and what does not,
+# - read a ResourceQuota and a LimitRange, and predict which resources a container without any
+#   `resources:` gets (server-side dry run),
+# - create a PersistentVolume by hand (static provisioning) with `storageClassName: manual`, and say
+#   what `persistentVolumeReclaimPolicy: Retain` and `claimRef` do,
+# - find a hostPath volume's files on your own machine.
+
+# %% [markdown]
+# ## Concepts
+#
+# - **Namespaces** group objects: names only have to be unique within one, access rules (RBAC) and
+#   quotas apply per namespace, and deleting a namespace deletes everything in it. Some objects are
+#   *cluster-scoped* and belong to no namespace: nodes, namespaces themselves, and
+#   **PersistentVolumes**.
+# - A **ResourceQuota** caps the sum over the namespace (Pods, CPU and memory requests and limits,
+#   storage, Services...). Once a quota covers CPU and memory, every container must state them;
+#   a **LimitRange** fills in defaults for containers that do not, and caps any single container.
+# - **PersistentVolume (PV)** = a piece of storage, described once by an administrator.
+#   **PersistentVolumeClaim (PVC)** = a request for storage by an application. Kubernetes binds a
+#   claim to a matching volume. With a StorageClass a *provisioner* makes volumes on demand; our
+#   class `manual` has no provisioner, so the volume must exist before the claim, and `claimRef`
+#   reserves it for one claim: the database's `data-database-0` (notebook 03).
+# - **hostPath** volumes are a directory on the node. kind mounts the lab's data directory of *your
+#   machine* into every node at `/var/local/k8s-lab`, so the database's files end up on your disk
+#   and outlive Pods, the namespace and even the cluster. `Retain` means: when the claim is
+#   deleted, keep the volume and its files (the alternative, `Delete`, would remove them).
+
+# %% tags=["parameters"]
+cluster = "k8s-lab"  # the kind cluster: kubeconfig context kind-<cluster>
+namespace = "k8s-assignment"  # where the lab's objects go
+mode = "auto"  # images: "auto" | "online" | "offline"
+solutions = True  # True runs the reference solutions; False leaves the exercises to you
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from lab import checks, notebook
+
+nb = notebook.start("02-storage.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions,
+                    requires=("01",))
+
+# %% [markdown]
+# ## Step 1: the namespace
+#
+# The manifests of the whole system are in `manifests/`, one folder per layer, applied in order.
+# Layer `00-namespace` starts with the namespace itself:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print((notebook.MANIFESTS_DIR / "00-namespace" / "0-namespace.yaml").read_text())
+
+# %% [markdown]
+# `kubectl apply` creates what is missing and updates what differs; applying the same file twice
+# changes nothing the second time ("unchanged"). That makes every step here safe to run again.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+nb.apply("00-namespace/0-namespace.yaml")
+nb.kubectl("get", "namespace", nb.namespace, "--show-labels", namespaced=False);
+
+# %% [markdown]
+# **Checkpoint.** The namespace exists and is `Active`.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.checkpoint(
+    "storage.namespace", points=1,
+    hint="kubectl apply -f manifests/00-namespace/0-namespace.yaml; kubectl get namespace k8s-assignment",
+    verify=lambda: checks.namespace_exists(),
+)
+
+# %% [markdown]
+# ## Step 2: a quota and default limits
+#
+# ```bash
+# kubectl apply -f manifests/00-namespace/1-resourcequota.yaml -f manifests/00-namespace/2-limitrange.yaml
+# kubectl -n k8s-assignment describe resourcequota lab-quota
+# kubectl -n k8s-assignment describe limitrange lab-limits
+# ```
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+nb.apply("00-namespace/1-resourcequota.yaml")
+nb.apply("00-namespace/2-limitrange.yaml");
+
+# %% [markdown]
+# The quota's ceilings (the *used* column of `kubectl describe resourcequota` grows as the next
+# notebooks add the database and the web server):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+quota = nb.read("ResourceQuota", "lab-quota")
+for resource, hard in sorted(quota.spec.hard.items()):
+    print(f"{resource:24} {hard}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.kubectl("describe", "limitrange", "lab-limits");
+
+# %% [markdown]
+# **Checkpoint.** The quota and the limit range are in place.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@checks.checkpoint("storage.quota-and-limits", points=1,
+                   hint="kubectl -n k8s-assignment get resourcequota,limitrange; apply manifests/00-namespace/")
+def storage_quota_and_limits():
+    quota, limits = nb.read("ResourceQuota", "lab-quota"), nb.read("LimitRange", "lab-limits")
+    if quota is None or limits is None:
+        missing = [n for n, o in (("ResourceQuota lab-quota", quota), ("LimitRange lab-limits", limits)) if o is None]
+        return checks.fail(f"missing in {nb.namespace}: {', '.join(missing)}")
+    if "pods" not in (quota.spec.hard or {}):
+        return checks.fail("ResourceQuota lab-quota does not limit the number of Pods")
+    return checks.ok("ResourceQuota lab-quota and LimitRange lab-limits are in place",
+                     {f"ResourceQuota/{nb.namespace}/lab-quota": quota.metadata.uid,
+                      f"LimitRange/{nb.namespace}/lab-limits": limits.metadata.uid})
+
+
+# %% [markdown]
+# ## Exercise: what does a container without `resources:` get?
+#
+# Ask the API server, without creating anything: a **server-side dry run** sends the object through
+# everything that would change or reject it (the LimitRange admission plugin included) and returns
+# the result, but stores nothing.
+#
+# ```bash
+# kubectl -n k8s-assignment run dry --image=k8s-lab/probe:1 --restart=Never --dry-run=server -o json
+# ```
+#
+# Set `defaults` to the container's `resources` from that answer (a dict with `requests` and
+# `limits`), e.g. `{"requests": {"cpu": ..., "memory": ...}, "limits": {...}}`.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import json
+
+defaults = None
+if solutions:
+    answer = nb.kubectl("run", "dry", f"--image={nb.images()['probe']}", "--restart=Never", "--dry-run=server",
+                        "-o", "json", show=False)
+    defaults = json.loads(answer.stdout)["spec"]["containers"][0]["resources"]
+else:
+    # TODO: run the dry run above (nb.kubectl(...) returns its output in .stdout) and set `defaults`
+    pass
+print(json.dumps(defaults, indent=2, sort_keys=True))
+
+# %% [markdown]
+# **Checkpoint.** Your `defaults` are what the LimitRange gives.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@checks.checkpoint("storage.limit-defaults", points=2,
+                   hint="the LimitRange's `default` becomes limits and `defaultRequest` requests: kubectl -n k8s-assignment describe limitrange")
+def storage_limit_defaults():
+    limits = nb.read("LimitRange", "lab-limits")
+    if limits is None:
+        return checks.fail(f"LimitRange lab-limits not found in {nb.namespace}")
+    item = next(i for i in limits.spec.limits if i.type == "Container")
+    expected = {"requests": dict(item.default_request or {}), "limits": dict(item.default or {})}
+    if not isinstance(defaults, dict):
+        return checks.fail(f"`defaults` is {defaults!r}, not a dict with requests and limits")
+    if {k: dict(v or {}) for k, v in defaults.items()} != expected:
+        return checks.fail(f"`defaults` is {defaults}, the LimitRange gives {expected}")
+    return checks.ok("a container without resources gets the LimitRange's defaults: you found them")
+
+
+# %% [markdown]
+# ## Step 3: the database's PersistentVolume
+#
+# Layer `01-storage` is a single object. Read it before applying it:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print((notebook.MANIFESTS_DIR / "01-storage" / "database-pv.yaml").read_text())
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+nb.apply("01-storage")
+nb.kubectl("get", "persistentvolume", nb.pv_name, namespaced=False)
+nb.kubectl("get", "storageclass", namespaced=False);
+
+# %% [markdown]
+# kind ships a StorageClass `standard` (a provisioner that makes hostPath volumes on demand). There
+# is no class `manual`: nothing provisions for it, so our volume is exactly the one we wrote. Its
+# status is `Available` until the database's claim binds it (`Bound`, notebook 03). The parts that
+# matter:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pv = nb.read("PersistentVolume", nb.pv_name)
+for field, value in [
+    ("name", pv.metadata.name),
+    ("storage class", pv.spec.storage_class_name),
+    ("capacity", pv.spec.capacity["storage"]),
+    ("access modes", ", ".join(pv.spec.access_modes)),
+    ("reclaim policy", pv.spec.persistent_volume_reclaim_policy),
+    ("reserved for claim", f"{pv.spec.claim_ref.namespace}/{pv.spec.claim_ref.name}"),
+    ("hostPath in the node", pv.spec.host_path.path),
+    ("only on nodes with", pv.spec.node_affinity.required.node_selector_terms[0].match_expressions[0].key + "=true"),
+]:
+    print(f"{field:20} {value}")
+
+# %% [markdown]
+# **Checkpoint.** The volume is there, of class `manual`, retained, and reserved for the
+# database's claim in this namespace.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@checks.checkpoint("storage.persistent-volume", points=2,
+                   hint="kubectl apply -f manifests/01-storage/; kubectl get pv k8s-lab-database-data -o yaml")
+def storage_persistent_volume():
+    pv = nb.read("PersistentVolume", nb.pv_name)
+    if pv is None:
+        return checks.fail(f"PersistentVolume {nb.pv_name} does not exist")
+    uids = {f"PersistentVolume/{nb.pv_name}": pv.metadata.uid}
+    claim = pv.spec.claim_ref
+    problems = []
+    if pv.spec.storage_class_name != "manual":
+        problems.append(f"storage class {pv.spec.storage_class_name!r}, not 'manual'")
+    if pv.spec.persistent_volume_reclaim_policy != "Retain":
+        problems.append(f"reclaim policy {pv.spec.persistent_volume_reclaim_policy}, not Retain")
+    if claim is None or (claim.namespace, claim.name) != (nb.namespace, "data-database-0"):
+        problems.append(f"not reserved for {nb.namespace}/data-database-0")
+    if pv.status.phase not in ("Available", "Bound"):
+        problems.append(f"status {pv.status.phase}")
+    if problems:
+        return checks.fail(f"PersistentVolume {nb.pv_name}: " + "; ".join(problems), uids)
+    return checks.ok(f"PersistentVolume {nb.pv_name}: class manual, Retain, reserved for {nb.namespace}/data-database-0", uids)
+
+
+# %% [markdown]
+# ## Step 4: where the files really are
+#
+# The volume's `hostPath` is a path *inside the node*. The node is a container, and kind mounted
+# your machine's lab data directory into it (`extraMounts` in `manifests/kind/cluster.yaml`):
+#
+# | inside the node | on your machine |
+# | --- | --- |
+# | `/var/local/k8s-lab` | `$LAB_DATA_DIR` (default `~/.cache/k8s-lab/data`) |
+#
+# ```bash
+# ls -la ~/.cache/k8s-lab/data
+# docker exec k8s-lab-control-plane ls -la /var/local/k8s-lab
+# ```
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lab import config
+
+print("lab data directory on this machine:", config.data_dir())
+print("the database's files will be in:   ", nb.pv_host_path)
+nb.run(["ls", "-la", str(config.data_dir())], f"ls -la {config.data_dir()}")
+nb.docker("exec", f"{nb.cluster}-control-plane", "ls", "-la", notebook.NODE_DATA_PATH);
+
+# %% [markdown]
+# **Checkpoint.** Every node sees the directory of your machine: the check writes a random token
+# into the data directory here and reads it back inside each node.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@checks.checkpoint("storage.host-directory", points=1,
+                   hint="the kind config must mount $LAB_DATA_DIR at /var/local/k8s-lab (manifests/kind/cluster.yaml, extraMounts)")
+def storage_host_directory():
+    import secrets
+
+    from lab import docker
+
+    token = secrets.token_hex(8)
+    marker = config.data_dir() / ".mount-check"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(token)
+    nodes = nb.node_containers()
+    blind = [n for n in nodes
+             if docker.run(["exec", n, "cat", f"{notebook.NODE_DATA_PATH}/.mount-check"], check=False).stdout.decode().strip() != token]
+    if not nodes:
+        return checks.fail(f"no node containers of cluster {nb.cluster}")
+    if blind:
+        return checks.fail(f"node(s) {', '.join(blind)} do not see {config.data_dir()} at {notebook.NODE_DATA_PATH}")
+    return checks.ok(f"every node sees the lab data directory at {notebook.NODE_DATA_PATH}")
+
+
+# %% [markdown]
+# ## Summary
+#
+# - The namespace `k8s-assignment` holds the lab; its ResourceQuota caps the total, its
+#   LimitRange gives containers without `resources:` defaults (a server-side dry run shows them).
+# - The database's PersistentVolume is cluster-scoped, made by hand (class `manual`, no
+#   provisioner), reserved for one claim, pinned to the database node, and `Retain`ed.
+# - Its hostPath is a directory of your own machine, mounted into the nodes by kind.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.summary()
+
+# %% [markdown]
+# ## Clean-up
+#
+# Keep everything: notebook 03 puts the database on this volume. For reference, this is how the
+# pieces would go (do **not** run it now):
+#
+# ```bash
+# kubectl delete namespace k8s-assignment         # everything in the namespace, the claim included
+# kubectl delete pv k8s-lab-database-data         # Retain: the volume stays (Released) until deleted by hand
+# rm -rf ~/.cache/k8s-lab/data/pv/database        # ...and the files stay until you remove them
+# ```
+#
+# Next: **03-database**.

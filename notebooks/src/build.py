@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Build the lab notebooks from their sources, and store executed outputs back into them.
+
+The notebooks are written as Python files in the "percent" format (``notebooks/src/NN-name.py``)::
+
+    # %% [markdown]
+    # # A heading
+    # Some prose.
+
+    # %% tags=["parameters"]
+    namespace = "k8s-assignment"
+
+    # %%
+    print("a code cell")
+
+Usage (from the repository root)::
+
+    python notebooks/src/build.py                  # write notebooks/NN-name.ipynb from the sources
+    python notebooks/src/build.py --check          # exit 1 when a notebook is out of step with its source
+    python notebooks/src/build.py --store DIR      # take executed notebooks from DIR (a `lab run --out`
+                                                   # directory) into notebooks/, minus papermill's additions
+
+Building keeps the stored outputs of every code cell whose source did not change, so editing the
+prose does not throw away an execution. ``--store`` refuses a notebook whose cells differ from its
+source (rebuild and run again) or that did not execute cleanly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+SRC_DIR = Path(__file__).resolve().parent
+NOTEBOOKS_DIR = SRC_DIR.parent
+SOURCE_PATTERN = re.compile(r"^\d{2}-[a-z0-9-]+\.py$")
+MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+# What papermill and nbclient add that is not part of the notebook.
+INJECTED_TAG = "injected-parameters"
+ERROR_TAG = "papermill-error-cell-tag"
+CELL_METADATA_NOISE = ("papermill", "execution", "collapsed", "scrolled")
+
+
+def sources(directory: Path = SRC_DIR) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if SOURCE_PATTERN.match(p.name))
+
+
+def parse(text: str) -> list[dict]:
+    """Cells of a percent-format source: [{"type": "code"|"markdown", "source": str, "tags": [...]}]."""
+    cells: list[dict] = []
+    current: dict | None = None
+    for line in text.splitlines():
+        match = MARKER.match(line)
+        if match:
+            current = {"type": "markdown" if match.group("markdown") else "code", "lines": [],
+                       "tags": json.loads(match.group("tags")) if match.group("tags") else []}
+            cells.append(current)
+            continue
+        if current is None:
+            continue  # a header before the first cell
+        if current["type"] == "markdown":
+            if line.startswith("# "):
+                line = line[2:]
+            elif line.strip() == "#":
+                line = ""
+            elif line.strip():
+                raise ValueError(f"markdown line not written as a comment: {line!r}")
+        current["lines"].append(line)
+    out = []
+    for cell in cells:
+        lines = cell.pop("lines")
+        while lines and not lines[-1].strip():
+            lines.pop()
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        out.append({**cell, "source": "\n".join(lines)})
+    return out
+
+
+def build_notebook(source: Path, previous: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
+    """The notebook for ``source``; code cells whose source is unchanged keep ``previous``'s
+    outputs, execution count and id."""
+    kept: dict[str, list] = {}
+    for cell in (previous.cells if previous is not None else []):
+        kept.setdefault(cell.cell_type + "\0" + cell.source, []).append(cell)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
+    for spec in parse(source.read_text()):
+        old = (kept.get(spec["type"] + "\0" + spec["source"]) or [None]).pop(0)
+        if spec["type"] == "markdown":
+            cell = nbformat.v4.new_markdown_cell(spec["source"])
+        else:
+            cell = nbformat.v4.new_code_cell(spec["source"])
+            if old is not None:
+                cell.outputs = old.outputs
+                cell.execution_count = old.execution_count
+        if old is not None and "id" in old:
+            cell.id = old.id
+        if spec["tags"]:
+            cell.metadata["tags"] = list(spec["tags"])
+        nb.cells.append(cell)
+    return nb
+
+
+def target(source: Path) -> Path:
+    return NOTEBOOKS_DIR / (source.stem + ".ipynb")
+
+
+def _read(path: Path) -> nbformat.NotebookNode | None:
+    return nbformat.read(str(path), as_version=4) if path.exists() else None
+
+
+def cell_sources(nb: nbformat.NotebookNode) -> list[tuple[str, str, list]]:
+    return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+def build(check: bool = False) -> list[str]:
+    """Write (or with ``check``, compare) every notebook; returns the names out of step."""
+    stale = []
+    for source in sources():
+        path = target(source)
+        previous = _read(path)
+        nb = build_notebook(source, previous)
+        if previous is None or cell_sources(previous) != cell_sources(nb):
+            stale.append(path.name)
+        if not check:
+            nbformat.write(nb, str(path))
+    return stale
+
+
+def clean_executed(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """An executed notebook minus what papermill adds: the injected-parameters cell, its error
+    marker cells, and run metadata (timings, papermill's notebook and cell metadata)."""
+    nb.cells = [c for c in nb.cells
+                if not {INJECTED_TAG, ERROR_TAG} & set(c.metadata.get("tags", []))]
+    for cell in nb.cells:
+        for key in CELL_METADATA_NOISE:
+            cell.metadata.pop(key, None)
+    nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def store(run_dir: Path, names: list[str] | None = None) -> list[str]:
+    """Copy executed notebooks from ``run_dir`` into notebooks/ (only those with a source here)."""
+    stored = []
+    for source in sources():
+        executed_path = run_dir / (source.stem + ".ipynb")
+        if names and source.stem[:2] not in names and source.stem not in names:
+            continue
+        if not executed_path.exists():
+            continue
+        executed = clean_executed(nbformat.read(str(executed_path), as_version=4))
+        expected = build_notebook(source)
+        if cell_sources(executed) != cell_sources(expected):
+            raise SystemExit(f"{executed_path}: its cells differ from {source.name}; rebuild and run it again")
+        errors = [i for i, c in enumerate(executed.cells) if c.cell_type == "code"
+                  for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        unexecuted = [i for i, c in enumerate(executed.cells) if c.cell_type == "code" and c.execution_count is None]
+        if errors or unexecuted:
+            raise SystemExit(f"{executed_path}: cells {errors or unexecuted} failed or did not run; not storing it")
+        nbformat.write(executed, str(target(source)))
+        stored.append(target(source).name)
+    return stored
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only report notebooks out of step with their source")
+    parser.add_argument("--store", metavar="RUN_DIR", type=Path, help="store executed notebooks from RUN_DIR")
+    parser.add_argument("names", nargs="*", help="with --store: only these notebooks (NN or stem)")
+    args = parser.parse_args(argv)
+    if args.store:
+        stored = store(args.store, args.names)
+        print("stored: " + (", ".join(stored) or "nothing"))
+        return 0
+    stale = build(check=args.check)
+    if args.check:
+        if stale:
+            print("out of step with notebooks/src: " + ", ".join(stale))
+            return 1
+        print("notebooks match their sources")
+        return 0
+    print("built: " + ", ".join(target(s).name for s in sources()) + (f" (changed: {', '.join(stale)})" if stale else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
