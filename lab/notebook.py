@@ -417,6 +417,7 @@ class Lab:
         workloads' readiness is printed while helm waits."""
         argv = [self._tool("helm"), "--kube-context", self.context, "--namespace", self.namespace, *args]
         shown = " ".join(["helm", "--kube-context", self.context, "-n", self.namespace, *map(shlex.quote, args)])
+        shown = shown.replace(str(config.REPO_ROOT) + "/", "")  # chart/ as typed from the repository root
         if not progress:
             return self.run(argv, shown, check=check, show=show, timeout=timeout)
         from lab import tools
