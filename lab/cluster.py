@@ -66,6 +66,7 @@ def render_config(workers: int, data_dir: Path) -> dict:
         raise LabError(f"--workers must be 0 or more, not {workers}")
     document = yaml.safe_load(KIND_CONFIG.read_text().replace("LAB_DATA_DIR", str(data_dir)))
     worker = document.pop("worker")
+    document["nodes"][0]["extraPortMappings"][0]["hostPort"] = config.WEB_HOST_PORT
     document["nodes"].extend(copy.deepcopy(worker) for _ in range(workers))
     if host_lacks_sys_resource():
         document["containerdConfigPatches"] = [RESTRICT_OOM_SCORE_ADJ]

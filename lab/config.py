@@ -7,10 +7,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-CLUSTER_NAME = "k8s-lab"
+# LAB_CLUSTER and LAB_WEB_HOST_PORT let a second cluster (a benchmark, an instructor's grading
+# cluster) run beside the lab's own without clashing over its name or host port.
+CLUSTER_NAME = os.environ.get("LAB_CLUSTER", "k8s-lab")
 KUBE_CONTEXT = f"kind-{CLUSTER_NAME}"
 NAMESPACE = "k8s-assignment"
 WEB_NODEPORT = 30080
+WEB_HOST_PORT = int(os.environ.get("LAB_WEB_HOST_PORT", WEB_NODEPORT))
 DB_PORT = 3306
 
 # Kubernetes stays on 1.34: these hosts run cgroup v1, which kubelet 1.35 refuses by default.

@@ -153,8 +153,8 @@ def test_nodeport_30080_answers_from_host(namespace, lab_images):
                                                                   node_port=config.WEB_NODEPORT)])))
     # When the lab's web Service already holds the port, the same path is proven through it.
     try:
-        assert eventually(lambda: host_get(config.WEB_NODEPORT), timeout=60,
-                          what=f"NodePort {config.WEB_NODEPORT} to answer") == 200
+        assert eventually(lambda: host_get(config.WEB_HOST_PORT), timeout=60,
+                          what=f"NodePort {config.WEB_NODEPORT} to answer on host port {config.WEB_HOST_PORT}") == 200
     finally:
         if owner is None:
             core.delete_namespaced_service("kit-nodeport", namespace)
