@@ -288,10 +288,17 @@ class Command:
     returncode: int
     stdout: str
     stderr: str
+    printed: bool = False  # the output was printed when the command ran
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+    def _ipython_display_(self) -> None:
+        # As a cell's value, show the output only if it was not printed already (nbval runs cells
+        # without history, where a trailing `;` does not suppress the value).
+        if not self.printed:
+            print(f"$ {self.shown}\n{self.output.rstrip()}")
 
     @property
     def output(self) -> str:
@@ -390,7 +397,7 @@ class Lab:
         except subprocess.TimeoutExpired as error:
             raise LabError(f"`{shown}` did not finish within {timeout:.0f}s",
                            hint="is the cluster busy or down? `lab cluster status`") from error
-        result = Command(shown, proc.returncode, self.redact(proc.stdout or ""), self.redact(proc.stderr or ""))
+        result = Command(shown, proc.returncode, self.redact(proc.stdout or ""), self.redact(proc.stderr or ""), show)
         if show:
             text = result.output.rstrip("\n")
             if text:
@@ -442,7 +449,7 @@ class Lab:
                 if show and line != last:
                     print(f"  [{time.monotonic() - began:4.0f}s] {line}")
                     last = line
-        result = Command(shown, proc.returncode, self.redact(out or ""), self.redact(err or ""))
+        result = Command(shown, proc.returncode, self.redact(out or ""), self.redact(err or ""), show)
         if show and result.output.strip():
             print(result.output.rstrip("\n"))
         if check and not result.ok:
@@ -488,6 +495,7 @@ class Lab:
         result = self.run(argv, f"kubectl apply -f {shown_path}", stdin=text, show=False, check=False)
         if result.output.strip():
             print(result.output.rstrip("\n"))
+        result.printed = True
         if not result.ok:
             raise LabError(f"kubectl apply -f {shown_path} failed (exit {result.returncode})",
                            hint="read kubectl's message above; `kubectl explain KIND.FIELD` explains a field")
@@ -613,9 +621,10 @@ class Lab:
                   f"mysql --batch --user={user} {database}   # password from Secret database-credentials, via stdin")
             for line in sql.strip().splitlines():
                 print(f"  {line}")
-        result = self.kubectl(*args, stdin=f"{password}\n{sql.strip()}\n", show=False, check=False)
+        result = self.kubectl(*args, stdin=f"{password}\n{sql}\n", show=False, check=False)
         if show and result.output.strip():
             print(result.output.rstrip("\n"))
+        result.printed = show
         if check and not result.ok:
             raise LabError(f"the SQL failed in {pod} (exit {result.returncode})",
                            hint=f"is the database ready? kubectl -n {self.namespace} logs {pod} -c database")
@@ -630,13 +639,20 @@ class Lab:
         port = next((p.node_port for p in svc.spec.ports or [] if p.node_port), None)
         if port is None:
             raise LabError("Service web has no node port", hint="it must be of type NodePort")
-        host = "127.0.0.1"
-        if port != config.WEB_NODEPORT:
-            from lab import kube
+        # kind publishes the control-plane node's port 30080 on the host (127.0.0.1:30080, or
+        # $LAB_WEB_HOST_PORT for a second cluster): ask Docker where.
+        from lab import docker
 
-            node = kube.core(self.context).list_node(_request_timeout=10).items[0]
-            host = next(a.address for a in node.status.addresses if a.type == "InternalIP")
-        return f"http://{host}:{port}{path}"
+        mapped = docker.run(["port", f"{self.cluster}-control-plane", f"{port}/tcp"], check=False)
+        lines = mapped.stdout.decode().split() if mapped.returncode == 0 and mapped.stdout else []
+        if lines:
+            host, _, host_port = lines[0].rpartition(":")
+            return f"http://{host.strip('[]') or '127.0.0.1'}:{host_port}{path}"
+        from lab import kube
+
+        node = kube.core(self.context).list_node(_request_timeout=10).items[0]
+        address = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+        return f"http://{address}:{port}{path}"
 
     def get_json(self, url: str, timeout: float = 5) -> Any:
         """GET ``url`` on a new connection and decode its JSON body."""

@@ -127,6 +127,24 @@ print("$", dry.shown)
 print(dry.output.strip() if not dry.ok else dry.output.strip().splitlines()[0] + "\n... (the dry run would succeed)")
 
 # %% [markdown]
+# **Checkpoint.** The workloads of notebooks 03 and 04 exist, so Helm will take them over instead
+# of creating new ones (and the database keeps its Pod and its data).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@checks.checkpoint("helm.ownership", points=1,
+                   hint="run notebooks 03 and 04 first; kubectl -n k8s-assignment get statefulset,deployment")
+def helm_ownership():
+    rows = {(r["kind"], r["name"]): r for r in notebook.ownership(nb, chart_objects)}
+    missing = [f"{kind} {name}" for kind, name in (("StatefulSet", "database"), ("Deployment", "web"),
+                                                    ("PersistentVolume", nb.pv_name))
+               if not rows.get((kind, name), {}).get("exists")]
+    if missing:
+        return checks.fail(f"not there to take over: {', '.join(missing)}")
+    return checks.ok("the database, the web server and the volume exist: Helm takes them over, it does not create them")
+
+
+# %% [markdown]
 # ## Step 3: adopt the hand-made objects
 #
 # For every existing object without the marks:

@@ -15,7 +15,7 @@ The notebooks are written as Python files in the "percent" format (``notebooks/s
 
 Usage (from the repository root)::
 
-    python notebooks/src/build.py                  # write notebooks/NN-name.ipynb from the sources
+    python notebooks/src/build.py [NN ...]         # write notebooks/NN-name.ipynb from the sources
     python notebooks/src/build.py --check          # exit 1 when a notebook is out of step with its source
     python notebooks/src/build.py --store DIR      # take executed notebooks from DIR (a `lab run --out`
                                                    # directory) into notebooks/, minus papermill's additions
@@ -118,10 +118,17 @@ def cell_sources(nb: nbformat.NotebookNode) -> list[tuple[str, str, list]]:
     return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
 
 
-def build(check: bool = False) -> list[str]:
-    """Write (or with ``check``, compare) every notebook; returns the names out of step."""
+def _selected(source: Path, names: list[str] | None) -> bool:
+    return not names or source.stem[:2] in names or source.stem in names or target(source).name in names
+
+
+def build(check: bool = False, names: list[str] | None = None) -> list[str]:
+    """Write (or with ``check``, compare) the notebooks (those ``names``d: NN, stem or file name;
+    default every one); returns the names out of step."""
     stale = []
     for source in sources():
+        if not _selected(source, names):
+            continue
         path = target(source)
         previous = _read(path)
         nb = build_notebook(source, previous)
@@ -152,7 +159,7 @@ def store(run_dir: Path, names: list[str] | None = None) -> list[str]:
     stored = []
     for source in sources():
         executed_path = run_dir / (source.stem + ".ipynb")
-        if names and source.stem[:2] not in names and source.stem not in names:
+        if not _selected(source, names):
             continue
         if not executed_path.exists():
             continue
@@ -174,20 +181,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report notebooks out of step with their source")
     parser.add_argument("--store", metavar="RUN_DIR", type=Path, help="store executed notebooks from RUN_DIR")
-    parser.add_argument("names", nargs="*", help="with --store: only these notebooks (NN or stem)")
+    parser.add_argument("names", nargs="*", help="only these notebooks (NN, stem or file name; default: all)")
     args = parser.parse_args(argv)
     if args.store:
         stored = store(args.store, args.names)
         print("stored: " + (", ".join(stored) or "nothing"))
         return 0
-    stale = build(check=args.check)
+    stale = build(check=args.check, names=args.names)
     if args.check:
         if stale:
             print("out of step with notebooks/src: " + ", ".join(stale))
             return 1
         print("notebooks match their sources")
         return 0
-    print("built: " + ", ".join(target(s).name for s in sources()) + (f" (changed: {', '.join(stale)})" if stale else ""))
+    built = [target(s).name for s in sources() if _selected(s, args.names)]
+    print("built: " + ", ".join(built) + (f" (changed: {', '.join(stale)})" if stale else ""))
     return 0
 
 

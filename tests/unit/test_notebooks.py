@@ -1,0 +1,342 @@
+"""The lab notebooks follow the conventions of notebooks/README.md, and lab.notebook's helpers work.
+
+Reads the stored notebooks (no kernel, no cluster): structure, parameters, checkpoints, stored
+outputs. Every NN-*.ipynb in notebooks/ is checked, so a new notebook has to follow the same rules.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from lab import checks, config, notebook
+from lab.errors import LabError
+from lab.grade import scan_source
+
+NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
+NOTEBOOKS = sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
+OURS = ("00-preflight", "01-kind-cluster", "02-storage", "03-database", "04-web-server", "07-helm")
+EXPECTED_PARAMETERS = {"cluster": "k8s-lab", "namespace": "k8s-assignment", "mode": "auto", "solutions": True}
+SECTION = re.compile(r"^##\s+(Step \d+|Exercise)\b.*$", re.MULTILINE)
+SLEEP = re.compile(r"\btime\.sleep\s*\(|\bfrom\s+time\s+import\s+[^\n]*\bsleep\b|(?<![\w.])sleep\s*\(")
+
+
+def load(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(str(path), as_version=4)
+
+
+def code_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def checkpoints_in(cell) -> list[dict]:
+    return scan_source(cell.source) if cell.cell_type == "code" else []
+
+
+def parameters_cell(nb):
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"expected one cell tagged 'parameters', found {len(tagged)}"
+    return tagged[0]
+
+
+def sections(nb) -> list[tuple[str, list]]:
+    """(heading, cells after it) for every `## Step N` / `## Exercise` heading, up to the next `##`."""
+    found, current = [], None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("## "):
+                    current = None
+                    if SECTION.match(line):
+                        current = (line, [])
+                        found.append(current)
+        elif current is not None:
+            current[1].append(cell)
+    return found
+
+
+def test_the_first_part_of_the_lab_is_there():
+    names = {p.stem for p in NOTEBOOKS}
+    assert set(OURS) <= names, f"missing: {sorted(set(OURS) - names)}"
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
+def nb_path(request) -> Path:
+    return request.param
+
+
+def test_title_objectives_summary_and_cleanup(nb_path):
+    nb = load(nb_path)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "first cell: a # title"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    objectives = re.search(r"^## Learning objectives\s*\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert objectives, "a `## Learning objectives` section"
+    assert len(re.findall(r"^- ", objectives.group(1), re.MULTILINE)) >= 2, "learning objectives as a list"
+    for heading in ("## Concepts", "## Summary", "## Clean-up"):
+        assert re.search(rf"^{heading}\b", text, re.MULTILINE), f"a `{heading}` section"
+
+
+def test_parameters_cell_declares_the_four_parameters(nb_path):
+    tree = ast.parse(parameters_cell(load(nb_path)).source)
+    values = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name)}
+    assert values == EXPECTED_PARAMETERS
+
+
+def test_the_cell_after_parameters_starts_the_notebook(nb_path):
+    nb = load(nb_path)
+    cells = code_cells(nb)
+    after = cells[cells.index(parameters_cell(nb)) + 1]
+    call = next((n for n in ast.walk(ast.parse(after.source)) if isinstance(n, ast.Call)
+                 and getattr(n.func, "attr", None) == "start"), None)
+    assert call is not None, "the first code cell after `parameters` calls notebook.start(...)"
+    assert isinstance(call.args[0], ast.Constant) and call.args[0].value == nb_path.name, \
+        "notebook.start names its own notebook file"
+    passed = {k.arg: k.value.id for k in call.keywords if isinstance(k.value, ast.Name)}
+    assert all(passed.get(p) == p for p in notebook.PARAMETERS), f"passes {notebook.PARAMETERS} through: {passed}"
+
+
+def test_every_step_and_exercise_ends_in_a_checkpoint(nb_path):
+    found = sections(load(nb_path))
+    assert any(h.startswith("## Step") for h, _ in found), "the notebook is organised in `## Step N` sections"
+    for heading, cells in found:
+        assert any(checkpoints_in(c) for c in cells), f"no checkpoint in section {heading!r}"
+
+
+def test_one_checkpoint_per_cell_and_marked_for_nbval(nb_path):
+    for cell in code_cells(load(nb_path)):
+        found = checkpoints_in(cell)
+        assert len(found) <= 1, f"more than one checkpoint in one cell: {[f['check_id'] for f in found]}"
+        if found:
+            assert all(f["check_id"] for f in found), "checkpoint ids are string literals"
+            assert all(f["points"] is not None or f["via"] == "check" for f in found), "points are literal numbers"
+            assert re.search(r"#\s*NBVAL_(CHECK|IGNORE)_OUTPUT", cell.source), \
+                f"checkpoint {found[0]['check_id']}: mark it NBVAL_CHECK_OUTPUT (or NBVAL_IGNORE_OUTPUT if its line varies)"
+
+
+def test_exercises_switch_on_solutions(nb_path):
+    for heading, cells in sections(load(nb_path)):
+        if not heading.startswith("## Exercise"):
+            continue
+        sources = "\n".join(c.source for c in cells if c.cell_type == "code")
+        assert re.search(r"^if solutions:", sources, re.MULTILINE), f"{heading}: `if solutions:` runs the reference"
+        assert "TODO" in sources, f"{heading}: leaves a TODO for the student when solutions is False"
+
+
+def test_no_fixed_sleeps(nb_path):
+    for cell in code_cells(load(nb_path)):
+        assert not SLEEP.search(cell.source), f"a fixed sleep; wait on a condition instead (nb.wait_for):\n{cell.source}"
+
+
+def test_stored_outputs_are_an_executed_run(nb_path):
+    nb = load(nb_path)
+    assert "papermill" not in nb.metadata, "papermill's notebook metadata is stored"
+    records = 0
+    for i, cell in enumerate(nb.cells):
+        tags = cell.metadata.get("tags", [])
+        assert "injected-parameters" not in tags, "papermill's injected-parameters cell is stored"
+        assert "papermill" not in cell.metadata and "execution" not in cell.metadata, f"cell {i}: run metadata"
+        if cell.cell_type != "code":
+            continue
+        assert cell.execution_count is not None, f"cell {i} was not executed:\n{cell.source[:200]}"
+        assert not [o for o in cell.outputs if o.output_type == "error"], f"cell {i} stored an error"
+        for output in cell.outputs:
+            record = output.get("data", {}).get(checks.MIME_TYPE)
+            if record is not None:
+                records += 1
+                assert record["passed"], f"stored checkpoint {record['check_id']} failed: {record['message']}"
+        if checkpoints_in(cell):
+            assert any(checks.MIME_TYPE in o.get("data", {}) for o in cell.outputs), \
+                f"checkpoint cell {i} has no stored evidence"
+    assert records, "no stored checkpoint evidence"
+
+
+def test_check_ids_are_unique_across_notebooks():
+    seen: dict[str, str] = {}
+    for path in NOTEBOOKS:
+        for cell in code_cells(load(path)):
+            for found in checkpoints_in(cell):
+                cid = found["check_id"]
+                assert cid not in seen, f"check id {cid!r} in {path.name} is also in {seen[cid]}"
+                seen[cid] = path.name
+    assert len(seen) >= 30
+
+
+# ------------------------------------------------------------------------- sources and build
+
+def _build_module():
+    spec = importlib.util.spec_from_file_location("notebook_build", NOTEBOOKS_DIR / "src" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_notebooks_match_their_sources():
+    build = _build_module()
+    built = [s for s in build.sources() if build.target(s).exists()]
+    assert {s.stem for s in built} >= set(OURS)
+    assert build.build(check=True, names=[s.stem for s in built]) == []
+
+
+def test_percent_format_parsing():
+    build = _build_module()
+    cells = build.parse('# header\n\n# %% [markdown]\n# # Title\n#\n# text\n\n# %% tags=["parameters"]\nx = 1\n\n'
+                        '# %%\nprint(x)\n\n\n')
+    assert cells == [
+        {"type": "markdown", "tags": [], "source": "# Title\n\ntext"},
+        {"type": "code", "tags": ["parameters"], "source": "x = 1"},
+        {"type": "code", "tags": [], "source": "print(x)"},
+    ]
+    with pytest.raises(ValueError, match="markdown line"):
+        build.parse("# %% [markdown]\nnot a comment\n")
+
+
+def test_storing_drops_what_papermill_added():
+    build = _build_module()
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {"duration": 1}})
+    injected = nbformat.v4.new_code_cell("x = 2")
+    injected.metadata["tags"] = ["injected-parameters"]
+    kept = nbformat.v4.new_code_cell("print(x)")
+    kept.metadata.update(papermill={"duration": 0.1}, execution={"iopub.status.idle": "t"})
+    nb.cells = [injected, kept]
+    cleaned = build.clean_executed(nb)
+    assert [c.source for c in cleaned.cells] == ["print(x)"]
+    assert "papermill" not in cleaned.metadata and cleaned.cells[0].metadata == {}
+
+
+# --------------------------------------------------------------------------- parameter checks
+
+@pytest.mark.parametrize("changes, message, hint", [
+    ({"cluster": 3}, "parameter cluster must be text", "parameters cell"),
+    ({"namespace": None}, "parameter namespace must be text", "parameters cell"),
+    ({"mode": True}, "parameter mode must be one of", "parameters cell"),
+    ({"solutions": "yes"}, "parameter solutions must be True or False, not str 'yes'", "without quotes"),
+    ({"solutions": 1}, "parameter solutions must be True or False", "True runs the reference"),
+    ({"mode": "cloud"}, "unknown mode 'cloud'", "\"offline\""),
+    ({"namespace": "K8s_Assignment"}, "not a valid namespace name", "lower-case"),
+    ({"namespace": "kube-system"}, "belongs to the cluster itself", "k8s-assignment"),
+    ({"cluster": "Bad Name"}, "not a valid cluster name", "lower-case"),
+    ({"cluster": "nope"}, "unknown cluster 'nope'", "known clusters: k8s-lab"),
+])
+def test_bad_parameters_are_readable_errors(changes, message, hint):
+    values = {**EXPECTED_PARAMETERS, **changes}
+    with pytest.raises(LabError) as caught:
+        notebook.validate_parameters(**values, clusters={"k8s-lab"})
+    assert message in caught.value.message
+    assert caught.value.hint and hint in caught.value.hint
+    lines = notebook.error_lines(caught.value)
+    assert len(lines) == 2 and message in lines[0] and "hint:" in lines[1]  # no traceback
+
+
+def test_good_parameters_pass():
+    params = notebook.validate_parameters(**EXPECTED_PARAMETERS, clusters={"k8s-lab"})
+    assert params == notebook.Parameters("k8s-lab", "k8s-assignment", "auto", True)
+    assert params.context == "kind-k8s-lab"
+    assert notebook.validate_parameters("other", "grade-alice", "offline", False, clusters={"k8s-lab", "other"}).cluster == "other"
+
+
+def test_known_clusters_come_from_the_kubeconfig(tmp_path, monkeypatch):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(yaml.safe_dump({"contexts": [{"name": "kind-second"}, {"name": "minikube"}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert notebook.known_clusters() == {config.CLUSTER_NAME, "second"}
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    assert notebook.known_clusters() == {config.CLUSTER_NAME}
+
+
+def test_prerequisites_name_the_notebook_to_run_first():
+    lab = notebook.Lab("09-x.ipynb", notebook.validate_parameters(**EXPECTED_PARAMETERS, clusters={"k8s-lab"}))
+    lab.require(("05-network-policy.ipynb", lambda: (True, "policies exist")))
+    with pytest.raises(LabError) as caught:
+        lab.require(("05-network-policy.ipynb", lambda: checks.fail("NetworkPolicy web-allow-http not found")))
+    assert "NetworkPolicy web-allow-http not found" in caught.value.message
+    assert caught.value.hint.startswith("run 05-network-policy.ipynb first")
+    with pytest.raises(LabError, match="unknown prerequisite"):
+        lab.require("42")
+
+
+def test_stages_point_at_existing_notebooks():
+    names = {p.name for p in NOTEBOOKS}
+    for stage in notebook.STAGES.values():
+        assert stage.notebook in names and stage.notebook.startswith(stage.number)
+
+
+# --------------------------------------------------------------------- manifests, nbval, misc
+
+def test_manifests_for_the_lab_namespace_are_unchanged():
+    text = (config.REPO_ROOT / "manifests" / "02-database" / "secret.yaml").read_text()
+    assert notebook.rewrite_namespace(text, config.NAMESPACE) is text
+
+
+def test_manifests_for_another_namespace():
+    from lab import deploy
+
+    for layer in deploy.layers():
+        text = notebook.rewrite_namespace(deploy.render_layer(layer, "offline"), "grade-alice")
+        for doc in yaml.safe_load_all(text):
+            meta = doc["metadata"]
+            if doc["kind"] == "Namespace":
+                assert meta["name"] == "grade-alice"
+            elif doc["kind"] == "PersistentVolume":
+                assert meta["name"] == "k8s-lab-database-data-grade-alice"
+                assert doc["spec"]["hostPath"]["path"] == "/var/local/k8s-lab/pv/database-grade-alice"
+                assert doc["spec"]["claimRef"]["namespace"] == "grade-alice"
+            else:
+                assert meta["namespace"] == "grade-alice", f"{doc['kind']}/{meta['name']}"
+            if doc["kind"] == "Service":
+                assert all("nodePort" not in p for p in doc["spec"]["ports"])
+            for subject in doc.get("subjects") or []:
+                assert subject["namespace"] == "grade-alice"
+        assert "namespace: k8s-assignment" not in text
+
+
+def test_lab_paths_for_another_namespace():
+    lab = notebook.Lab("x.ipynb", notebook.validate_parameters("k8s-lab", "grade-bob", "offline", True, clusters={"k8s-lab"}))
+    assert lab.pv_name == "k8s-lab-database-data-grade-bob"
+    assert lab.pv_node_path == "/var/local/k8s-lab/pv/database-grade-bob"
+    assert lab.pv_host_path == config.data_dir() / "pv" / "database-grade-bob"
+    default = notebook.Lab("x.ipynb", notebook.validate_parameters(**EXPECTED_PARAMETERS, clusters={"k8s-lab"}))
+    assert (default.pv_name, default.pv_node_path) == ("k8s-lab-database-data", "/var/local/k8s-lab/pv/database")
+
+
+def test_redaction_hides_remembered_secrets():
+    lab = notebook.Lab("x.ipynb", notebook.validate_parameters(**EXPECTED_PARAMETERS, clusters={"k8s-lab"}))
+    lab.remember_secret("s3cr3t-value", "ab")
+    assert lab.redact("pw=s3cr3t-value ab") == "pw=<redacted> ab"
+    # the committed lab credentials are always redacted
+    assert "<redacted>" in lab.redact("apppw-Tx4nR8sLw3")
+
+
+def test_nbval_compares_the_pass_line_not_the_record():
+    class File:
+        skip_compare = ("metadata", "traceback")
+
+    class Cell:
+        def __init__(self, parent):
+            self.parent = parent
+
+    shared, other = File(), File()
+    items = [Cell(shared), Cell(shared), Cell(other), object()]
+    assert notebook.nbval_skip_checkpoint_records(items) == 2
+    assert shared.skip_compare == ("metadata", "traceback", checks.MIME_TYPE)
+    assert notebook.nbval_skip_checkpoint_records(items) == 0  # idempotent
+    conftest = (NOTEBOOKS_DIR / "conftest.py").read_text()
+    assert "nbval_skip_checkpoint_records" in conftest
+
+
+def test_sanitize_config_is_readable_by_nbval():
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns((config.REPO_ROOT / "tests" / "nbval_sanitize.cfg").read_text())
+    assert len(patterns) >= 10
+    sample = ("web-c75894bfc-jr8j7 kindnet-xwt5j 10.244.0.3 2026-11-26T06:57:26Z 2m47s ready after 8s "
+              "revision 4 5c6a0c1e-2b9d-4a57-9a53-7f3f8e0b7c1d [  12s] Thu Nov 26 06:59:07 2026")
+    for regex, replace in patterns:
+        sample = re.sub(regex, replace, sample)
+    assert sample == ("web-HASH-POD kindnet-POD IP TIMESTAMP AGE ready after DURATION "
+                      "revision N UID [ELAPSED] TIMESTAMP")
