@@ -260,6 +260,145 @@ def run_cmd(notebooks, parameters, out_dir, start, only, notebooks_dir, cell_tim
         )
 
 
+# ----------------------------------------------------------------------------------- backup
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def backup() -> None:
+    """Back up, restore and verify the lab database; list backups; run a disaster drill."""
+
+
+def _backup_options(f):
+    f = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+                     help="Backup directory (default: <lab data dir>/backups, which the nodes "
+                          "see as /var/local/k8s-lab/backups).")(f)
+    f = click.option("-n", "--namespace", default=None, metavar="NS",
+                     help="Namespace of the database (default: k8s-assignment).")(f)
+    return f
+
+
+def _namespace(namespace: str | None) -> str:
+    from lab import config
+
+    return namespace or config.NAMESPACE
+
+
+def _print_frame(frame, title: str) -> None:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in frame.itertuples(index=False):
+        cells = []
+        for value in row:
+            if isinstance(value, bool):
+                cells.append("[green]yes[/]" if value else "[red]no[/]")
+            else:
+                cells.append(escape("" if value is None or str(value) in ("<NA>", "nan", "None") else str(value)))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _print_verify(frame) -> None:
+    _print_frame(frame, "verify")
+    if not frame.attrs.get("ok"):
+        missing = frame.attrs.get("missing")
+        raise LabError("verify found differences" + (f"; missing databases: {', '.join(missing)}" if missing else ""),
+                       "the rows marked `no` differ between the backup and the database")
+    console.print(f"[green]all {len(frame)} checks ok[/]")
+
+
+@backup.command("create")
+@click.argument("database", required=False)
+@_backup_options
+@click.option("--level", type=click.IntRange(1, 9), default=6, show_default=True, help="gzip level.")
+def backup_create(database: str | None, namespace: str | None, directory: Path | None, level: int) -> None:
+    """Dump DATABASE (default: every user database) into a timestamped .sql.gz with metadata."""
+    from lab import backup as lab_backup
+
+    made = lab_backup.create(database, namespace=_namespace(namespace), directory=directory, level=level)
+    meta = made.metadata
+    console.print(f"[green]backup written[/]: {escape(str(made.path))} ({meta['sizes']['compressed_bytes']} "
+                  f"bytes, {len(meta['tables'])} tables, {meta['durations']['total_s']:.1f} s)")
+
+
+@backup.command("restore")
+@click.argument("file")
+@_backup_options
+@click.option("--into", metavar="NAME", help="Restore into this database (created fresh) instead of "
+                                             "the backup's own.")
+@click.option("--replace", is_flag=True, help="Allow --into an existing database that has tables.")
+@click.option("--verify/--no-verify", "check", default=True, show_default=True,
+              help="Verify the restored data against the backup's metadata.")
+@click.option("--without-metadata", is_flag=True,
+              help="Restore a file that has no metadata (e.g. from the CronJob); only gzip and size "
+                   "are checked.")
+def backup_restore(file: str, namespace: str | None, directory: Path | None, into: str | None,
+                   replace: bool, check: bool, without_metadata: bool) -> None:
+    """Restore FILE (a path, a name in the backup directory, or `latest`).
+
+    The file is checked (size, sha256, gzip -t, complete dump) before the database is touched;
+    the target database is then replaced by the backup's content.
+    """
+    from lab import backup as lab_backup
+
+    ns = _namespace(namespace)
+    result = lab_backup.restore(file, into=into, namespace=ns, directory=directory, replace=replace,
+                                require_metadata=not without_metadata)
+    console.print(f"[green]restored[/] {escape(result.path.name)} into "
+                  f"{escape(', '.join(result.databases) or 'its databases')} in {result.seconds:.1f} s")
+    if check and result.metadata is not None:
+        _print_verify(lab_backup.verify(result.path, into=into, namespace=ns, directory=directory))
+
+
+@backup.command("verify")
+@click.argument("file", required=False)
+@_backup_options
+@click.option("--into", metavar="NAME", help="The restored database (default: the backup's own).")
+@click.option("--source", metavar="NAME", help="Compare with this live database instead of the metadata.")
+def backup_verify(file: str | None, namespace: str | None, directory: Path | None, into: str | None,
+                  source: str | None) -> None:
+    """Compare row counts and CHECKSUM TABLE per table with FILE's metadata (or --source)."""
+    from lab import backup as lab_backup
+
+    _print_verify(lab_backup.verify(file, into=into, source=source, namespace=_namespace(namespace),
+                                    directory=directory))
+
+
+@backup.command("list")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Backup directory (default: <lab data dir>/backups).")
+def backup_list(directory: Path | None) -> None:
+    """List the backups in the backup directory."""
+    from lab import backup as lab_backup
+
+    frame = lab_backup.list_backups(directory)
+    if frame.empty:
+        console.print(f"no backups in {escape(str(directory or lab_backup.backup_dir()))}")
+        return
+    shown = frame.assign(time=frame["time"].dt.strftime("%Y-%m-%d %H:%M:%SZ"),
+                         size=frame["size"].map(lab_backup.human_size))
+    _print_frame(shown, f"backups in {directory or lab_backup.backup_dir()}")
+
+
+@backup.command("drill")
+@click.option("--database", metavar="NAME", help="Back up this database only (default: every one).")
+@_backup_options
+@click.option("--stage", "stages", multiple=True, type=click.Choice(["pod", "statefulset", "namespace", "database"]),
+              help="Only these stages, in this order (repeatable; default: pod, statefulset, namespace; `database` drops the database so that only the backup can help).")
+@click.option("--yes", is_flag=True, help="Really delete the Pod, the StatefulSet and the namespace.")
+def backup_drill(database: str | None, namespace: str | None, directory: Path | None, stages, yes: bool) -> None:
+    """Disaster drill: delete the database Pod, its StatefulSet, then the namespace; recover each time."""
+    from lab import backup as lab_backup
+
+    ns = _namespace(namespace)
+    if not yes:
+        raise LabError(f"the drill deletes the database Pod, StatefulSet and namespace {ns}",
+                       "pass --yes to run it")
+    frame = lab_backup.drill(ns, database=database, directory=directory,
+                             stages=stages or lab_backup.DRILL_STAGES)
+    _print_frame(frame, "disaster drill")
+
+
 # ------------------------------------------------------------------------------------ grade
 
 

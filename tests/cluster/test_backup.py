@@ -1,0 +1,283 @@
+"""lab.backup on the real cluster (issue 5): round trip, refused bad files, a backup while the
+database is down, and the disaster drill.
+
+The module installs its own database with the Helm chart (only the storage and database layers)
+into the namespace k8s-lab-backup-test, with its own PersistentVolume and host directory, and
+removes all of it afterwards. It never touches k8s-assignment. Backups go to a temporary directory.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab import backup, config, deploy, kube
+from lab.errors import LabError
+
+pytestmark = pytest.mark.cluster
+
+NS = "k8s-lab-backup-test"
+RELEASE = "k8s-lab"
+PV = "k8s-lab-backup-test-data"
+NODE_DIR = "/var/local/k8s-lab/pv/backup-test"
+HOST_DIR = config.data_dir() / "pv" / "backup-test"
+MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
+
+SEED = """
+CREATE TABLE items (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(50) NOT NULL,
+                    price DECIMAL(8,2), note TEXT, data BLOB, created DATETIME(3));
+CREATE TABLE audit (id INT PRIMARY KEY AUTO_INCREMENT, item_id INT, what VARCHAR(20));
+CREATE TABLE empty_one (id INT PRIMARY KEY);
+INSERT INTO items (name, price, note, data, created) VALUES
+  ('apple', 1.50, 'tab\\there', UNHEX('00FF10'), '2025-01-02 03:04:05.678'),
+  ('pear', 2.25, NULL, NULL, NULL),
+  ('kiwi', 0.99, 'ünïcode ✓ \\'quoted\\'', UNHEX(''), NOW(3));
+INSERT INTO items (name, price) SELECT CONCAT('bulk-', a.id, '-', b.id), a.id + b.id / 100
+  FROM items a, items b, items c;
+CREATE VIEW cheap AS SELECT id, name FROM items WHERE price < 2;
+CREATE TRIGGER items_ai AFTER INSERT ON items FOR EACH ROW INSERT INTO audit (item_id, what) VALUES (NEW.id, 'insert');
+CREATE PROCEDURE add_item(n VARCHAR(50)) INSERT INTO items (name, price) VALUES (n, 1);
+CREATE EVENT cleanup ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM audit WHERE id < 0;
+CALL add_item('via-procedure');
+"""
+
+
+def say(message: str) -> None:
+    print(f"[test_backup] {message}", file=sys.stderr, flush=True)
+
+
+def helm(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(deploy.helm_cmd(*args), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"helm {' '.join(args[:3])} failed:\n{result.stderr}{result.stdout}", pytrace=False)
+    return result
+
+
+def kubectl(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+    result = subprocess.run(deploy.kubectl_cmd(*args), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"kubectl {' '.join(args)} failed:\n{result.stderr}", pytrace=False)
+    return result
+
+
+def lab_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, COLUMNS="200"), cwd=config.REPO_ROOT)
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
+        time.sleep(interval)
+
+
+def remove_everything() -> None:
+    started = time.monotonic()
+    # Not --wait: the PersistentVolume stays in use (and Terminating) until the namespace, with
+    # the StatefulSet's claim, is gone.
+    helm("uninstall", RELEASE, "--namespace", NS, check=False)
+    kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", "--timeout=180s", check=False,
+            timeout=200)
+    kubectl("delete", "persistentvolume", PV, "--ignore-not-found", "--wait=true", "--timeout=60s",
+            check=False, timeout=80)
+    shutil.rmtree(HOST_DIR, ignore_errors=True)
+    say(f"removed {NS}, {PV} and {HOST_DIR} ({time.monotonic() - started:.0f}s)")
+
+
+def database_image() -> str:
+    from lab import images
+
+    mode = images.resolve_mode(MODE)
+    image = images.image_names(mode)["database"]
+    if image.startswith("k8s-lab/") and deploy.missing_images([image]):
+        say(f"loading the lab images into the cluster (lab images build, {mode})")
+        images.build(mode=mode, load=True)
+    return image
+
+
+@pytest.fixture(scope="module")
+def db():
+    """A fresh database (chart: storage + database only) in NS, seeded; removed afterwards."""
+    remove_everything()
+    image = database_image()
+    say(f"installing the database into {NS} ({image})")
+    helm("upgrade", "--install", RELEASE, str(deploy.CHART_DIR), "--namespace", NS, "--create-namespace",
+         "--set", "web.enabled=false", "--set", "networkPolicy.enabled=false",
+         "--set", "watcher.enabled=false", "--set", "backup.enabled=false",
+         "--set", f"storage.persistentVolumeName={PV}", "--set", f"storage.hostPath={NODE_DIR}",
+         "--set", f"database.image={image}", "--wait", "--timeout", "300s", timeout=360)
+    database = backup.Database(NS)
+    wait_for(database.ping, 300, "the database to answer SQL")
+    database.sql(SEED, database="lab")
+    yield database
+    remove_everything()
+
+
+@pytest.fixture
+def backups(tmp_path):
+    return tmp_path / "backups"
+
+
+def live_state(database: backup.Database, name: str = "lab") -> list[dict]:
+    return backup.table_stats(database, [name])
+
+
+def rows(database: backup.Database, query: str, name: str = "lab") -> list[list[str]]:
+    return database.sql(query, database=name)
+
+
+# ------------------------------------------------------------------------------------- tests
+
+
+def test_round_trip_into_a_fresh_database_verifies(db, backups):
+    made = backup.create("lab", namespace=NS, directory=backups)
+    meta = made.metadata
+    assert made.path.parent == backups and backup.parse_name(made.path.name)[0] == "lab"
+    assert sorted(p.name for p in backups.iterdir()) == sorted([made.path.name, made.metadata_path.name])
+    subprocess.run(["gzip", "-t", str(made.path)], check=True)
+    assert meta["sha256"] == backup.sha256_of(made.path)
+    tables = {t["table"]: t for t in meta["tables"]}
+    assert set(tables) == {"items", "audit", "empty_one"}
+    assert tables["items"]["rows"] == 3 + 27 + 1 and tables["audit"]["rows"] == 1
+    assert all(isinstance(t["checksum"], int) for t in tables.values())
+    assert meta["objects"]["lab"] == {"views": 1, "routines": 1, "triggers": 1, "events": 1}
+
+    result = backup.restore(made.path, into="lab_restored", namespace=NS)
+    assert result.databases == ["lab_restored"]
+    frame = backup.verify(made.path, into="lab_restored", namespace=NS)
+    assert list(frame.columns) == ["table", "rows_before", "rows_after", "checksum_before",
+                                   "checksum_after", "ok"]
+    assert frame["ok"].all() and frame.attrs["ok"], frame.to_string()
+    assert set(frame["table"]) >= {"items", "audit", "empty_one", "(views)", "(routines)", "(triggers)", "(events)"}
+    # The live source agrees too, and the odd values came through byte for byte.
+    assert backup.verify(source="lab", into="lab_restored", namespace=NS).attrs["ok"]
+    query = "SELECT name, HEX(data), note, created FROM items WHERE id <= 3 ORDER BY id"
+    assert rows(db, query, "lab_restored") == rows(db, query, "lab")
+    # The procedure and the trigger work in the copy.
+    rows(db, "CALL add_item('after-restore');", "lab_restored")
+    assert rows(db, "SELECT COUNT(*) FROM audit", "lab_restored") == [["2"]]
+    listed = backup.list_backups(backups)
+    assert listed["file"].tolist() == [made.path.name] and listed["verified"].tolist() == [True]
+
+
+def test_restore_into_the_same_database_undoes_changes(db, backups):
+    made = backup.create("lab", namespace=NS, directory=backups)
+    rows(db, "DELETE FROM items WHERE name LIKE 'bulk-%'; UPDATE items SET price = 99 WHERE name = 'pear';"
+             "CREATE TABLE stray (id INT);")
+    assert not backup.verify(made.path, namespace=NS, record=False).attrs["ok"]
+    backup.restore(made.path, namespace=NS)
+    frame = backup.verify(made.path, namespace=NS)
+    assert frame.attrs["ok"], frame.to_string()
+    assert "stray" not in set(frame["table"])
+    # --into an existing database with tables needs replace=True.
+    rows(db, "CREATE DATABASE IF NOT EXISTS other; CREATE TABLE IF NOT EXISTS other.t (i INT);")
+    with pytest.raises(LabError, match="already exists"):
+        backup.restore(made.path, into="other", namespace=NS)
+    backup.restore(made.path, into="other", namespace=NS, replace=True)
+    assert backup.verify(made.path, into="other", namespace=NS).attrs["ok"]
+
+
+def test_cli_round_trip_keeps_the_password_out_of_output(db, backups):
+    password = db.password()
+    created = lab_cli("backup", "create", "lab", "-n", NS, "--dir", str(backups))
+    assert created.returncode == 0, created.stderr
+    restored = lab_cli("backup", "restore", "latest", "--into", "lab_cli", "-n", NS, "--dir", str(backups))
+    assert restored.returncode == 0, restored.stderr + restored.stdout
+    assert "checks ok" in restored.stdout
+    listed = lab_cli("backup", "list", "--dir", str(backups))
+    assert listed.returncode == 0 and "k8s-lab-lab-" in listed.stdout
+    for result in (created, restored, listed):
+        assert password not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncated", "empty", "corrupt-no-metadata",
+                                    "truncated-no-metadata"])
+def test_bad_files_are_refused_and_the_live_database_is_untouched(db, backups, damage):
+    made = backup.create("lab", namespace=NS, directory=backups)
+    sentinel = f"written-after-the-backup-{damage}"
+    rows(db, f"INSERT INTO items (name) VALUES ('{sentinel}');")
+    before = live_state(db)
+    databases_before = db.user_databases()
+    data = made.path.read_bytes()
+    if damage.startswith("corrupt"):
+        broken = bytearray(data)
+        for offset in range(len(broken) // 3, len(broken) // 3 + 16):
+            broken[offset] ^= 0x5A
+        made.path.write_bytes(bytes(broken))
+    elif damage.startswith("truncated"):
+        made.path.write_bytes(data[: len(data) * 2 // 3])
+    else:
+        made.path.write_bytes(b"")
+    require_metadata = True
+    if damage.endswith("no-metadata"):
+        made.metadata_path.unlink()
+        require_metadata = False
+    with pytest.raises(LabError) as refused:
+        backup.restore(made.path, namespace=NS, require_metadata=require_metadata)
+    expected = {"corrupt": "does not match its metadata", "truncated": "metadata records",
+                "empty": "is empty", "corrupt-no-metadata": "gzip",
+                "truncated-no-metadata": "gzip"}[damage]
+    assert expected in str(refused.value)
+    with pytest.raises(LabError):
+        backup.restore(made.path, into="lab_never", namespace=NS, require_metadata=require_metadata)
+    assert live_state(db) == before
+    assert db.user_databases() == databases_before
+    assert rows(db, f"SELECT COUNT(*) FROM items WHERE name = '{sentinel}'") == [["1"]]
+    cli = lab_cli("backup", "restore", str(made.path), "-n", NS, "--without-metadata")
+    assert cli.returncode == 1 and "error" in cli.stderr
+    assert live_state(db) == before
+
+
+def test_backup_while_the_database_is_down_fails_and_leaves_no_file(db, backups):
+    kubectl("-n", NS, "scale", "statefulset/database", "--replicas=0")
+    core = kube.core()
+
+    def pod_gone():
+        return not [p for p in core.list_namespaced_pod(NS).items if p.metadata.name == "database-0"]
+
+    try:
+        wait_for(pod_gone, 180, "database-0 to stop")
+        with pytest.raises(LabError, match="down"):
+            backup.create("lab", namespace=NS, directory=backups)
+        with pytest.raises(LabError, match="down"):
+            backup.create(None, namespace=NS, directory=backups)
+        cli = lab_cli("backup", "create", "lab", "-n", NS, "--dir", str(backups))
+        assert cli.returncode != 0 and "down" in cli.stderr
+        assert not backups.exists() or list(backups.iterdir()) == []
+    finally:
+        kubectl("-n", NS, "scale", "statefulset/database", "--replicas=1")
+        backup.wait_database(db, 300)
+    made = backup.create("lab", namespace=NS, directory=backups)
+    assert backup.verify(made.path, namespace=NS).attrs["ok"]
+
+
+def test_disaster_drill_recovers_the_data_at_every_stage(db, backups):
+    frame = backup.drill(NS, database="lab", directory=backups, timeout=400)
+    assert frame["stage"].tolist() == ["pod", "statefulset", "namespace"]
+    assert frame["ok"].all(), frame.to_string()
+    # The volume kept the files (Retain): nothing had to be restored.
+    assert frame["survived"].all(), frame.to_string()
+    pv = kube.core().read_persistent_volume(PV)
+    assert pv.status.phase == "Bound" and pv.spec.claim_ref.namespace == NS
+    assert helm("status", RELEASE, "--namespace", NS).returncode == 0
+    # And the backup taken by the drill restores into a fresh database that verifies.
+    backup.restore(frame.attrs["backup"], into="lab_after_drill", namespace=NS)
+    assert backup.verify(frame.attrs["backup"], into="lab_after_drill", namespace=NS).attrs["ok"]
+
+
+def test_drill_restores_a_dropped_database(db, backups):
+    """No volume keeps a dropped database: the drill must bring it back from the backup."""
+    made = backup.create("lab", namespace=NS, directory=backups)
+    frame = backup.drill(NS, directory=backups, stages=["database"], backup=made.path, timeout=300)
+    record = frame.to_dict("records")[0]
+    assert (record["stage"], record["survived"], record["restored"], record["ok"]) == ("database", False, True, True)
+    assert backup.verify(made.path, namespace=NS).attrs["ok"]

@@ -1,0 +1,417 @@
+"""lab.backup without a cluster: names and timestamps, file checks, metadata, listing, and the
+create/restore control flow against a stand-in database that runs its scripts locally."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lab import backup
+from lab.cli import cli
+from lab.errors import LabError
+
+MOMENT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+# Like a real dump: a header, rows that do not compress to nothing, mysqldump's closing line.
+SQL = (b"-- MariaDB dump 10.19\n"
+       + b"".join(b"INSERT INTO t VALUES (%d,'%s');\n" % (i, os.urandom(8).hex().encode()) for i in range(200))
+       + b"\n-- Dump completed on 2025-03-04  5:06:07\n")
+
+
+def write_backup(directory: Path, name: str = "k8s-lab-lab-20250304T050607Z.sql.gz", sql: bytes = SQL,
+                 metadata: bool = True) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_bytes(gzip.compress(sql))
+    if metadata:
+        meta = {"format": 1, "file": name, "created": "2025-03-04T05:06:07+00:00", "database": "lab",
+                "databases": ["lab"], "tables": [{"database": "lab", "table": "t", "rows": 200,
+                                                   "checksum": 42, "data_bytes": 16384}],
+                "objects": {"lab": {"views": 0, "routines": 0, "triggers": 0, "events": 0}},
+                "sizes": {"compressed_bytes": path.stat().st_size}, "sha256": backup.sha256_of(path),
+                "verifications": []}
+        backup.metadata_path(path).write_text(json.dumps(meta))
+    return path
+
+
+# ------------------------------------------------------------------------- names and timestamps
+
+
+def test_backup_names_carry_database_and_utc_timestamp():
+    assert backup.timestamp(MOMENT) == "20250304T050607Z"
+    assert backup.backup_name("lab", MOMENT) == "k8s-lab-lab-20250304T050607Z.sql.gz"
+    assert backup.backup_name(None, MOMENT) == "k8s-lab-20250304T050607Z.sql.gz"
+    assert backup.parse_name("k8s-lab-lab-20250304T050607Z.sql.gz") == ("lab", MOMENT)
+    assert backup.parse_name("k8s-lab-20250304T050607Z.sql.gz") == (None, MOMENT)
+    assert backup.parse_name("k8s-lab-my-shop-20250304T050607Z.sql.gz") == ("my-shop", MOMENT)
+
+
+def test_timestamps_are_utc():
+    from datetime import timedelta
+
+    local = MOMENT.astimezone(timezone(timedelta(hours=2)))
+    assert backup.timestamp(local) == "20250304T050607Z"
+    with pytest.raises(ValueError):
+        backup.timestamp(datetime(2025, 3, 4))  # naive: ambiguous
+    assert backup.parse_timestamp("20250304T050607Z") == MOMENT
+
+
+@pytest.mark.parametrize("name", [
+    ".k8s-lab-lab-20250304T050607Z.sql.gz.partial", "k8s-lab-lab-20250304T050607Z.meta.json",
+    "k8s-lab-lab-20250304T050607Z.sql", "other-20250304T050607Z.sql.gz", "k8s-lab-lab-2025.sql.gz",
+    "k8s-lab-lab-20251399T999999Z.sql.gz",
+])
+def test_other_files_are_not_backups(name):
+    assert not backup.is_backup_name(name)
+
+
+def test_partial_and_metadata_names(tmp_path):
+    final = tmp_path / backup.backup_name("lab", MOMENT)
+    assert backup.partial_path(final).name == ".k8s-lab-lab-20250304T050607Z.sql.gz.partial"
+    assert backup.metadata_path(final).name == "k8s-lab-lab-20250304T050607Z.meta.json"
+    assert not backup.is_backup_name(backup.partial_path(final).name)
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "a;drop", "a`b", "x" * 65, "lab/../x"])
+def test_unsafe_database_names_are_refused(name):
+    with pytest.raises(LabError):
+        backup.check_database_name(name)
+
+
+def test_a_taken_name_moves_to_the_next_second(tmp_path):
+    (tmp_path / backup.backup_name("lab", MOMENT)).write_bytes(b"x")
+    free = backup._free_name(tmp_path, "lab", MOMENT)
+    assert free.name == "k8s-lab-lab-20250304T050608Z.sql.gz"
+
+
+# ---------------------------------------------------------------------------------- file checks
+
+
+def test_a_complete_dump_passes(tmp_path):
+    path = write_backup(tmp_path)
+    check = backup.check_file(path, backup.load_metadata(path))
+    assert check.size == path.stat().st_size
+    assert check.uncompressed_bytes == len(SQL)
+    assert check.sha256 == backup.sha256_of(path)
+
+
+def test_an_empty_file_is_refused(tmp_path):
+    path = tmp_path / "k8s-lab-lab-20250304T050607Z.sql.gz"
+    path.write_bytes(b"")
+    with pytest.raises(LabError, match="is empty"):
+        backup.check_file(path)
+
+
+def test_a_tiny_file_is_refused(tmp_path):
+    path = tmp_path / "x.sql.gz"
+    path.write_bytes(gzip.compress(b""))
+    with pytest.raises(LabError, match="too small"):
+        backup.check_file(path)
+
+
+def test_a_truncated_gzip_is_refused(tmp_path):
+    path = write_backup(tmp_path, sql=os.urandom(20000) + SQL, metadata=False)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LabError, match="not a valid gzip file"):
+        backup.check_file(path)
+
+
+def test_a_corrupt_gzip_is_refused_by_gzip_t(tmp_path):
+    path = write_backup(tmp_path, sql=os.urandom(20000) + SQL, metadata=False)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(LabError, match="gzip"):
+        backup.check_file(path)
+
+
+def test_a_corrupt_file_is_refused_by_its_metadata_first(tmp_path):
+    path = write_backup(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(LabError, match="does not match its metadata: sha256"):
+        backup.check_file(path, backup.load_metadata(path))
+
+
+def test_a_size_different_from_the_metadata_is_refused(tmp_path):
+    path = write_backup(tmp_path)
+    meta = backup.load_metadata(path)
+    with open(path, "ab") as handle:
+        handle.write(gzip.compress(b"more"))
+    with pytest.raises(LabError, match="metadata records"):
+        backup.check_file(path, meta)
+
+
+def test_a_dump_without_its_closing_line_is_refused(tmp_path):
+    path = write_backup(tmp_path, sql=SQL.rsplit(b"-- Dump completed", 1)[0], metadata=False)
+    with pytest.raises(LabError, match="Dump completed"):
+        backup.check_file(path)
+
+
+def test_a_gzip_with_several_members_is_read_to_the_end(tmp_path):
+    path = tmp_path / "x.sql.gz"
+    half = len(SQL) // 2
+    path.write_bytes(gzip.compress(SQL[:half]) + gzip.compress(SQL[half:]))
+    assert backup.check_file(path).uncompressed_bytes == len(SQL)
+
+
+def test_checks_work_without_a_gzip_binary(tmp_path, monkeypatch):
+    monkeypatch.setattr(backup.shutil, "which", lambda name: None)
+    good = write_backup(tmp_path / "a", metadata=False)
+    backup.check_file(good)
+    bad = write_backup(tmp_path / "b", sql=os.urandom(20000) + SQL, metadata=False)
+    bad.write_bytes(bad.read_bytes()[:-100])
+    with pytest.raises(LabError, match="not a valid gzip file"):
+        backup.check_file(bad)
+
+
+def test_gzip_t_agrees_with_the_checks(tmp_path):
+    good = write_backup(tmp_path, metadata=False)
+    assert subprocess.run(["gzip", "-t", str(good)]).returncode == 0
+
+
+# ------------------------------------------------------------------------------------- metadata
+
+
+def test_metadata_missing_is_none_and_broken_is_an_error(tmp_path):
+    path = write_backup(tmp_path, metadata=False)
+    assert backup.load_metadata(path) is None
+    backup.metadata_path(path).write_text("{not json")
+    with pytest.raises(LabError, match="not valid JSON"):
+        backup.load_metadata(path)
+    backup.metadata_path(path).write_text(json.dumps({"format": 1}))
+    with pytest.raises(LabError, match="lacks"):
+        backup.load_metadata(path)
+
+
+def test_list_shows_backups_with_and_without_metadata(tmp_path):
+    first = write_backup(tmp_path)
+    write_backup(tmp_path, name="k8s-lab-20250305T000000Z.sql.gz", metadata=False)  # as the CronJob writes
+    (tmp_path / ".k8s-lab-lab-20250306T000000Z.sql.gz.partial").write_bytes(b"half")
+    (tmp_path / "k8s-lab-gone-20250301T000000Z.meta.json").write_text("{}")
+    meta = backup.load_metadata(first)
+    meta["verifications"].append({"ok": True})
+    backup.metadata_path(first).write_text(json.dumps(meta))
+    frame = backup.list_backups(tmp_path)
+    assert list(frame.columns) == ["time", "file", "size", "database", "verified"]
+    assert frame["file"].tolist() == [first.name, "k8s-lab-20250305T000000Z.sql.gz"]
+    assert frame["database"].tolist() == ["lab", "all"]
+    assert frame["verified"].tolist() == [True, False]
+    assert frame["size"].iloc[0] == first.stat().st_size
+    assert str(frame["time"].iloc[0]) == "2025-03-04 05:06:07+00:00"
+
+
+def test_list_of_an_empty_or_missing_directory(tmp_path):
+    assert backup.list_backups(tmp_path / "none").empty
+
+
+def test_resolve_latest_and_names(tmp_path):
+    older = write_backup(tmp_path)
+    newer = write_backup(tmp_path, name="k8s-lab-lab-20250304T050700Z.sql.gz")
+    write_backup(tmp_path, name="k8s-lab-shop-20250309T000000Z.sql.gz")
+    assert backup.resolve("latest", tmp_path, database="lab") == newer
+    assert backup.resolve(older.name, tmp_path) == older
+    with pytest.raises(LabError, match="no backup file"):
+        backup.resolve("nope.sql.gz", tmp_path)
+    with pytest.raises(LabError, match="no backups"):
+        backup.resolve("latest", tmp_path / "empty")
+
+
+def test_compare_marks_differences_and_missing_tables():
+    frame = backup.compare({"a": (3, 10), "b": (1, 5), "gone": (2, 2), "(views)": (1, None)},
+                           {"a": (3, 10), "b": (1, 6), "new": (0, 0), "(views)": (1, None)})
+    by = frame.set_index("table")["ok"].to_dict()
+    assert by == {"a": True, "b": False, "gone": False, "new": False, "(views)": True}
+    assert frame.attrs["ok"] is False
+    assert list(frame.columns) == ["table", "rows_before", "rows_after", "checksum_before",
+                                   "checksum_after", "ok"]
+    assert backup.compare({"a": (1, 1)}, {"a": (1, 1)}).attrs["ok"] is True
+
+
+# ------------------------------------------------------------ create and restore, no cluster
+
+
+class LocalDatabase(backup.Database):
+    """Runs the scripts locally: `mysqldump` and `mysql` are shell functions given by the test."""
+
+    def __init__(self, functions: str, running: bool = True):
+        super().__init__("test-ns")
+        self.functions = functions
+        self.running = running
+        self.statements: list[str] = []
+        self._password = "s3cret-pw"
+
+    def require_running(self):
+        if not self.running:
+            raise LabError("the database is down: pod database-0 does not exist in test-ns")
+
+    def cmd(self, script, *args):
+        return ["bash", "-c", backup._PASSWORD_FROM_STDIN + self.functions + "\n" + script, "x", *args]
+
+    def sql(self, statements, database=None, timeout=600):
+        self.statements.append(statements)
+        if "SCHEMATA" in statements and "SCHEMA_NAME =" in statements:
+            return [["lab"]] if "'lab'" in statements else []
+        if "COUNT(*) FROM information_schema.TABLES" in statements:
+            return [["0"]]
+        if "SCHEMATA" in statements and "DEFAULT_CHARACTER_SET_NAME" in statements:
+            return [["lab", "utf8mb4", "utf8mb4_unicode_ci"]]
+        if "SCHEMATA" in statements:
+            return [["information_schema"], ["lab"], ["mysql"]]
+        if "VERSION()" in statements:
+            return [["10.11.0-MariaDB"]]
+        return []
+
+
+GOOD_DUMP = ('mysqldump() { [ "$MYSQL_PWD" = s3cret-pw ] || exit 7; '
+             'printf -- "-- dump of %s\\n" "$@"; head -c 3000 /dev/urandom | od -x; '
+             'printf "\\n-- Dump completed on today\\n"; }')
+
+
+def test_create_writes_backup_and_metadata_and_no_partial(tmp_path):
+    db = LocalDatabase(GOOD_DUMP)
+    made = backup.create("lab", directory=tmp_path, db=db)
+    assert backup.is_backup_name(made.path.name) and made.path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([made.path.name, made.metadata_path.name])
+    meta = json.loads(made.metadata_path.read_text())
+    assert meta["database"] == "lab" and meta["databases"] == ["lab"]
+    assert meta["sha256"] == backup.sha256_of(made.path)
+    assert meta["sizes"]["compressed_bytes"] == made.path.stat().st_size
+    assert set(meta["durations"]) == {"stats_s", "dump_s", "check_s", "total_s"}
+    assert "--single-transaction" in meta["mysqldump_options"]
+    sql = gzip.decompress(made.path.read_bytes())
+    assert b"-- dump of --single-transaction\n" in sql and b"-- dump of --databases" not in sql
+    assert sql.split(b"\n-- dump of ")[-1].startswith(b"lab\n")
+    assert "s3cret-pw" not in made.metadata_path.read_text()
+
+
+def test_create_of_every_database_skips_system_schemas(tmp_path):
+    made = backup.create(None, directory=tmp_path, db=LocalDatabase(GOOD_DUMP))
+    assert made.metadata["databases"] == ["lab"]
+    assert made.path.name.startswith("k8s-lab-2")
+    sql = gzip.decompress(made.path.read_bytes())
+    assert b"-- dump of --add-drop-database\n-- dump of --databases\n-- dump of lab\n" in sql
+
+
+@pytest.mark.parametrize("functions", [
+    # mysqldump fails half way: pipefail must turn that into a failure although gzip succeeds
+    'mysqldump() { head -c 5000 /dev/urandom; echo "mysqldump: Error 2013: Lost connection" >&2; exit 2; }',
+    # mysqldump "succeeds" but its output is cut short
+    'mysqldump() { head -c 5000 /dev/zero; }',
+    # nothing at all
+    'mysqldump() { :; }',
+])
+def test_a_failed_dump_leaves_no_file(tmp_path, functions):
+    with pytest.raises(LabError) as error:
+        backup.create("lab", directory=tmp_path, db=LocalDatabase(functions))
+    assert list(tmp_path.iterdir()) == []
+    assert "s3cret-pw" not in str(error.value)
+
+
+def test_a_dump_while_the_database_is_down_leaves_no_file(tmp_path):
+    with pytest.raises(LabError, match="down"):
+        backup.create("lab", directory=tmp_path / "backups", db=LocalDatabase(GOOD_DUMP, running=False))
+    assert not (tmp_path / "backups").exists() or list((tmp_path / "backups").iterdir()) == []
+
+
+LOADER = 'mysql() { cat > "$LOADED"; }'
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "corrupt", "no-metadata", "bad-metadata"])
+def test_restore_refuses_bad_files_before_touching_the_database(tmp_path, damage):
+    path = write_backup(tmp_path)
+    data = path.read_bytes()
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "corrupt":
+        corrupt = bytearray(data)
+        corrupt[len(corrupt) // 2] ^= 0xFF
+        path.write_bytes(bytes(corrupt))
+    elif damage == "no-metadata":
+        backup.metadata_path(path).unlink()
+    else:
+        backup.metadata_path(path).write_text("[]")
+    db = LocalDatabase(LOADER)
+    with pytest.raises(LabError):
+        backup.restore(path, db=db)
+    assert db.statements == []
+
+
+def test_restore_loads_a_good_file_into_a_fresh_database(tmp_path, monkeypatch):
+    path = write_backup(tmp_path)
+    loaded = tmp_path / "loaded.sql"
+    monkeypatch.setenv("LOADED", str(loaded))
+    db = LocalDatabase(LOADER)
+    result = backup.restore(path, into="lab_copy", db=db)
+    assert result.databases == ["lab_copy"]
+    assert loaded.read_bytes() == SQL
+    assert any("DROP DATABASE IF EXISTS `lab_copy`" in s and "CREATE DATABASE `lab_copy`" in s
+               for s in db.statements)
+
+
+def test_restore_into_needs_a_single_database_backup_and_no_system_schema(tmp_path):
+    path = write_backup(tmp_path)
+    meta = backup.load_metadata(path)
+    with pytest.raises(LabError, match="system database"):
+        backup._restore_targets(path, meta, "mysql")
+    meta.update(database=None, databases=["lab", "shop"])
+    with pytest.raises(LabError, match="--into needs a backup of one database"):
+        backup._restore_targets(path, meta, "copy")
+    assert backup._restore_targets(path, meta, None) == (["lab", "shop"], None)
+
+
+def test_restore_of_a_failing_load_is_an_error(tmp_path):
+    path = write_backup(tmp_path)
+    db = LocalDatabase('mysql() { echo "ERROR 1064 (42000) at line 3" >&2; exit 1; }')
+    with pytest.raises(LabError, match="ERROR 1064"):
+        backup.restore(path, db=db)
+
+
+# --------------------------------------------------------------------------- namespace snapshots
+
+
+def test_clean_object_strips_what_the_cluster_sets():
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "db", "namespace": "n", "uid": "u", "resourceVersion": "1",
+                            "creationTimestamp": "t", "managedFields": []},
+               "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ports": []},
+               "status": {"loadBalancer": {}}}
+    clean = backup.clean_object(service)
+    assert clean["metadata"] == {"name": "db", "namespace": "n"}
+    assert "clusterIP" not in clean["spec"] and "status" not in clean
+    headless = dict(service, spec={"clusterIP": "None", "clusterIPs": ["None"]})
+    assert backup.clean_object(headless)["spec"]["clusterIP"] == "None"
+    owned = dict(service, metadata={"name": "x", "ownerReferences": [{"uid": "u"}]})
+    assert backup.clean_object(owned) is None
+    assert backup.clean_object({"kind": "Secret", "type": "kubernetes.io/service-account-token",
+                                "metadata": {"name": "t"}}) is None
+    assert backup.clean_object({"kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt"}}) is None
+
+
+# -------------------------------------------------------------------------------------- the CLI
+
+
+def test_cli_list_and_drill_needs_yes(tmp_path):
+    write_backup(tmp_path)
+    result = CliRunner().invoke(cli, ["backup", "list", "--dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "k8s-lab-lab-20250304T050607Z.sql.gz" in result.output
+    result = CliRunner().invoke(cli, ["backup", "drill", "-n", "nowhere"])
+    assert result.exit_code == 1 and "--yes" in result.output
+
+
+def test_cli_restore_of_a_bad_file_fails_cleanly(tmp_path):
+    path = write_backup(tmp_path)
+    path.write_bytes(b"")
+    result = CliRunner().invoke(cli, ["backup", "restore", str(path), "-n", "nowhere"])
+    assert result.exit_code == 1
+    assert "is empty" in result.output
