@@ -280,6 +280,7 @@ colours = ["#1a7f37" if s == "deployed" else "#8c959f" for s in history["status"
 ax.bar(history["revision"].astype(str), history["web replicas"], color=colours)
 ax.set_xlabel("revision (green: deployed)")
 ax.set_ylabel("web replicas")
+ax.yaxis.get_major_locator().set_params(integer=True)
 ax.set_title(f"release {RELEASE}: web.replicas per revision")
 plt.tight_layout()
 plt.show()
