@@ -751,8 +751,9 @@ class Lab:
 
             result = checks._as_result(result)
             if not result.passed:
+                extra = "" if self.default_namespace else f" -p namespace={self.namespace}"
                 raise LabError(f"{self.notebook} builds on {name}, which sets up {leaves}: {result.message}",
-                               hint=f"run {name} first (headless: `lab run {name[:2]}`), then this notebook again")
+                               hint=f"run {name} first (headless: `lab run {name[:2]}{extra}`), then this notebook again")
             print(f"prerequisite {name}: ok")
 
 
