@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import collections
 import gzip
+import json
 import os
 import re
 import subprocess
@@ -259,8 +260,9 @@ def test_helm_upgrade_rolls_out_replicas_and_nginx_config(system, tmp_path):
 
 
 def test_helm_rollback_restores(system):
-    history = helm("history", deploy.RELEASE, "--namespace", NS, "--output", "json").stdout
-    say(f"helm history before rollback: {history.count('revision')} revisions")
+    history = json.loads(helm("history", deploy.RELEASE, "--namespace", NS, "--output", "json").stdout)
+    say("helm history before rollback: " + ", ".join(f"{h['revision']} {h['status']}" for h in history))
+    assert [h["revision"] for h in history][:3] == [1, 2, 3]
     start = time.monotonic()
     deploy.helm_rollback(1)
     wait_for(_web_rollout_done(3, exclude=system.get("upgraded_pods", set())), 180,
