@@ -579,6 +579,64 @@ def probe_cmd(namespace: str | None, canary: bool) -> None:
                    + " get networkpolicy -o yaml`" + lab_probe.cni_note())
 
 
+# ----------------------------------------------------------------------------------- events
+
+
+@cli.command("events", context_settings=CONTEXT_SETTINGS)
+@click.option("-n", "--namespace", default=None, metavar="NS",
+              help="Namespace the watcher DaemonSet runs in, which its Role lets it watch "
+                   "(default: k8s-assignment).")
+@click.option("--since", metavar="DURATION|TIME",
+              help="Only events newer than this: 30s, 10m, 2h, 1d, or a time such as 2024-05-01T12:00:00Z.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every event (one row per watcher line, deduplicated) to this CSV file.")
+def events_cmd(namespace: str | None, since: str | None, csv_path: Path | None) -> None:
+    """Summarize the pod watcher's events: one row per Pod with its lifecycle.
+
+    Reads every watcher Pod's log through the API. Times are UTC; the `+s` columns count seconds
+    from the Pod's creation (Kubernetes keeps those times to the second).
+    """
+    from lab import config, watch
+
+    namespace = namespace or config.NAMESPACE
+    events = watch.load_events(namespace, since=since)
+    pods = watch.lifecycles(events)
+    if csv_path is not None:
+        watch.to_csv(events, csv_path)
+    rows = watch.pod_events(events)
+    table = Table(title=f"Pods seen by the watcher in {namespace}"
+                        + (f" since {since}" if since else ""))
+    for column, justify in (("pod", "left"), ("namespace", "left"), ("node", "left"), ("phase", "left"),
+                            ("created", "left"), ("scheduled", "right"), ("ready", "right"),
+                            ("deleted", "right"), ("events", "right")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for pod in pods.itertuples(index=False):
+        table.add_row(escape(str(pod.pod)), escape(_text(pod.namespace)), escape(_text(pod.node)),
+                      escape(_text(pod.phase)), _clock(pod.created), _offset(pod.to_scheduled_s),
+                      _offset(pod.to_ready_s), _offset(pod.lifetime_s), str(pod.events))
+    console.print(table)
+    kinds = rows["type"].value_counts()
+    counts = ", ".join(f"{kind} {int(kinds.get(kind, 0))}" for kind in watch.POD_TYPES if kinds.get(kind, 0))
+    watchers = rows["session"].nunique()
+    span = f"{_clock(rows['time'].min())}..{_clock(rows['time'].max())} UTC" if len(rows) else "no events"
+    console.print(f"{len(pods)} Pod{'s' if len(pods) != 1 else ''}, {len(rows)} events "
+                  f"({counts or 'none'}) from {watchers} watcher run{'s' if watchers != 1 else ''}, {span}")
+    if csv_path is not None:
+        console.print(f"events written to {escape(str(csv_path))}")
+
+
+def _text(value) -> str:
+    return "" if value is None or (not isinstance(value, str) and value != value) else str(value)
+
+
+def _clock(value) -> str:
+    return "" if value is None or value != value else value.strftime("%H:%M:%S")
+
+
+def _offset(seconds) -> str:
+    return "" if seconds is None or seconds != seconds else f"+{seconds:.0f}s"
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="lab")
 

@@ -48,6 +48,8 @@ PYTHON_BASE_OFFLINE = f"k8s-lab/python:{SUITE}"
 MARIADB_IMAGE = "k8s-lab/mariadb:lab"
 WEB_IMAGE = "k8s-lab/web:1"
 PROBE_IMAGE = "k8s-lab/probe:1"
+# The pod watcher (images/watcher/), built FROM the mode's watcher_base.
+WATCHER_IMAGE = "k8s-lab/watcher:1"
 
 # Official images used when a registry is reachable.
 ONLINE_DATABASE = "mysql:8.4"
@@ -155,6 +157,7 @@ def plan(mode: str) -> list[ImageSpec]:
         return [
             ImageSpec(WEB_IMAGE, "web", (("NGINX_BASE", ONLINE_NGINX_BASE),), load=True),
             ImageSpec(PROBE_IMAGE, "probe", (("BASE_IMAGE", ONLINE_PROBE_BASE),), load=True),
+            ImageSpec(WATCHER_IMAGE, "watcher", (("BASE_IMAGE", ONLINE_PYTHON),), load=True),
         ]
     base = (("BASE_IMAGE", DEBIAN_BASE),)
     return [
@@ -164,6 +167,8 @@ def plan(mode: str) -> list[ImageSpec]:
         ImageSpec(WEB_IMAGE, "web", (("NGINX_BASE", NGINX_BASE_OFFLINE),), parent=NGINX_BASE_OFFLINE, load=True),
         ImageSpec(PYTHON_BASE_OFFLINE, "python", base, parent=DEBIAN_BASE, load=True),
         ImageSpec(PROBE_IMAGE, "probe", base, parent=DEBIAN_BASE, load=True),
+        ImageSpec(WATCHER_IMAGE, "watcher", (("BASE_IMAGE", PYTHON_BASE_OFFLINE),),
+                  parent=PYTHON_BASE_OFFLINE, load=True),
     ]
 
 
