@@ -42,7 +42,7 @@ _LAYER_PATTERN = re.compile(r"^\d{2}-[a-z0-9-]+$")
 HELM_IMAGE_VALUES = {
     "database": "database.image",
     "web": "web.image",
-    "watcher_base": "watcher.daemonset.image",
+    "watcher": "watcher.daemonset.image",
     "probe": "tests.image",
 }
 _WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")

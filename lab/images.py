@@ -35,7 +35,7 @@ from lab.errors import LabError
 
 IMAGES_DIR = config.REPO_ROOT / "images"
 MODES = ("online", "offline")
-ROLES = ("database", "web", "watcher_base", "probe")
+ROLES = ("database", "web", "watcher", "probe")
 INPUTS_LABEL = "k8s-lab.inputs"
 MODE_LABEL = "k8s-lab.mode"
 # Bumped when the way inputs are hashed (or the debian base is assembled) changes.
@@ -48,7 +48,7 @@ PYTHON_BASE_OFFLINE = f"k8s-lab/python:{SUITE}"
 MARIADB_IMAGE = "k8s-lab/mariadb:lab"
 WEB_IMAGE = "k8s-lab/web:1"
 PROBE_IMAGE = "k8s-lab/probe:1"
-# The pod watcher (images/watcher/), built FROM the mode's watcher_base.
+# The pod watcher (images/watcher/), built FROM the mode's Python base.
 WATCHER_IMAGE = "k8s-lab/watcher:1"
 
 # Official images used when a registry is reachable.
@@ -133,19 +133,19 @@ def resolve_mode(mode: str = "auto") -> str:
 
 
 def image_names(mode: str = "auto") -> dict[str, str]:
-    """Image references by role (database, web, watcher_base, probe) for manifests and notebooks."""
+    """Image references by role (database, web, watcher, probe): what runs in the cluster."""
     mode = resolve_mode(mode)
     if mode == "online":
         return {
             "database": ONLINE_DATABASE,
             "web": WEB_IMAGE,
-            "watcher_base": ONLINE_PYTHON,
+            "watcher": WATCHER_IMAGE,
             "probe": PROBE_IMAGE,
         }
     return {
         "database": MARIADB_IMAGE,
         "web": WEB_IMAGE,
-        "watcher_base": PYTHON_BASE_OFFLINE,
+        "watcher": WATCHER_IMAGE,
         "probe": PROBE_IMAGE,
     }
 
@@ -165,7 +165,7 @@ def plan(mode: str) -> list[ImageSpec]:
         ImageSpec(MARIADB_IMAGE, "mysql", base, parent=DEBIAN_BASE, load=True),
         ImageSpec(NGINX_BASE_OFFLINE, "nginx", base, parent=DEBIAN_BASE),
         ImageSpec(WEB_IMAGE, "web", (("NGINX_BASE", NGINX_BASE_OFFLINE),), parent=NGINX_BASE_OFFLINE, load=True),
-        ImageSpec(PYTHON_BASE_OFFLINE, "python", base, parent=DEBIAN_BASE, load=True),
+        ImageSpec(PYTHON_BASE_OFFLINE, "python", base, parent=DEBIAN_BASE),
         ImageSpec(PROBE_IMAGE, "probe", base, parent=DEBIAN_BASE, load=True),
         ImageSpec(WATCHER_IMAGE, "watcher", (("BASE_IMAGE", PYTHON_BASE_OFFLINE),),
                   parent=PYTHON_BASE_OFFLINE, load=True),

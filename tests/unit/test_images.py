@@ -43,7 +43,7 @@ def test_image_names_offline():
     assert images.image_names("offline") == {
         "database": "k8s-lab/mariadb:lab",
         "web": "k8s-lab/web:1",
-        "watcher_base": "k8s-lab/python:bookworm",
+        "watcher": "k8s-lab/watcher:1",
         "probe": "k8s-lab/probe:1",
     }
 
@@ -51,7 +51,7 @@ def test_image_names_offline():
 def test_image_names_online_uses_official_images():
     names = images.image_names("online")
     assert names["database"] == "mysql:8.4"
-    assert names["watcher_base"] == "python:3.11-slim"
+    assert names["watcher"] == "k8s-lab/watcher:1"
     assert names["web"] == "k8s-lab/web:1"
     assert names["probe"] == "k8s-lab/probe:1"
 
@@ -113,6 +113,7 @@ def test_offline_plan_builds_parents_first_from_the_debian_base():
     assert args["k8s-lab/web:1"] == {"NGINX_BASE": "k8s-lab/nginx:bookworm"}
     for tag in ("k8s-lab/mariadb:lab", "k8s-lab/nginx:bookworm", "k8s-lab/python:bookworm", "k8s-lab/probe:1"):
         assert args[tag] == {"BASE_IMAGE": "k8s-lab/debian:bookworm"}
+    assert args["k8s-lab/watcher:1"] == {"BASE_IMAGE": "k8s-lab/python:bookworm"}
     # Everything a manifest refers to is built and goes into the cluster.
     loaded = {s.tag for s in specs if s.load}
     assert set(images.image_names("offline").values()) == loaded
@@ -123,6 +124,7 @@ def test_online_plan_builds_only_the_lab_images_on_official_bases():
     assert {s.tag: dict(s.build_args) for s in specs} == {
         "k8s-lab/web:1": {"NGINX_BASE": "nginx:1.27"},
         "k8s-lab/probe:1": {"BASE_IMAGE": "debian:bookworm-slim"},
+        "k8s-lab/watcher:1": {"BASE_IMAGE": "python:3.11-slim"},
     }
     assert all(s.load and s.parent is None and not s.imported for s in specs)
 
@@ -334,7 +336,7 @@ def test_up_to_date_images_are_not_rebuilt(monkeypatch):
     monkeypatch.setattr(images, "image_label", lambda tag, label=images.INPUTS_LABEL: hashes[tag])
     monkeypatch.setattr(images, "check_disk", lambda *a, **k: pytest.fail("disk checked for nothing"))
     monkeypatch.setattr(images, "_docker_build", lambda *a, **k: pytest.fail("rebuilt an up-to-date image"))
-    assert images.build("online", load=False) == ["k8s-lab/web:1", "k8s-lab/probe:1"]
+    assert images.build("online", load=False) == ["k8s-lab/web:1", "k8s-lab/probe:1", "k8s-lab/watcher:1"]
 
 
 def test_stale_images_are_rebuilt_after_the_disk_check(monkeypatch):
@@ -345,7 +347,8 @@ def test_stale_images_are_rebuilt_after_the_disk_check(monkeypatch):
     monkeypatch.setattr(images, "_docker_build", lambda spec, mode, inputs: built.append((spec.tag, mode)))
     images.build("online", load=False)
     assert checked == [True]
-    assert built == [("k8s-lab/web:1", "online"), ("k8s-lab/probe:1", "online")]
+    assert built == [("k8s-lab/web:1", "online"), ("k8s-lab/probe:1", "online"),
+                     ("k8s-lab/watcher:1", "online")]
 
 
 def _fake_kind(tmp_path: Path, clusters: str) -> Path:

@@ -589,7 +589,8 @@ def test_the_watcher_image_is_in_both_plans_on_the_watcher_base():
     for mode in ("online", "offline"):
         [spec] = [s for s in images.plan(mode) if s.tag == images.WATCHER_IMAGE]
         assert spec.context == "watcher" and spec.load
-        assert dict(spec.build_args) == {"BASE_IMAGE": images.image_names(mode)["watcher_base"]}
+        base = images.ONLINE_PYTHON if mode == "online" else images.PYTHON_BASE_OFFLINE
+        assert dict(spec.build_args) == {"BASE_IMAGE": base}
     dockerfile = (images.IMAGES_DIR / "watcher" / "Dockerfile").read_text()
     assert "COPY k8s_lab_watcher.py /usr/local/bin/k8s-lab-watcher" in dockerfile
 
