@@ -45,9 +45,9 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Iterable, Sequence
+from typing import Iterable, Sequence
 
-from . import config
+from . import config, kube
 from .errors import LabError
 from .progress import info, step
 
@@ -311,7 +311,6 @@ def _write_json(path: Path, document: dict) -> None:
 
 
 def _kube():
-    from . import kube
     return kube
 
 
@@ -958,17 +957,6 @@ _DROP_ANNOTATIONS = ("pv.kubernetes.io/bind-completed", "pv.kubernetes.io/bound-
                      "deployment.kubernetes.io/revision")
 
 
-def _kubectl(*args: str, stdin: str | None = None, timeout: float = 120, check: bool = True):
-    from .deploy import kubectl_cmd
-
-    result = subprocess.run(kubectl_cmd(*args), input=stdin, capture_output=True, text=True,
-                            timeout=timeout)
-    if check and result.returncode != 0:
-        # stderr of get/create/delete never holds Secret data; keep it short anyway
-        raise LabError(f"kubectl {' '.join(args[:4])} failed: {result.stderr.strip()[-1500:]}")
-    return result
-
-
 def clean_object(obj: dict) -> dict | None:
     """An object as it can be created again (None for objects the cluster makes itself)."""
     kind, meta = obj.get("kind"), dict(obj.get("metadata") or {})
@@ -998,8 +986,8 @@ def clean_object(obj: dict) -> dict | None:
 def snapshot_namespace(namespace: str) -> dict:
     """The namespace's own objects (see SNAPSHOT_KINDS), cleaned for re-creation. Holds Secrets:
     keep it in memory, never print it."""
-    ns = json.loads(_kubectl("get", "namespace", namespace, "-o", "json").stdout)
-    items = json.loads(_kubectl("get", "-n", namespace, ",".join(SNAPSHOT_KINDS), "-o", "json",
+    ns = json.loads(kube.kubectl("get", "namespace", namespace, "-o", "json").stdout)
+    items = json.loads(kube.kubectl("get", "-n", namespace, ",".join(SNAPSHOT_KINDS), "-o", "json",
                                 timeout=120).stdout).get("items", [])
     order = {k: i for i, k in enumerate(SNAPSHOT_KINDS)}
     kept = [c for c in (clean_object(o) for o in items) if c is not None]
@@ -1014,7 +1002,7 @@ def snapshot_namespace(namespace: str) -> dict:
 def recreate_namespace(snapshot: dict) -> None:
     """Create the namespace and its objects from ``snapshot_namespace``."""
     document = {"apiVersion": "v1", "kind": "List", "items": [snapshot["namespace"], *snapshot["items"]]}
-    result = _kubectl("create", "-f", "-", stdin=json.dumps(document), check=False, timeout=180)
+    result = kube.kubectl("create", "-f", "-", stdin=json.dumps(document), check=False, timeout=180)
     if result.returncode != 0:
         problems = [line for line in result.stderr.splitlines()
                     if line.strip() and "AlreadyExists" not in line and "already exists" not in line]
@@ -1136,7 +1124,7 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
             elif stage == "statefulset":
                 from kubernetes import client
 
-                saved = json.loads(_kubectl("get", "-n", namespace, "statefulset", db.statefulset,
+                saved = json.loads(kube.kubectl("get", "-n", namespace, "statefulset", db.statefulset,
                                             "-o", "json").stdout)
                 apps.delete_namespaced_stateful_set(
                     db.statefulset, namespace, body=client.V1DeleteOptions(propagation_policy="Foreground"))
@@ -1144,7 +1132,7 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
                       and _gone(lambda: core.read_namespaced_pod(db.pod, namespace)),
                       timeout, f"StatefulSet {db.statefulset} and its Pod to be gone")
                 info(f"deleted StatefulSet {db.statefulset} (claim data-{db.pod} stays); creating it again")
-                _kubectl("create", "-f", "-", stdin=json.dumps(clean_object(saved)))
+                kube.kubectl("create", "-f", "-", stdin=json.dumps(clean_object(saved)))
                 wait_database(db, timeout)
             else:
                 snapshot = snapshot_namespace(namespace)

@@ -1,6 +1,7 @@
 """Kubernetes API access for the lab, through the official Python client."""
 from __future__ import annotations
 
+import subprocess
 from functools import lru_cache
 
 from kubernetes import client, config as kubeconfig
@@ -34,3 +35,17 @@ def forget() -> None:
 
 def node_ready(node: client.V1Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+def kubectl(*args: str, stdin: str | None = None, timeout: float = 180, check: bool = True,
+            context: str = config.KUBE_CONTEXT) -> subprocess.CompletedProcess:
+    """Run the lab's own kubectl (never whatever is on PATH) against the lab's context."""
+    from . import tools
+
+    result = subprocess.run([str(tools.ensure("kubectl")), "--context", context, *args], input=stdin,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        # The first words name the operation; stderr of get/apply/delete never holds Secret data.
+        raise LabError(f"kubectl {' '.join(args[:4])} failed: {result.stderr.strip()[-1500:]}",
+                       hint="is the cluster up? `lab cluster status`")
+    return result

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import config
+from . import config, kube
 from .errors import LabError
 from .images import WATCHER_IMAGE
 
@@ -427,8 +427,6 @@ def parse_since(text: str | None, now: datetime | None = None) -> pd.Timestamp |
 
 
 def _core(context: str):
-    from . import kube
-
     return kube.core(context)
 
 
@@ -651,34 +649,22 @@ def watcher_objects(namespace: str, image: str = WATCHER_IMAGE, env: dict[str, s
     return objects
 
 
-def _kubectl(*args: str, stdin: str | None = None, timeout: float = 180,
-             context: str = config.KUBE_CONTEXT) -> subprocess.CompletedProcess:
-    from . import tools
-
-    proc = subprocess.run([str(tools.ensure("kubectl")), "--context", context, *args], input=stdin,
-                          capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise LabError(f"kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()[-1000:]}",
-                       hint="is the cluster up? lab cluster status")
-    return proc
-
-
 def deploy_watcher(namespace: str, image: str = WATCHER_IMAGE, env: dict[str, str] | None = None,
                    wait: bool = True, timeout: int = 120, context: str = config.KUBE_CONTEXT) -> list[dict]:
     """Apply the watcher (RBAC + DaemonSet) to an existing namespace; wait for its rollout."""
     import yaml
 
     objects = watcher_objects(namespace, image=image, env=env)
-    _kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects), context=context)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects), context=context)
     if wait:
-        _kubectl("-n", namespace, "rollout", "status", f"daemonset/{DAEMONSET}", f"--timeout={timeout}s",
+        kube.kubectl("-n", namespace, "rollout", "status", f"daemonset/{DAEMONSET}", f"--timeout={timeout}s",
                  timeout=timeout + 30, context=context)
     return objects
 
 
 def remove_watcher(namespace: str, wait: bool = True, context: str = config.KUBE_CONTEXT) -> None:
     """Delete what ``deploy_watcher`` applied (not the namespace)."""
-    _kubectl("-n", namespace, "delete", "--ignore-not-found", f"--wait={'true' if wait else 'false'}",
+    kube.kubectl("-n", namespace, "delete", "--ignore-not-found", f"--wait={'true' if wait else 'false'}",
              f"daemonset/{DAEMONSET}", "rolebinding/watcher-pod-reader", "role/watcher-pod-reader",
              "serviceaccount/watcher", context=context)
 
