@@ -23,14 +23,14 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import config, tools, watch  # noqa: E402
+from lab import config, watch  # noqa: E402
+from lab.kube import kubectl  # noqa: E402
 
 NS = "k8s-lab-watch-bench"
 WATCHER_PATH = config.REPO_ROOT / "images" / "watcher" / "k8s_lab_watcher.py"
@@ -91,13 +91,6 @@ def bench_parsing(n: int, repeats: int = 3) -> dict:
     print(f"dedupe + lifecycles of {n:,} rows: {derive:.2f} s", flush=True)
     return {"lines_per_s_best": n / best, "lines_per_s_median": n / median, "derive_s": derive}
 
-
-def kubectl(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(tools.ensure("kubectl")), "--context", config.KUBE_CONTEXT, *args],
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-    return proc
 
 
 MEMORY_SCRIPT = r"""

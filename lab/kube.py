@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from functools import lru_cache
+from typing import Callable, TypeVar
 
 from kubernetes import client, config as kubeconfig
 from kubernetes.config.config_exception import ConfigException
 
 from . import config
 from .errors import LabError
+
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=None)
@@ -49,3 +53,16 @@ def kubectl(*args: str, stdin: str | None = None, timeout: float = 180, check: b
         raise LabError(f"kubectl {' '.join(args[:4])} failed: {result.stderr.strip()[-1500:]}",
                        hint="is the cluster up? `lab cluster status`")
     return result
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 120, interval: float = 1,
+               what: str = "condition") -> T:
+    """Poll `condition` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise LabError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")

@@ -6,38 +6,20 @@ the lab's namespace.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 import urllib.request
 import uuid
 
 import pytest
 from kubernetes import client
 
-from lab import cluster, config, images, kube, tools
+from lab import cluster, config, images, kube
+from lab.kube import kubectl, wait_until as eventually
 
 pytestmark = pytest.mark.cluster
 
 NS = "k8s-lab-kit-test"
 
 
-def kubectl(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(tools.ensure("kubectl")), "--context", config.KUBE_CONTEXT, *args],
-                            capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
-    return result
-
-
-def eventually(condition, timeout: float = 120, interval: float = 1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

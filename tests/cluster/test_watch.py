@@ -8,7 +8,6 @@ with an independent watch and with a final list. They never touch the lab's name
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 
@@ -16,7 +15,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from lab import config, kube, tools, watch
+from lab import kube, watch
+from lab.kube import kubectl, wait_until as eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -24,23 +24,13 @@ NS = "k8s-lab-watch-test"
 TRANSITIONS = ("ADDED", "MODIFIED", "DELETED", "RESYNC")
 
 
-def kubectl(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(tools.ensure("kubectl")), "--context", config.KUBE_CONTEXT, *args],
-                            capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
-    return result
 
 
-def eventually(condition, timeout: float = 120, interval: float = 1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+def every_watcher_snapshotted(lines: list[str]) -> bool:
+    """One watcher per node: on a multi-node cluster each must be watching before Pods start."""
+    pods = {p.metadata.name for p in watch.watcher_pods(NS) if p.status.phase == "Running"}
+    done = {json.loads(line).get("watcher") for line in lines if '"status":"snapshot"' in line}
+    return bool(pods) and pods <= done
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +134,8 @@ def transition_rows(events, uids):
 
 def test_each_transition_is_logged_exactly_once(deployed):
     deployed()
-    eventually(lambda: any('"status":"snapshot"' in line for line in watch.read_logs(NS)),
-               timeout=60, what="the watcher's snapshot")
+    eventually(lambda: every_watcher_snapshotted(watch.read_logs(NS)), timeout=60,
+               what="every watcher's snapshot")
     independent = IndependentWatch("once").start()
     names = [f"once-{i}" for i in range(4)]
     uids = {create(name, "once") for name in names}
@@ -212,8 +202,8 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(deployed
               "WATCHER_TEST_RELIST_DELAY_SECONDS": "1"})
     uids: set[str] = set()
     with watch.LogFollower(NS) as follower:
-        eventually(lambda: any('"status":"snapshot"' in line for line in follower.lines),
-                   timeout=60, what="the watcher's snapshot")
+        eventually(lambda: every_watcher_snapshotted(follower.lines), timeout=60,
+                   what="every watcher's snapshot")
         steps, live = 24, 10  # each Pod lives 10 steps, longer than a watcher takes to come back
         for step in range(steps):
             uids.add(create(f"churn-{step}", "churn"))
