@@ -108,7 +108,7 @@ for resource, hard in sorted(quota.spec.hard.items()):
     print(f"{resource:24} {hard}")
 
 # %%
-# NBVAL_CHECK_OUTPUT
+# NBVAL_IGNORE_OUTPUT
 nb.kubectl("describe", "limitrange", "lab-limits");
 
 # %% [markdown]
