@@ -64,6 +64,34 @@ def _kubectl_build() -> GoBuild:
     return kubernetes_build()
 
 
+def _helm_kube_version(go_mod: str) -> tuple[str, str]:
+    """The Kubernetes (major, minor) that helm's client-go requirement stands for: v0.34.2 -> 1, 34."""
+    match = re.search(r"^\s*(?:require\s+)?k8s\.io/client-go\s+v0\.(\d+)\.\d+", go_mod, re.M)
+    if match is None:
+        raise LabError(f"helm {config.HELM_VERSION}'s go.mod does not require k8s.io/client-go v0.x",
+                       hint="the helm build derives its Kubernetes version from that requirement")
+    return "1", match.group(1)
+
+
+def _helm_build() -> GoBuild:
+    """helm through a wrapper module, with the ldflags helm's own Makefile sets."""
+    version = config.HELM_VERSION
+    # Unset, helm falls back to its compiled-in Kubernetes v1.20: `helm template` (no cluster)
+    # then reports Capabilities.KubeVersion v1.20.0, rejects any chart whose kubeVersion asks for
+    # more, and `helm lint` checks deprecations against 1.20. Helm's Makefile sets them from the
+    # client-go version in its go.mod; the wrapper module requires only helm, so Go selects
+    # exactly that client-go and helm's go.mod is the same source.
+    gomod = gobuild.module_dir("helm.sh/helm/v3", version) / "go.mod"
+    major, minor = _helm_kube_version(gomod.read_text())
+    ldflags = ["-s", "-w", f"-X helm.sh/helm/v3/internal/version.version={version}",
+               # The module is the released tag's source, checked against go.sum.
+               "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"]
+    for package in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        ldflags += [f"-X {package}.k8sVersionMajor={major}", f"-X {package}.k8sVersionMinor={minor}"]
+    return GoBuild(name=f"helm-{version}", packages=("helm.sh/helm/v3/cmd/helm",),
+                   requires=(("helm.sh/helm/v3", version),), ldflags=" ".join(ldflags))
+
+
 def _registry() -> dict[str, Tool]:
     arch = _arch()
     kind_url = f"https://kind.sigs.k8s.io/dl/{config.KIND_VERSION}/kind-linux-{arch}"
@@ -77,11 +105,7 @@ def _registry() -> dict[str, Tool]:
                                      requires=(("sigs.k8s.io/kind", config.KIND_VERSION),))),
         "helm": Tool("helm", config.HELM_VERSION, ("version", "--short"), _helm_compatible,
                      helm_url, helm_url + ".sha256sum",
-                     lambda: GoBuild(
-                         name=f"helm-{config.HELM_VERSION}", packages=("helm.sh/helm/v3/cmd/helm",),
-                         requires=(("helm.sh/helm/v3", config.HELM_VERSION),),
-                         ldflags=f"-s -w -X helm.sh/helm/v3/internal/version.version={config.HELM_VERSION}"),
-                     archive_member=f"linux-{arch}/helm"),
+                     _helm_build, archive_member=f"linux-{arch}/helm"),
         "kubectl": Tool("kubectl", config.KUBERNETES_VERSION, ("version", "--client"),
                         _kubectl_compatible, kubectl_url, kubectl_url + ".sha256", _kubectl_build),
     }

@@ -1,0 +1,129 @@
+"""The pinned tools: how the offline helm build is set up, and what that helm renders offline.
+
+The tests that run helm need the helm binary (no cluster) and FAIL, never skip, without it, as in
+test_chart.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import config, gobuild, tools
+from lab.errors import LabError
+
+CHART = config.REPO_ROOT / "chart"
+HELM_K8S_VARIABLES = ("helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor",
+                      "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor",
+                      "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor",
+                      "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor")
+
+
+def ldflag_values(ldflags: str) -> dict[str, str]:
+    return dict(re.findall(r"-X (\S+?)=(\S+)", ldflags))
+
+
+@pytest.fixture
+def helm_go_mod(monkeypatch, tmp_path):
+    """Point the helm build at a fake module whose go.mod is the given text."""
+
+    def write(text: str) -> None:
+        (tmp_path / "go.mod").write_text(text)
+        monkeypatch.setattr(gobuild, "module_dir", lambda module, version: tmp_path)
+
+    return write
+
+
+# ------------------------------------------------------------------------- the helm go build
+
+
+def test_helm_build_sets_kubernetes_version_from_client_go(helm_go_mod):
+    helm_go_mod("module helm.sh/helm/v3\n\ngo 1.24.0\n\nrequire (\n"
+                "\tk8s.io/api v0.33.1\n\tk8s.io/client-go v0.31.7\n)\n")
+    spec = tools._tool("helm").go()
+    flags = ldflag_values(spec.ldflags)
+    assert {v: flags.get(v) for v in HELM_K8S_VARIABLES} == {
+        "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor": "1",
+        "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor": "31",
+        "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor": "1",
+        "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor": "31",
+    }
+    assert flags["helm.sh/helm/v3/internal/version.version"] == config.HELM_VERSION
+    assert spec.requires == (("helm.sh/helm/v3", config.HELM_VERSION),)
+
+
+def test_helm_build_is_keyed_by_its_kubernetes_version(helm_go_mod, monkeypatch):
+    monkeypatch.setattr(gobuild, "go_version", lambda: "go1.24.0")
+    helm_go_mod("require k8s.io/client-go v0.34.2\n")
+    current = tools._tool("helm").go()
+    helm_go_mod("require k8s.io/client-go v0.33.0\n")
+    assert tools._tool("helm").go().key() != current.key()
+    # A build without the Kubernetes ldflags (as the lab made before) is not reused.
+    old = re.sub(r" -X \S+k8sVersionM(?:aj|in)or=\S+", "", current.ldflags)
+    assert old != current.ldflags
+    assert dataclasses.replace(current, ldflags=old).key() != current.key()
+
+
+def test_helm_build_without_client_go_is_an_error(helm_go_mod):
+    helm_go_mod("module helm.sh/helm/v3\n\nrequire k8s.io/apimachinery v0.34.2\n")
+    with pytest.raises(LabError, match="client-go"):
+        tools._tool("helm").go()
+
+
+# ------------------------------------------------------------------- what helm renders offline
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    try:
+        path = tools.find("helm")
+    except Exception as error:  # noqa: BLE001 - a broken lookup is a failure too, with its reason
+        pytest.fail(f"looking for helm failed: {type(error).__name__}: {error}", pytrace=False)
+    if path is None:
+        pytest.fail("helm is not installed: these tests need the helm binary "
+                    f"({config.HELM_VERSION}); `lab cluster up` provides it, or put helm on PATH",
+                    pytrace=False)
+    return path
+
+
+def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120)
+
+
+def chart_floor() -> tuple[int, int]:
+    constraint = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+    match = re.fullmatch(r">=\s*v?(\d+)\.(\d+)\.\d+(?:-0)?", constraint)
+    assert match, f"kubeVersion {constraint!r} is not a plain lower bound"
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_chart_floor_admits_the_labs_kubernetes():
+    want = tools._semver(config.KUBERNETES_VERSION)
+    assert want is not None and want[:2] >= chart_floor()
+
+
+def test_helm_reports_a_current_kubernetes_without_a_cluster(helm, tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    (tmp_path / "templates" / "probe.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\n"
+        "data:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n")
+    result = run_helm(helm, "template", "probe", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    kube = yaml.safe_load(result.stdout)["data"]["kube"]
+    reported = tools._semver(kube)
+    assert reported is not None and reported[:2] >= chart_floor(), \
+        f"{helm} renders for Kubernetes {kube}: built without helm's k8sVersion ldflags?"
+
+
+def test_helm_template_honours_the_charts_kube_version(helm):
+    assert run_helm(helm, "template", "k8s-lab", str(CHART)).returncode == 0
+    lab = run_helm(helm, "template", "k8s-lab", str(CHART), "--kube-version", config.KUBERNETES_VERSION)
+    assert lab.returncode == 0, lab.stderr
+    old = run_helm(helm, "template", "k8s-lab", str(CHART), "--kube-version", "1.20.0")
+    assert old.returncode != 0
+    assert "chart requires kubeVersion" in old.stderr, old.stderr
