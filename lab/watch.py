@@ -444,8 +444,8 @@ def read_logs(namespace: str = config.NAMESPACE, since_seconds: int | None = Non
     pods = watcher_pods(namespace, context)
     if not pods:
         raise LabError(f"no watcher Pods ({SELECTOR}) in namespace {namespace}",
-                       hint="deploy the watcher: lab deploy with watcher.daemonset.enabled, or "
-                            "lab.watch.deploy_watcher(namespace)")
+                       hint="deploy the watcher: kubectl apply -f manifests/05-watcher/ (lab deploy does), or "
+                            "lab.watch.deploy_watcher(namespace) for another namespace")
     jobs = []
     for pod in pods:
         state = next((s for s in pod.status.container_statuses or [] if s.name == CONTAINER), None)

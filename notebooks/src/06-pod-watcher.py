@@ -73,19 +73,20 @@ WEB = "app.kubernetes.io/component=web"
 # %% [markdown]
 # ## Step 1: the watcher's identity and permissions (RBAC)
 #
-# Layer `05-watcher` makes the ServiceAccount `watcher`, the Role `watcher-pod-reader` (`get`,
-# `list`, `watch` on `pods`) and the RoleBinding between them. `kubectl auth can-i --as` asks the
-# API server what that account may do, without being it:
+# Layer `05-watcher` has two files. `rbac.yaml` makes the ServiceAccount `watcher`, the Role
+# `watcher-pod-reader` (`get`, `list`, `watch` on `pods`) and the RoleBinding between them; give the
+# program its identity before running it. `kubectl auth can-i --as` asks the API server what that
+# account may do, without being it:
 #
 # ```bash
-# kubectl apply -f manifests/05-watcher/
+# kubectl apply -f manifests/05-watcher/rbac.yaml
 # kubectl -n k8s-assignment auth can-i watch pods   --as=system:serviceaccount:k8s-assignment:watcher   # yes
 # kubectl -n k8s-assignment auth can-i get secrets  --as=system:serviceaccount:k8s-assignment:watcher   # no
 # ```
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.apply("05-watcher")
+nb.apply("05-watcher/rbac.yaml")
 ACCOUNT = f"system:serviceaccount:{nb.namespace}:watcher"
 
 
@@ -105,7 +106,7 @@ permissions
 # %%
 # NBVAL_CHECK_OUTPUT
 @checks.checkpoint("watcher.rbac", points=1,
-                   hint="kubectl apply -f manifests/05-watcher/; kubectl -n k8s-assignment auth can-i --list --as=system:serviceaccount:k8s-assignment:watcher")
+                   hint="kubectl apply -f manifests/05-watcher/rbac.yaml; kubectl -n k8s-assignment auth can-i --list --as=system:serviceaccount:k8s-assignment:watcher")
 def watcher_rbac():
     wanted = {("get", "pods"), ("list", "pods"), ("watch", "pods")}
     for verb, resource in [("get", "pods"), ("list", "pods"), ("watch", "pods"), ("delete", "pods"),
@@ -118,14 +119,11 @@ def watcher_rbac():
 # %% [markdown]
 # ## Step 2: the DaemonSet
 #
-# The watcher program is `images/watcher/k8s_lab_watcher.py` in the image `k8s-lab/watcher:1`. The
-# DaemonSet comes from the chart's `templates/watcher/daemonset.yaml` (value
-# `watcher.daemonset.enabled`); `lab.watch.deploy_watcher` renders it and applies it, which is
+# The watcher program is `images/watcher/k8s_lab_watcher.py` in the image `k8s-lab/watcher:1`.
+# `daemonset.yaml` runs one copy of it on every node:
 #
 # ```bash
-# helm template k8s-lab chart/ -n k8s-assignment --set watcher.daemonset.enabled=true \
-#     --set watcher.daemonset.image=k8s-lab/watcher:1 --set-json 'watcher.daemonset.command=["k8s-lab-watcher"]' \
-#     --show-only templates/watcher/daemonset.yaml | kubectl apply -f -
+# kubectl apply -f manifests/05-watcher/daemonset.yaml
 # kubectl -n k8s-assignment rollout status daemonset/watcher
 # ```
 #
@@ -138,7 +136,7 @@ from lab import deploy
 
 if deploy.missing_images([watch.WATCHER_IMAGE]):  # a cluster from before the watcher existed
     watch.ensure_image(nb.mode, load=True)        # lab images build: builds what changed, loads into kind
-watch.deploy_watcher(nb.namespace, context=nb.context)
+nb.apply("05-watcher/daemonset.yaml")
 nb.wait_for(lambda: checks.pods_on_every_node(watch.SELECTOR), "the watcher on every node", timeout=180,
             hint=f"kubectl -n {nb.namespace} describe daemonset watcher")
 

@@ -83,9 +83,9 @@ chart_objects = notebook.chart_objects(nb)
 print(pd.DataFrame(chart_objects)[["kind", "name"]].to_string(index=False))
 
 # %% [markdown]
-# Compare with `manifests/`: the same Quota, LimitRange, PersistentVolume, database, web server, and
-# also the layers of the next notebooks (the NetworkPolicies, the watcher's permissions, the backup
-# CronJob). Not the Namespace itself: Helm keeps its release records *in* the namespace, so it
+# Compare with `manifests/`: the same Quota, LimitRange, PersistentVolume, database, web server,
+# NetworkPolicies, the watcher (its permissions and its DaemonSet) and the backup CronJob of the next
+# notebook. Not the Namespace itself: Helm keeps its release records *in* the namespace, so it
 # cannot own it (`--create-namespace` makes it when missing).
 #
 # **Checkpoint.** The chart passes `helm lint` and renders the lab's workloads.

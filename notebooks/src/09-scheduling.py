@@ -366,9 +366,6 @@ checks.checkpoint(
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-if nb.read("Namespace", nb.namespace) is not None and not watch.watcher_pods(nb.namespace, nb.context):
-    # a new cluster: the chart renders the watcher's permissions, the DaemonSet comes as in notebook 06
-    watch.deploy_watcher(nb.namespace, context=nb.context)
 nb.wait_for(lambda: checks.pods_on_every_node(watch.SELECTOR), "a watcher Pod on every node", timeout=180,
             hint=f"kubectl -n {nb.namespace} describe daemonset watcher")
 nb.kubectl("get", "daemonset", "watcher", "-o", "wide")

@@ -333,28 +333,39 @@ def test_watcher_rbac_reads_pods_only(rendered):
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
     binding = rendered[("RoleBinding", NS, "watcher-pod-reader")]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "watcher", "namespace": NS}]
-    assert ("DaemonSet", NS, "watcher") not in rendered  # off until the watcher program exists
 
 
-def test_watcher_daemonset_needs_a_command_and_runs_everywhere(helm):
-    result = run_helm(helm, "template", RELEASE, str(CHART), "--namespace", NS,
-                      "--set", "watcher.daemonset.enabled=true", check=False)
-    assert result.returncode != 0 and "watcher.daemonset.command is required" in result.stderr
-    objects = by_key(template(helm, "--set", "watcher.daemonset.enabled=true",
-                              "--set", "watcher.daemonset.command={python3,-m,watcher}"))
-    ds = objects[("DaemonSet", NS, "watcher")]
-    spec = pod_spec(ds)
+def test_watcher_daemonset_runs_everywhere_as_nobody(rendered):
+    spec = pod_spec(rendered[("DaemonSet", NS, "watcher")])
     assert spec["serviceAccountName"] == "watcher"
     assert {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
             "effect": "NoSchedule"} in spec["tolerations"]
-    assert spec["containers"][0]["command"] == ["python3", "-m", "watcher"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    container = spec["containers"][0]
+    assert container["image"] == "k8s-lab/watcher:1"
+    assert container["command"] == ["k8s-lab-watcher"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert fields["NODE_NAME"] == "spec.nodeName"
+
+
+def test_watcher_daemonset_needs_a_command_and_can_be_left_out(helm):
+    result = run_helm(helm, "template", RELEASE, str(CHART), "--namespace", NS,
+                      "--set-json", "watcher.daemonset.command=[]", check=False)
+    assert result.returncode != 0 and "watcher.daemonset.command is required" in result.stderr
+    objects = by_key(template(helm, "--set", "watcher.daemonset.command={python3,-m,watcher}"))
+    assert pod_spec(objects[("DaemonSet", NS, "watcher")])["containers"][0]["command"] == ["python3", "-m", "watcher"]
+    rbac_only = by_key(template(helm, "--set", "watcher.daemonset.enabled=false"))
+    assert ("DaemonSet", NS, "watcher") not in rbac_only
+    assert ("Role", NS, "watcher-pod-reader") in rbac_only
 
 
 def test_each_layer_can_be_switched_off(helm):
     everything = by_key(template(helm))
     for layer, kinds in (("database", {"StatefulSet", "Secret"}), ("web", {"Deployment"}),
                          ("networkPolicy", {"NetworkPolicy"}), ("storage", {"PersistentVolume"}),
-                         ("watcher", {"Role", "RoleBinding", "ServiceAccount"})):
+                         ("watcher", {"Role", "RoleBinding", "ServiceAccount", "DaemonSet"})):
         extra = ["--set", "backup.enabled=false"] if layer == "database" else []
         without = by_key(template(helm, "--set", f"{layer}.enabled=false", *extra))
         gone = {k[0] for k in set(everything) - set(without)}
