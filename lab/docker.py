@@ -9,11 +9,12 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from .errors import LabError
 
 
-def _docker() -> str:
+def executable() -> str:
     path = shutil.which("docker")
     if path is None:
         raise LabError("the lab needs Docker, and `docker` is not on PATH",
@@ -22,10 +23,10 @@ def _docker() -> str:
 
 
 def run(args: list[str], *, input: bytes | None = None, check: bool = True,
-        capture: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([_docker(), *args], input=input,
+        capture: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([executable(), *args], input=input,
                             stdout=subprocess.PIPE if capture else None,
-                            stderr=subprocess.PIPE if capture else None)
+                            stderr=subprocess.PIPE if capture else None, timeout=timeout)
     if check and result.returncode != 0:
         detail = (result.stderr or b"").decode(errors="replace").strip()
         raise LabError(f"`docker {' '.join(args[:3])} …` failed: {detail[-2000:]}",
@@ -53,6 +54,15 @@ def engine_ready() -> bool:
         return False
 
 
+def require_engine() -> None:
+    """Fail before any work, with the engine's own complaint, when Docker does not answer."""
+    result = run(["info", "--format", "{{.ServerVersion}}"], check=False, timeout=30)
+    if result.returncode != 0:
+        raise LabError("the Docker engine does not answer: "
+                       + result.stderr.decode(errors="replace").strip()[-500:],
+                       hint="bash scripts/setup-host")
+
+
 def output(args: list[str]) -> str:
     return run(args).stdout.decode().strip()
 
@@ -70,12 +80,16 @@ def image_label(ref: str, label: str) -> str | None:
     return None if value in ("", "<no value>") else value
 
 
-def _temporary_tag() -> str:
-    return f"k8s-lab/partial:{uuid.uuid4().hex[:12]}"
+def _temporary_tag(tag: str) -> str:
+    # Next to the real name, so a build killed half-way leaves its leftover where it is seen.
+    return f"{tag.rsplit(':', 1)[0]}:building-{uuid.uuid4().hex[:12]}"
 
 
-def _publish(temporary: str, tags: list[str]) -> None:
+def make_image(tags: list[str], make: Callable[[str], None]) -> None:
+    """Let `make` create an image under a temporary tag, then give that image `tags`."""
+    temporary = _temporary_tag(tags[0])
     try:
+        make(temporary)
         for tag in tags:
             run(["tag", temporary, tag])
     finally:
@@ -84,32 +98,29 @@ def _publish(temporary: str, tags: list[str]) -> None:
 
 def build(tags: list[str], dockerfile: Path, context: Path, build_args: dict[str, str],
           labels: dict[str, str] | None = None) -> None:
-    temporary = _temporary_tag()
-    args = ["build", "-q", "-t", temporary, "-f", str(dockerfile)]
-    for key, value in build_args.items():
-        args += ["--build-arg", f"{key}={value}"]
-    for key, value in (labels or {}).items():
-        args += ["--label", f"{key}={value}"]
-    run([*args, str(context)])
-    _publish(temporary, tags)
+    def make(temporary: str) -> None:
+        args = ["build", "-q", "-t", temporary, "-f", str(dockerfile)]
+        for key, value in build_args.items():
+            args += ["--build-arg", f"{key}={value}"]
+        for key, value in (labels or {}).items():
+            args += ["--label", f"{key}={value}"]
+        run([*args, str(context)])
+
+    make_image(tags, make)
 
 
 def import_tar(data: bytes, tags: list[str], changes: list[str]) -> None:
-    temporary = _temporary_tag()
     args = ["import"]
     for change in changes:
         args += ["--change", change]
-    run([*args, "-", temporary], input=data)
-    _publish(temporary, tags)
+    make_image(tags, lambda temporary: run([*args, "-", temporary], input=data))
 
 
 def commit(container: str, tag: str, changes: list[str]) -> None:
-    temporary = _temporary_tag()
     args = ["commit"]
     for change in changes:
         args += ["--change", change]
-    run([*args, container, temporary])
-    _publish(temporary, [tag])
+    make_image([tag], lambda temporary: run([*args, container, temporary]))
 
 
 def run_detached(image: str, command: list[str], *, entrypoint: str | None = None,
@@ -136,9 +147,9 @@ def write_file(container: str, path: str, content: str) -> None:
 
 def pipe_save_into(images: list[str], container: str, command: list[str]) -> None:
     """`docker save IMAGES | docker exec -i CONTAINER COMMAND` without holding the archive in memory."""
-    save = subprocess.Popen([_docker(), "save", *images], stdout=subprocess.PIPE,
+    save = subprocess.Popen([executable(), "save", *images], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    load = subprocess.run([_docker(), "exec", "-i", container, *command], stdin=save.stdout,
+    load = subprocess.run([executable(), "exec", "-i", container, *command], stdin=save.stdout,
                           capture_output=True)
     save.stdout.close()
     save_err = save.stderr.read().decode()

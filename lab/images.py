@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lab import config
+from lab import config, docker
 from lab.errors import LabError
 
 IMAGES_DIR = config.REPO_ROOT / "images"
@@ -380,71 +380,14 @@ def _run_logged(cmd: Sequence[str], log_path: Path, what: str, stdin=None, env=N
 # Docker
 
 
-def _docker(*args: str, check: bool = True, capture: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    if shutil.which("docker") is None:
-        raise LabError("docker is not installed", hint="bash scripts/setup-host")
-    proc = subprocess.run(["docker", *args], capture_output=capture, text=True, **kwargs)
-    if check and proc.returncode != 0:
-        raise LabError(
-            f"docker {' '.join(args[:2])} failed: {(proc.stderr or '').strip()[-2000:]}",
-            hint="is the Docker engine running? bash scripts/setup-host",
-        )
-    return proc
-
-
-def _ensure_docker() -> None:
-    proc = _docker("info", "--format", "{{.ServerVersion}}", check=False, timeout=30)
-    if proc.returncode != 0:
-        raise LabError(
-            "the Docker engine does not answer: " + (proc.stderr or "").strip()[-500:],
-            hint="bash scripts/setup-host",
-        )
-
-
-def image_label(tag: str, label: str = INPUTS_LABEL) -> str | None:
-    """A label of a local image, or None when the image (or the label) is not there."""
-    proc = _docker("image", "inspect", "--format", "{{json .Config.Labels}}", tag, check=False)
-    if proc.returncode != 0:
-        return None
-    try:
-        labels = json.loads(proc.stdout.strip() or "null") or {}
-    except json.JSONDecodeError:
-        return None
-    return labels.get(label)
-
-
-def _image_exists(tag: str) -> bool:
-    return _docker("image", "inspect", "--format", "{{.Id}}", tag, check=False).returncode == 0
-
-
-def _temp_tag(tag: str) -> str:
-    repo = tag.rsplit(":", 1)[0]
-    return f"{repo}:building-{os.getpid()}"
-
-
-def _remove_tag(tag: str) -> None:
-    if _image_exists(tag):
-        _docker("image", "rm", "--no-prune", tag, check=False)
-
-
-def _promote(temp: str, tag: str) -> None:
-    """Give a finished build its real name and drop the temporary one."""
-    _docker("tag", temp, tag)
-    _remove_tag(temp)
-
-
-def _docker_root() -> Path | None:
-    proc = _docker("info", "--format", "{{.DockerRootDir}}", check=False)
-    root = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
-    return root if root and root.exists() else None  # a remote daemon's disk is not ours to measure
-
-
 def check_disk(paths: Iterable[Path] | None = None, needed: int = NEEDED_FREE_BYTES) -> None:
     """Fail before building when a file system the builds write to has less than ``needed`` free."""
     if paths is None:
         cache = config.cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
-        paths = [p for p in (_docker_root(), cache) if p is not None]
+        root = docker.data_root()
+        # A remote daemon's data root is not on this machine's disks.
+        paths = [root, cache] if root.exists() else [cache]
     seen: set[int] = set()
     for path in paths:
         path = Path(path)
@@ -465,19 +408,18 @@ def check_disk(paths: Iterable[Path] | None = None, needed: int = NEEDED_FREE_BY
 
 
 def _docker_build(spec: ImageSpec, mode: str, inputs: str) -> None:
-    temp = _temp_tag(spec.tag)
     log_path = _log_dir() / f"{spec.context}.log"
     log_path.write_text("")
-    cmd = ["docker", "build", "--rm", "--force-rm", "-t", temp,
-           "--label", f"{INPUTS_LABEL}={inputs}", "--label", f"{MODE_LABEL}={mode}"]
-    for key, value in spec.build_args:
-        cmd += ["--build-arg", f"{key}={value}"]
-    cmd.append(str(IMAGES_DIR / spec.context))
-    try:
+
+    def build(temporary: str) -> None:
+        cmd = [docker.executable(), "build", "--rm", "--force-rm", "-t", temporary,
+               "--label", f"{INPUTS_LABEL}={inputs}", "--label", f"{MODE_LABEL}={mode}"]
+        for key, value in spec.build_args:
+            cmd += ["--build-arg", f"{key}={value}"]
+        cmd.append(str(IMAGES_DIR / spec.context))
         _run_logged(cmd, log_path, f"building {spec.tag}")
-        _promote(temp, spec.tag)
-    finally:
-        _remove_tag(temp)
+
+    docker.make_image([spec.tag], build)
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,23 +543,22 @@ def _build_debian_base(spec: ImageSpec, inputs: str, sources: Sequence[AptSource
             stale.unlink()
         _say(f"  debootstrap --variant=minbase {SUITE} from {debian_mirror(sources)}")
         _make_rootfs_tarball(tarball, sources)
-    temp = _temp_tag(spec.tag)
     changes = [
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         'CMD ["bash"]',
         f"LABEL {INPUTS_LABEL}={inputs}",
         f"LABEL {MODE_LABEL}=offline",
     ]
-    cmd = ["docker", "import"]
-    for change in changes:
-        cmd += ["--change", change]
-    cmd += ["--message", f"k8s-lab debootstrap {SUITE} minbase", "-", temp]
-    try:
+
+    def import_rootfs(temporary: str) -> None:
+        cmd = [docker.executable(), "import"]
+        for change in changes:
+            cmd += ["--change", change]
+        cmd += ["--message", f"k8s-lab debootstrap {SUITE} minbase", "-", temporary]
         with open(tarball, "rb") as stdin:
             _run_logged(cmd, _log_dir() / "debian.log", f"docker import {spec.tag}", stdin=stdin)
-        _promote(temp, spec.tag)
-    finally:
-        _remove_tag(temp)
+
+    docker.make_image([spec.tag], import_rootfs)
 
 
 def debian_base() -> str:
@@ -625,8 +566,8 @@ def debian_base() -> str:
     sources = debian_sources()
     spec = plan("offline")[0]
     inputs = plan_hashes("offline", sources=sources)[spec.tag]
-    if image_label(spec.tag) != inputs:
-        _ensure_docker()
+    if docker.image_label(spec.tag, INPUTS_LABEL) != inputs:
+        docker.require_engine()
         check_disk()
         _say(f"building {spec.tag} ...", style="cyan")
         _build_debian_base(spec, inputs, sources)
@@ -673,11 +614,11 @@ def build(mode: str = "auto", load: bool = True) -> list[str]:
     Returns the tags of the images the mode builds, parents first.
     """
     mode = resolve_mode(mode)
-    _ensure_docker()
+    docker.require_engine()
     specs = plan(mode)
     sources = debian_sources() if any(s.imported for s in specs) else []
     hashes = plan_hashes(mode, sources=sources)
-    todo = [s for s in specs if image_label(s.tag) != hashes[s.tag]]
+    todo = [s for s in specs if docker.image_label(s.tag, INPUTS_LABEL) != hashes[s.tag]]
     _say(f"mode {mode}: {len(specs) - len(todo)} of {len(specs)} image(s) up to date")
     if todo:
         check_disk()

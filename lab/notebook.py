@@ -461,7 +461,7 @@ class Lab:
     def docker(self, *args: str, check: bool = True, show: bool = True, timeout: float = 60) -> Command:
         from lab import docker
 
-        return self.run([docker._docker(), *args], " ".join(["docker", *map(shlex.quote, args)]),
+        return self.run([docker.executable(), *args], " ".join(["docker", *map(shlex.quote, args)]),
                         check=check, show=show, timeout=timeout)
 
     # ----------------------------------------------------------------------------- manifests

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab import images
+from lab.docker import image_label
 
 pytestmark = pytest.mark.cluster
 
@@ -359,7 +360,7 @@ def test_images_carry_their_inputs_and_a_second_build_changes_nothing(offline_im
     hashes = images.plan_hashes("offline")
     before = {}
     for tag in offline_images:
-        assert images.image_label(tag) == hashes[tag], tag
+        assert image_label(tag, images.INPUTS_LABEL) == hashes[tag], tag
         before[tag] = docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
     started = time.monotonic()
     assert images.build("offline", load=False) == offline_images

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import images
+from lab import docker, images
 from lab.errors import LabError
 
 SOURCES = [
@@ -75,7 +75,7 @@ def test_bad_mode_is_a_lab_error(bad):
 
 
 def test_build_rejects_a_bad_mode_before_touching_docker(monkeypatch):
-    monkeypatch.setattr(images, "_ensure_docker", lambda: pytest.fail("docker was asked"))
+    monkeypatch.setattr(docker, "require_engine", lambda: pytest.fail("docker was asked"))
     with pytest.raises(LabError):
         images.build("sideways", load=False)
 
@@ -332,8 +332,8 @@ def test_enough_disk_passes(monkeypatch, tmp_path):
 
 def test_up_to_date_images_are_not_rebuilt(monkeypatch):
     hashes = images.plan_hashes("online")
-    monkeypatch.setattr(images, "_ensure_docker", lambda: None)
-    monkeypatch.setattr(images, "image_label", lambda tag, label=images.INPUTS_LABEL: hashes[tag])
+    monkeypatch.setattr(docker, "require_engine", lambda: None)
+    monkeypatch.setattr(docker, "image_label", lambda ref, label: hashes[ref])
     monkeypatch.setattr(images, "check_disk", lambda *a, **k: pytest.fail("disk checked for nothing"))
     monkeypatch.setattr(images, "_docker_build", lambda *a, **k: pytest.fail("rebuilt an up-to-date image"))
     assert images.build("online", load=False) == ["k8s-lab/web:1", "k8s-lab/probe:1", "k8s-lab/watcher:1"]
@@ -341,14 +341,49 @@ def test_up_to_date_images_are_not_rebuilt(monkeypatch):
 
 def test_stale_images_are_rebuilt_after_the_disk_check(monkeypatch):
     built, checked = [], []
-    monkeypatch.setattr(images, "_ensure_docker", lambda: None)
-    monkeypatch.setattr(images, "image_label", lambda tag, label=images.INPUTS_LABEL: "stale")
+    monkeypatch.setattr(docker, "require_engine", lambda: None)
+    monkeypatch.setattr(docker, "image_label", lambda ref, label: "stale")
     monkeypatch.setattr(images, "check_disk", lambda *a, **k: checked.append(True))
     monkeypatch.setattr(images, "_docker_build", lambda spec, mode, inputs: built.append((spec.tag, mode)))
     images.build("online", load=False)
     assert checked == [True]
     assert built == [("k8s-lab/web:1", "online"), ("k8s-lab/probe:1", "online"),
                      ("k8s-lab/watcher:1", "online")]
+
+
+def _fake_docker(tmp_path: Path, monkeypatch) -> Path:
+    """A `docker` first on PATH that succeeds and appends its arguments to the returned file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "docker-calls"
+    (bin_dir / "docker").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+def test_a_made_image_gets_its_tags_and_loses_the_temporary_one(tmp_path, monkeypatch):
+    calls = _fake_docker(tmp_path, monkeypatch)
+    made = []
+    docker.make_image(["k8s-lab/web:1", "k8s-lab/web:latest"], made.append)
+    [temporary] = made
+    assert temporary.startswith("k8s-lab/web:building-")
+    assert calls.read_text().splitlines() == [f"tag {temporary} k8s-lab/web:1",
+                                              f"tag {temporary} k8s-lab/web:latest",
+                                              f"rmi --no-prune {temporary}"]
+
+
+def test_a_failed_make_tags_nothing_and_drops_the_temporary_tag(tmp_path, monkeypatch):
+    calls = _fake_docker(tmp_path, monkeypatch)
+    made = []
+
+    def fail(temporary: str) -> None:
+        made.append(temporary)
+        raise LabError("build failed")
+
+    with pytest.raises(LabError):
+        docker.make_image(["k8s-lab/web:1"], fail)
+    assert calls.read_text().splitlines() == [f"rmi --no-prune {made[0]}"]
 
 
 def _fake_kind(tmp_path: Path, clusters: str) -> Path:
