@@ -24,7 +24,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
 
 from lab import config, images, kube, probe, tools  # noqa: E402
 
@@ -91,22 +90,6 @@ def setup(core) -> None:
         probe.ensure_probe_pods(source, NS)
 
 
-def teardown(core) -> None:
-    try:
-        core.delete_namespace(NS)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            core.read_namespace(NS)
-        except ApiException as error:
-            if error.status == 404:
-                return
-        time.sleep(1)
-
-
 def naive(cells) -> tuple[float, int]:
     """One `kubectl exec` per cell, one after the other."""
     kubectl = str(tools.ensure("kubectl"))
@@ -140,7 +123,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the namespace in place")
     args = parser.parse_args()
     core = kube.core()
-    teardown(core)
+    kube.delete_namespace(NS)
     start = time.monotonic()
     setup(core)
     print(f"{'setup (servers, policies, 6 probe pods)':<46} {time.monotonic() - start:7.1f} s")
@@ -171,7 +154,7 @@ def main() -> None:
             probe.report(df)
     finally:
         if not args.keep:
-            teardown(core)
+            kube.delete_namespace(NS)
 
 
 if __name__ == "__main__":

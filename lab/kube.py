@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Callable, TypeVar
 
 from kubernetes import client, config as kubeconfig
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from . import config
@@ -66,3 +67,31 @@ def wait_until(condition: Callable[[], T], timeout: float = 120, interval: float
             return last
         time.sleep(interval)
     raise LabError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def not_found(read: Callable[..., object], *args: object) -> bool:
+    """True when the API server answers `read(*args)` (a read_* call) with 404."""
+    try:
+        read(*args)
+    except ApiException as error:
+        if error.status == 404:
+            return True
+        raise
+    return False
+
+
+def delete_namespace(name: str, *, context: str = config.KUBE_CONTEXT, timeout: float = 120) -> None:
+    """Delete a namespace (if it is there) and wait until it is gone."""
+    api = core(context)
+    try:
+        api.delete_namespace(name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+    wait_deleted(api.read_namespace, name, what=f"namespace {name}", timeout=timeout)
+
+
+def wait_deleted(read: Callable[..., object], *args: object, what: str, timeout: float = 120,
+                 interval: float = 1) -> None:
+    """Wait until `read(*args)` answers 404."""
+    wait_until(lambda: not_found(read, *args), timeout, interval, what=f"{what} to be deleted")

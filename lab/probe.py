@@ -400,14 +400,8 @@ def _pod_ready(pod, container: str | None = None) -> bool:
 
 
 def _namespace_exists(core, namespace: str) -> bool:
-    from kubernetes.client.exceptions import ApiException
-    try:
-        core.read_namespace(namespace)
-        return True
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
+    from . import kube
+    return not kube.not_found(core.read_namespace, namespace)
 
 
 def _slug(text: str) -> str:
@@ -507,6 +501,7 @@ def ensure_probe_pods(source: Source, namespace: str, context: str = config.KUBE
     are ready. Returns their names."""
     from kubernetes.client.exceptions import ApiException
 
+    from . import kube
     from .progress import step
 
     core = _core(context)
@@ -526,7 +521,8 @@ def ensure_probe_pods(source: Source, namespace: str, context: str = config.KUBE
                  and current.status.phase in ("Pending", "Running"))
         if not (same and alive):
             core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
-            _wait_gone(core, namespace, pod.metadata.name, timeout)
+            kube.wait_deleted(core.read_namespaced_pod, pod.metadata.name, namespace,
+                              what=f"pod {namespace}/{pod.metadata.name}", timeout=timeout, interval=0.5)
             to_create.append(pod)
     if to_create:
         _check_labels_safe(namespace, probe_pod_labels(source), context)
@@ -536,20 +532,6 @@ def ensure_probe_pods(source: Source, namespace: str, context: str = config.KUBE
                 core.create_namespaced_pod(namespace, pod)
             _wait_ready(core, namespace, [p.metadata.name for p in to_create], timeout)
     return [p.metadata.name for p in wanted]
-
-
-def _wait_gone(core, namespace: str, name: str, timeout: float) -> None:
-    from kubernetes.client.exceptions import ApiException
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            core.read_namespaced_pod(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return
-            raise
-        time.sleep(0.5)
-    raise LabError(f"pod {namespace}/{name} was not deleted within {timeout:.0f}s")
 
 
 def _wait_ready(core, namespace: str, names: Sequence[str], timeout: float) -> None:

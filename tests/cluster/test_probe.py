@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -101,28 +100,10 @@ def service(name: str, labels: dict, port: int) -> client.V1Service:
                                                       ports=[client.V1ServicePort(port=port)]))
 
 
-def delete_namespace(core, name: str) -> None:
-    try:
-        core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            core.read_namespace(name)
-        except ApiException as error:
-            if error.status == 404:
-                return
-            raise
-        time.sleep(1)
-    raise AssertionError(f"namespace {name} was not deleted within 120 s")
-
-
 @pytest.fixture(scope="module")
 def system():
     core = kube.core()
-    delete_namespace(core, NS)  # left over from an interrupted run
+    kube.delete_namespace(NS)  # left over from an interrupted run
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
     try:
         for i in range(2):
@@ -135,7 +116,7 @@ def system():
         probe._wait_ready(core, NS, ["web-0", "web-1", "db-0"], 120)
         yield NS
     finally:
-        delete_namespace(core, NS)
+        kube.delete_namespace(NS)
 
 
 def explain(df) -> str:
