@@ -176,11 +176,9 @@ def helm_cmd(*args: str) -> list[str]:
 
 def _run(cmd: Sequence[str], what: str, stdin: str | None = None, check: bool = True,
          timeout: float | None = None) -> subprocess.CompletedProcess:
-    try:
-        result = subprocess.run(list(cmd), input=stdin, capture_output=True, text=True,
-                                timeout=timeout, env=tools.env_with_tools())
-    except subprocess.TimeoutExpired as error:
-        raise LabError(f"{what} did not finish within {timeout:.0f}s") from error
+    from . import kube
+
+    result = kube.run(cmd, what=what, stdin=stdin, timeout=timeout)
     if check and result.returncode != 0:
         output = redact((result.stderr or result.stdout or "").strip(), _known_secrets())
         raise LabError(f"{what} failed (exit {result.returncode}):\n{output[-3000:]}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import time
 from functools import lru_cache
-from typing import Callable, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 from kubernetes import client, config as kubeconfig
 from kubernetes.client.exceptions import ApiException
@@ -42,17 +42,34 @@ def node_ready(node: client.V1Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
 
+def run(argv: Sequence[object], *, what: str, stdin: str | None = None, timeout: float | None = None,
+        hint: str | None = None) -> subprocess.CompletedProcess:
+    """Run one of the lab's tools with all of them first on PATH (kind calls kubectl and docker).
+
+    The exit code is left to the caller: each words, and redacts, its own errors. A command still
+    running after `timeout` seconds is a LabError about `what`.
+    """
+    from . import tools
+
+    try:
+        return subprocess.run([str(arg) for arg in argv], input=stdin, capture_output=True, text=True,
+                              timeout=timeout, env=tools.env_with_tools())
+    except subprocess.TimeoutExpired as error:
+        raise LabError(f"{what} did not finish within {timeout:.0f}s", hint=hint) from error
+
+
 def kubectl(*args: str, stdin: str | None = None, timeout: float = 180, check: bool = True,
             context: str = config.KUBE_CONTEXT) -> subprocess.CompletedProcess:
     """Run the lab's own kubectl (never whatever is on PATH) against the lab's context."""
     from . import tools
 
-    result = subprocess.run([str(tools.ensure("kubectl")), "--context", context, *args], input=stdin,
-                            capture_output=True, text=True, timeout=timeout)
+    what = f"kubectl {' '.join(args[:4])}"
+    hint = "is the cluster up? `lab cluster status`"
+    result = run([tools.ensure("kubectl"), "--context", context, *args], what=what, stdin=stdin,
+                 timeout=timeout, hint=hint)
     if check and result.returncode != 0:
         # The first words name the operation; stderr of get/apply/delete never holds Secret data.
-        raise LabError(f"kubectl {' '.join(args[:4])} failed: {result.stderr.strip()[-1500:]}",
-                       hint="is the cluster up? `lab cluster status`")
+        raise LabError(f"{what} failed: {result.stderr.strip()[-1500:]}", hint=hint)
     return result
 
 

@@ -387,16 +387,12 @@ class Lab:
             show: bool = True, timeout: float = 120, what: str | None = None) -> Command:
         """Run a command, print ``$ shown`` and its (redacted) output; LabError when it fails and
         ``check`` is set."""
-        from lab import tools
+        from lab import kube
 
         if show:
             print(f"$ {shown}")
-        try:
-            proc = subprocess.run(list(map(str, argv)), input=stdin, capture_output=True, text=True,
-                                  timeout=timeout, env=tools.env_with_tools())
-        except subprocess.TimeoutExpired as error:
-            raise LabError(f"`{shown}` did not finish within {timeout:.0f}s",
-                           hint="is the cluster busy or down? `lab cluster status`") from error
+        proc = kube.run(argv, what=f"`{shown}`", stdin=stdin, timeout=timeout,
+                        hint="is the cluster busy or down? `lab cluster status`")
         result = Command(shown, proc.returncode, self.redact(proc.stdout or ""), self.redact(proc.stderr or ""), show)
         if show:
             text = result.output.rstrip("\n")
