@@ -32,6 +32,12 @@ def write_notebook(directory: Path, name: str, cells: list[str], parameters: str
 
 
 @pytest.fixture
+def notebook_writer():
+    """`write_notebook` for test modules, which cannot import conftest (--import-mode=importlib)."""
+    return write_notebook
+
+
+@pytest.fixture
 def make_notebook(tmp_path: Path):
     """make_notebook(name, cells, parameters=None) -> Path, in tmp_path/'notebooks'."""
     notebooks = tmp_path / "notebooks"

@@ -37,22 +37,17 @@ FULL = 8
 NET = {"net.default-deny", "net.probe-matrix"}
 
 
-def write_nb(path: Path, cells: list[str], parameters: str | None = 'namespace = "k8s-assignment"') -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    if parameters is not None:
-        cell = nbformat.v4.new_code_cell(parameters)
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells.append(cell)
-    nb.cells.append(nbformat.v4.new_code_cell(SETUP))
-    nb.cells.extend(nbformat.v4.new_code_cell(src) for src in cells)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
-    return path
+@pytest.fixture
+def write_nb(notebook_writer):
+    """write_nb(path, cells) -> path: a notebook for k8s-assignment that sets up lab.checks first."""
+    def write(path: Path, cells: list[str]) -> Path:
+        return notebook_writer(path.parent, path.name, [SETUP, *cells], 'namespace = "k8s-assignment"')
+
+    return write
 
 
 @pytest.fixture
-def reference(tmp_path) -> Path:
+def reference(tmp_path, write_nb) -> Path:
     directory = tmp_path / "reference"
     for name, cells in REFERENCE.items():
         write_nb(directory / name, cells)
@@ -133,7 +128,7 @@ def test_expected_checks_come_from_the_reference_sources(reference):
     assert expected["net.probe-matrix"].hint.startswith("look at the probe matrix")
 
 
-def test_scan_source_reads_registered_checks_and_survives_magics(tmp_path):
+def test_scan_source_reads_registered_checks_and_survives_magics(tmp_path, write_nb):
     found = grade.scan_source('%%time\nchecks.check("system.web-ready")\nchecks.checkpoint("a.b", 4, lambda: True)')
     assert [(f["check_id"], f["via"], f["points"]) for f in found] == [
         ("system.web-ready", "check", None), ("a.b", "checkpoint", 4)]
@@ -397,7 +392,7 @@ def test_execute_runs_each_submission_in_its_own_namespace_then_grades(reference
     assert s["nobody"].status == "error"
 
 
-def test_a_notebook_over_its_timeout_is_stopped(tmp_path):
+def test_a_notebook_over_its_timeout_is_stopped(tmp_path, write_nb):
     nb = write_nb(tmp_path / "slow" / "01-slow.ipynb", ["import time\ntime.sleep(120)"])
     status, error = grade.execute_notebook(nb, tmp_path / "out.ipynb", {}, nb.parent, timeout=6, cell_timeout=None)
     assert status == "failed" and error.ename == "NotebookTimeout" and "6 s" in error.evalue
