@@ -69,17 +69,6 @@ def lab_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           timeout=timeout, env=dict(os.environ, COLUMNS="200"), cwd=config.REPO_ROOT)
 
 
-def wait_for(condition, timeout: float, what: str, interval: float = 2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
-        time.sleep(interval)
-
-
 def remove_everything() -> None:
     started = time.monotonic()
     # Not --wait: the PersistentVolume stays in use (and Terminating) until the namespace, with
@@ -116,7 +105,7 @@ def db():
          "--set", f"storage.persistentVolumeName={PV}", "--set", f"storage.hostPath={NODE_DIR}",
          "--set", f"database.image={image}", "--wait", "--timeout", "300s", timeout=360)
     database = backup.Database(NS)
-    wait_for(database.ping, 300, "the database to answer SQL")
+    kube.wait_until(database.ping, 300, what="the database to answer SQL")
     database.sql(SEED, database="lab")
     yield database
     remove_everything()
@@ -245,7 +234,7 @@ def test_backup_while_the_database_is_down_fails_and_leaves_no_file(db, backups)
         return not [p for p in core.list_namespaced_pod(NS).items if p.metadata.name == "database-0"]
 
     try:
-        wait_for(pod_gone, 180, "database-0 to stop")
+        kube.wait_until(pod_gone, 180, what="database-0 to stop")
         with pytest.raises(LabError, match="down"):
             backup.create("lab", namespace=NS, directory=backups)
         with pytest.raises(LabError, match="down"):

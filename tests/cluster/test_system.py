@@ -99,17 +99,6 @@ def spread(n: int = 30) -> tuple[collections.Counter, list[dict[str, str]]]:
     return collections.Counter(p["pod-ip"] for p in pages), pages
 
 
-def wait_for(condition, timeout: float, what: str, interval: float = 2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
-        time.sleep(interval)
-
-
 def ensure_images() -> None:
     from lab import images
 
@@ -200,7 +189,7 @@ def test_a_row_survives_the_deletion_of_its_pod(system):
         return pod.metadata.uid != old_uid and any(
             c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
-    wait_for(replaced_and_ready, 300, "database-0 to come back Ready")
+    kube.wait_until(replaced_and_ready, 300, what="database-0 to come back Ready")
     say(f"database-0 deleted and back Ready in {time.monotonic() - start:.1f}s")
     assert token in sql("SELECT token FROM survival")
     datadir = config.data_dir() / "pv" / "database"
@@ -239,7 +228,7 @@ def _web_rollout_done(replicas: int, exclude: set[str] = frozenset()):
 def test_helm_upgrade_rolls_out_replicas_and_nginx_config(system, tmp_path):
     start = time.monotonic()
     deploy.deploy("helm", mode=MODE, helm_args=["--set", "web.replicas=2"])
-    wait_for(_web_rollout_done(2), 120, "2 web replicas")
+    kube.wait_until(_web_rollout_done(2), 120, what="2 web replicas")
     say(f"upgrade to 2 replicas: {time.monotonic() - start:.1f}s")
 
     before = set(web_pods())
@@ -250,7 +239,8 @@ def test_helm_upgrade_rolls_out_replicas_and_nginx_config(system, tmp_path):
                                             "    add_header X-Lab-Config v2 always;"))
     start = time.monotonic()
     deploy.deploy("helm", mode=MODE, helm_args=["--set-file", f"web.nginxConfig={config_file}"])
-    pods = wait_for(_web_rollout_done(3, exclude=before), 180, "web Pods replaced with the new config")
+    pods = kube.wait_until(_web_rollout_done(3, exclude=before), 180,
+                           what="web Pods replaced with the new config")
     say(f"upgrade of nginx config (and back to 3 replicas): {time.monotonic() - start:.1f}s, "
         f"new pods {sorted(pods)}")
     for _ in range(6):
@@ -265,8 +255,8 @@ def test_helm_rollback_restores(system):
     assert [h["revision"] for h in history][:3] == [1, 2, 3]
     start = time.monotonic()
     deploy.helm_rollback(1)
-    wait_for(_web_rollout_done(3, exclude=system.get("upgraded_pods", set())), 180,
-             "web Pods back on the original config")
+    kube.wait_until(_web_rollout_done(3, exclude=system.get("upgraded_pods", set())), 180,
+                    what="web Pods back on the original config")
     say(f"helm rollback to revision 1: {time.monotonic() - start:.1f}s")
     for _ in range(6):
         _, headers = fetch()
