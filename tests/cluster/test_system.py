@@ -129,6 +129,13 @@ def system():
     say(f"undeploy: {time.monotonic() - start:.1f}s")
 
 
+def assert_a_watcher_on_every_node():
+    watchers = kube.apps().read_namespaced_daemon_set("watcher", NS).status
+    nodes = len(kube.core().list_node().items)
+    assert watchers.desired_number_scheduled == watchers.number_ready == nodes, \
+        f"watcher DaemonSet: {watchers.number_ready} of {watchers.desired_number_scheduled} Pods ready on {nodes} nodes"
+
+
 def test_helm_install_makes_everything_ready(system):
     assert deploy.problems() == []
     core, apps = kube.core(), kube.apps()
@@ -143,6 +150,7 @@ def test_helm_install_makes_everything_ready(system):
     database = core.read_namespaced_pod("database-0", NS)
     node = core.read_node(database.spec.node_name)
     assert node.metadata.labels.get("k8s-lab/database") == "true"
+    assert_a_watcher_on_every_node()
     release = helm("status", deploy.RELEASE, "--namespace", NS, "--output", "json").stdout
     assert '"status":"deployed"' in release.replace(" ", "")
     say(f"ready: {deploy.summary()}; install took {system['install_seconds']:.1f}s")
