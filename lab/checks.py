@@ -992,6 +992,18 @@ def helm_release_deployed(name: str, namespace: str | None = None, context: str 
     return ok(f"Helm release {name} revision {revision(latest)} is deployed", uids)
 
 
+def system_ready(release: str = "k8s-lab", namespace: str | None = None, context: str | None = None) -> Result:
+    """The lab's Helm release is deployed, the database runs its 1 replica and the web server its 3."""
+    uids: dict[str, str] = {}
+    for result in (helm_release_deployed(release, namespace, context),
+                   statefulset_ready("database", replicas=1, namespace=namespace, context=context),
+                   deployment_ready("web", replicas=3, namespace=namespace, context=context)):
+        if not result.passed:
+            return fail(result.message, {**uids, **result.uids})
+        uids.update(result.uids)
+    return ok("release deployed; database 1/1 and web 3/3 ready", uids)
+
+
 def file_exists_on_host(path: str | os.PathLike, nonempty: bool = True) -> Result:
     """A file (or, with wildcards, at least one file) exists on the host. A relative path is taken
     inside the lab's data directory ($LAB_DATA_DIR), which the kind nodes mount at /var/local/k8s-lab."""

@@ -454,6 +454,14 @@ class Lab:
                                 "get pods,events")
         return result
 
+    def helm_upgrade(self, *values: str, install: bool = False, timeout: int = 300) -> Command:
+        """``helm upgrade [--install]`` of the lab's release from chart/ with the options every
+        upgrade passes (``helm_set_args``) plus ``values`` (e.g. ``"--set", "web.replicas=6"``),
+        waiting for every workload and printing their readiness meanwhile."""
+        first = ("--install", RELEASE, str(CHART_DIR), "--create-namespace") if install else (RELEASE, str(CHART_DIR))
+        return self.helm("upgrade", *first, "--history-max", str(HELM_HISTORY_MAX), *helm_set_args(self), *values,
+                         "--wait", "--timeout", f"{timeout}s", timeout=timeout + 60, progress=True)
+
     def docker(self, *args: str, check: bool = True, show: bool = True, timeout: float = 60) -> Command:
         from lab import docker
 

@@ -193,8 +193,7 @@ def helm_adopted():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.helm("upgrade", "--install", RELEASE, CHART, "--create-namespace", "--history-max", str(notebook.HELM_HISTORY_MAX),
-        *SET, "--wait", "--timeout", "600s", progress=True);
+nb.helm_upgrade(install=True, timeout=600);
 
 # %% [markdown]
 # The objects did not change (same specs), so no Pod restarted: Helm only took over the
@@ -228,8 +227,7 @@ checks.checkpoint(
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.helm("upgrade", RELEASE, CHART, "--history-max", str(notebook.HELM_HISTORY_MAX), *SET,
-        "--set", "web.replicas=2", "--wait", "--timeout", "300s", progress=True);
+nb.helm_upgrade("--set", "web.replicas=2");
 
 # %% [markdown]
 # **Checkpoint.** The Deployment now asks for, and has, 2 ready replicas.
@@ -409,12 +407,10 @@ nb.kubectl("get", "statefulsets,deployments,services,pvc");
 @checks.checkpoint("helm.system-ready", points=2,
                    hint="helm -n k8s-assignment status k8s-lab; kubectl -n k8s-assignment get pods")
 def helm_system_ready():
-    uids = {}
-    for result in (checks.helm_release_deployed("k8s-lab"), checks.statefulset_ready("database", replicas=1),
-                   checks.deployment_ready("web", replicas=3)):
-        if not result.passed:
-            return result
-        uids.update(result.uids)
+    system = checks.system_ready("k8s-lab")
+    if not system.passed:
+        return system
+    uids = system.uids
     rows = {(r["kind"], r["name"]): r["state"] for r in notebook.ownership(nb, chart_objects)}
     for key in (("StatefulSet", "database"), ("Deployment", "web")):
         if rows.get(key) != "owned by the release":

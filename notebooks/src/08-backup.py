@@ -617,9 +617,7 @@ drill_all
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-SET = notebook.helm_set_args(nb)
-nb.helm("upgrade", "--install", notebook.RELEASE, str(notebook.CHART_DIR), "--create-namespace",
-        "--history-max", str(notebook.HELM_HISTORY_MAX), *SET, "--wait", "--timeout", "600s", progress=True)
+nb.helm_upgrade(install=True, timeout=600)
 nb.mysql(f"DROP DATABASE IF EXISTS {RESTORED};", user_key="root", password_key="root-password")
 nb.kubectl("get", "statefulsets,deployments,daemonsets,cronjobs,pvc");
 
@@ -632,12 +630,10 @@ nb.kubectl("get", "statefulsets,deployments,daemonsets,cronjobs,pvc");
 @checks.checkpoint("backup.system-back", points=2,
                    hint="helm -n k8s-assignment status k8s-lab; kubectl -n k8s-assignment get pods; run step 7 again")
 def backup_system_back():
-    uids = {}
-    for result in (checks.helm_release_deployed("k8s-lab"), checks.statefulset_ready("database", replicas=1),
-                   checks.deployment_ready("web", replicas=3)):
-        if not result.passed:
-            return result
-        uids.update(result.uids)
+    system = checks.system_ready("k8s-lab")
+    if not system.passed:
+        return system
+    uids = system.uids
     rows = {(r["kind"], r["name"]): r["state"] for r in notebook.ownership(nb, notebook.chart_objects(nb))}
     stray = [f"{kind}/{name}: {state}" for (kind, name), state in rows.items() if state != "owned by the release"]
     if stray:

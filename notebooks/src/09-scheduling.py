@@ -78,7 +78,6 @@ import pandas as pd
 from lab import config, deploy, images, kube, watch
 from lab import cluster as lab_cluster
 
-RELEASE, CHART = notebook.RELEASE, str(notebook.CHART_DIR)
 DB_LABEL = lab_cluster.DATABASE_NODE_LABEL
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
 
@@ -231,8 +230,7 @@ if not has_release and nb.read("Deployment", "web") is not None:
 if nb.default_namespace:
     result = deploy.deploy(method="helm", mode=nb.mode)
 else:
-    nb.helm("upgrade", "--install", RELEASE, CHART, "--create-namespace", "--history-max", str(notebook.HELM_HISTORY_MAX),
-            *notebook.helm_set_args(nb), "--wait", "--timeout", "600s", progress=True)
+    nb.helm_upgrade(install=True, timeout=600)
 nb.kubectl("get", "pods", "-o", "wide");
 
 # %% [markdown]
@@ -243,13 +241,7 @@ nb.kubectl("get", "pods", "-o", "wide");
 @checks.checkpoint("sched.system", points=2,
                    hint="lab deploy --helm; kubectl -n k8s-assignment get pods -o wide; kubectl -n k8s-assignment describe pod <a Pending Pod>")
 def sched_system():
-    uids = {}
-    for result in (checks.helm_release_deployed("k8s-lab"), checks.statefulset_ready("database", replicas=1),
-                   checks.deployment_ready("web", replicas=3)):
-        if not result.passed:
-            return result
-        uids.update(result.uids)
-    return checks.ok("release deployed; database 1/1 and web 3/3 ready", uids)
+    return checks.system_ready("k8s-lab")
 
 
 # %% [markdown]
@@ -400,16 +392,15 @@ def sched_watcher_everywhere():
 # helm upgrade k8s-lab chart/ -n k8s-assignment --set web.replicas=6 --wait     # plus the image --set options
 # ```
 #
-# `notebook.helm_set_args(nb)` gives the `--set` options every upgrade passes; `nb.helm(...)` runs helm.
+# `nb.helm_upgrade(*options)` runs that `helm upgrade` with the `--set` options every upgrade passes
+# (`notebook.helm_set_args(nb)`), your `options` added, and `--wait`.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-SET = notebook.helm_set_args(nb)
 if solutions:
-    nb.helm("upgrade", RELEASE, CHART, "--history-max", str(notebook.HELM_HISTORY_MAX), *SET,
-            "--set", "web.replicas=6", "--wait", "--timeout", "300s", progress=True)
+    nb.helm_upgrade("--set", "web.replicas=6")
 else:
-    # TODO: nb.helm("upgrade", RELEASE, CHART, *SET, "--set", "web.replicas=6", "--wait", ...)
+    # TODO: nb.helm_upgrade("--set", ...) with the value that asks for six web replicas
     pass
 per_node = plot_pods_per_node("six web replicas")
 
@@ -432,8 +423,7 @@ checks.checkpoint(
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.helm("upgrade", RELEASE, CHART, "--history-max", str(notebook.HELM_HISTORY_MAX), *SET,
-        "--wait", "--timeout", "300s", progress=True)
+nb.helm_upgrade()
 per_node = plot_pods_per_node("back to three web replicas")
 
 # %% [markdown]

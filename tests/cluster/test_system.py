@@ -208,7 +208,7 @@ def test_backup_job_writes_a_dump_to_the_host(system):
     backups = config.data_dir() / "backups"
     before = set(backups.glob("k8s-lab-*.sql.gz")) if backups.is_dir() else set()
     name = f"backup-test-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "job", "-n", NS, f"--from=cronjob/database-backup", name)
+    kubectl("create", "job", "-n", NS, "--from=cronjob/database-backup", name)
     result = kubectl("wait", "-n", NS, "--for=condition=Complete", f"job/{name}", "--timeout=240s",
                      check=False, timeout=260)
     if result.returncode != 0:

@@ -31,6 +31,22 @@ def write_notebook(directory: Path, name: str, cells: list[str], parameters: str
     return path
 
 
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The lab's helm binary; the tests that render the chart FAIL without it, they never skip."""
+    from lab import config, tools
+
+    try:
+        path = tools.find("helm")
+    except Exception as error:  # noqa: BLE001 - a broken lookup is a failure too, with its reason
+        pytest.fail(f"looking for helm failed: {type(error).__name__}: {error}", pytrace=False)
+    if path is None:
+        pytest.fail("helm is not installed: these tests need the helm binary "
+                    f"({config.HELM_VERSION}); `lab cluster up` provides it, or put helm on PATH",
+                    pytrace=False)
+    return path
+
+
 @pytest.fixture
 def notebook_writer():
     """`write_notebook` for test modules, which cannot import conftest (--import-mode=importlib)."""

@@ -29,21 +29,6 @@ SELECTOR_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.ku
 # ------------------------------------------------------------------------------------ helpers
 
 
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    try:
-        from lab import tools
-
-        path = tools.find("helm")
-    except Exception as error:  # noqa: BLE001 - a broken lookup is a failure too, with its reason
-        pytest.fail(f"looking for helm failed: {type(error).__name__}: {error}", pytrace=False)
-    if path is None:
-        pytest.fail("helm is not installed: these tests need the helm binary "
-                    f"({config.HELM_VERSION}); `lab cluster up` provides it, or put helm on PATH",
-                    pytrace=False)
-    return path
-
-
 def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:

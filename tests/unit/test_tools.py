@@ -77,19 +77,6 @@ def test_helm_build_without_client_go_is_an_error(helm_go_mod):
 # ------------------------------------------------------------------- what helm renders offline
 
 
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    try:
-        path = tools.find("helm")
-    except Exception as error:  # noqa: BLE001 - a broken lookup is a failure too, with its reason
-        pytest.fail(f"looking for helm failed: {type(error).__name__}: {error}", pytrace=False)
-    if path is None:
-        pytest.fail("helm is not installed: these tests need the helm binary "
-                    f"({config.HELM_VERSION}); `lab cluster up` provides it, or put helm on PATH",
-                    pytrace=False)
-    return path
-
-
 def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120)
 
