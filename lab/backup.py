@@ -1027,30 +1027,6 @@ def rebind_volume(pv_name: str) -> None:
              f"(was {pv.status.phase})")
 
 
-def _wait(condition, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = condition()
-        except LabError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def _gone(read) -> bool:
-    try:
-        read()
-        return False
-    except _api_exception() as error:
-        if error.status == 404:
-            return True
-        raise
-
-
 def wait_database(db: Database, timeout: float, old_uid: str | None = None) -> None:
     """Wait until the database Pod (a new one, when ``old_uid`` is given) is Ready and answers."""
     core = _kube().core()
@@ -1067,7 +1043,8 @@ def wait_database(db: Database, timeout: float, old_uid: str | None = None) -> N
         except _api_exception():
             return False
 
-    _wait(answers, timeout, f"pod {db.pod} in {db.namespace} to be Ready and answer SQL")
+    kube.wait_until(answers, timeout, interval=2,
+                    what=f"pod {db.pod} in {db.namespace} to be Ready and answer SQL")
 
 
 def drill(namespace: str = config.NAMESPACE, database: str | None = None,
@@ -1128,9 +1105,10 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
                                             "-o", "json").stdout)
                 apps.delete_namespaced_stateful_set(
                     db.statefulset, namespace, body=client.V1DeleteOptions(propagation_policy="Foreground"))
-                _wait(lambda: _gone(lambda: apps.read_namespaced_stateful_set(db.statefulset, namespace))
-                      and _gone(lambda: core.read_namespaced_pod(db.pod, namespace)),
-                      timeout, f"StatefulSet {db.statefulset} and its Pod to be gone")
+                kube.wait_until(
+                    lambda: kube.not_found(apps.read_namespaced_stateful_set, db.statefulset, namespace)
+                    and kube.not_found(core.read_namespaced_pod, db.pod, namespace),
+                    timeout, interval=2, what=f"StatefulSet {db.statefulset} and its Pod to be gone")
                 info(f"deleted StatefulSet {db.statefulset} (claim data-{db.pod} stays); creating it again")
                 kube.kubectl("create", "-f", "-", stdin=json.dumps(clean_object(saved)))
                 wait_database(db, timeout)
@@ -1148,8 +1126,8 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
                 core.delete_namespace(namespace)
                 info(f"deleted namespace {namespace} ({len(snapshot['items'])} objects saved; "
                      f"volumes {', '.join(volumes) or 'none'} are kept: reclaim policy Retain)")
-                _wait(lambda: _gone(lambda: core.read_namespace(namespace)), timeout,
-                      f"namespace {namespace} to be gone")
+                kube.wait_deleted(core.read_namespace, namespace, what=f"namespace {namespace}",
+                                  timeout=timeout, interval=2)
                 for pv in volumes:
                     rebind_volume(pv)
                 recreate_namespace(snapshot)
