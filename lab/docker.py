@@ -56,11 +56,17 @@ def engine_ready() -> bool:
 
 def require_engine() -> None:
     """Fail before any work, with the engine's own complaint, when Docker does not answer."""
-    result = run(["info", "--format", "{{.ServerVersion}}"], check=False, timeout=30)
-    if result.returncode != 0:
-        raise LabError("the Docker engine does not answer: "
-                       + result.stderr.decode(errors="replace").strip()[-500:],
-                       hint="bash scripts/setup-host")
+    try:
+        result = run(["info", "--format", "{{.ServerVersion}}"], check=False, timeout=30)
+    except subprocess.TimeoutExpired:
+        complaint = "`docker info` did not finish within 30s"
+    else:
+        if result.returncode == 0:
+            return
+        complaint = result.stderr.decode(errors="replace").strip()[-500:]
+    raise LabError(f"the Docker engine does not answer: {complaint}",
+                   hint="install Docker (Debian: `apt-get install docker.io`) and start it, "
+                        "or run `bash scripts/setup-host` as root")
 
 
 def output(args: list[str]) -> str:
