@@ -172,9 +172,12 @@ def data_root() -> Path:
     return Path(output(["info", "--format", "{{.DockerRootDir}}"]) or "/var/lib/docker")
 
 
-def require_free_space(gib: int, *paths: Path) -> None:
-    """Fail before a long build, not in the middle of it."""
-    for path in (data_root(), *paths):
+def require_free_space(gib: float, *paths: Path) -> None:
+    """Fail before a long build, not in the middle of it, when the engine's data root or one of
+    ``paths`` (which need not exist yet) has less than ``gib`` GiB free."""
+    root = data_root()
+    # A remote engine's data root is not on this machine's disks.
+    for path in [root, *paths] if root.exists() else paths:
         probe = path
         while not probe.exists():
             probe = probe.parent
