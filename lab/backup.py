@@ -47,6 +47,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from kubernetes.client.exceptions import ApiException
+
 from . import config, kube
 from .errors import LabError
 from .progress import info, step
@@ -310,15 +312,6 @@ def _write_json(path: Path, document: dict) -> None:
 # The database in the cluster
 
 
-def _kube():
-    return kube
-
-
-def _api_exception():
-    from kubernetes.client.exceptions import ApiException
-    return ApiException
-
-
 def pod_name(statefulset: str = STATEFULSET) -> str:
     return f"{statefulset}-0"
 
@@ -330,8 +323,6 @@ def _pod_ready(pod) -> bool:
 
 def require_running(namespace: str = config.NAMESPACE, statefulset: str = STATEFULSET):
     """The database Pod, when it runs and is Ready; else a LabError that says why."""
-    ApiException = _api_exception()
-    kube = _kube()
     pod = pod_name(statefulset)
     hint = (f"start it: `kubectl --context {config.KUBE_CONTEXT} -n {namespace} scale statefulset/"
             f"{statefulset} --replicas=1` (or `lab deploy`), then try again")
@@ -362,8 +353,8 @@ def require_running(namespace: str = config.NAMESPACE, statefulset: str = STATEF
 def _secret_name(namespace: str, statefulset: str) -> str:
     """The Secret the database's StatefulSet mounts its credentials from."""
     try:
-        sts = _kube().apps().read_namespaced_stateful_set(statefulset, namespace)
-    except _api_exception():
+        sts = kube.apps().read_namespaced_stateful_set(statefulset, namespace)
+    except ApiException:
         return SECRET
     for volume in sts.spec.template.spec.volumes or []:
         if volume.secret is not None and volume.secret.secret_name:
@@ -375,8 +366,8 @@ def root_password(namespace: str = config.NAMESPACE, statefulset: str = STATEFUL
     """The root password, from the database's Secret via the API. Never print it."""
     name = _secret_name(namespace, statefulset)
     try:
-        secret = _kube().core().read_namespaced_secret(name, namespace)
-    except _api_exception() as error:
+        secret = kube.core().read_namespaced_secret(name, namespace)
+    except ApiException as error:
         raise LabError(f"cannot read Secret {name} in {namespace}: {error.reason}",
                        hint="the database's credentials live there (key root-password)") from error
     value = (secret.data or {}).get(ROOT_PASSWORD_KEY)
@@ -1014,7 +1005,7 @@ def recreate_namespace(snapshot: dict) -> None:
 def rebind_volume(pv_name: str) -> None:
     """Make a Released PersistentVolume (reclaim policy Retain) bindable again by the claim of the
     same namespace and name: drop claimRef's uid and resourceVersion (the old claim's)."""
-    core = _kube().core()
+    core = kube.core()
     pv = core.read_persistent_volume(pv_name)
     ref = pv.spec.claim_ref
     if ref is None:
@@ -1027,33 +1018,9 @@ def rebind_volume(pv_name: str) -> None:
              f"(was {pv.status.phase})")
 
 
-def _wait(condition, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = condition()
-        except LabError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def _gone(read) -> bool:
-    try:
-        read()
-        return False
-    except _api_exception() as error:
-        if error.status == 404:
-            return True
-        raise
-
-
 def wait_database(db: Database, timeout: float, old_uid: str | None = None) -> None:
     """Wait until the database Pod (a new one, when ``old_uid`` is given) is Ready and answers."""
-    core = _kube().core()
+    core = kube.core()
 
     def ready():
         pod = core.read_namespaced_pod(db.pod, db.namespace)
@@ -1064,10 +1031,11 @@ def wait_database(db: Database, timeout: float, old_uid: str | None = None) -> N
     def answers():
         try:
             return ready() and db.ping()
-        except _api_exception():
+        except ApiException:
             return False
 
-    _wait(answers, timeout, f"pod {db.pod} in {db.namespace} to be Ready and answer SQL")
+    kube.wait_until(answers, timeout, interval=2,
+                    what=f"pod {db.pod} in {db.namespace} to be Ready and answer SQL")
 
 
 def drill(namespace: str = config.NAMESPACE, database: str | None = None,
@@ -1095,7 +1063,6 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
         raise LabError(f"unknown drill stage(s) {', '.join(unknown)}",
                        hint=f"choose from {', '.join(ALL_DRILL_STAGES)}")
     db = Database(namespace)
-    kube = _kube()
     core, apps = kube.core(), kube.apps()
     db.require_running()
     if backup is None:
@@ -1128,9 +1095,10 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
                                             "-o", "json").stdout)
                 apps.delete_namespaced_stateful_set(
                     db.statefulset, namespace, body=client.V1DeleteOptions(propagation_policy="Foreground"))
-                _wait(lambda: _gone(lambda: apps.read_namespaced_stateful_set(db.statefulset, namespace))
-                      and _gone(lambda: core.read_namespaced_pod(db.pod, namespace)),
-                      timeout, f"StatefulSet {db.statefulset} and its Pod to be gone")
+                kube.wait_until(
+                    lambda: kube.not_found(apps.read_namespaced_stateful_set, db.statefulset, namespace)
+                    and kube.not_found(core.read_namespaced_pod, db.pod, namespace),
+                    timeout, interval=2, what=f"StatefulSet {db.statefulset} and its Pod to be gone")
                 info(f"deleted StatefulSet {db.statefulset} (claim data-{db.pod} stays); creating it again")
                 kube.kubectl("create", "-f", "-", stdin=json.dumps(clean_object(saved)))
                 wait_database(db, timeout)
@@ -1148,8 +1116,8 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
                 core.delete_namespace(namespace)
                 info(f"deleted namespace {namespace} ({len(snapshot['items'])} objects saved; "
                      f"volumes {', '.join(volumes) or 'none'} are kept: reclaim policy Retain)")
-                _wait(lambda: _gone(lambda: core.read_namespace(namespace)), timeout,
-                      f"namespace {namespace} to be gone")
+                kube.wait_deleted(core.read_namespace, namespace, what=f"namespace {namespace}",
+                                  timeout=timeout, interval=2)
                 for pv in volumes:
                     rebind_volume(pv)
                 recreate_namespace(snapshot)

@@ -87,13 +87,6 @@ def node_image(mode: str) -> str:
     return nodeimage.build()
 
 
-def _require_docker() -> None:
-    if not docker.engine_ready():
-        raise LabError("no Docker engine answers on this machine",
-                       hint="install Docker (Debian: `apt-get install docker.io`) and start it, "
-                            "or run `bash scripts/setup-host` as root")
-
-
 def health(context: str = config.KUBE_CONTEXT) -> tuple[bool, str, list[str]]:
     """(healthy, reason, node names) for an existing cluster."""
     kube.forget()
@@ -137,7 +130,7 @@ def wait_ready(context: str = config.KUBE_CONTEXT, timeout: float = READY_TIMEOU
 
 def up(workers: int = 0, mode: str = "auto", recreate: bool = False) -> ClusterInfo:
     """Create the lab cluster, or reuse a healthy one."""
-    _require_docker()
+    docker.require_engine()
     name, context = config.CLUSTER_NAME, config.KUBE_CONTEXT
     if exists(name):
         if recreate:
@@ -207,14 +200,14 @@ def _node_image_of(name: str) -> str:
 
 def down() -> None:
     """Delete the cluster; the host data directory (volumes, backups) is kept."""
-    _require_docker()
+    docker.require_engine()
     with step(f"kind delete cluster {config.CLUSTER_NAME}"):
         _kind("delete", "cluster", "--name", config.CLUSTER_NAME)
     kube.forget()
 
 
 def status() -> dict:
-    _require_docker()
+    docker.require_engine()
     if not exists():
         return {"cluster": config.CLUSTER_NAME, "exists": False,
                 "hint": "create it with `lab cluster up`"}

@@ -597,27 +597,21 @@ def undeploy(method: str | None = None, wait: bool = True, timeout: float = 300)
 
 
 def _wait_gone(timeout: float) -> None:
-    from kubernetes.client.exceptions import ApiException
-
     from . import kube
 
     core = kube.core()
-    deadline = time.monotonic() + timeout
-    remaining = [f"namespace/{config.NAMESPACE}", *(f"persistentvolume/{pv}" for pv in PERSISTENT_VOLUMES)]
-    while remaining:
-        still = []
-        for ref in remaining:
-            kind, name = ref.split("/", 1)
-            try:
-                (core.read_namespace if kind == "namespace" else core.read_persistent_volume)(name)
-                still.append(ref)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-        remaining = still
-        if remaining and time.monotonic() > deadline:
-            raise LabError(f"{', '.join(remaining)} still there after {timeout:.0f}s",
-                           hint=f"`kubectl --context {config.KUBE_CONTEXT} describe {remaining[0]}` "
-                                "shows what holds it (finalizers)")
-        if remaining:
-            time.sleep(2)
+    reads = {f"namespace/{config.NAMESPACE}": (core.read_namespace, config.NAMESPACE),
+             **{f"persistentvolume/{pv}": (core.read_persistent_volume, pv) for pv in PERSISTENT_VOLUMES}}
+    remaining = list(reads)
+
+    def gone() -> bool:
+        remaining[:] = [ref for ref in remaining if not kube.not_found(*reads[ref])]
+        return not remaining
+
+    try:
+        kube.wait_until(gone, timeout, interval=2)
+    except LabError:
+        # What is left, and where to see what holds it, says more than wait_until's timeout.
+        raise LabError(f"{', '.join(remaining)} still there after {timeout:.0f}s",
+                       hint=f"`kubectl --context {config.KUBE_CONTEXT} describe {remaining[0]}` "
+                            "shows what holds it (finalizers)") from None

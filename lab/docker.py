@@ -56,11 +56,17 @@ def engine_ready() -> bool:
 
 def require_engine() -> None:
     """Fail before any work, with the engine's own complaint, when Docker does not answer."""
-    result = run(["info", "--format", "{{.ServerVersion}}"], check=False, timeout=30)
-    if result.returncode != 0:
-        raise LabError("the Docker engine does not answer: "
-                       + result.stderr.decode(errors="replace").strip()[-500:],
-                       hint="bash scripts/setup-host")
+    try:
+        result = run(["info", "--format", "{{.ServerVersion}}"], check=False, timeout=30)
+    except subprocess.TimeoutExpired:
+        complaint = "`docker info` did not finish within 30s"
+    else:
+        if result.returncode == 0:
+            return
+        complaint = result.stderr.decode(errors="replace").strip()[-500:]
+    raise LabError(f"the Docker engine does not answer: {complaint}",
+                   hint="install Docker (Debian: `apt-get install docker.io`) and start it, "
+                        "or run `bash scripts/setup-host` as root")
 
 
 def output(args: list[str]) -> str:
@@ -166,9 +172,12 @@ def data_root() -> Path:
     return Path(output(["info", "--format", "{{.DockerRootDir}}"]) or "/var/lib/docker")
 
 
-def require_free_space(gib: int, *paths: Path) -> None:
-    """Fail before a long build, not in the middle of it."""
-    for path in (data_root(), *paths):
+def require_free_space(gib: float, *paths: Path) -> None:
+    """Fail before a long build, not in the middle of it, when the engine's data root or one of
+    ``paths`` (which need not exist yet) has less than ``gib`` GiB free."""
+    root = data_root()
+    # A remote engine's data root is not on this machine's disks.
+    for path in [root, *paths] if root.exists() else paths:
         probe = path
         while not probe.exists():
             probe = probe.parent

@@ -59,7 +59,7 @@ ONLINE_PROBE_BASE = f"debian:{SUITE}-slim"
 
 REGISTRY_URL = "https://registry-1.docker.io/v2/"
 REGISTRY_TIMEOUT_S = 3.0
-NEEDED_FREE_BYTES = 5 * 1024**3
+NEEDED_FREE_GIB = 5
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # Files that document an image directory but do not go into the image.
@@ -380,33 +380,6 @@ def _run_logged(cmd: Sequence[str], log_path: Path, what: str, stdin=None, env=N
 # Docker
 
 
-def check_disk(paths: Iterable[Path] | None = None, needed: int = NEEDED_FREE_BYTES) -> None:
-    """Fail before building when a file system the builds write to has less than ``needed`` free."""
-    if paths is None:
-        cache = config.cache_dir()
-        cache.mkdir(parents=True, exist_ok=True)
-        root = docker.data_root()
-        # A remote daemon's data root is not on this machine's disks.
-        paths = [root, cache] if root.exists() else [cache]
-    seen: set[int] = set()
-    for path in paths:
-        path = Path(path)
-        while not path.exists() and path != path.parent:
-            path = path.parent
-        dev = path.stat().st_dev
-        if dev in seen:
-            continue
-        seen.add(dev)
-        free = shutil.disk_usage(path).free
-        if free < needed:
-            raise LabError(
-                f"building the lab images needs {needed / 1024**3:.1f} GiB free in {path}, "
-                f"only {free / 1024**3:.1f} GiB is available",
-                hint="free some space (docker system prune, docker image prune) "
-                "or point LAB_CACHE_DIR at a larger disk",
-            )
-
-
 def _docker_build(spec: ImageSpec, mode: str, inputs: str) -> None:
     log_path = _log_dir() / f"{spec.context}.log"
     log_path.write_text("")
@@ -568,7 +541,7 @@ def debian_base() -> str:
     inputs = plan_hashes("offline", sources=sources)[spec.tag]
     if docker.image_label(spec.tag, INPUTS_LABEL) != inputs:
         docker.require_engine()
-        check_disk()
+        docker.require_free_space(NEEDED_FREE_GIB, config.cache_dir())
         _say(f"building {spec.tag} ...", style="cyan")
         _build_debian_base(spec, inputs, sources)
     return spec.tag
@@ -621,7 +594,7 @@ def build(mode: str = "auto", load: bool = True) -> list[str]:
     todo = [s for s in specs if docker.image_label(s.tag, INPUTS_LABEL) != hashes[s.tag]]
     _say(f"mode {mode}: {len(specs) - len(todo)} of {len(specs)} image(s) up to date")
     if todo:
-        check_disk()
+        docker.require_free_space(NEEDED_FREE_GIB, config.cache_dir())
     for spec in specs:
         inputs = hashes[spec.tag]
         if spec not in todo:

@@ -27,8 +27,10 @@ WEB = images.WEB_IMAGE
 PROBE = images.PROBE_IMAGE
 
 
-def docker(*args: str, check: bool = True, timeout: float = 300, input: str | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, input=input)
+def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Not lab.docker.run: these tests read docker's output as text, and a failure must show
+    stdout too, where a container run with --rm says what went wrong."""
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -39,8 +41,7 @@ def offline_images() -> list[str]:
     """Build (or find up to date) every offline image, plus the firewall helper these tests use."""
     tags = images.build("offline", load=False)
     label = images.plan_hashes("offline")[images.DEBIAN_BASE][:12]
-    if docker("image", "inspect", "--format", "{{index .Config.Labels \"k8s-lab.test\"}}",
-              FIREWALL_IMAGE, check=False).stdout.strip() != label:
+    if image_label(FIREWALL_IMAGE, "k8s-lab.test") != label:
         docker("build", "-q", "--label", f"k8s-lab.test={label}", "--build-arg", f"BASE_IMAGE={images.DEBIAN_BASE}",
                "-t", FIREWALL_IMAGE, str(images.IMAGES_DIR / "testsupport" / "firewall"), timeout=900)
     return tags

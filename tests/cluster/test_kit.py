@@ -20,27 +20,20 @@ pytestmark = pytest.mark.cluster
 NS = "k8s-lab-kit-test"
 
 
-
-
 @pytest.fixture(scope="module")
 def lab_images() -> dict[str, str]:
     images.build(load=True)
     return images.image_names()
 
 
-def namespace_gone() -> bool:
-    return NS not in [n.metadata.name for n in kube.core().list_namespace().items]
-
-
 @pytest.fixture(scope="module")
 def namespace():
     core = kube.core()
     # A previous run's namespace may still be terminating.
-    eventually(namespace_gone, timeout=120, what=f"namespace {NS} from an earlier run to go")
+    kube.wait_deleted(core.read_namespace, NS, what=f"namespace {NS} from an earlier run")
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
     yield NS
-    core.delete_namespace(NS)
-    eventually(namespace_gone, timeout=120, what=f"namespace {NS} to be deleted")
+    kube.delete_namespace(NS)
 
 
 def pod_manifest(name: str, image: str, labels: dict, command: list[str] | None = None,

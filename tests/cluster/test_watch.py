@@ -13,7 +13,6 @@ import time
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from lab import kube, watch
 from lab.kube import kubectl, wait_until as eventually
@@ -22,8 +21,6 @@ pytestmark = pytest.mark.cluster
 
 NS = "k8s-lab-watch-test"
 TRANSITIONS = ("ADDED", "MODIFIED", "DELETED", "RESYNC")
-
-
 
 
 def every_watcher_snapshotted(lines: list[str]) -> bool:
@@ -40,17 +37,11 @@ def watcher_image() -> str:
 
 @pytest.fixture(scope="module")
 def namespace():
+    kube.delete_namespace(NS, timeout=180)  # a leftover of an interrupted run
     core = kube.core()
-    try:
-        core.delete_namespace(NS)  # a leftover of an interrupted run
-    except ApiException as error:
-        if error.status != 404:
-            raise
-    eventually(lambda: NS not in {n.metadata.name for n in core.list_namespace().items},
-               timeout=180, what=f"namespace {NS} to go away")
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
     yield NS
-    core.delete_namespace(NS)
+    core.delete_namespace(NS)  # not waited for: the next run's setup waits for it
 
 
 @pytest.fixture

@@ -317,24 +317,30 @@ def test_registry_unreachable_when_nothing_listens():
 
 def test_too_little_disk_fails_with_the_number_needed(monkeypatch, tmp_path):
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(images.shutil, "disk_usage", lambda p: Usage(10 * 1024**3, 9 * 1024**3, 1024**3))
+    monkeypatch.setattr(docker, "data_root", lambda: tmp_path)
+    monkeypatch.setattr(docker.shutil, "disk_usage", lambda p: Usage(10 * 1024**3, 9 * 1024**3, 1024**3))
     with pytest.raises(LabError) as err:
-        images.check_disk([tmp_path])
-    assert "5.0 GiB" in err.value.message
-    assert "1.0 GiB" in err.value.message
+        docker.require_free_space(images.NEEDED_FREE_GIB, tmp_path)
+    assert "needs 5 GiB" in err.value.message
+    assert "1.0 GiB free" in err.value.message
 
 
 def test_enough_disk_passes(monkeypatch, tmp_path):
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(images.shutil, "disk_usage", lambda p: Usage(100 * 1024**3, 0, 50 * 1024**3))
-    images.check_disk([tmp_path, tmp_path / "not-yet-created"])
+    measured = []
+    # A remote engine's data root is not on this machine, so it is not measured.
+    monkeypatch.setattr(docker, "data_root", lambda: tmp_path / "remote-engine-root")
+    monkeypatch.setattr(docker.shutil, "disk_usage",
+                        lambda p: measured.append(p) or Usage(100 * 1024**3, 0, 50 * 1024**3))
+    docker.require_free_space(images.NEEDED_FREE_GIB, tmp_path, tmp_path / "not-yet-created")
+    assert measured == [tmp_path, tmp_path]
 
 
 def test_up_to_date_images_are_not_rebuilt(monkeypatch):
     hashes = images.plan_hashes("online")
     monkeypatch.setattr(docker, "require_engine", lambda: None)
     monkeypatch.setattr(docker, "image_label", lambda ref, label: hashes[ref])
-    monkeypatch.setattr(images, "check_disk", lambda *a, **k: pytest.fail("disk checked for nothing"))
+    monkeypatch.setattr(docker, "require_free_space", lambda *a: pytest.fail("disk checked for nothing"))
     monkeypatch.setattr(images, "_docker_build", lambda *a, **k: pytest.fail("rebuilt an up-to-date image"))
     assert images.build("online", load=False) == ["k8s-lab/web:1", "k8s-lab/probe:1", "k8s-lab/watcher:1"]
 
@@ -343,7 +349,7 @@ def test_stale_images_are_rebuilt_after_the_disk_check(monkeypatch):
     built, checked = [], []
     monkeypatch.setattr(docker, "require_engine", lambda: None)
     monkeypatch.setattr(docker, "image_label", lambda ref, label: "stale")
-    monkeypatch.setattr(images, "check_disk", lambda *a, **k: checked.append(True))
+    monkeypatch.setattr(docker, "require_free_space", lambda *a: checked.append(True))
     monkeypatch.setattr(images, "_docker_build", lambda spec, mode, inputs: built.append((spec.tag, mode)))
     images.build("online", load=False)
     assert checked == [True]

@@ -101,6 +101,18 @@ def test_no_docker_says_what_to_install(monkeypatch):
     assert "docker.io" in error.value.hint
 
 
+def test_a_stopped_engine_fails_with_its_own_complaint(monkeypatch, tmp_path):
+    stub = tmp_path / "docker"
+    stub.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' >&2\n"
+                    "exit 1\n")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LabError) as error:
+        cluster.up()
+    assert "Cannot connect to the Docker daemon" in error.value.message
+    assert "scripts/setup-host" in error.value.hint
+
+
 def test_too_little_disk_fails_before_building(monkeypatch, tmp_path):
     monkeypatch.setattr(docker, "data_root", lambda: tmp_path)
     with pytest.raises(LabError, match=r"needs 100000 GiB"):
@@ -108,7 +120,7 @@ def test_too_little_disk_fails_before_building(monkeypatch, tmp_path):
 
 
 def test_broken_cluster_points_to_recreate(monkeypatch):
-    monkeypatch.setattr(cluster, "_require_docker", lambda: None)
+    monkeypatch.setattr(docker, "require_engine", lambda: None)
     monkeypatch.setattr(cluster, "exists", lambda name=config.CLUSTER_NAME: True)
     monkeypatch.setattr(cluster, "health", lambda context=config.KUBE_CONTEXT:
                         (False, "nodes not Ready: k8s-lab-control-plane", ["k8s-lab-control-plane"]))
