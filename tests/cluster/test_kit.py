@@ -26,6 +26,18 @@ def lab_images() -> dict[str, str]:
     return images.image_names()
 
 
+def kindnetd_restarts() -> dict[str, int]:
+    pods = kube.core().list_namespaced_pod("kube-system", label_selector="app=kindnet").items
+    return {p.metadata.name: sum(c.restart_count for c in p.status.container_statuses or []) for p in pods}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kindnetd_restarts_before() -> dict[str, int]:
+    """Restarts counted before this module's traffic: a Docker restart (a new session) restarts
+    every node and so every kindnetd once, which is not what the last test looks for."""
+    return kindnetd_restarts()
+
+
 @pytest.fixture(scope="module")
 def namespace():
     core = kube.core()
@@ -216,11 +228,11 @@ def test_hostpath_pvc_survives_pod_deletion(namespace, lab_images):
         shutil.rmtree(config.data_dir() / "test" / pv_name, ignore_errors=True)
 
 
-def test_policy_engine_survived_the_traffic_above():
+def test_policy_engine_survived_the_traffic_above(kindnetd_restarts_before):
     """NodePort clients and pods without policies reach kindnetd's packet queue too; a crash there
     silently disables NetworkPolicy (the queue is bypassed while kindnetd restarts)."""
-    pods = kube.core().list_namespaced_pod("kube-system", label_selector="app=kindnet").items
-    assert pods, "kindnetd is not running"
-    restarts = {p.metadata.name: sum(c.restart_count for c in p.status.container_statuses or [])
-                for p in pods}
-    assert all(n == 0 for n in restarts.values()), f"kindnetd restarted: {restarts}"
+    after = kindnetd_restarts()
+    assert after, "kindnetd is not running"
+    restarted = {pod: n - kindnetd_restarts_before.get(pod, 0) for pod, n in after.items()
+                 if n != kindnetd_restarts_before.get(pod, 0)}
+    assert not restarted, f"kindnetd restarted during these tests: {restarted}"
