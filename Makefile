@@ -17,7 +17,7 @@ RUN_DIR := runs/$(shell date -u +%Y%m%dT%H%M%SZ)
 NOTEBOOKS = $(wildcard notebooks/[0-9][0-9]-*.ipynb)
 CLUSTER_TESTS = $(wildcard tests/cluster/test_*.py tests/cluster/*_test.py)
 
-.PHONY: help lab test venv venv-notebook host doctor cluster images run test-unit test-cluster test-notebooks clean
+.PHONY: help lab test venv venv-notebook host doctor tools cluster images run test-unit test-cluster test-notebooks clean
 
 help:
 	@echo "make lab    set up everything and run the notebooks headlessly (venv, Docker, cluster, images)"
@@ -53,6 +53,9 @@ host:
 doctor: venv
 	$(LAB) doctor
 
+tools: venv
+	$(LAB) tools
+
 # CLUSTER_UP_FLAGS: e.g. --recreate (CI starts every run from a fresh cluster) or --workers 2.
 cluster: venv host
 	$(LAB) cluster up $(CLUSTER_UP_FLAGS)
@@ -80,7 +83,8 @@ endif
 
 test: test-unit test-cluster test-notebooks
 
-test-unit: venv
+# The chart's unit tests render it with the lab's helm.
+test-unit: venv tools
 	$(VPY) -m pytest tests/unit -q
 
 test-cluster: venv host cluster images

@@ -147,6 +147,27 @@ def _format_value(value) -> str:
 # ----------------------------------------------------------------------------------- images
 
 
+@cli.command("tools", context_settings=CONTEXT_SETTINGS)
+@_mode_option
+def tools_cmd(online: bool | None) -> None:
+    """Find, download or build kind, kubectl and helm at the lab's versions, and show where they are.
+
+    The lab never uses whatever kubectl is on PATH (it may be another version); put the printed
+    directories first on PATH to type the same commands the notebooks show.
+    """
+    from lab import tools
+
+    found = tools.ensure_all(_mode(online))
+    table = Table(title="the lab's tools", show_header=True)
+    for column in ("tool", "version", "path"):
+        table.add_column(column, overflow="fold")
+    for name, path in found.items():
+        table.add_row(name, escape(tools.version(name) or "?"), escape(str(path)))
+    console.print(table)
+    dirs = dict.fromkeys(str(path.parent) for path in found.values())
+    console.print(f"export PATH={escape(':'.join(dirs))}:$PATH", soft_wrap=True, highlight=False)
+
+
 @cli.group(context_settings=CONTEXT_SETTINGS)
 def images() -> None:
     """Build the images the lab uses."""

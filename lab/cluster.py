@@ -131,6 +131,9 @@ def wait_ready(context: str = config.KUBE_CONTEXT, timeout: float = READY_TIMEOU
 def up(workers: int = 0, mode: str = "auto", recreate: bool = False) -> ClusterInfo:
     """Create the lab cluster, or reuse a healthy one."""
     docker.require_engine()
+    # kind makes the cluster; kubectl and helm come with it because the notebooks, `lab deploy`
+    # and the tests all drive the cluster with them.
+    tools.ensure_all(mode)
     name, context = config.CLUSTER_NAME, config.KUBE_CONTEXT
     if exists(name):
         if recreate:
@@ -152,7 +155,6 @@ def up(workers: int = 0, mode: str = "auto", recreate: bool = False) -> ClusterI
     rendered = config.cache_dir() / f"kind-config-{name}.yaml"
     rendered.parent.mkdir(parents=True, exist_ok=True)
     rendered.write_text(yaml.safe_dump(render_config(workers, data_dir), sort_keys=False))
-    tools.ensure("kubectl")
     with step(f"kind create cluster {name} ({workers + 1} nodes, {image})"):
         _kind("create", "cluster", "--name", name, "--image", image, "--config", str(rendered),
               "--wait", "0s")

@@ -176,7 +176,10 @@ def ensure(name: str, online: bool | None = None) -> Path:
     return path
 
 
-def ensure_all(online: bool | None = None) -> dict[str, Path]:
+def ensure_all(mode: str = "auto") -> dict[str, Path]:
+    """Every tool the lab uses, found, downloaded or built. ``mode`` is "online" (download),
+    "offline" (build from Go modules) or "auto" (download when each tool's release answers)."""
+    online = None if mode == "auto" else mode == "online"
     return {name: ensure(name, online) for name in TOOLS}
 
 

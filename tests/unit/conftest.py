@@ -42,7 +42,7 @@ def helm() -> Path:
         pytest.fail(f"looking for helm failed: {type(error).__name__}: {error}", pytrace=False)
     if path is None:
         pytest.fail("helm is not installed: these tests need the helm binary "
-                    f"({config.HELM_VERSION}); `lab cluster up` provides it, or put helm on PATH",
+                    f"({config.HELM_VERSION}); `lab tools` provides it (`make test` runs it first)",
                     pytrace=False)
     return path
 

@@ -119,6 +119,19 @@ def test_cluster_status_prints_a_table(fake, monkeypatch):
     assert rows == {"name": "k8s-lab", "nodes": "control-plane, worker", "ready": "True"}
 
 
+@pytest.mark.parametrize("flags, mode", [([], "auto"), (["--offline"], "offline"), (["--online"], "online")])
+def test_tools_resolves_every_tool_and_prints_where(fake, flags, mode, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    paths = {name: tmp_path / name / "bin" / name for name in ("kind", "helm", "kubectl")}
+    mod = fake("tools", ensure_all=lambda mode: paths, version=lambda name: f"v-{name}")
+    result = CliRunner().invoke(cli, ["tools", *flags])
+    assert result.exit_code == 0, result.output
+    assert mod.calls[0] == ("ensure_all", (mode,), {})
+    for name, path in paths.items():
+        assert f"v-{name}" in result.output and str(path) in result.output
+    assert "export PATH=" + ":".join(str(p.parent) for p in paths.values()) + ":$PATH" in result.output
+
+
 def test_images_build_defaults_and_flags(fake):
     mod = fake("images", build=lambda **kw: ["k8s-lab/web:1", "k8s-lab/db:1"])
     runner = CliRunner()
