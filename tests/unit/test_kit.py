@@ -119,8 +119,26 @@ def test_too_little_disk_fails_before_building(monkeypatch, tmp_path):
         docker.require_free_space(100000, tmp_path)
 
 
+@pytest.mark.parametrize("mode", ["auto", "online", "offline"])
+def test_cluster_up_brings_every_tool_first(monkeypatch, mode):
+    # The chart's unit tests, `lab deploy` and the notebooks all need helm; a fresh machine once
+    # had a cluster but no helm because `cluster up` only fetched kind and kubectl.
+    calls = []
+    monkeypatch.setattr(docker, "require_engine", lambda: None)
+    monkeypatch.setattr(tools, "ensure_all", lambda mode: calls.append(mode))
+
+    def exists(name=config.CLUSTER_NAME):
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(cluster, "exists", exists)
+    with pytest.raises(RuntimeError, match="stop here"):
+        cluster.up(mode=mode)
+    assert calls == [mode]
+
+
 def test_broken_cluster_points_to_recreate(monkeypatch):
     monkeypatch.setattr(docker, "require_engine", lambda: None)
+    monkeypatch.setattr(tools, "ensure_all", lambda mode: {})
     monkeypatch.setattr(cluster, "exists", lambda name=config.CLUSTER_NAME: True)
     monkeypatch.setattr(cluster, "health", lambda context=config.KUBE_CONTEXT:
                         (False, "nodes not Ready: k8s-lab-control-plane", ["k8s-lab-control-plane"]))

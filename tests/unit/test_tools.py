@@ -114,3 +114,13 @@ def test_helm_template_honours_the_charts_kube_version(helm):
     old = run_helm(helm, "template", "k8s-lab", str(CHART), "--kube-version", "1.20.0")
     assert old.returncode != 0
     assert "chart requires kubeVersion" in old.stderr, old.stderr
+
+
+def test_make_test_unit_gets_the_tools_first():
+    # The chart tests above render with helm and fail without it; `make test` on a fresh machine
+    # reaches them before anything else has built helm.
+    makefile = (config.REPO_ROOT / "Makefile").read_text()
+    prerequisites = re.search(r"^test-unit:(.*)$", makefile, re.MULTILINE).group(1).split()
+    assert "tools" in prerequisites
+    assert re.search(r"^tools:.*\n\t\$\(LAB\) tools\b", makefile, re.MULTILINE)
+
