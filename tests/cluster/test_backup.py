@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 
 from lab import backup, config, deploy, kube
 from lab.errors import LabError
+from tests.support import helm, kubectl, lab_cli, say
 
 pytestmark = pytest.mark.cluster
 
@@ -44,29 +44,6 @@ CREATE PROCEDURE add_item(n VARCHAR(50)) INSERT INTO items (name, price) VALUES 
 CREATE EVENT cleanup ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM audit WHERE id < 0;
 CALL add_item('via-procedure');
 """
-
-
-def say(message: str) -> None:
-    print(f"[test_backup] {message}", file=sys.stderr, flush=True)
-
-
-def helm(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run(deploy.helm_cmd(*args), capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        pytest.fail(f"helm {' '.join(args[:3])} failed:\n{result.stderr}{result.stdout}", pytrace=False)
-    return result
-
-
-def kubectl(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-    result = subprocess.run(deploy.kubectl_cmd(*args), capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        pytest.fail(f"kubectl {' '.join(args)} failed:\n{result.stderr}", pytrace=False)
-    return result
-
-
-def lab_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, COLUMNS="200"), cwd=config.REPO_ROOT)
 
 
 def remove_everything() -> None:

@@ -8,14 +8,13 @@ them and fails on wrong expectations, and deletes the namespace at the end.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 
-from lab import checks, config, deploy, tools
+from lab import checks, config, deploy
+from tests.support import kubectl, run, say
 
 pytestmark = pytest.mark.cluster
 
@@ -98,23 +97,6 @@ kind: NetworkPolicy
 metadata: {{name: deny-ingress, namespace: {NS}}}
 spec: {{podSelector: {{}}, policyTypes: [Ingress]}}
 """
-
-
-def say(message: str) -> None:
-    print(f"[test_checks] {message}", file=sys.stderr, flush=True)
-
-
-def run(cmd: list[str], stdin: str | None = None, check: bool = True, timeout: float = 240):
-    result = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout,
-                            env=tools.env_with_tools())
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(cmd[:4])} ... failed ({result.returncode}):\n{result.stderr}{result.stdout}",
-                    pytrace=False)
-    return result
-
-
-def kubectl(*args: str, **kwargs):
-    return run(deploy.kubectl_cmd(*args), **kwargs)
 
 
 def uid(kind: str, name: str, namespace: str | None = NS) -> str:

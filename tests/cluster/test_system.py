@@ -14,8 +14,6 @@ import gzip
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -23,6 +21,7 @@ import uuid
 import pytest
 
 from lab import config, deploy, kube
+from tests.support import helm, kubectl, lab_cli, say
 
 pytestmark = pytest.mark.cluster
 
@@ -34,33 +33,6 @@ _META = re.compile(r'<meta name="([a-z-]+)" content="([^"]*)">')
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def say(message: str) -> None:
-    print(f"[test_system] {message}", file=sys.stderr, flush=True)
-
-
-def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 120):
-    result = subprocess.run(deploy.kubectl_cmd(*args), input=stdin, capture_output=True, text=True,
-                            timeout=timeout)
-    if check and result.returncode != 0:
-        pytest.fail(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}",
-                    pytrace=False)
-    return result
-
-
-def helm(*args: str, check: bool = True, timeout: float = 600):
-    result = subprocess.run(deploy.helm_cmd(*args), capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        pytest.fail(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}",
-                    pytrace=False)
-    return result
-
-
-def lab_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=config.REPO_ROOT)
 
 
 def credentials() -> dict[str, str]:

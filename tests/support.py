@@ -1,0 +1,49 @@
+"""Helpers the cluster tests share: the lab's own kubectl, helm and `lab` command, and progress
+lines. Not a test module (pytest collects only test_*.py); importable because pyproject puts the
+repository root on pytest's path.
+
+A failing command fails the test with its output and without a Python traceback: the command and
+what it printed are the whole story.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from lab import config, deploy, kube
+
+
+def say(message: str) -> None:
+    """A progress line on stderr (shown with `pytest -s`), named after the running test."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0].rsplit("/", 1)[-1]
+    print(f"[{test}] {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd: Sequence[str], *, stdin: str | None = None, check: bool = True,
+        timeout: float = 240) -> subprocess.CompletedProcess:
+    result = kube.run(cmd, what=" ".join(map(str, cmd[:4])), stdin=stdin, timeout=timeout)
+    if check and result.returncode != 0:
+        shown = " ".join([Path(str(cmd[0])).name, *map(str, cmd[1:6])])
+        pytest.fail(f"{shown} ... failed ({result.returncode}):\n{result.stderr}{result.stdout}", pytrace=False)
+    return result
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 180):
+    """The lab's kubectl against the lab's context."""
+    return run(deploy.kubectl_cmd(*args), stdin=stdin, check=check, timeout=timeout)
+
+
+def helm(*args: str, check: bool = True, timeout: float = 600):
+    """The lab's helm against the lab's context."""
+    return run(deploy.helm_cmd(*args), check=check, timeout=timeout)
+
+
+def lab_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """The `lab` command as a student runs it, in a wide terminal so that tables do not wrap."""
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, COLUMNS="200"), cwd=config.REPO_ROOT)
