@@ -99,11 +99,12 @@ def cluster() -> None:
 
 
 @cluster.command("up")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Number of worker nodes besides the control plane.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Number of worker nodes besides the control plane. Default: a running cluster "
+                   "keeps its size, a new one has none.")
 @_mode_option
 @click.option("--recreate", is_flag=True, help="Delete an existing cluster first.")
-def cluster_up(workers: int, online: bool | None, recreate: bool) -> None:
+def cluster_up(workers: int | None, online: bool | None, recreate: bool) -> None:
     """Create the cluster, or do nothing when it already runs."""
     from lab import cluster as lab_cluster
 

@@ -128,8 +128,11 @@ def wait_ready(context: str = config.KUBE_CONTEXT, timeout: float = READY_TIMEOU
     raise LabError("CoreDNS did not become ready", hint="kubectl -n kube-system describe pods")
 
 
-def up(workers: int = 0, mode: str = "auto", recreate: bool = False) -> ClusterInfo:
-    """Create the lab cluster, or reuse a healthy one."""
+def up(workers: int | None = None, mode: str = "auto", recreate: bool = False) -> ClusterInfo:
+    """Create the lab cluster, or reuse a healthy one.
+
+    ``workers=None`` takes a running cluster at whatever size it has (notebook 09 grows it) and
+    makes a new one with none; a number insists on that many worker nodes."""
     docker.require_engine()
     # kind makes the cluster; kubectl and helm come with it because the notebooks, `lab deploy`
     # and the tests all drive the cluster with them.
@@ -144,11 +147,12 @@ def up(workers: int = 0, mode: str = "auto", recreate: bool = False) -> ClusterI
             if not healthy:
                 raise LabError(f"cluster {name!r} exists but is broken: {reason}",
                                hint="`lab cluster up --recreate` deletes it and starts over")
-            if len(names) != workers + 1:
+            if workers is not None and len(names) != workers + 1:
                 raise LabError(f"cluster {name!r} has {len(names)} nodes, you asked for {workers + 1}",
                                hint="`lab cluster up --recreate --workers N` rebuilds it")
             info(f"reusing healthy cluster {name} ({len(names)} nodes)")
             return ClusterInfo(name, context, _node_image_of(name), names, created=False)
+    workers = workers or 0
     image = node_image(mode)
     data_dir = config.data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)

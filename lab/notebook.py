@@ -532,9 +532,7 @@ class Lab:
 
             image = docker.output(["inspect", "--format", "{{.Config.Image}}", f"{self.cluster}-control-plane"])
             return lab_cluster.ClusterInfo(self.cluster, self.context, image, names, created=False)
-        nodes = self.node_containers()
-        workers = max(len(nodes) - 1, 0)
-        return lab_cluster.up(workers=workers, mode=self.mode, recreate=False)
+        return lab_cluster.up(mode=self.mode, recreate=False)
 
     # -------------------------------------------------------------------------------- state
 

@@ -84,7 +84,7 @@ def test_cluster_up_defaults(fake):
     mod = fake("cluster", up=_info)
     result = CliRunner().invoke(cli, ["cluster", "up"])
     assert result.exit_code == 0, result.output
-    assert mod.calls == [("up", (), {"workers": 0, "mode": "auto", "recreate": False})]
+    assert mod.calls == [("up", (), {"workers": None, "mode": "auto", "recreate": False})]
     assert "cluster k8s-lab reused" in result.output
 
 

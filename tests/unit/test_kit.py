@@ -136,6 +136,30 @@ def test_cluster_up_brings_every_tool_first(monkeypatch, mode):
     assert calls == [mode]
 
 
+@pytest.fixture
+def healthy_three_nodes(monkeypatch):
+    nodes = ["k8s-lab-control-plane", "k8s-lab-worker", "k8s-lab-worker2"]
+    monkeypatch.setattr(docker, "require_engine", lambda: None)
+    monkeypatch.setattr(tools, "ensure_all", lambda mode: {})
+    monkeypatch.setattr(cluster, "exists", lambda name=config.CLUSTER_NAME: True)
+    monkeypatch.setattr(cluster, "_start_stopped_nodes", lambda name, context: None)
+    monkeypatch.setattr(cluster, "health", lambda context=config.KUBE_CONTEXT: (True, "all nodes Ready", nodes))
+    monkeypatch.setattr(cluster, "_node_image_of", lambda name: config.OFFLINE_NODE_IMAGE)
+    return nodes
+
+
+def test_cluster_up_without_workers_keeps_a_grown_cluster(healthy_three_nodes):
+    # Notebook 09 grows the cluster to three nodes; `make lab` or `make test` afterwards must reuse it.
+    info = cluster.up()
+    assert info.nodes == healthy_three_nodes and not info.created
+
+
+def test_cluster_up_with_other_workers_points_to_recreate(healthy_three_nodes):
+    with pytest.raises(LabError) as error:
+        cluster.up(workers=0)
+    assert "has 3 nodes, you asked for 1" in error.value.message and "--recreate" in error.value.hint
+
+
 def test_broken_cluster_points_to_recreate(monkeypatch):
     monkeypatch.setattr(docker, "require_engine", lambda: None)
     monkeypatch.setattr(tools, "ensure_all", lambda mode: {})
