@@ -45,13 +45,11 @@ def _hint_for(detail: str) -> str | None:
 
 
 def engine_ready() -> bool:
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
     try:
-        return subprocess.run([docker, "info"], capture_output=True, timeout=15).returncode == 0
-    except subprocess.TimeoutExpired:
+        require_engine()
+    except LabError:
         return False
+    return True
 
 
 def require_engine() -> None:

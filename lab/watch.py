@@ -35,7 +35,6 @@ from .images import WATCHER_IMAGE
 
 DAEMONSET = "watcher"
 CONTAINER = "watcher"
-COMMAND = ["k8s-lab-watcher"]
 SELECTOR = "app.kubernetes.io/component=watcher"
 CHART_TEMPLATES = ("templates/watcher/rbac.yaml", "templates/watcher/daemonset.yaml")
 
@@ -618,19 +617,16 @@ def ensure_image(mode: str = "auto", load: bool = True) -> str:
     return WATCHER_IMAGE
 
 
-def watcher_objects(namespace: str, image: str = WATCHER_IMAGE, env: dict[str, str] | None = None,
-                    command: Sequence[str] = COMMAND) -> list[dict]:
+def watcher_objects(namespace: str, image: str = WATCHER_IMAGE, env: dict[str, str] | None = None) -> list[dict]:
     """The watcher's ServiceAccount, Role, RoleBinding and DaemonSet for ``namespace``, rendered
-    from the chart (``helm template``), with extra environment variables for its container."""
+    from the chart's defaults (``helm template``), with extra environment variables for its container."""
     import yaml
 
     from . import tools
 
     helm = tools.ensure("helm")
     cmd = [str(helm), "template", "k8s-lab", str(config.REPO_ROOT / "chart"), "--namespace", namespace,
-           "--set", "watcher.enabled=true", "--set", "watcher.daemonset.enabled=true",
-           "--set", f"watcher.daemonset.image={image}",
-           "--set-json", f"watcher.daemonset.command={json.dumps(list(command))}"]
+           "--set", f"watcher.daemonset.image={image}"]
     for template in CHART_TEMPLATES:
         cmd += ["--show-only", template]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -26,9 +26,9 @@ def say(message: str) -> None:
 
 def run(cmd: Sequence[str], *, stdin: str | None = None, check: bool = True,
         timeout: float = 240) -> subprocess.CompletedProcess:
-    result = kube.run(cmd, what=" ".join(map(str, cmd[:4])), stdin=stdin, timeout=timeout)
+    shown = " ".join([Path(str(cmd[0])).name, *map(str, cmd[1:6])])
+    result = kube.run(cmd, what=shown, stdin=stdin, timeout=timeout)
     if check and result.returncode != 0:
-        shown = " ".join([Path(str(cmd[0])).name, *map(str, cmd[1:6])])
         pytest.fail(f"{shown} ... failed ({result.returncode}):\n{result.stderr}{result.stdout}", pytrace=False)
     return result
 
