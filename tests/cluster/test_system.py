@@ -67,8 +67,17 @@ def fetch(url: str = WEB_URL) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def spread(n: int = 30) -> tuple[collections.Counter, list[dict[str, str]]]:
-    pages = [fetch()[0] for _ in range(n)]
-    return collections.Counter(p["pod-ip"] for p in pages), pages
+    """n requests to the NodePort, once it routes to every ready web Pod: EndpointSlices and
+    kube-proxy follow a rollout by a moment, and `lab deploy` returns when the Pods are Ready."""
+    ready = {p["ip"] for p in web_pods().values()}
+
+    def sample():
+        pages = [fetch()[0] for _ in range(n)]
+        counts = collections.Counter(p["pod-ip"] for p in pages)
+        return (counts, pages) if set(counts) == ready else None
+
+    return kube.wait_until(sample, 30, interval=1,
+                           what=f"{n} requests to reach all of {sorted(ready)}")
 
 
 def ensure_images() -> None:
