@@ -1,12 +1,12 @@
-"""Benchmark of lab.backup: backup and verified restore of a ~100 MB database, against plain
+"""Benchmark of lab.ops.backup: backup and verified restore of a ~100 MB database, against plain
 mysqldump/mysql in the same run.
 
 It installs its own database (the chart's storage and database layers) in the namespace
 k8s-lab-backup-bench, fills a database `bench` by doubling a table with INSERT ... SELECT until
 its InnoDB data reaches --mb, then times, once each:
 
-  lab backup create         lab.backup.create (stats + mysqldump | gzip + checks + metadata)
-  lab restore + verify      lab.backup.restore --into a fresh database, then lab.backup.verify
+  lab backup create         lab.ops.backup.create (stats + mysqldump | gzip + checks + metadata)
+  lab restore + verify      lab.ops.backup.restore --into a fresh database, then lab.ops.backup.verify
   plain dump to file        kubectl exec mysqldump | gzip > file (no checks, no metadata)
   plain restore from file   gzip -dc file | kubectl exec mysql
   plain mysqldump | mysql   both inside the Pod, straight into another database
@@ -75,7 +75,7 @@ def remove() -> None:
 
 
 def install() -> backup.Database:
-    from lab import images
+    from lab.build import images
 
     image = images.image_names(images.resolve_mode("auto"))["database"]
     run(deploy.helm_cmd("upgrade", "--install", "k8s-lab", str(deploy.CHART_DIR), "--namespace", NS,

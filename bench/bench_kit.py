@@ -23,7 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("LAB_CLUSTER", "k8s-lab-bench")
 os.environ.setdefault("LAB_WEB_HOST_PORT", "30180")
 
-from lab import cluster, config, nodeimage, tools  # noqa: E402
+from lab import config  # noqa: E402
+from lab.build import nodeimage  # noqa: E402
+from lab.cluster import kind  # noqa: E402
+from lab.host import tools  # noqa: E402
 
 PLAIN_NAME = "k8s-lab-bench-plain"
 
@@ -52,7 +55,7 @@ def plain_kind(image: str) -> float:
     kind = str(tools.ensure("kind"))
     rendered = config.cache_dir() / "kind-config-bench.yaml"
     import yaml
-    rendered.write_text(yaml.safe_dump(cluster.render_config(0, config.data_dir())))
+    rendered.write_text(yaml.safe_dump(kind.render_config(0, config.data_dir())))
     # The plain cluster cannot share the host port with the benchmark's lab cluster; drop it.
     document = yaml.safe_load(rendered.read_text())
     document["nodes"][0].pop("extraPortMappings", None)
@@ -73,11 +76,11 @@ def main() -> None:
     args = parser.parse_args()
     node_image_build(cold=args.cold)
     image = nodeimage.build()
-    if cluster.exists():
-        cluster.down()
+    if kind.exists():
+        kind.down()
     lab_up = timed("warm `lab cluster up` (to nodes Ready + DNS)",
-                   lambda: cluster.up(mode="offline"))
-    cluster.down()
+                   lambda: kind.up(mode="offline"))
+    kind.down()
     plain = plain_kind(image)
     print(f"{'ratio lab/plain':<48} {lab_up / plain:8.2f} x   (target <= 1.20)")
 

@@ -1,4 +1,4 @@
-"""Benchmark of the connectivity probe (lab.probe).
+"""Benchmark of the connectivity probe (lab.ops.probe).
 
 A matrix of 6 sources x 4 destinations x 2 ports (48 cells) in a namespace of its own
 (k8s-lab-probe-bench, created and deleted here): 3 probe Pods with the web tier's policy labels

@@ -1,8 +1,8 @@
-"""Benchmark of the pod watcher and of lab.watch.
+"""Benchmark of the pod watcher and of lab.ops.eventlog.
 
 Prints, in one run:
   * parsing: synthetic watcher lines (written with the watcher's own code) per second into the
-    events DataFrame with ``lab.watch.parse_lines`` (target: at least 50k/s), and the time of
+    events DataFrame with ``lab.ops.eventlog.parse_lines`` (target: at least 50k/s), and the time of
     dedupe + lifecycles on the result;
   * memory of a watcher Pod after creating and deleting the Pods below, from its cgroup, read
     inside the Pod with ``kubectl exec`` (target: under 60 MiB; the kubelet's "working set" is
@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import config, watch  # noqa: E402
-from lab.kube import kubectl  # noqa: E402
+from lab.cluster.kube import kubectl  # noqa: E402
 
 NS = "k8s-lab-watch-bench"
 WATCHER_PATH = config.REPO_ROOT / "images" / "watcher" / "k8s_lab_watcher.py"
@@ -130,7 +130,7 @@ def percentile(values: list[float], q: float) -> float:
 def bench_cluster(n_pods: int, spacing_s: float) -> dict:
     from kubernetes import client
 
-    from lab import kube
+    from lab.cluster import kube
 
     core = kube.core()
     watch.ensure_image(load=True)

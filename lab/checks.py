@@ -369,10 +369,10 @@ def _notebook_name(explicit: str | None) -> str:
 
 
 def _apis(context: str | None = None):
-    """Kubernetes API groups for the context (clients are cached per context by lab.kube)."""
+    """Kubernetes API groups for the context (clients are cached per context by lab.cluster.kube)."""
     from kubernetes import client
 
-    from lab import kube
+    from lab.cluster import kube
 
     api = kube.api_client(_ctx(context))
 
@@ -398,7 +398,7 @@ def _describe_error(error: BaseException) -> str:
 def _tool_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     try:
-        from lab import tools
+        from lab.host import tools
     except Exception:  # noqa: BLE001 - tool versions are a courtesy
         return versions
     for name in ("kubectl", "helm", "kind"):
@@ -919,7 +919,7 @@ def networkpolicy_exists(name: str, policy_types: Iterable[str] | None = None, n
 
 
 def probe_matrix_clean(matrix: Any, column: str = "correct", show: int = 5) -> Result:
-    """Every row of a probe matrix (a pandas DataFrame from lab.probe, or a list of dicts) has
+    """Every row of a probe matrix (a pandas DataFrame from lab.ops.probe, or a list of dicts) has
     ``correct`` true: each observed reachability matches the expected one."""
     try:
         import pandas as pd
@@ -934,7 +934,7 @@ def probe_matrix_clean(matrix: Any, column: str = "correct", show: int = 5) -> R
     wrong = matrix[~matrix[column].fillna(False).astype(bool)]
     if len(wrong) == 0:
         return ok(f"all {len(matrix)} probes match the expected reachability")
-    # lab.probe's columns say what was probed; any other frame shows its first columns
+    # lab.ops.probe's columns say what was probed; any other frame shows its first columns
     others = [c for c in ("source", "destination", "port", "expected", "observed") if c in matrix.columns]
     others = others or [c for c in matrix.columns if c != column][:6]
     rows = ["; ".join(f"{c}={row[c]}" for c in others) for _, row in wrong.head(show).iterrows()]

@@ -63,7 +63,7 @@ def cli() -> None:
 @_mode_option
 def doctor(online: bool | None) -> None:
     """Check that this host can run the lab (Docker, tools, disk, memory, Python)."""
-    from lab import doctor as doc
+    from lab.host import doctor as doc
 
     checks = doc.run_checks(mode=_mode(online))
     table = Table(title="lab doctor")
@@ -106,7 +106,7 @@ def cluster() -> None:
 @click.option("--recreate", is_flag=True, help="Delete an existing cluster first.")
 def cluster_up(workers: int | None, online: bool | None, recreate: bool) -> None:
     """Create the cluster, or do nothing when it already runs."""
-    from lab import cluster as lab_cluster
+    from lab.cluster import kind as lab_cluster
 
     info = lab_cluster.up(workers=workers, mode=_mode(online), recreate=recreate)
     verb = "created" if info.created else "reused"
@@ -117,7 +117,7 @@ def cluster_up(workers: int | None, online: bool | None, recreate: bool) -> None
 @cluster.command("down")
 def cluster_down() -> None:
     """Delete the cluster (build caches are kept)."""
-    from lab import cluster as lab_cluster
+    from lab.cluster import kind as lab_cluster
 
     lab_cluster.down()
     console.print("[green]cluster deleted[/]")
@@ -126,7 +126,7 @@ def cluster_down() -> None:
 @cluster.command("status")
 def cluster_status() -> None:
     """Show the cluster's state."""
-    from lab import cluster as lab_cluster
+    from lab.cluster import kind as lab_cluster
 
     state = lab_cluster.status()
     table = Table(title="cluster status", show_header=True)
@@ -156,7 +156,7 @@ def tools_cmd(online: bool | None) -> None:
     The lab never uses whatever kubectl is on PATH (it may be another version); put the printed
     directories first on PATH to type the same commands the notebooks show.
     """
-    from lab import tools
+    from lab.host import tools
 
     found = tools.ensure_all(_mode(online))
     table = Table(title="the lab's tools", show_header=True)
@@ -180,7 +180,7 @@ def images() -> None:
               help="Load the built images into the kind cluster.")
 def images_build(online: bool | None, load: bool) -> None:
     """Build (or pull) the lab's images."""
-    from lab import images as lab_images
+    from lab.build import images as lab_images
 
     built = lab_images.build(mode=_mode(online), load=load)
     for ref in built:
@@ -207,7 +207,7 @@ def images_build(online: bool | None, load: bool) -> None:
               help="Seconds to wait for readiness.")
 def deploy_cmd(method: str | None, online: bool | None, delete: bool, wait: bool, timeout: int) -> None:
     """Install the whole lab system into the namespace k8s-assignment (or remove it)."""
-    from lab import deploy as lab_deploy
+    from lab.system import deploy as lab_deploy
 
     if delete:
         found = lab_deploy.undeploy(method, wait=wait, timeout=timeout)
@@ -335,7 +335,7 @@ def _print_verify(frame) -> None:
 @click.option("--level", type=click.IntRange(1, 9), default=6, show_default=True, help="gzip level.")
 def backup_create(database: str | None, namespace: str | None, directory: Path | None, level: int) -> None:
     """Dump DATABASE (default: every user database) into a timestamped .sql.gz with metadata."""
-    from lab import backup as lab_backup
+    from lab.ops import backup as lab_backup
 
     made = lab_backup.create(database, namespace=_namespace(namespace), directory=directory, level=level)
     meta = made.metadata
@@ -361,7 +361,7 @@ def backup_restore(file: str, namespace: str | None, directory: Path | None, int
     The file is checked (size, sha256, gzip -t, complete dump) before the database is touched;
     the target database is then replaced by the backup's content.
     """
-    from lab import backup as lab_backup
+    from lab.ops import backup as lab_backup
 
     ns = _namespace(namespace)
     result = lab_backup.restore(file, into=into, namespace=ns, directory=directory, replace=replace,
@@ -380,7 +380,7 @@ def backup_restore(file: str, namespace: str | None, directory: Path | None, int
 def backup_verify(file: str | None, namespace: str | None, directory: Path | None, into: str | None,
                   source: str | None) -> None:
     """Compare row counts and CHECKSUM TABLE per table with FILE's metadata (or --source)."""
-    from lab import backup as lab_backup
+    from lab.ops import backup as lab_backup
 
     _print_verify(lab_backup.verify(file, into=into, source=source, namespace=_namespace(namespace),
                                     directory=directory))
@@ -391,7 +391,7 @@ def backup_verify(file: str | None, namespace: str | None, directory: Path | Non
               help="Backup directory (default: <lab data dir>/backups).")
 def backup_list(directory: Path | None) -> None:
     """List the backups in the backup directory."""
-    from lab import backup as lab_backup
+    from lab.ops import backup as lab_backup
 
     frame = lab_backup.list_backups(directory)
     if frame.empty:
@@ -410,7 +410,7 @@ def backup_list(directory: Path | None) -> None:
 @click.option("--yes", is_flag=True, help="Really delete the Pod, the StatefulSet and the namespace.")
 def backup_drill(database: str | None, namespace: str | None, directory: Path | None, stages, yes: bool) -> None:
     """Disaster drill: delete the database Pod, its StatefulSet, then the namespace; recover each time."""
-    from lab import backup as lab_backup
+    from lab.ops import backup as lab_backup
 
     ns = _namespace(namespace)
     if not yes:
@@ -567,7 +567,7 @@ def probe_cmd(namespace: str | None, canary: bool) -> None:
     the kubectl command that reproduces each such cell.
     """
     from lab import config as lab_config
-    from lab import probe as lab_probe
+    from lab.ops import probe as lab_probe
 
     if canary:
         result = lab_probe.canary()
@@ -618,14 +618,15 @@ def events_cmd(namespace: str | None, since: str | None, csv_path: Path | None) 
     Reads every watcher Pod's log through the API. Times are UTC; the `+s` columns count seconds
     from the Pod's creation (Kubernetes keeps those times to the second).
     """
-    from lab import config, watch
+    from lab import config
+    from lab.ops import eventlog
 
     namespace = namespace or config.NAMESPACE
-    events = watch.load_events(namespace, since=since)
-    pods = watch.lifecycles(events)
+    events = eventlog.load_events(namespace, since=since)
+    pods = eventlog.lifecycles(events)
     if csv_path is not None:
-        watch.to_csv(events, csv_path)
-    rows = watch.pod_events(events)
+        eventlog.to_csv(events, csv_path)
+    rows = eventlog.pod_events(events)
     table = Table(title=f"Pods seen by the watcher in {namespace}"
                         + (f" since {since}" if since else ""))
     for column, justify in (("pod", "left"), ("namespace", "left"), ("node", "left"), ("phase", "left"),
@@ -638,7 +639,7 @@ def events_cmd(namespace: str | None, since: str | None, csv_path: Path | None) 
                       _offset(pod.to_ready_s), _offset(pod.lifetime_s), str(pod.events))
     console.print(table)
     kinds = rows["type"].value_counts()
-    counts = ", ".join(f"{kind} {int(kinds.get(kind, 0))}" for kind in watch.POD_TYPES if kinds.get(kind, 0))
+    counts = ", ".join(f"{kind} {int(kinds.get(kind, 0))}" for kind in eventlog.POD_TYPES if kinds.get(kind, 0))
     watchers = rows["session"].nunique()
     span = f"{_clock(rows['time'].min())}..{_clock(rows['time'].max())} UTC" if len(rows) else "no events"
     console.print(f"{len(pods)} Pod{'s' if len(pods) != 1 else ''}, {len(rows)} events "

@@ -9,7 +9,8 @@ from pathlib import Path
 
 # LAB_CLUSTER and LAB_WEB_HOST_PORT let a second cluster (a benchmark, an instructor's grading
 # cluster) run beside the lab's own without clashing over its name or host port.
-CLUSTER_NAME = os.environ.get("LAB_CLUSTER", "k8s-lab")
+DEFAULT_CLUSTER = "k8s-lab"
+CLUSTER_NAME = os.environ.get("LAB_CLUSTER", DEFAULT_CLUSTER)
 KUBE_CONTEXT = f"kind-{CLUSTER_NAME}"
 NAMESPACE = "k8s-assignment"
 WEB_NODEPORT = 30080
@@ -48,6 +49,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "k8s-lab"
 
 
-def data_dir() -> Path:
-    """Host directory mounted into every kind node for hostPath volumes and backups."""
-    return Path(os.environ.get("LAB_DATA_DIR", cache_dir() / "data"))
+def data_dir(cluster: str = CLUSTER_NAME) -> Path:
+    """Host directory that `cluster`'s nodes mount for hostPath volumes and backups.
+
+    Each cluster has its own, so a second cluster's volumes and backups never mix with the lab's.
+    LAB_DATA_DIR names the directory of the cluster that LAB_CLUSTER names."""
+    explicit = os.environ.get("LAB_DATA_DIR")
+    if explicit and cluster == CLUSTER_NAME:
+        return Path(explicit)
+    return cache_dir() / ("data" if cluster == DEFAULT_CLUSTER else f"data-{cluster}")

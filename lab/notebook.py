@@ -225,9 +225,10 @@ def _all(*results):
 
 
 def _cluster_answers(lab: "Lab"):
-    from lab import checks, kube
+    from lab import checks
+    from lab.cluster import kube
 
-    if lab.cluster not in _kind_contexts():
+    if lab.cluster.kind not in _kind_contexts():
         return checks.fail(f"there is no kubeconfig context {lab.context}: the cluster does not exist")
     try:
         nodes = kube.core(lab.context).list_node(_request_timeout=10).items
@@ -328,12 +329,12 @@ class Lab:
     @property
     def image_mode(self) -> str:
         """``online`` or ``offline`` (``auto`` asks whether a registry answers, once)."""
-        from lab.images import resolve_mode
+        from lab.build.images import resolve_mode
 
         return resolve_mode(self.mode)
 
     def images(self) -> dict[str, str]:
-        from lab.images import image_names
+        from lab.build.images import image_names
 
         return image_names(self.image_mode)
 
@@ -359,7 +360,7 @@ class Lab:
     # -------------------------------------------------------------------------------- tools
 
     def _tool(self, name: str) -> Path:
-        from lab import tools
+        from lab.host import tools
 
         path = tools.find(name)
         if path is None:
@@ -374,7 +375,7 @@ class Lab:
     def redact(self, text: str) -> str:
         secrets = set(self._secrets)
         try:
-            from lab import deploy
+            from lab.system import deploy
 
             secrets |= deploy._known_secrets()
         except Exception:  # noqa: BLE001 - redaction of the committed defaults is a courtesy
@@ -387,7 +388,7 @@ class Lab:
             show: bool = True, timeout: float = 120, what: str | None = None) -> Command:
         """Run a command, print ``$ shown`` and its (redacted) output; LabError when it fails and
         ``check`` is set."""
-        from lab import kube
+        from lab.cluster import kube
 
         if show:
             print(f"$ {shown}")
@@ -423,7 +424,7 @@ class Lab:
         shown = shown.replace(str(config.REPO_ROOT) + "/", "")  # chart/ as typed from the repository root
         if not progress:
             return self.run(argv, shown, check=check, show=show, timeout=timeout)
-        from lab import tools
+        from lab.host import tools
 
         if show:
             print(f"$ {shown}")
@@ -463,7 +464,7 @@ class Lab:
                          "--wait", "--timeout", f"{timeout}s", timeout=timeout + 60, progress=True)
 
     def docker(self, *args: str, check: bool = True, show: bool = True, timeout: float = 60) -> Command:
-        from lab import docker
+        from lab.host import docker
 
         return self.run([docker.executable(), *args], " ".join(["docker", *map(shlex.quote, args)]),
                         check=check, show=show, timeout=timeout)
@@ -474,7 +475,7 @@ class Lab:
         """The YAML that :meth:`apply` applies for ``path`` (a layer such as ``02-database`` or one
         file such as ``02-database/secret.yaml``, relative to manifests/): the mode's images, and
         for another namespace, rewritten for it."""
-        from lab import deploy
+        from lab.system import deploy
 
         full = Path(path) if Path(path).is_absolute() else MANIFESTS_DIR / path
         if not full.exists():
@@ -488,7 +489,7 @@ class Lab:
     def apply(self, path: str | Path) -> Command:
         """``kubectl apply`` of a manifest layer or file; prints the command a student would type."""
         text = self.render(path)
-        from lab import deploy
+        from lab.system import deploy
 
         self.remember_secret(*deploy._secret_values(d for d in yaml.safe_load_all(text) if d))
         rel = Path(path)
@@ -509,7 +510,7 @@ class Lab:
 
     def node_containers(self) -> list[str]:
         """The Docker containers that are this cluster's nodes (stopped ones included)."""
-        from lab import docker
+        from lab.host import docker
 
         if not docker.engine_ready():
             return []
@@ -521,14 +522,14 @@ class Lab:
         """The lab's ``lab cluster up``: reuse the running cluster (same number of nodes, stopped
         node containers restarted), create it when there is none. Never deletes or recreates.
         Another kind cluster named by the ``cluster`` parameter is only checked, not created."""
-        from lab import cluster as lab_cluster
+        from lab.cluster import kind as lab_cluster
 
         if self.cluster != config.CLUSTER_NAME:
             healthy, reason, names = lab_cluster.health(self.context)
             if not healthy:
                 raise LabError(f"cluster {self.cluster} is not usable: {reason}",
                                hint=f"the lab creates and repairs only its own cluster {config.CLUSTER_NAME!r}")
-            from lab import docker
+            from lab.host import docker
 
             image = docker.output(["inspect", "--format", "{{.Config.Image}}", f"{self.cluster}-control-plane"])
             return lab_cluster.ClusterInfo(self.cluster, self.context, image, names, created=False)
@@ -541,7 +542,7 @@ class Lab:
         ConfigMap, PersistentVolume, PersistentVolumeClaim, Deployment, StatefulSet, Namespace...)."""
         from kubernetes.client.exceptions import ApiException
 
-        from lab import kube
+        from lab.cluster import kube
 
         core, apps = kube.core(self.context), kube.apps(self.context)
         ns = namespace or self.namespace
@@ -573,7 +574,7 @@ class Lab:
         restarts, node, IP."""
         import pandas as pd
 
-        from lab import kube
+        from lab.cluster import kube
 
         items = kube.core(self.context).list_namespaced_pod(self.namespace, label_selector=selector,
                                                            _request_timeout=10).items
@@ -643,14 +644,14 @@ class Lab:
             raise LabError("Service web has no node port", hint="it must be of type NodePort")
         # kind publishes the control-plane node's port 30080 on the host (127.0.0.1:30080, or
         # $LAB_WEB_HOST_PORT for a second cluster): ask Docker where.
-        from lab import docker
+        from lab.host import docker
 
         mapped = docker.run(["port", f"{self.cluster}-control-plane", f"{port}/tcp"], check=False)
         lines = mapped.stdout.decode().split() if mapped.returncode == 0 and mapped.stdout else []
         if lines:
             host, _, host_port = lines[0].rpartition(":")
             return f"http://{host.strip('[]') or '127.0.0.1'}:{host_port}{path}"
-        from lab import kube
+        from lab.cluster import kube
 
         node = kube.core(self.context).list_node(_request_timeout=10).items[0]
         address = next(a.address for a in node.status.addresses if a.type == "InternalIP")
@@ -684,7 +685,7 @@ class Lab:
 
     def workload_summary(self) -> str:
         """One line: ready/wanted per Deployment, StatefulSet and DaemonSet of the namespace."""
-        from lab import kube
+        from lab.cluster import kube
 
         try:
             apps = kube.apps(self.context)
@@ -824,7 +825,7 @@ def helm_set_args(lab: Lab) -> list[str]:
     """The ``--set`` arguments every helm install/upgrade of the notebooks passes: the mode's images
     (as ``lab deploy --helm`` does) and, outside the default namespace, that namespace's
     PersistentVolume, host directory and node port (the one the web Service already has)."""
-    from lab import deploy
+    from lab.system import deploy
 
     args = deploy.helm_image_args(lab.image_mode)
     if not lab.default_namespace:

@@ -15,7 +15,9 @@ from typing import Sequence
 
 import pytest
 
-from lab import config, deploy, kube
+from lab import config
+from lab.system import deploy
+from lab.cluster import kube
 
 
 def say(message: str) -> None:

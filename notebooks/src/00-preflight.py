@@ -70,7 +70,7 @@ nb = notebook.start("00-preflight.ipynb", cluster=cluster, namespace=namespace, 
 # NBVAL_IGNORE_OUTPUT
 import pandas as pd
 
-from lab import doctor
+from lab.host import doctor
 
 host_checks = doctor.run_checks(mode=mode)
 pd.DataFrame([{"check": c.name, "status": c.status, "required": c.required, "detail": c.detail, "fix": c.fix}
@@ -124,7 +124,7 @@ def preflight_docker():
 # %% [markdown]
 # ## Step 3: the tools and their versions
 #
-# `lab.tools.ensure(NAME)` finds a tool at the pinned version: on `PATH` if the version there is
+# `lab.host.tools.ensure(NAME)` finds a tool at the pinned version: on `PATH` if the version there is
 # compatible, else in the lab cache; if it is nowhere, it downloads the official release (online) or
 # builds it from Go modules (offline). The first time this can take a while; afterwards it is instant.
 #
@@ -134,7 +134,8 @@ def preflight_docker():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from lab import config, tools
+from lab import config
+from lab.host import tools
 
 wanted = {"kind": config.KIND_VERSION, "kubectl": config.KUBERNETES_VERSION, "helm": config.HELM_VERSION}
 resolved = {name: tools.ensure(name) for name in wanted}
@@ -240,7 +241,7 @@ def preflight_version_skew():
 # ## Summary
 #
 # - The lab needs a Docker engine (kind nodes are containers), and kind, kubectl and helm at pinned
-#   versions, which it resolves itself (`lab.tools.ensure`).
+#   versions, which it resolves itself (`lab.host.tools.ensure`).
 # - A kubectl more than one minor version away from the API server is unsupported: do not trust
 #   the `kubectl` on `PATH` blindly.
 # - `lab doctor` shows all of this as a table; run it whenever something looks broken.

@@ -76,7 +76,7 @@ print(f"cluster {info.name}: {'created' if info.created else 'reused'}, {len(inf
 @checks.checkpoint("cluster.nodes-ready", points=2,
                    hint="`lab cluster status`; then `kubectl --context kind-k8s-lab describe nodes` shows why a node is not Ready")
 def cluster_nodes_ready():
-    from lab import kube
+    from lab.cluster import kube
 
     nodes = kube.core(nb.context).list_node(_request_timeout=10).items
     not_ready = [n.metadata.name for n in nodes if not kube.node_ready(n)]
@@ -115,7 +115,8 @@ nb.kubectl("version", namespaced=False);
 def cluster_api_version():
     from kubernetes import client
 
-    from lab import config, kube
+    from lab import config
+    from lab.cluster import kube
 
     version = client.VersionApi(kube.api_client(nb.context)).get_code(_request_timeout=10).git_version
     if version.split("+")[0] != config.KUBERNETES_VERSION:
@@ -142,7 +143,7 @@ nb.kubectl("get", "nodes", "-o", "wide", namespaced=False);
 # NBVAL_IGNORE_OUTPUT
 import pandas as pd
 
-from lab import kube
+from lab.cluster import kube
 
 nodes = kube.core(nb.context).list_node(_request_timeout=10).items
 node_table = pd.DataFrame([{
@@ -186,7 +187,7 @@ def cluster_database_node():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from lab import tools
+from lab.host import tools
 
 kind_bin = tools.ensure("kind")
 nb.run([kind_bin, "get", "clusters"], "kind get clusters")
@@ -214,7 +215,8 @@ nb.docker("exec", f"{nb.cluster}-control-plane", "crictl", "ps", "--namespace", 
 @checks.checkpoint("cluster.node-image", points=1,
                    hint="`docker ps --filter label=io.x-k8s.kind.cluster=k8s-lab`; a cluster made elsewhere can be rebuilt with `lab cluster up --recreate`")
 def cluster_node_image():
-    from lab import config, docker
+    from lab import config
+    from lab.host import docker
 
     images = {}
     for name in nb.node_containers():

@@ -277,7 +277,7 @@ nb.docker("exec", f"{nb.cluster}-control-plane", "ls", "-la", notebook.NODE_DATA
 def storage_host_directory():
     import secrets
 
-    from lab import docker
+    from lab.host import docker
 
     token = secrets.token_hex(8)
     marker = config.data_dir() / ".mount-check"

@@ -126,7 +126,7 @@ checks.checkpoint(
 # NBVAL_IGNORE_OUTPUT
 import pandas as pd
 
-from lab import kube
+from lab.cluster import kube
 
 
 def web_pods():

@@ -84,7 +84,7 @@ nb = notebook.start("05-network-policy.ipynb", cluster=cluster, namespace=namesp
 %matplotlib inline
 import pandas as pd
 
-from lab import probe
+from lab.ops import probe
 
 
 # the lab's canary namespace; a notebook run in another namespace (lab grade --execute) gets its own
@@ -197,7 +197,7 @@ open_df[["source", "source_group", "destination", "port", "expected", "observed"
 @checks.checkpoint("netpol.open", points=1,
                    hint="kubectl -n k8s-assignment get networkpolicies must list none; probe.report(open_df) shows the cells that did not connect")
 def netpol_open():
-    from lab import kube
+    from lab.cluster import kube
     from kubernetes import client
 
     left = client.NetworkingV1Api(kube.api_client(nb.context)).list_namespaced_network_policy(nb.namespace, _request_timeout=10).items
@@ -322,7 +322,7 @@ else:
 # NBVAL_IGNORE_OUTPUT
 from kubernetes import client
 
-from lab import kube
+from lab.cluster import kube
 
 networking = client.NetworkingV1Api(kube.api_client(nb.context))
 
@@ -432,7 +432,7 @@ checks.summary()
 # the canary removed its own namespace. To remove them (do **not** run it now):
 #
 # ```bash
-# kubectl -n k8s-assignment delete pod -l k8s-lab.probe/managed=true
+# kubectl -n k8s-assignment delete pod -l k8s-lab.ops.probe/managed=true
 # kubectl delete -f manifests/04-network-policy/       # the database is open again
 # ```
 #

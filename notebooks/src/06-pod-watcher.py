@@ -64,7 +64,8 @@ nb = notebook.start("06-pod-watcher.ipynb", cluster=cluster, namespace=namespace
 %matplotlib inline
 import pandas as pd
 
-from lab import kube, watch
+from lab.cluster import kube
+from lab.ops import eventlog
 
 core = kube.core(nb.context)
 apps = kube.apps(nb.context)
@@ -132,20 +133,20 @@ def watcher_rbac():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from lab import deploy
+from lab.system import deploy
 
-if deploy.missing_images([watch.WATCHER_IMAGE]):  # a cluster from before the watcher existed
-    watch.ensure_image(nb.mode, load=True)        # lab images build: builds what changed, loads into kind
+if deploy.missing_images([eventlog.WATCHER_IMAGE]):  # a cluster from before the watcher existed
+    eventlog.ensure_image(nb.mode, load=True)        # lab images build: builds what changed, loads into kind
 nb.apply("05-watcher/daemonset.yaml")
-nb.wait_for(lambda: checks.pods_on_every_node(watch.SELECTOR), "the watcher on every node", timeout=180,
+nb.wait_for(lambda: checks.pods_on_every_node(eventlog.SELECTOR), "the watcher on every node", timeout=180,
             hint=f"kubectl -n {nb.namespace} describe daemonset watcher")
 
 
 def watchers_listening():
     """Ready is not enough: each watcher Pod has listed its node's Pods (its `snapshot` status line)."""
-    names = {p.metadata.name for p in watch.watcher_pods(nb.namespace, nb.context) if p.metadata.deletion_timestamp is None}
-    lines = watch.load_events(nb.namespace, context=nb.context)
-    listed = set(lines.loc[(lines["type"] == watch.STATUS_TYPE) & (lines["status"] == "snapshot"), "watcher"].astype(str))
+    names = {p.metadata.name for p in eventlog.watcher_pods(nb.namespace, nb.context) if p.metadata.deletion_timestamp is None}
+    lines = eventlog.load_events(nb.namespace, context=nb.context)
+    listed = set(lines.loc[(lines["type"] == eventlog.STATUS_TYPE) & (lines["status"] == "snapshot"), "watcher"].astype(str))
     waiting = sorted(names - listed)
     if waiting:
         return checks.fail(f"waiting for the first snapshot of {', '.join(waiting)}")
@@ -154,7 +155,7 @@ def watchers_listening():
 
 nb.wait_for(watchers_listening, "the watchers' snapshots", timeout=120, interval=1)
 nb.kubectl("get", "daemonset", "watcher", "-o", "wide")
-nb.kubectl("get", "pods", "-l", watch.SELECTOR, "-o", "wide");
+nb.kubectl("get", "pods", "-l", eventlog.SELECTOR, "-o", "wide");
 
 # %% [markdown]
 # **Checkpoint.** A ready watcher Pod runs on every node.
@@ -164,7 +165,7 @@ nb.kubectl("get", "pods", "-l", watch.SELECTOR, "-o", "wide");
 @checks.checkpoint("watcher.daemonset", points=2,
                    hint="kubectl -n k8s-assignment describe daemonset watcher; kubectl -n k8s-assignment logs daemonset/watcher")
 def watcher_daemonset():
-    everywhere = checks.pods_on_every_node(watch.SELECTOR)
+    everywhere = checks.pods_on_every_node(eventlog.SELECTOR)
     if not everywhere.passed:
         return everywhere
     return checks.ok("a ready watcher Pod runs on every node", everywhere.uids)
@@ -185,13 +186,13 @@ def watcher_daemonset():
 nb.kubectl("logs", "daemonset/watcher", "--tail=3");
 
 # %% [markdown]
-# `watch.load_events` reads every watcher Pod's log through the API and parses the lines into a
+# `eventlog.load_events` reads every watcher Pod's log through the API and parses the lines into a
 # DataFrame with proper types: times as UTC datetimes, repeated strings as categories, `ready` as a
 # nullable boolean. One row per line, duplicates removed.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-events = watch.load_events(nb.namespace, context=nb.context)
+events = eventlog.load_events(nb.namespace, context=nb.context)
 print(events.dtypes.to_string())
 events[["time", "type", "pod", "phase", "node", "ready", "resource_version", "watcher_node"]].tail(8)
 
@@ -203,7 +204,7 @@ events[["time", "type", "pod", "phase", "node", "ready", "resource_version", "wa
 @checks.checkpoint("watcher.snapshot", points=1,
                    hint="kubectl -n k8s-assignment logs daemonset/watcher; a Pod missing from every watcher's log means a watcher does not see its node")
 def watcher_snapshot():
-    seen = set(watch.pod_events(watch.load_events(nb.namespace, context=nb.context))["uid"].dropna())
+    seen = set(eventlog.pod_events(eventlog.load_events(nb.namespace, context=nb.context))["uid"].dropna())
     running = [p for p in core.list_namespaced_pod(nb.namespace, _request_timeout=10).items
                if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
     missing = sorted(p.metadata.name for p in running if p.metadata.uid not in seen)
@@ -280,14 +281,14 @@ print(f"web Pods before: {len(before)}, after: {len(after)}, kept all along: {le
 # %%
 # NBVAL_IGNORE_OUTPUT
 def step_events():
-    return watch.load_events(nb.namespace, since=started.isoformat(), context=nb.context)
+    return eventlog.load_events(nb.namespace, since=started.isoformat(), context=nb.context)
 
 
 def deletions_logged():
-    pods = watch.pod_events(step_events())
+    pods = eventlog.pod_events(step_events())
     web = pods[pods["pod"].str.startswith("web-")]
     created = set(web.loc[web["type"] == "ADDED", "uid"])
-    deleted = set(web.loc[watch.is_deletion(web), "uid"])
+    deleted = set(web.loc[eventlog.is_deletion(web), "uid"])
     expected_gone = (before | created) - after
     missing = expected_gone - deleted
     if victim_uid not in deleted or missing:
@@ -297,7 +298,7 @@ def deletions_logged():
 
 nb.wait_for(deletions_logged, "the watchers' lines about this step", timeout=120, interval=1)
 events = step_events()
-web_events = watch.pod_events(events)[watch.pod_events(events)["pod"].str.startswith("web-")]
+web_events = eventlog.pod_events(events)[eventlog.pod_events(events)["pod"].str.startswith("web-")]
 print(f"{len(events)} lines since {started}, {len(web_events)} about web Pods")
 
 # %% [markdown]
@@ -309,10 +310,10 @@ print(f"{len(events)} lines since {started}, {len(web_events)} about web Pods")
 @checks.checkpoint("watcher.events", points=2,
                    hint="run step 4 again; kubectl -n k8s-assignment logs daemonset/watcher | grep DELETED")
 def watcher_events():
-    pods = watch.pod_events(step_events())
+    pods = eventlog.pod_events(step_events())
     web = pods[pods["pod"].str.startswith("web-")]
     added = web[web["type"] == "ADDED"].groupby("uid").size()
-    deleted = web[watch.is_deletion(web)].groupby("uid").size()
+    deleted = web[eventlog.is_deletion(web)].groupby("uid").size()
     if len(added) < 3:
         return checks.fail(f"{len(added)} web Pods created in step 4; expected at least 3 (2 by scaling, 1 replacement)")
     if (added > 1).any() or (deleted > 1).any():
@@ -343,13 +344,13 @@ story = events[events["uid"] == victim_uid]
 story[["time", "type", "phase", "ready", "scheduled_at", "ready_at", "deleting", "resource_version"]]
 
 # %% [markdown]
-# From lines to **lifecycles**: `watch.lifecycles` makes one row per Pod with the time it was
+# From lines to **lifecycles**: `eventlog.lifecycles` makes one row per Pod with the time it was
 # created, scheduled, initialized, ready, asked to be deleted and gone, and the seconds from
 # creation to each.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-lifecycles = watch.lifecycles(events)
+lifecycles = eventlog.lifecycles(events)
 web_lives = lifecycles[lifecycles["pod"].str.startswith("web-")]
 web_lives[["pod", "node", "phase", "created", "ready", "deletion_requested", "deleted", "to_scheduled_s", "to_ready_s",
            "lifetime_s"]]
@@ -363,7 +364,7 @@ web_lives[["pod", "node", "phase", "created", "ready", "deletion_requested", "de
 # NBVAL_IGNORE_OUTPUT
 from matplotlib import dates as mdates
 
-figure = watch.timeline(web_lives, events, title="web Pods during step 4")
+figure = eventlog.timeline(web_lives, events, title="web Pods during step 4")
 figure.axes[0].set_xlim(mdates.date2num((started - pd.Timedelta(seconds=2)).tz_convert(None)),
                         mdates.date2num((events["time"].max() + pd.Timedelta(seconds=2)).tz_convert(None)))
 figure
@@ -375,9 +376,9 @@ figure
 # %%
 # NBVAL_CHECK_OUTPUT
 @checks.checkpoint("watcher.lifecycles", points=2,
-                   hint="watch.lifecycles(events) needs the events of step 4 (events = step_events())")
+                   hint="eventlog.lifecycles(events) needs the events of step 4 (events = step_events())")
 def watcher_lifecycles():
-    lives = watch.lifecycles(step_events())
+    lives = eventlog.lifecycles(step_events())
     new = lives[lives["pod"].str.startswith("web-") & lives["created"].ge(started)]
     if len(new) < 3:
         return checks.fail(f"{len(new)} lifecycles of web Pods created in step 4; expected at least 3")
@@ -414,7 +415,7 @@ to_ready.describe()
 @checks.checkpoint("watcher.to-ready", points=2,
                    hint="filter lifecycles to web Pods with created >= started, then .set_index('pod')['to_ready_s']")
 def watcher_to_ready():
-    lives = watch.lifecycles(step_events())
+    lives = eventlog.lifecycles(step_events())
     new = lives[lives["pod"].str.startswith("web-") & lives["created"].ge(started)].set_index("pod")["to_ready_s"]
     if len(to_ready) == 0:
         return checks.fail("to_ready is empty: compute it in the exercise cell")
@@ -481,8 +482,8 @@ print("\nwatch from resourceVersion 1:", f"{gone.status} {gone.reason}" if gone 
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-status_lines = watch.load_events(nb.namespace, context=nb.context)
-status_lines = status_lines[status_lines["type"] == watch.STATUS_TYPE]
+status_lines = eventlog.load_events(nb.namespace, context=nb.context)
+status_lines = status_lines[status_lines["type"] == eventlog.STATUS_TYPE]
 status_lines.groupby(["watcher_node", "status"], observed=True).size().unstack(fill_value=0)
 
 # %% [markdown]

@@ -61,7 +61,7 @@ nb = notebook.start("08-backup.ipynb", cluster=cluster, namespace=namespace, mod
                     requires=("01", "02", "03", "04", "07"))
 
 # %% [markdown]
-# `lab.backup` (and `lab backup ...` in the shell) does the work; it runs `mysqldump` and `mysql`
+# `lab.ops.backup` (and `lab backup ...` in the shell) does the work; it runs `mysqldump` and `mysql`
 # in the database Pod with `kubectl exec`, the root password travelling on stdin, never on a
 # command line. Its progress lines are quieted inside the checkpoints.
 
@@ -74,11 +74,13 @@ import time
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from lab import backup, config, kube, progress
+from lab import config, progress
+from lab.ops import backup
+from lab.cluster import kube
 from lab.errors import LabError
 
 if nb.context != config.KUBE_CONTEXT:
-    raise LabError(f"lab.backup works on the lab's own cluster ({config.KUBE_CONTEXT}), not {nb.context}",
+    raise LabError(f"lab.ops.backup works on the lab's own cluster ({config.KUBE_CONTEXT}), not {nb.context}",
                    hint=f"run this notebook with cluster = {config.CLUSTER_NAME!r}")
 
 

@@ -75,8 +75,12 @@ if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from lab import config, deploy, images, kube, watch
-from lab import cluster as lab_cluster
+from lab import config
+from lab.system import deploy
+from lab.build import images
+from lab.cluster import kube
+from lab.ops import eventlog
+from lab.cluster import kind as lab_cluster
 
 DB_LABEL = lab_cluster.DATABASE_NODE_LABEL
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
@@ -118,7 +122,7 @@ node_table()
 # ## Step 1: enough nodes
 #
 # We need the control plane plus `workers` workers. When the cluster has fewer, it is created again
-# with them: `lab.cluster.up(workers=workers, recreate=True)`, the same as
+# with them: `lab.cluster.kind.up(workers=workers, recreate=True)`, the same as
 #
 # ```bash
 # lab cluster up --recreate --workers 2      # kind delete cluster, then kind create cluster with 3 nodes
@@ -182,7 +186,7 @@ def sched_nodes():
 # %%
 # NBVAL_IGNORE_OUTPUT
 local_images = sorted({ref for ref in images.image_names(nb.mode).values() if ref.startswith("k8s-lab/")}
-                      | {watch.WATCHER_IMAGE})
+                      | {eventlog.WATCHER_IMAGE})
 missing = deploy.missing_images(local_images)
 if recreated or missing:
     print("missing on the nodes:", missing or "(a new cluster: all of them)")
@@ -358,7 +362,7 @@ checks.checkpoint(
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.wait_for(lambda: checks.pods_on_every_node(watch.SELECTOR), "a watcher Pod on every node", timeout=180,
+nb.wait_for(lambda: checks.pods_on_every_node(eventlog.SELECTOR), "a watcher Pod on every node", timeout=180,
             hint=f"kubectl -n {nb.namespace} describe daemonset watcher")
 nb.kubectl("get", "daemonset", "watcher", "-o", "wide")
 nb.kubectl("get", "pods", "-l", "app.kubernetes.io/component=watcher", "-o", "wide");
@@ -371,10 +375,10 @@ nb.kubectl("get", "pods", "-l", "app.kubernetes.io/component=watcher", "-o", "wi
 @checks.checkpoint("sched.watcher-everywhere", points=2,
                    hint="kubectl -n k8s-assignment describe daemonset watcher (its tolerations); kubectl get nodes -o custom-columns=NAME:.metadata.name,TAINTS:.spec.taints")
 def sched_watcher_everywhere():
-    everywhere = checks.pods_on_every_node(watch.SELECTOR)
+    everywhere = checks.pods_on_every_node(eventlog.SELECTOR)
     if not everywhere.passed:
         return everywhere
-    pods = watch.watcher_pods(nb.namespace, nb.context)
+    pods = eventlog.watcher_pods(nb.namespace, nb.context)
     on_control_plane = [p.metadata.name for p in pods for n in nodes()
                         if p.spec.node_name == n.metadata.name and is_control_plane(n)]
     if not on_control_plane:

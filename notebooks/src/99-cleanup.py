@@ -68,7 +68,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab import backup, config, kube
+from lab import config
+from lab.ops import backup
+from lab.cluster import kube
 
 
 def cluster_answers():
@@ -114,7 +116,7 @@ elif release_exists():
     print("the release holds:", ", ".join(f"{n} {k}" for k, n in kinds.value_counts().sort_index().items()))
     nb.helm("uninstall", notebook.RELEASE)
 elif nb.read("Namespace", nb.namespace) is not None:
-    from lab import deploy
+    from lab.system import deploy
 
     print("no Helm release: deleting the manifests' objects, last layer first")
     for layer in reversed(deploy.layers()):
@@ -314,7 +316,7 @@ def cleanup_no_leftovers():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from lab import cluster as lab_cluster
+from lab.cluster import kind as lab_cluster
 
 if down and nb.cluster != config.CLUSTER_NAME:
     raise LabError(f"down = True deletes only the lab's own cluster {config.CLUSTER_NAME!r}, not {nb.cluster!r}",

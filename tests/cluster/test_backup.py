@@ -1,4 +1,4 @@
-"""lab.backup on the real cluster (issue 5): round trip, refused bad files, a backup while the
+"""lab.ops.backup on the real cluster (issue 5): round trip, refused bad files, a backup while the
 database is down, and the disaster drill.
 
 The module installs its own database with the Helm chart (only the storage and database layers)
@@ -14,7 +14,10 @@ import time
 
 import pytest
 
-from lab import backup, config, deploy, kube
+from lab import config
+from lab.ops import backup
+from lab.system import deploy
+from lab.cluster import kube
 from lab.errors import LabError
 from tests.support import helm, kubectl, lab_cli, say
 
@@ -60,7 +63,7 @@ def remove_everything() -> None:
 
 
 def database_image() -> str:
-    from lab import images
+    from lab.build import images
 
     mode = images.resolve_mode(MODE)
     image = images.image_names(mode)["database"]

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from lab import checks, config, deploy
+from lab import checks, config
+from lab.system import deploy
 from tests.support import kubectl, run, say
 
 pytestmark = pytest.mark.cluster

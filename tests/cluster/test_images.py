@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import images
-from lab.docker import image_label
+from lab.build import images
+from lab.host.docker import image_label
 
 pytestmark = pytest.mark.cluster
 
@@ -28,7 +28,7 @@ PROBE = images.PROBE_IMAGE
 
 
 def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Not lab.docker.run: these tests read docker's output as text, and a failure must show
+    """Not lab.host.docker.run: these tests read docker's output as text, and a failure must show
     stdout too, where a container run with --rm says what went wrong."""
     proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

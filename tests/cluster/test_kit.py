@@ -12,8 +12,11 @@ import uuid
 import pytest
 from kubernetes import client
 
-from lab import cluster, config, images, kube
-from lab.kube import kubectl, wait_until as eventually
+from lab import config
+from lab.cluster import kind
+from lab.build import images
+from lab.cluster import kube
+from lab.cluster.kube import kubectl, wait_until as eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -187,7 +190,7 @@ def test_hostpath_pvc_survives_pod_deletion(namespace, lab_images):
     core = kube.core()
     token = uuid.uuid4().hex[:8]
     pv_name = f"kit-pv-{token}"
-    node_dir = f"{cluster.NODE_DATA_PATH}/test/{pv_name}"
+    node_dir = f"{kind.NODE_DATA_PATH}/test/{pv_name}"
     core.create_persistent_volume(client.V1PersistentVolume(
         metadata=client.V1ObjectMeta(name=pv_name, labels={"kit": token}),
         spec=client.V1PersistentVolumeSpec(

@@ -1,4 +1,4 @@
-"""lab.probe on the real cluster, in a namespace of its own (never the lab's).
+"""lab.ops.probe on the real cluster, in a namespace of its own (never the lab's).
 
 A small stand-in for the deployed system: two web Pods (the web image, nginx on 80) and a
 "database" Pod (the probe image with `nc -lk -p 3306`), with the lab's labels and Service names,
@@ -15,7 +15,11 @@ from click.testing import CliRunner
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from lab import config, images, kube, probe, tools
+from lab import config
+from lab.build import images
+from lab.cluster import kube
+from lab.ops import probe
+from lab.host import tools
 
 pytestmark = pytest.mark.cluster
 

@@ -1,6 +1,6 @@
 """The deployed lab system on the real kind cluster (issue 4).
 
-The module installs the system itself with lab.deploy (Helm first, then the plain manifests) and
+The module installs the system itself with lab.system.deploy (Helm first, then the plain manifests) and
 removes it at the end; the host's data directory (database files, backups) is kept. The tests
 run in file order and share the deployment: run with -x.
 
@@ -20,7 +20,9 @@ import uuid
 
 import pytest
 
-from lab import config, deploy, kube
+from lab import config
+from lab.system import deploy
+from lab.cluster import kube
 from tests.support import helm, kubectl, lab_cli, say
 
 pytestmark = pytest.mark.cluster
@@ -81,7 +83,7 @@ def spread(n: int = 30) -> tuple[collections.Counter, list[dict[str, str]]]:
 
 
 def ensure_images() -> None:
-    from lab import images
+    from lab.build import images
 
     mode = images.resolve_mode(MODE)
     local = sorted({r for r in images.image_names(mode).values() if r.startswith("k8s-lab/")})
@@ -361,7 +363,7 @@ def test_network_policy_admits_web_pods_only(system):
 
     (Runs late, against the manifests deployment: it needs the CNI to enforce NetworkPolicy.)
     """
-    from lab import images
+    from lab.build import images
 
     probe = images.image_names(MODE)["probe"]
     outcomes = {}

@@ -14,8 +14,9 @@ import time
 import pytest
 from kubernetes import client
 
-from lab import kube, watch
-from lab.kube import kubectl, wait_until as eventually
+from lab.cluster import kube
+from lab.ops import eventlog
+from lab.cluster.kube import kubectl, wait_until as eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -25,14 +26,14 @@ TRANSITIONS = ("ADDED", "MODIFIED", "DELETED", "RESYNC")
 
 def every_watcher_snapshotted(lines: list[str]) -> bool:
     """One watcher per node: on a multi-node cluster each must be watching before Pods start."""
-    pods = {p.metadata.name for p in watch.watcher_pods(NS) if p.status.phase == "Running"}
+    pods = {p.metadata.name for p in eventlog.watcher_pods(NS) if p.status.phase == "Running"}
     done = {json.loads(line).get("watcher") for line in lines if '"status":"snapshot"' in line}
     return bool(pods) and pods <= done
 
 
 @pytest.fixture(scope="module")
 def watcher_image() -> str:
-    return watch.ensure_image(load=True)
+    return eventlog.ensure_image(load=True)
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +49,10 @@ def namespace():
 def deployed(namespace, watcher_image):
     """deployed(env) puts the watcher into the namespace; it is removed after the test."""
     def deploy(env: dict[str, str] | None = None) -> None:
-        watch.deploy_watcher(namespace, image=watcher_image, env=env, timeout=180)
+        eventlog.deploy_watcher(namespace, image=watcher_image, env=env, timeout=180)
     yield deploy
-    watch.remove_watcher(namespace, wait=True)
-    eventually(lambda: not watch.watcher_pods(namespace), timeout=120, what="watcher Pods to go away")
+    eventlog.remove_watcher(namespace, wait=True)
+    eventually(lambda: not eventlog.watcher_pods(namespace), timeout=120, what="watcher Pods to go away")
 
 
 def sleeper_pod(name: str, label: str) -> client.V1Pod:
@@ -61,7 +62,7 @@ def sleeper_pod(name: str, label: str) -> client.V1Pod:
         spec=client.V1PodSpec(
             termination_grace_period_seconds=5,
             containers=[client.V1Container(
-                name="main", image=watch.WATCHER_IMAGE, image_pull_policy="IfNotPresent",
+                name="main", image=eventlog.WATCHER_IMAGE, image_pull_policy="IfNotPresent",
                 command=["sh", "-c", 'trap "exit 0" TERM; sleep 3600 & wait'],
                 resources=client.V1ResourceRequirements(requests={"cpu": "1m", "memory": "4Mi"}))]))
 
@@ -113,19 +114,19 @@ class IndependentWatch:
 
     def stop(self) -> None:
         self._stop.set()
-        watch.abort_stream(self._response)
+        eventlog.abort_stream(self._response)
         self._thread.join(10)
         assert not self._thread.is_alive()
 
 
 def transition_rows(events, uids):
-    rows = watch.pod_events(events)
+    rows = eventlog.pod_events(events)
     return rows[rows["uid"].isin(list(uids)) & rows["type"].isin(TRANSITIONS)]
 
 
 def test_each_transition_is_logged_exactly_once(deployed):
     deployed()
-    eventually(lambda: every_watcher_snapshotted(watch.read_logs(NS)), timeout=60,
+    eventually(lambda: every_watcher_snapshotted(eventlog.read_logs(NS)), timeout=60,
                what="every watcher's snapshot")
     independent = IndependentWatch("once").start()
     names = [f"once-{i}" for i in range(4)]
@@ -136,7 +137,7 @@ def test_each_transition_is_logged_exactly_once(deployed):
     kubectl("-n", NS, "wait", "--for=delete", "pod", "-l", "test=once", "--timeout=120s", timeout=130)
 
     def all_deleted_logged():
-        events = watch.parse_lines(watch.read_logs(NS))
+        events = eventlog.parse_lines(eventlog.read_logs(NS))
         deleted = set(events.loc[events["type"] == "DELETED", "uid"])
         return [events] if uids <= deleted else None
 
@@ -154,7 +155,7 @@ def test_each_transition_is_logged_exactly_once(deployed):
         # Each Pod is reported only by the watcher on its own node (multi-node clusters too).
         assert mine["type"].iloc[-1] == "DELETED"
         assert (mine["node"].astype(str) == mine["watcher_node"].astype(str)).all(), mine
-    pods = watch.lifecycles(watch.dedupe(events)).set_index("uid").loc[sorted(uids)]
+    pods = eventlog.lifecycles(eventlog.dedupe(events)).set_index("uid").loc[sorted(uids)]
     for column in ("created", "scheduled", "initialized", "ready", "deletion_requested", "deleted"):
         assert pods[column].notna().all(), column
     assert (pods["created"] <= pods["scheduled"]).all() and (pods["scheduled"] <= pods["ready"]).all()
@@ -164,11 +165,11 @@ def test_each_transition_is_logged_exactly_once(deployed):
 
 def final_state_problems(lines: list[str], uids: set[str], label: str) -> list[str]:
     """What the watcher's lines get wrong about the Pods compared with a list (empty: nothing)."""
-    events = watch.dedupe(watch.fill_restart_gaps(watch.parse_lines(lines)))
-    rows = watch.pod_events(events)
+    events = eventlog.dedupe(eventlog.fill_restart_gaps(eventlog.parse_lines(lines)))
+    rows = eventlog.pod_events(events)
     rows = rows[rows["uid"].isin(list(uids))]
     last = rows.groupby("uid", sort=False).tail(1).set_index("uid")
-    gone = watch.is_deletion(last)
+    gone = eventlog.is_deletion(last)
     listed = {p.metadata.uid: p for p in kube.core().list_namespaced_pod(NS, label_selector=f"test={label}").items}
     problems = []
     for uid in sorted(uids):
@@ -192,7 +193,7 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(deployed
     deployed({"WATCH_TIMEOUT_SECONDS": "2", "WATCHER_TEST_STALE_RESOURCE_VERSION": "1",
               "WATCHER_TEST_RELIST_DELAY_SECONDS": "1"})
     uids: set[str] = set()
-    with watch.LogFollower(NS) as follower:
+    with eventlog.LogFollower(NS) as follower:
         eventually(lambda: every_watcher_snapshotted(follower.lines), timeout=60,
                    what="every watcher's snapshot")
         steps, live = 24, 10  # each Pod lives 10 steps, longer than a watcher takes to come back
@@ -202,11 +203,11 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(deployed
                 delete(f"churn-{step - live}")
             # One watcher per node: every one of them goes through the same trouble.
             if step == 6:  # the watcher's process is killed: its container restarts in the same Pod
-                for pod in watch.watcher_pods(NS):
-                    kubectl("-n", NS, "exec", pod.metadata.name, "-c", watch.CONTAINER, "--", "sh", "-c",
+                for pod in eventlog.watcher_pods(NS):
+                    kubectl("-n", NS, "exec", pod.metadata.name, "-c", eventlog.CONTAINER, "--", "sh", "-c",
                             "kill 1")
             if step == 15:  # its Pod is deleted: the DaemonSet makes a new one
-                for pod in watch.watcher_pods(NS):
+                for pod in eventlog.watcher_pods(NS):
                     delete(pod.metadata.name)
             time.sleep(0.8)
         kubectl("-n", NS, "wait", "--for=condition=Ready", *[f"pod/churn-{i}" for i in range(steps - live, steps)],
@@ -224,7 +225,7 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(deployed
     problems = final_state_problems(lines, uids, "churn")
     assert not problems, problems
     unique = list(dict.fromkeys(lines))  # the same line read twice is a read, not a second event
-    events = watch.parse_lines(unique)
+    events = eventlog.parse_lines(unique)
     rows = transition_rows(events, uids)
     duplicated = rows[rows.duplicated(["uid", "resource_version"], keep=False)]
     assert duplicated.empty, duplicated[["time", "type", "change", "pod", "resource_version", "session"]]
@@ -235,7 +236,7 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(deployed
     summary = {"sessions": sessions, "expired": int((status["status"] == "expired").sum()),
                "relisted": int((status["status"] == "relisted").sum()),
                "resync_rows": int((rows["type"] == "RESYNC").sum()),
-               "inferred": int(watch.fill_restart_gaps(events)["inferred"].sum()),
+               "inferred": int(eventlog.fill_restart_gaps(events)["inferred"].sum()),
                "pods": len(uids)}
     stopped_at = status.loc[status["status"] == "stopped", "time"].sort_values().tolist()
     snapshots_at = status.loc[status["status"] == "snapshot", "time"].sort_values().tolist()

@@ -34,7 +34,8 @@ def write_notebook(directory: Path, name: str, cells: list[str], parameters: str
 @pytest.fixture(scope="session")
 def helm() -> Path:
     """The lab's helm binary; the tests that render the chart FAIL without it, they never skip."""
-    from lab import config, tools
+    from lab import config
+    from lab.host import tools
 
     try:
         path = tools.find("helm")

@@ -1,4 +1,4 @@
-"""lab.backup without a cluster: names and timestamps, file checks, metadata, listing, and the
+"""lab.ops.backup without a cluster: names and timestamps, file checks, metadata, listing, and the
 create/restore control flow against a stand-in database that runs its scripts locally."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lab import backup
+from lab.ops import backup
 from lab.cli import cli
 from lab.errors import LabError
 

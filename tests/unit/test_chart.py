@@ -1,6 +1,6 @@
 """The Helm chart in chart/ and the manifests in manifests/ describe the same system.
 
-Needs the helm binary (no cluster): when `lab.tools.find("helm")` finds none these tests FAIL,
+Needs the helm binary (no cluster): when `lab.host.tools.find("helm")` finds none these tests FAIL,
 they never skip.
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import config, deploy
+from lab import config
+from lab.system import deploy
 
 CHART = config.REPO_ROOT / "chart"
 RELEASE = "k8s-lab"

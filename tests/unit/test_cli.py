@@ -1,6 +1,7 @@
 """The `lab` command line: help everywhere, arguments reach the library, LabError stays short."""
 from __future__ import annotations
 
+import importlib
 import types
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 
 import lab
 from lab.cli import cli, main
-from lab.cluster import ClusterInfo
+from lab.cluster.kind import ClusterInfo
 from lab.errors import LabError
 
 
@@ -68,8 +69,9 @@ def fake(monkeypatch):
                 module.calls.append((_name, args, kwargs))
                 return _fn(*args, **kwargs)
             setattr(module, fname, recorder)
+        package, _, leaf = f"lab.{name}".rpartition(".")
         monkeypatch.setitem(__import__("sys").modules, f"lab.{name}", module)
-        monkeypatch.setattr(lab, name, module, raising=False)
+        monkeypatch.setattr(importlib.import_module(package), leaf, module, raising=False)
         return module
 
     return install
@@ -81,7 +83,7 @@ def _info(**kw):
 
 
 def test_cluster_up_defaults(fake):
-    mod = fake("cluster", up=_info)
+    mod = fake("cluster.kind", up=_info)
     result = CliRunner().invoke(cli, ["cluster", "up"])
     assert result.exit_code == 0, result.output
     assert mod.calls == [("up", (), {"workers": None, "mode": "auto", "recreate": False})]
@@ -90,21 +92,21 @@ def test_cluster_up_defaults(fake):
 
 @pytest.mark.parametrize("flags, mode", [(["--offline"], "offline"), (["--online"], "online")])
 def test_cluster_up_passes_flags(fake, flags, mode):
-    mod = fake("cluster", up=_info)
+    mod = fake("cluster.kind", up=_info)
     result = CliRunner().invoke(cli, ["cluster", "up", "--workers", "2", "--recreate", *flags])
     assert result.exit_code == 0, result.output
     assert mod.calls == [("up", (), {"workers": 2, "mode": mode, "recreate": True})]
 
 
 def test_cluster_up_rejects_negative_workers(fake):
-    mod = fake("cluster", up=lambda **kw: None)
+    mod = fake("cluster.kind", up=lambda **kw: None)
     result = CliRunner().invoke(cli, ["cluster", "up", "--workers", "-1"])
     assert result.exit_code == 2
     assert mod.calls == []
 
 
 def test_cluster_down(fake):
-    mod = fake("cluster", down=lambda: None)
+    mod = fake("cluster.kind", down=lambda: None)
     result = CliRunner().invoke(cli, ["cluster", "down"])
     assert result.exit_code == 0, result.output
     assert mod.calls == [("down", (), {})]
@@ -112,7 +114,7 @@ def test_cluster_down(fake):
 
 def test_cluster_status_prints_a_table(fake, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")
-    fake("cluster", status=lambda: {"name": "k8s-lab", "nodes": ["control-plane", "worker"], "ready": True})
+    fake("cluster.kind", status=lambda: {"name": "k8s-lab", "nodes": ["control-plane", "worker"], "ready": True})
     result = CliRunner().invoke(cli, ["cluster", "status"])
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.output.splitlines() if line.count("│") == 3}
@@ -123,7 +125,7 @@ def test_cluster_status_prints_a_table(fake, monkeypatch):
 def test_tools_resolves_every_tool_and_prints_where(fake, flags, mode, tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     paths = {name: tmp_path / name / "bin" / name for name in ("kind", "helm", "kubectl")}
-    mod = fake("tools", ensure_all=lambda mode: paths, version=lambda name: f"v-{name}")
+    mod = fake("host.tools", ensure_all=lambda mode: paths, version=lambda name: f"v-{name}")
     result = CliRunner().invoke(cli, ["tools", *flags])
     assert result.exit_code == 0, result.output
     assert mod.calls[0] == ("ensure_all", (mode,), {})
@@ -133,7 +135,7 @@ def test_tools_resolves_every_tool_and_prints_where(fake, flags, mode, tmp_path,
 
 
 def test_images_build_defaults_and_flags(fake):
-    mod = fake("images", build=lambda **kw: ["k8s-lab/web:1", "k8s-lab/db:1"])
+    mod = fake("build.images", build=lambda **kw: ["k8s-lab/web:1", "k8s-lab/db:1"])
     runner = CliRunner()
     first = runner.invoke(cli, ["images", "build"])
     second = runner.invoke(cli, ["images", "build", "--offline", "--no-load"])
@@ -150,7 +152,7 @@ def test_lab_error_is_printed_without_traceback(fake):
     def boom():
         raise LabError("kind is not installed", "run `lab cluster up --offline` to build it")
 
-    fake("cluster", down=boom)
+    fake("cluster.kind", down=boom)
     result = CliRunner().invoke(cli, ["cluster", "down"])
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
@@ -164,7 +166,7 @@ def test_lab_error_without_hint_prints_one_line(fake):
     def boom(**kwargs):
         raise LabError("no [registry] answers")  # square brackets are not rich markup
 
-    fake("images", build=boom)
+    fake("build.images", build=boom)
     result = CliRunner().invoke(cli, ["images", "build"])
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["error: no [registry] answers"]
@@ -174,7 +176,7 @@ def test_other_exceptions_are_not_swallowed(fake):
     def broken():
         raise RuntimeError("a bug")
 
-    fake("cluster", down=broken)
+    fake("cluster.kind", down=broken)
     result = CliRunner().invoke(cli, ["cluster", "down"])
     assert result.exit_code == 1
     assert isinstance(result.exception, RuntimeError)

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 import lab
-from lab import doctor
+from lab.host import doctor
 from lab.cli import cli
-from lab.doctor import GIB, Check
+from lab.host.doctor import GIB, Check
 
 
 def script(bin_dir: Path, name: str, body: str) -> Path:
@@ -62,10 +62,10 @@ def test_docker_that_hangs_times_out(fake_path):
 
 @pytest.fixture
 def fake_tools(monkeypatch, fake_path):
-    """A lab.tools that finds executables on the fake PATH."""
+    """A lab.host.tools that finds executables on the fake PATH."""
     import shutil
 
-    module = types.ModuleType("lab.tools")
+    module = types.ModuleType("lab.host.tools")
 
     def find(name):
         found = shutil.which(name)
@@ -73,8 +73,8 @@ def fake_tools(monkeypatch, fake_path):
 
     module.find = find
     module.version = lambda name: f"{name} v9.9.9" if find(name) else None
-    monkeypatch.setitem(sys.modules, "lab.tools", module)
-    monkeypatch.setattr(lab, "tools", module, raising=False)
+    monkeypatch.setitem(sys.modules, "lab.host.tools", module)
+    monkeypatch.setattr(lab.host, "tools", module, raising=False)
     return fake_path
 
 
@@ -87,8 +87,8 @@ def test_tool_found_and_missing(fake_tools):
 
 
 def test_tool_unknown_when_lab_tools_cannot_be_imported(monkeypatch):
-    monkeypatch.setitem(sys.modules, "lab.tools", None)  # makes `from lab import tools` raise ImportError
-    monkeypatch.delattr(lab, "tools", raising=False)
+    monkeypatch.setitem(sys.modules, "lab.host.tools", None)  # makes `from lab import tools` raise ImportError
+    monkeypatch.delattr(lab.host, "tools", raising=False)
     check = doctor.check_tool("kubectl")
     assert not check.ok and not check.required
     assert check.detail.startswith("unknown")

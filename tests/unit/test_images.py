@@ -1,4 +1,4 @@
-"""lab.images without Docker: modes, names, input hashing, apt sources, guards."""
+"""lab.build.images without Docker: modes, names, input hashing, apt sources, guards."""
 from __future__ import annotations
 
 import http.server
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import docker, images
+from lab.host import docker
+from lab.build import images
 from lab.errors import LabError
 
 SOURCES = [

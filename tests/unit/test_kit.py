@@ -3,24 +3,29 @@ from __future__ import annotations
 
 import pytest
 
-from lab import cluster, config, docker, gobuild, nodeimage, tools
+from lab import config
+from lab.cluster import kind
+from lab.host import docker
+from lab.host import gobuild
+from lab.build import nodeimage
+from lab.host import tools
 from lab.errors import LabError
 
 
 def test_single_node_config_maps_nodeport_and_data_dir(tmp_path):
-    document = cluster.render_config(0, tmp_path)
+    document = kind.render_config(0, tmp_path)
     assert [n["role"] for n in document["nodes"]] == ["control-plane"]
     control = document["nodes"][0]
     assert control["extraPortMappings"][0]["hostPort"] == config.WEB_NODEPORT
     assert control["extraPortMappings"][0]["listenAddress"] == "127.0.0.1"
     assert control["extraMounts"] == [{"hostPath": str(tmp_path),
-                                       "containerPath": cluster.NODE_DATA_PATH}]
-    assert control["labels"] == {cluster.DATABASE_NODE_LABEL: "true"}
+                                       "containerPath": kind.NODE_DATA_PATH}]
+    assert control["labels"] == {kind.DATABASE_NODE_LABEL: "true"}
     assert "worker" not in document
 
 
 def test_workers_get_the_mount_and_the_first_worker_gets_the_database(tmp_path):
-    document = cluster.render_config(2, tmp_path)
+    document = kind.render_config(2, tmp_path)
     roles = [n["role"] for n in document["nodes"]]
     assert roles == ["control-plane", "worker", "worker"]
     assert all(n["extraMounts"][0]["hostPath"] == str(tmp_path) for n in document["nodes"])
@@ -30,22 +35,22 @@ def test_workers_get_the_mount_and_the_first_worker_gets_the_database(tmp_path):
 
 def test_negative_workers_rejected(tmp_path):
     with pytest.raises(LabError, match="--workers"):
-        cluster.render_config(-1, tmp_path)
+        kind.render_config(-1, tmp_path)
 
 
 @pytest.mark.parametrize("bounding, lacks", [("000001fffeffffff", True), ("000001ffffffffff", False)])
 def test_sys_resource_detection(tmp_path, bounding, lacks):
     status = tmp_path / "status"
     status.write_text(f"Name:\tx\nCapBnd:\t{bounding}\n")
-    assert cluster.host_lacks_sys_resource(status) is lacks
+    assert kind.host_lacks_sys_resource(status) is lacks
 
 
 def test_oom_patch_follows_the_host(tmp_path, monkeypatch):
-    monkeypatch.setattr(cluster, "host_lacks_sys_resource", lambda: True)
-    assert cluster.render_config(0, tmp_path)["containerdConfigPatches"] == [
-        cluster.RESTRICT_OOM_SCORE_ADJ]
-    monkeypatch.setattr(cluster, "host_lacks_sys_resource", lambda: False)
-    assert "containerdConfigPatches" not in cluster.render_config(0, tmp_path)
+    monkeypatch.setattr(kind, "host_lacks_sys_resource", lambda: True)
+    assert kind.render_config(0, tmp_path)["containerdConfigPatches"] == [
+        kind.RESTRICT_OOM_SCORE_ADJ]
+    monkeypatch.setattr(kind, "host_lacks_sys_resource", lambda: False)
+    assert "containerdConfigPatches" not in kind.render_config(0, tmp_path)
 
 
 def test_kind_constants_resolve_concatenations(tmp_path):
@@ -97,7 +102,7 @@ def test_no_docker_says_what_to_install(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert docker.engine_ready() is False
     with pytest.raises(LabError) as error:
-        cluster.up()
+        kind.up()
     assert "docker.io" in error.value.hint
 
 
@@ -108,7 +113,7 @@ def test_a_stopped_engine_fails_with_its_own_complaint(monkeypatch, tmp_path):
     stub.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(LabError) as error:
-        cluster.up()
+        kind.up()
     assert "Cannot connect to the Docker daemon" in error.value.message
     assert "scripts/setup-host" in error.value.hint
 
@@ -130,9 +135,9 @@ def test_cluster_up_brings_every_tool_first(monkeypatch, mode):
     def exists(name=config.CLUSTER_NAME):
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(cluster, "exists", exists)
+    monkeypatch.setattr(kind, "exists", exists)
     with pytest.raises(RuntimeError, match="stop here"):
-        cluster.up(mode=mode)
+        kind.up(mode=mode)
     assert calls == [mode]
 
 
@@ -141,31 +146,31 @@ def healthy_three_nodes(monkeypatch):
     nodes = ["k8s-lab-control-plane", "k8s-lab-worker", "k8s-lab-worker2"]
     monkeypatch.setattr(docker, "require_engine", lambda: None)
     monkeypatch.setattr(tools, "ensure_all", lambda mode: {})
-    monkeypatch.setattr(cluster, "exists", lambda name=config.CLUSTER_NAME: True)
-    monkeypatch.setattr(cluster, "_start_stopped_nodes", lambda name, context: None)
-    monkeypatch.setattr(cluster, "health", lambda context=config.KUBE_CONTEXT: (True, "all nodes Ready", nodes))
-    monkeypatch.setattr(cluster, "_node_image_of", lambda name: config.OFFLINE_NODE_IMAGE)
+    monkeypatch.setattr(kind, "exists", lambda name=config.CLUSTER_NAME: True)
+    monkeypatch.setattr(kind, "_start_stopped_nodes", lambda name, context: None)
+    monkeypatch.setattr(kind, "health", lambda context=config.KUBE_CONTEXT: (True, "all nodes Ready", nodes))
+    monkeypatch.setattr(kind, "_node_image_of", lambda name: config.OFFLINE_NODE_IMAGE)
     return nodes
 
 
 def test_cluster_up_without_workers_keeps_a_grown_cluster(healthy_three_nodes):
     # Notebook 09 grows the cluster to three nodes; `make lab` or `make test` afterwards must reuse it.
-    info = cluster.up()
+    info = kind.up()
     assert info.nodes == healthy_three_nodes and not info.created
 
 
 def test_cluster_up_with_other_workers_points_to_recreate(healthy_three_nodes):
     with pytest.raises(LabError) as error:
-        cluster.up(workers=0)
+        kind.up(workers=0)
     assert "has 3 nodes, you asked for 1" in error.value.message and "--recreate" in error.value.hint
 
 
 def test_broken_cluster_points_to_recreate(monkeypatch):
     monkeypatch.setattr(docker, "require_engine", lambda: None)
     monkeypatch.setattr(tools, "ensure_all", lambda mode: {})
-    monkeypatch.setattr(cluster, "exists", lambda name=config.CLUSTER_NAME: True)
-    monkeypatch.setattr(cluster, "health", lambda context=config.KUBE_CONTEXT:
+    monkeypatch.setattr(kind, "exists", lambda name=config.CLUSTER_NAME: True)
+    monkeypatch.setattr(kind, "health", lambda context=config.KUBE_CONTEXT:
                         (False, "nodes not Ready: k8s-lab-control-plane", ["k8s-lab-control-plane"]))
     with pytest.raises(LabError) as error:
-        cluster.up()
+        kind.up()
     assert "broken" in error.value.message and "--recreate" in error.value.hint

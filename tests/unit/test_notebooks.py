@@ -276,7 +276,7 @@ def test_manifests_for_the_lab_namespace_are_unchanged():
 
 
 def test_manifests_for_another_namespace():
-    from lab import deploy
+    from lab.system import deploy
 
     for layer in deploy.layers():
         text = notebook.rewrite_namespace(deploy.render_layer(layer, "offline"), "grade-alice")

@@ -1,4 +1,4 @@
-"""lab.probe without a cluster: the probe script, its output, expectations, the engine's retries
+"""lab.ops.probe without a cluster: the probe script, its output, expectations, the engine's retries
 (with a fake exec), the DataFrame, the heatmap, the report and the `lab probe` command."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from lab import probe
+from lab.ops import probe
 from lab.errors import LabError
 
 # --------------------------------------------------------------------------------- the script

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import config, gobuild, tools
+from lab import config
+from lab.host import gobuild
+from lab.host import tools
 from lab.errors import LabError
 
 CHART = config.REPO_ROOT / "chart"

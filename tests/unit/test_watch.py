@@ -1,6 +1,6 @@
-"""The pod watcher program (images/watcher/) and lab.watch, without a cluster.
+"""The pod watcher program (images/watcher/) and lab.ops.eventlog, without a cluster.
 
-The watcher's loop runs against a scripted fake CoreV1Api; lab.watch parses lines that the
+The watcher's loop runs against a scripted fake CoreV1Api; lab.ops.eventlog parses lines that the
 watcher's own code writes, so the two sides agree on the format.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from lab import config, watch
+from lab import config
+from lab.ops import eventlog
 from lab.errors import LabError
 
 WATCHER_PATH = config.REPO_ROOT / "images" / "watcher" / "k8s_lab_watcher.py"
@@ -363,7 +364,7 @@ def test_stop_between_events_finishes_the_current_line():
     assert records(out)[-1]["status"] == "stopped"
 
 
-# ------------------------------------------------------------------------- lines for lab.watch
+# ------------------------------------------------------------------------- lines for lab.ops.eventlog
 
 
 class Feed:
@@ -421,9 +422,9 @@ def test_parse_lines_gives_typed_columns_and_skips_what_is_not_a_watcher_line():
     lines = lifecycle_feed().lines
     noisy = ["", "Traceback (most recent call last):", '{"type": "SOMETHING"}', "{broken", "[1, 2]",
              lines[2].encode(), *lines]
-    events = watch.parse_lines(noisy)
+    events = eventlog.parse_lines(noisy)
     assert len(events) == len(lines) + 1  # the bytes line counts too
-    assert list(events.columns) == list(watch.COLUMNS)
+    assert list(events.columns) == list(eventlog.COLUMNS)
     dtypes = events.dtypes.astype(str)
     assert dtypes["time"] == dtypes["created"] == dtypes["ready_at"] == "datetime64[ns, UTC]"
     for column in ("type", "change", "namespace", "phase", "node", "watcher_node", "session", "status"):
@@ -431,7 +432,7 @@ def test_parse_lines_gives_typed_columns_and_skips_what_is_not_a_watcher_line():
     for column in ("pod", "uid", "pod_ip", "resource_version", "detail"):
         assert isinstance(events[column].dtype, pd.StringDtype), column
     assert dtypes["ready"] == "boolean" and dtypes["inferred"] == "bool"
-    rows = watch.pod_events(events).drop_duplicates("resource_version")
+    rows = eventlog.pod_events(events).drop_duplicates("resource_version")
     assert [None if pd.isna(x) else bool(x) for x in rows["ready"]][:3] == [None, False, True]
     ready = rows[rows["resource_version"] == "4"].iloc[0]
     assert ready["time"] == pd.Timestamp("2024-05-01T12:00:05Z")
@@ -442,36 +443,36 @@ def test_parse_lines_gives_typed_columns_and_skips_what_is_not_a_watcher_line():
 
 
 def test_parse_lines_of_nothing_has_the_columns_and_dtypes():
-    empty = watch.parse_lines([])
-    assert list(empty.columns) == list(watch.COLUMNS) and empty.empty
+    empty = eventlog.parse_lines([])
+    assert list(empty.columns) == list(eventlog.COLUMNS) and empty.empty
     assert str(empty["time"].dtype) == "datetime64[ns, UTC]"
-    assert watch.lifecycles(empty).empty
+    assert eventlog.lifecycles(empty).empty
 
 
 def test_times_with_offsets_or_odd_forms_fall_back_to_pandas():
     line = json.loads(lifecycle_feed().lines[2])
     line["created"] = "2024-05-01T14:00:00+02:00"
-    events = watch.parse_lines([json.dumps(line)])
+    events = eventlog.parse_lines([json.dumps(line)])
     assert events.loc[0, "created"] == pd.Timestamp("2024-05-01T12:00:00Z")
 
 
 def test_dedupe_keeps_one_row_per_uid_resource_version_and_type():
     lines = lifecycle_feed().lines
-    twice = watch.parse_lines(lines + lines[3:5])
-    deduped = watch.dedupe(twice)
+    twice = eventlog.parse_lines(lines + lines[3:5])
+    deduped = eventlog.dedupe(twice)
     assert len(deduped) == len(lines)
     assert deduped["time"].is_monotonic_increasing
-    keys = watch.pod_events(deduped)[["uid", "resource_version", "type"]]
+    keys = eventlog.pod_events(deduped)[["uid", "resource_version", "type"]]
     assert not keys.duplicated().any()
     # the same state as SNAPSHOT (a restarted watcher) and as MODIFIED is two rows
     f = lifecycle_feed()
     f.at(20).emit("SNAPSHOT", pod("job", 7, ready=None, phase="Pending", created="2024-05-01T12:00:11Z"))
-    assert len(watch.dedupe(watch.parse_lines(f.lines))) == len(lines) + 1
+    assert len(eventlog.dedupe(eventlog.parse_lines(f.lines))) == len(lines) + 1
 
 
 def test_lifecycles_from_conditions_and_events():
-    events = watch.dedupe(watch.parse_lines(lifecycle_feed().lines))
-    pods = watch.lifecycles(events).set_index("pod")
+    events = eventlog.dedupe(eventlog.parse_lines(lifecycle_feed().lines))
+    pods = eventlog.lifecycles(events).set_index("pod")
     web = pods.loc["web"]
     t = lambda s: pd.Timestamp(f"2024-05-01T12:00:{s:02d}Z")  # noqa: E731
     assert (web["created"], web["scheduled"], web["initialized"], web["ready"]) == (t(0), t(1), t(2), t(4))
@@ -480,8 +481,8 @@ def test_lifecycles_from_conditions_and_events():
     assert (web["to_scheduled_s"], web["to_ready_s"], web["lifetime_s"]) == (1.0, 4.0, 10.0)
     job = pods.loc["job"]
     assert pd.isna(job["ready"]) and pd.isna(job["deleted"]) and job["phase"] == "Pending"
-    assert list(watch.lifecycles(events).columns) == list(watch.LIFECYCLE_COLUMNS)
-    assert watch.lifecycles(events)["pod"].tolist() == ["web", "job"]  # by creation
+    assert list(eventlog.lifecycles(events).columns) == list(eventlog.LIFECYCLE_COLUMNS)
+    assert eventlog.lifecycles(events)["pod"].tolist() == ["web", "job"]  # by creation
 
 
 def test_a_resync_deletion_ends_a_lifecycle():
@@ -489,7 +490,7 @@ def test_a_resync_deletion_ends_a_lifecycle():
     f.at(0).emit("SNAPSHOT", pod("a", 2))
     f.at(4).emit("RESYNC", {**pod("a", 2), "metadata": {**pod("a", 2)["metadata"], "resourceVersion": "9"}},
                  change="DELETED")
-    pods = watch.lifecycles(watch.parse_lines(f.lines))
+    pods = eventlog.lifecycles(eventlog.parse_lines(f.lines))
     assert pods.loc[0, "deleted"] == pd.Timestamp("2024-05-01T12:00:04Z")
 
 
@@ -516,59 +517,59 @@ def restart_feeds():
 
 
 def test_fill_restart_gaps_infers_deletions_missed_between_two_watchers():
-    events = watch.fill_restart_gaps(watch.parse_lines(restart_feeds()))
+    events = eventlog.fill_restart_gaps(eventlog.parse_lines(restart_feeds()))
     inferred = events[events["inferred"]]
     assert inferred["pod"].tolist() == ["gone-in-gap"]
     row = inferred.iloc[0]
     assert (row["type"], row["change"], row["session"], row["watcher"]) == ("RESYNC", "DELETED", "new", "watcher-new")
     assert row["time"] == pd.Timestamp("2024-05-01T12:00:10Z") and row["resource_version"] == "10"
-    pods = watch.lifecycles(watch.dedupe(events)).set_index("pod")
+    pods = eventlog.lifecycles(eventlog.dedupe(events)).set_index("pod")
     assert pods.loc["gone-in-gap", "deleted"] == pd.Timestamp("2024-05-01T12:00:10Z")
     assert pd.isna(pods.loc["keep", "deleted"]) and pd.isna(pods.loc["elsewhere", "deleted"])
     # nothing to infer from one watcher, or when nothing went missing
-    single = watch.parse_lines(lifecycle_feed().lines)
-    assert watch.fill_restart_gaps(single) is single
-    assert watch.fill_restart_gaps(events.iloc[:0]).empty
+    single = eventlog.parse_lines(lifecycle_feed().lines)
+    assert eventlog.fill_restart_gaps(single) is single
+    assert eventlog.fill_restart_gaps(events.iloc[:0]).empty
 
 
 def test_load_events_parses_fills_dedupes_and_cuts_at_since():
     lines = restart_feeds()
-    events = watch.load_events(lines=lines + lines[:5])
+    events = eventlog.load_events(lines=lines + lines[:5])
     assert events["inferred"].sum() == 1
-    assert not watch.pod_events(events)[["uid", "resource_version", "type"]].duplicated().any()
-    later = watch.load_events(lines=lines, since="2024-05-01T12:00:05Z")
+    assert not eventlog.pod_events(events)[["uid", "resource_version", "type"]].duplicated().any()
+    later = eventlog.load_events(lines=lines, since="2024-05-01T12:00:05Z")
     assert later["time"].min() >= pd.Timestamp("2024-05-01T12:00:05Z")
 
 
 def test_parse_since():
     now = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-    assert watch.parse_since("90s", now) == pd.Timestamp("2024-05-01T11:58:30Z")
-    assert watch.parse_since("1h30m", now) == pd.Timestamp("2024-05-01T10:30:00Z")
-    assert watch.parse_since("2d", now) == pd.Timestamp("2024-04-29T12:00:00Z")
-    assert watch.parse_since("2024-05-01T10:00:00Z") == pd.Timestamp("2024-05-01T10:00:00Z")
-    assert watch.parse_since("2024-05-01 10:00") == pd.Timestamp("2024-05-01T10:00:00Z")
-    assert watch.parse_since(None) is None and watch.parse_since("") is None
+    assert eventlog.parse_since("90s", now) == pd.Timestamp("2024-05-01T11:58:30Z")
+    assert eventlog.parse_since("1h30m", now) == pd.Timestamp("2024-05-01T10:30:00Z")
+    assert eventlog.parse_since("2d", now) == pd.Timestamp("2024-04-29T12:00:00Z")
+    assert eventlog.parse_since("2024-05-01T10:00:00Z") == pd.Timestamp("2024-05-01T10:00:00Z")
+    assert eventlog.parse_since("2024-05-01 10:00") == pd.Timestamp("2024-05-01T10:00:00Z")
+    assert eventlog.parse_since(None) is None and eventlog.parse_since("") is None
     with pytest.raises(LabError):
-        watch.parse_since("yesterday-ish")
+        eventlog.parse_since("yesterday-ish")
 
 
 def test_timeline_is_a_figure_with_a_bar_per_pod():
     from matplotlib.figure import Figure
 
-    events = watch.load_events(lines=restart_feeds())
-    fig = watch.timeline(events)
+    events = eventlog.load_events(lines=restart_feeds())
+    fig = eventlog.timeline(events)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert set(labels) == {"keep", "gone-in-gap", "deleted-seen", "changed-in-gap", "born-in-gap", "elsewhere"}
     assert len(ax.collections) > len(labels)  # bars, plus the ticks of the lines
     fig.savefig(io.BytesIO(), format="png")
-    assert isinstance(watch.timeline(watch.lifecycles(events), max_pods=2), Figure)
-    assert isinstance(watch.timeline(watch.parse_lines([])), Figure)
+    assert isinstance(eventlog.timeline(eventlog.lifecycles(events), max_pods=2), Figure)
+    assert isinstance(eventlog.timeline(eventlog.parse_lines([])), Figure)
 
 
 def test_watcher_objects_render_the_chart_with_the_watcher_image_and_extra_env():
-    objects = watch.watcher_objects("my-ns", env={"WATCH_TIMEOUT_SECONDS": "5", "NODE_NAME": "ignored?"})
+    objects = eventlog.watcher_objects("my-ns", env={"WATCH_TIMEOUT_SECONDS": "5", "NODE_NAME": "ignored?"})
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert kinds == {("ServiceAccount", "watcher"), ("Role", "watcher-pod-reader"),
                      ("RoleBinding", "watcher-pod-reader"), ("DaemonSet", "watcher")}
@@ -584,7 +585,7 @@ def test_watcher_objects_render_the_chart_with_the_watcher_image_and_extra_env()
 
 
 def test_the_watcher_image_is_in_both_plans_on_the_watcher_base():
-    from lab import images
+    from lab.build import images
 
     for mode in ("online", "offline"):
         [spec] = [s for s in images.plan(mode) if s.tag == images.WATCHER_IMAGE]
@@ -601,13 +602,13 @@ def test_lab_events_prints_a_lifecycle_table_and_writes_csv(monkeypatch, tmp_pat
     from lab.cli import cli
 
     asked = {}
-    events = watch.load_events(lines=restart_feeds())
+    events = eventlog.load_events(lines=restart_feeds())
 
     def fake_load(namespace, since=None):
         asked.update(namespace=namespace, since=since)
         return events
 
-    monkeypatch.setattr(watch, "load_events", fake_load)
+    monkeypatch.setattr(eventlog, "load_events", fake_load)
     from rich.console import Console
 
     from lab import cli as cli_module
@@ -633,6 +634,6 @@ def test_lab_events_without_a_watcher_says_how_to_get_one(monkeypatch):
     def no_watcher(namespace, since=None):
         raise LabError("no watcher Pods (app.kubernetes.io/component=watcher) in namespace x", hint="deploy it")
 
-    monkeypatch.setattr(watch, "load_events", no_watcher)
+    monkeypatch.setattr(eventlog, "load_events", no_watcher)
     result = CliRunner().invoke(cli, ["events", "-n", "x"])
     assert result.exit_code == 1 and "no watcher Pods" in result.output

@@ -20,7 +20,7 @@ One exec per source Pod runs a shell script that probes all of that Pod's cells 
 run in parallel, a few at a time. Cells whose outcome differs from the expected one are probed
 again, batched per source, for about 10 s (policies take a moment to apply), then once more.
 
-    from lab import probe
+    from lab.ops import probe
     df = probe.matrix("k8s-assignment",
                       [probe.Source.pods("web", "app.kubernetes.io/component=web"),
                        probe.Source.probe("other", {"role": "other"})],
@@ -44,8 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
-from . import config
-from .errors import LabError
+from lab import config
+from lab.errors import LabError
 
 OUTCOMES = ("connected", "refused", "timeout", "unreachable", "error")
 DEFAULT_TIMEOUT_S = 1.5
@@ -56,9 +56,9 @@ TRANSPORTS = ("stream", "kubectl")
 IN_POD_PARALLEL = 16
 READY_TIMEOUT_S = 120
 
-MANAGED_LABEL = "k8s-lab.probe/managed"
-SOURCE_LABEL = "k8s-lab.probe/source"
-SPEC_ANNOTATION = "k8s-lab.probe/spec"
+MANAGED_LABEL = "k8s-lab.ops.probe/managed"
+SOURCE_LABEL = "k8s-lab.ops.probe/source"
+SPEC_ANNOTATION = "k8s-lab.ops.probe/spec"
 PROBE_POD_PREFIX = "probe-"
 CANARY_NAMESPACE = "k8s-lab-canary"
 CANARY_PORT = 8080
@@ -69,7 +69,7 @@ COLUMNS = ("source", "destination", "port", "expected", "observed", "correct", "
 # The lab's system (manifests/, chart/): labels and names the standard matrix probes.
 LAB_WEB_SELECTOR = ("app.kubernetes.io/name=k8s-lab,app.kubernetes.io/instance=k8s-lab,"
                     "app.kubernetes.io/component=web")
-LAB_OTHER_LABELS = {"app.kubernetes.io/name": "k8s-lab-probe", "k8s-lab.probe/role": "other"}
+LAB_OTHER_LABELS = {"app.kubernetes.io/name": "k8s-lab-probe", "k8s-lab.ops.probe/role": "other"}
 LAB_DATABASE_SERVICE = "database"
 LAB_WEB_SERVICE = "web"
 LAB_PORTS = (config.DB_PORT, 80)
@@ -300,7 +300,7 @@ def _check_outcome(value: Any, what: str) -> str:
 
 
 def _core(context: str):
-    from . import kube
+    from lab.cluster import kube
     return kube.core(context)
 
 
@@ -311,7 +311,7 @@ def _exec_stream(source: _SourcePod, script: str, timeout: float, context: str) 
     from kubernetes import client
     from kubernetes.stream import stream
 
-    from . import kube
+    from lab.cluster import kube
 
     # stream() swaps the ApiClient's transport while it connects, so every exec gets its own.
     api = client.ApiClient(kube.api_client(context).configuration)
@@ -360,7 +360,7 @@ def _exec_status_problem(status: str) -> str | None:
 
 
 def _exec_kubectl(source: _SourcePod, script: str, timeout: float, context: str) -> tuple[str, str]:
-    from . import tools
+    from lab.host import tools
 
     cmd = [str(tools.ensure("kubectl")),
            *kubectl_exec_args(source.namespace, source.name, source.container, script, context)]
@@ -400,7 +400,7 @@ def _pod_ready(pod, container: str | None = None) -> bool:
 
 
 def _namespace_exists(core, namespace: str) -> bool:
-    from . import kube
+    from lab.cluster import kube
     return not kube.not_found(core.read_namespace, namespace)
 
 
@@ -418,7 +418,7 @@ def probe_pod_manifest(source: Source, index: int, image: str | None = None):
     source's labels, small resources (the lab namespace's quota wants them), no privileges."""
     from kubernetes import client
 
-    from . import images
+    from lab.build import images
 
     image = image or images.PROBE_IMAGE
     labels = probe_pod_labels(source)
@@ -469,7 +469,7 @@ def _check_labels_safe(namespace: str, labels: Mapping[str, str], context: str) 
     replica count) nor receive a Service's traffic (it listens on nothing)."""
     from kubernetes import client
 
-    from . import kube
+    from lab.cluster import kube
 
     core = _core(context)
     for svc in core.list_namespaced_service(namespace).items:
@@ -501,8 +501,8 @@ def ensure_probe_pods(source: Source, namespace: str, context: str = config.KUBE
     are ready. Returns their names."""
     from kubernetes.client.exceptions import ApiException
 
-    from . import kube
-    from .progress import step
+    from lab.cluster import kube
+    from lab.progress import step
 
     core = _core(context)
     wanted = [probe_pod_manifest(source, i) for i in range(max(1, source.replicas))]
@@ -919,8 +919,9 @@ def canary(namespace: str = CANARY_NAMESPACE, *, context: str = config.KUBE_CONT
     created it). Raises LabError when the policy is not enforced."""
     from kubernetes import client
 
-    from . import images, kube
-    from .progress import step
+    from lab.build import images
+    from lab.cluster import kube
+    from lab.progress import step
 
     start = time.monotonic()
     core = _core(context)
@@ -930,9 +931,9 @@ def canary(namespace: str = CANARY_NAMESPACE, *, context: str = config.KUBE_CONT
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         created_namespace = True
     token = uuid.uuid4().hex[:6]
-    server_labels = {"k8s-lab.probe/canary": token, "k8s-lab.probe/role": "server"}
-    client_source = Source.probe(f"canary-{token}", {"k8s-lab.probe/canary": token,
-                                                     "k8s-lab.probe/role": "client"})
+    server_labels = {"k8s-lab.ops.probe/canary": token, "k8s-lab.ops.probe/role": "server"}
+    client_source = Source.probe(f"canary-{token}", {"k8s-lab.ops.probe/canary": token,
+                                                     "k8s-lab.ops.probe/role": "client"})
     server_name = f"canary-server-{token}"
     policy_name = f"canary-deny-{token}"
     server = probe_pod_manifest(Source.probe(f"canary-server-{token}", server_labels), 0,
@@ -940,7 +941,7 @@ def canary(namespace: str = CANARY_NAMESPACE, *, context: str = config.KUBE_CONT
     server.metadata.name = server_name
     server.spec.containers[0].command = ["nc", "-lk", "-p", str(CANARY_PORT)]
     server.spec.containers[0].ports = [client.V1ContainerPort(container_port=CANARY_PORT)]
-    dest = Destination.pods("server", f"k8s-lab.probe/canary={token},k8s-lab.probe/role=server",
+    dest = Destination.pods("server", f"k8s-lab.ops.probe/canary={token},k8s-lab.ops.probe/role=server",
                             ports=[CANARY_PORT])
 
     def look(expected: str) -> str:
@@ -1003,5 +1004,5 @@ def _cleanup_canary(core, net, namespace: str, token: str, policy_name: str,
         return
     quietly(net.delete_namespaced_network_policy, policy_name, namespace)
     for pod in core.list_namespaced_pod(namespace,
-                                        label_selector=f"k8s-lab.probe/canary={token}").items:
+                                        label_selector=f"k8s-lab.ops.probe/canary={token}").items:
         quietly(core.delete_namespaced_pod, pod.metadata.name, namespace, grace_period_seconds=0)

@@ -25,9 +25,10 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from . import config, tools
-from .errors import LabError
-from .progress import info, step
+from lab import config
+from lab.host import tools
+from lab.errors import LabError
+from lab.progress import info, step
 
 RELEASE = "k8s-lab"
 CHART_DIR = config.REPO_ROOT / "chart"
@@ -78,7 +79,7 @@ def layer_files(layer: Path) -> list[Path]:
 
 def image_substitutions(mode: str = "auto") -> dict[str, str]:
     """Offline image reference -> the one ``mode`` uses, for every image that differs."""
-    from .images import image_names
+    from lab.build.images import image_names
 
     offline, wanted = image_names("offline"), image_names(mode)
     return {offline[role]: wanted[role] for role in offline if offline[role] != wanted[role]}
@@ -107,7 +108,7 @@ def render_layer(layer: Path, mode: str = "auto") -> str:
 
 
 def helm_image_args(mode: str = "auto") -> list[str]:
-    from .images import image_names
+    from lab.build.images import image_names
 
     names = image_names(mode)
     args: list[str] = []
@@ -176,7 +177,7 @@ def helm_cmd(*args: str) -> list[str]:
 
 def _run(cmd: Sequence[str], what: str, stdin: str | None = None, check: bool = True,
          timeout: float | None = None) -> subprocess.CompletedProcess:
-    from . import kube
+    from lab.cluster import kube
 
     result = kube.run(cmd, what=what, stdin=stdin, timeout=timeout)
     if check and result.returncode != 0:
@@ -242,7 +243,7 @@ def _pod_trouble(pod) -> tuple[str, str | None] | None:
 
 def problems(namespace: str = config.NAMESPACE) -> list[Problem]:
     """Workloads and claims in the namespace that are not ready (empty when all are)."""
-    from . import kube
+    from lab.cluster import kube
 
     apps, core = kube.apps(), kube.core()
     found: list[Problem] = []
@@ -289,7 +290,7 @@ def problems(namespace: str = config.NAMESPACE) -> list[Problem]:
 
 def summary(namespace: str = config.NAMESPACE) -> str:
     """One line: ready/wanted per workload, e.g. ``web 3/3, database 0/1``."""
-    from . import kube
+    from lab.cluster import kube
 
     apps = kube.apps()
     parts = []
@@ -363,7 +364,7 @@ def _normalise(ref: str) -> str:
 
 def missing_images(refs: Iterable[str]) -> dict[str, list[str]]:
     """Image -> nodes that do not have it (from the nodes' status)."""
-    from . import kube
+    from lab.cluster import kube
 
     nodes = kube.core().list_node().items
     missing: dict[str, list[str]] = {}
@@ -378,7 +379,7 @@ def missing_images(refs: Iterable[str]) -> dict[str, list[str]]:
 
 def check_images(mode: str, wait_s: float = 30) -> None:
     """The lab's own images (k8s-lab/...) must be loaded into the nodes: nothing pulls them."""
-    from .images import image_names
+    from lab.build.images import image_names
 
     local = sorted({ref for ref in image_names(mode).values() if ref.startswith("k8s-lab/")})
     deadline = time.monotonic() + wait_s
@@ -402,7 +403,7 @@ def installed_method() -> str | None:
     one, None when nothing of the lab is in the namespace."""
     from kubernetes.client.exceptions import ApiException
 
-    from . import kube
+    from lab.cluster import kube
 
     core = kube.core()
     try:
@@ -424,7 +425,7 @@ def installed_method() -> str | None:
 
 
 def _require_cluster() -> None:
-    from . import kube
+    from lab.cluster import kube
 
     kube.forget()  # the cluster may have been recreated since the client was made
     try:
@@ -452,7 +453,7 @@ def deploy(method: str = "helm", mode: str = "auto", wait: bool = True,
 
     ``helm_args`` are extra arguments for ``helm upgrade`` (e.g. ``["--set", "web.replicas=2"]``).
     """
-    from .images import image_names, resolve_mode
+    from lab.build.images import image_names, resolve_mode
 
     _check_method(method)
     mode = resolve_mode(mode)
@@ -597,7 +598,7 @@ def undeploy(method: str | None = None, wait: bool = True, timeout: float = 300)
 
 
 def _wait_gone(timeout: float) -> None:
-    from . import kube
+    from lab.cluster import kube
 
     core = kube.core()
     reads = {f"namespace/{config.NAMESPACE}": (core.read_namespace, config.NAMESPACE),

@@ -19,10 +19,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from . import config, gobuild
-from .errors import LabError
-from .gobuild import GoBuild
-from .progress import step
+from lab import config
+from lab.host import gobuild
+from lab.errors import LabError
+from lab.host.gobuild import GoBuild
+from lab.progress import step
 
 TOOLS = ("kind", "helm", "kubectl")
 
@@ -60,7 +61,7 @@ def _helm_compatible(found: str) -> bool:
 
 
 def _kubectl_build() -> GoBuild:
-    from .nodeimage import kubernetes_build  # the node image builds kubectl with the rest
+    from lab.build.nodeimage import kubernetes_build  # the node image builds kubectl with the rest
     return kubernetes_build()
 
 

@@ -60,11 +60,11 @@ def check_docker(timeout: float = 20) -> Check:
 
 
 def check_tool(name: str) -> Check:
-    """Look a tool up through lab.tools; a missing tool is a warning: `lab cluster up` provides it."""
+    """Look a tool up through lab.host.tools; a missing tool is a warning: `lab cluster up` provides it."""
     try:
-        from lab import tools
+        from lab.host import tools
     except ImportError:
-        return Check(name, False, "unknown: lab.tools is not available to look it up", "", required=False)
+        return Check(name, False, "unknown: lab.host.tools is not available to look it up", "", required=False)
     try:
         path = tools.find(name)
     except Exception as exc:  # noqa: BLE001 - a broken lookup is reported, not raised

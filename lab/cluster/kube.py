@@ -10,8 +10,8 @@ from kubernetes import client, config as kubeconfig
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from . import config
-from .errors import LabError
+from lab import config
+from lab.errors import LabError
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ def run(argv: Sequence[object], *, what: str, stdin: str | None = None, timeout:
     The exit code is left to the caller: each words, and redacts, its own errors. A command still
     running after `timeout` seconds is a LabError about `what`.
     """
-    from . import tools
+    from lab.host import tools
 
     try:
         return subprocess.run([str(arg) for arg in argv], input=stdin, capture_output=True, text=True,
@@ -61,7 +61,7 @@ def run(argv: Sequence[object], *, what: str, stdin: str | None = None, timeout:
 def kubectl(*args: str, stdin: str | None = None, timeout: float = 180, check: bool = True,
             context: str = config.KUBE_CONTEXT) -> subprocess.CompletedProcess:
     """Run the lab's own kubectl (never whatever is on PATH) against the lab's context."""
-    from . import tools
+    from lab.host import tools
 
     what = f"kubectl {' '.join(args[:4])}"
     hint = "is the cluster up? `lab cluster status`"

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from .errors import LabError
+from lab.errors import LabError
 
 
 def executable() -> str:

@@ -11,9 +11,12 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
-from . import config, docker, kube, tools
-from .errors import LabError
-from .progress import info, step
+from lab import config
+from lab.host import docker
+from lab.cluster import kube
+from lab.host import tools
+from lab.errors import LabError
+from lab.progress import info, step
 
 KIND_CONFIG = config.REPO_ROOT / "manifests" / "kind" / "cluster.yaml"
 NODE_DATA_PATH = "/var/local/k8s-lab"
@@ -78,11 +81,11 @@ def render_config(workers: int, data_dir: Path) -> dict:
 
 
 def node_image(mode: str) -> str:
-    from .images import resolve_mode  # one notion of online/offline for every image
+    from lab.build.images import resolve_mode  # one notion of online/offline for every image
 
     if resolve_mode(mode) == "online":
         return config.UPSTREAM_NODE_IMAGE
-    from . import nodeimage
+    from lab.build import nodeimage
 
     return nodeimage.build()
 

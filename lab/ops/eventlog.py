@@ -4,10 +4,10 @@ The watcher (``images/watcher/``, image ``k8s-lab/watcher:1``) runs as a DaemonS
 JSON line per Pod change on its node (see the docstring of ``images/watcher/k8s_lab_watcher.py``
 for the format). This module turns those lines into a DataFrame::
 
-    from lab import watch
-    events = watch.load_events("k8s-assignment", since="30m")   # one row per line, deduplicated
-    pods = watch.lifecycles(events)                              # one row per Pod (uid)
-    watch.timeline(pods, events)                                 # a matplotlib Figure
+    from lab.ops import eventlog
+    events = eventlog.load_events("k8s-assignment", since="30m")   # one row per line, deduplicated
+    pods = eventlog.lifecycles(events)                              # one row per Pod (uid)
+    eventlog.timeline(pods, events)                                 # a matplotlib Figure
 
 ``parse_lines`` + ``fill_restart_gaps`` + ``dedupe`` are what ``load_events`` does to the lines
 ``read_logs`` fetches (every watcher Pod's log through the API, concurrently); ``LogFollower``
@@ -29,9 +29,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import config, kube
-from .errors import LabError
-from .images import WATCHER_IMAGE
+from lab import config
+from lab.cluster import kube
+from lab.errors import LabError
+from lab.build.images import WATCHER_IMAGE
 
 DAEMONSET = "watcher"
 CONTAINER = "watcher"
@@ -444,7 +445,7 @@ def read_logs(namespace: str = config.NAMESPACE, since_seconds: int | None = Non
     if not pods:
         raise LabError(f"no watcher Pods ({SELECTOR}) in namespace {namespace}",
                        hint="deploy the watcher: kubectl apply -f manifests/05-watcher/ (lab deploy does), or "
-                            "lab.watch.deploy_watcher(namespace) for another namespace")
+                            "lab.ops.eventlog.deploy_watcher(namespace) for another namespace")
     jobs = []
     for pod in pods:
         state = next((s for s in pod.status.container_statuses or [] if s.name == CONTAINER), None)
@@ -609,7 +610,7 @@ def abort_stream(response) -> None:
 
 def ensure_image(mode: str = "auto", load: bool = True) -> str:
     """Build the lab images the mode needs (the watcher among them) and load the watcher into kind."""
-    from . import images
+    from lab.build import images
 
     images.build(mode, load=False)
     if load:
@@ -622,7 +623,7 @@ def watcher_objects(namespace: str, image: str = WATCHER_IMAGE, env: dict[str, s
     from the chart's defaults (``helm template``), with extra environment variables for its container."""
     import yaml
 
-    from . import tools
+    from lab.host import tools
 
     helm = tools.ensure("helm")
     cmd = [str(helm), "template", "k8s-lab", str(config.REPO_ROOT / "chart"), "--namespace", namespace,

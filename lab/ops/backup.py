@@ -49,9 +49,10 @@ from typing import Iterable, Sequence
 
 from kubernetes.client.exceptions import ApiException
 
-from . import config, kube
-from .errors import LabError
-from .progress import info, step
+from lab import config
+from lab.cluster import kube
+from lab.errors import LabError
+from lab.progress import info, step
 
 PREFIX = "k8s-lab"
 SUFFIX = ".sql.gz"
@@ -294,7 +295,7 @@ def load_metadata(path: Path) -> dict | None:
     missing = [k for k in ("format", "databases", "tables", "sha256", "sizes") if k not in document]
     if not isinstance(document, dict) or missing:
         raise LabError(f"the metadata {meta.name} lacks {', '.join(missing) or 'its fields'}",
-                       hint="it was not written by lab.backup, or it was edited")
+                       hint="it was not written by lab.ops.backup, or it was edited")
     return document
 
 
@@ -383,7 +384,7 @@ def exec_cmd(namespace: str, script: str, *args: str, statefulset: str = STATEFU
              container: str = CONTAINER) -> list[str]:
     """kubectl exec of a bash script (with positional ``args``) in the database container; the
     script reads the password from the first line of stdin."""
-    from .deploy import kubectl_cmd
+    from lab.system.deploy import kubectl_cmd
 
     return kubectl_cmd("exec", "-i", "-n", namespace, pod_name(statefulset), "-c", container, "--",
                        "bash", "-c", _PASSWORD_FROM_STDIN + script, "lab-backup", *args)

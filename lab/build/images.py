@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lab import config, docker
+from lab import config
+from lab.host import docker
 from lab.errors import LabError
 
 IMAGES_DIR = config.REPO_ROOT / "images"
@@ -553,7 +554,7 @@ def debian_base() -> str:
 
 def _find_kind() -> Path | None:
     try:
-        from lab import tools
+        from lab.host import tools
     except ImportError:
         found = shutil.which("kind")
         return Path(found) if found else None

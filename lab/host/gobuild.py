@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .config import REPO_ROOT, cache_dir
-from .errors import LabError
-from .progress import step
+from lab.config import REPO_ROOT, cache_dir
+from lab.errors import LabError
+from lab.progress import step
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from . import config, docker, gobuild
-from .errors import LabError
-from .gobuild import GoBuild
-from .images import debian_base
-from .progress import info, step
+from lab import config
+from lab.host import docker
+from lab.host import gobuild
+from lab.errors import LabError
+from lab.host.gobuild import GoBuild
+from lab.build.images import debian_base
+from lab.progress import info, step
 
 KUBE_BINARIES = ("kubeadm", "kubectl", "kubelet", "kube-apiserver", "kube-controller-manager",
                  "kube-scheduler", "kube-proxy")

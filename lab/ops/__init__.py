@@ -1,0 +1,1 @@
+"""Operating the deployed system: the connectivity probe, the watcher's event log, backups."""

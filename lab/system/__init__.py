@@ -1,0 +1,1 @@
+"""The deployed system: the layered manifests and the Helm chart, installed and removed."""
