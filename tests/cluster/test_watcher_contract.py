@@ -47,10 +47,10 @@ def namespace(implementation):
 
 
 def deploy(namespace: str, implementation: str, env: dict[str, str] | None = None, rbac: bool = True) -> list[dict]:
+    """Apply the watcher from the chart (without its Role and RoleBinding unless ``rbac``); all
+    its objects are returned."""
     objects = watch.watcher_objects(namespace, env=env, implementation=implementation)
-    if not rbac:
-        objects = [o for o in objects if o["kind"] not in ("Role", "RoleBinding")]
-    apply(namespace, objects)
+    apply(namespace, [o for o in objects if rbac or o["kind"] not in ("Role", "RoleBinding")])
     kubectl("-n", namespace, "rollout", "status", f"daemonset/{watch.DAEMONSET}", "--timeout=180s", timeout=200)
     return objects
 
@@ -88,6 +88,7 @@ class HostWatch:
         listed = core.list_namespaced_pod(namespace, label_selector=f"test={label}")
         assert not listed.items
         self.events: list[tuple[str, client.V1Pod]] = []
+        self._stopping = False
         self._watch = kwatch.Watch()
         self._stream = self._watch.stream(core.list_namespaced_pod, namespace, label_selector=f"test={label}",
                                           resource_version=listed.metadata.resource_version, timeout_seconds=600)
@@ -95,10 +96,15 @@ class HostWatch:
         self._thread.start()
 
     def _run(self) -> None:
-        for event in self._stream:
-            self.events.append((event["type"], event["object"]))
+        try:
+            for event in self._stream:
+                self.events.append((event["type"], event["object"]))
+        except Exception:  # noqa: BLE001 - stop() ends the stream under the reader
+            if not self._stopping:
+                raise
 
     def stop(self) -> None:
+        self._stopping = True
         self._watch.stop()
 
     def transitions(self, uid: str) -> list[tuple[str, str]]:
@@ -154,7 +160,7 @@ def test_create_update_delete_are_each_logged_once_in_the_contracts_lines(implem
             [("ADDED", theirs[0][1])] + theirs[1:], (mine[["type", "resource_version"]], theirs)
         assert mine["type"].iloc[-1] == "DELETED"
         assert set(mine["resource_version"]) & relabelled, "the label change is not logged"
-        ready = mine["ready"].tolist()
+        ready = mine["ready"].fillna(False).astype(bool).tolist()
         assert [True, False] in [ready[i:i + 2] for i in range(len(ready) - 1)], f"no Ready flip in {ready}"
     for line in lines:
         record = json.loads(line)  # nothing but JSON lines on the watcher's output
