@@ -413,7 +413,7 @@ def _reason(error: BaseException) -> str:
     reason = getattr(error, "reason", None)
     body = getattr(error, "body", None)
     try:  # the API's Status object says what is wrong in plain words (e.g. which permission is missing)
-        message = json.loads(body).get("message") if isinstance(body, str) else None
+        message = json.loads(body).get("message") if isinstance(body, (str, bytes)) else None
     except (ValueError, AttributeError):
         message = None
     if message:

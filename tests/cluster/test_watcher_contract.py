@@ -67,7 +67,7 @@ def every_watcher_snapshotted(namespace: str, lines: list[str]) -> bool:
     return bool(pods) and pods <= done
 
 
-def test_pod(name: str, label: str, probe: bool = False) -> client.V1Pod:
+def sleeper_pod(name: str, label: str, probe: bool = False) -> client.V1Pod:
     """A Pod that starts fast, stops at once on SIGTERM and, with ``probe``, is Ready while
     /tmp/ready exists (the test flips it with kubectl exec)."""
     readiness = client.V1Probe(_exec=client.V1ExecAction(command=["test", "-e", "/tmp/ready"]),
@@ -126,7 +126,7 @@ def test_create_update_delete_are_each_logged_once_in_the_contracts_lines(implem
     host = HostWatch(namespace, "life")
     core = kube.core()
     names = ["life-0", "life-1"]
-    uids = {core.create_namespaced_pod(namespace, test_pod(name, "life", probe=True)).metadata.uid for name in names}
+    uids = {core.create_namespaced_pod(namespace, sleeper_pod(name, "life", probe=True)).metadata.uid for name in names}
     kubectl("-n", namespace, "wait", "--for=jsonpath={.status.phase}=Running", "pod", "-l", "test=life",
             "--timeout=120s", timeout=130)
     relabelled = {core.patch_namespaced_pod(name, namespace, {"metadata": {"labels": {"colour": "blue"}}})
@@ -219,7 +219,7 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(implemen
                    what="every watcher's snapshot")
         steps, live = 24, 10
         for step in range(steps):
-            uids.add(core.create_namespaced_pod(namespace, test_pod(f"churn-{step}", "churn")).metadata.uid)
+            uids.add(core.create_namespaced_pod(namespace, sleeper_pod(f"churn-{step}", "churn")).metadata.uid)
             if step >= live:
                 core.delete_namespaced_pod(f"churn-{step - live}", namespace)
             if step == 6:  # the watcher's process is stopped: its container restarts in the same Pod

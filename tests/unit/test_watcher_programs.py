@@ -88,8 +88,9 @@ def test_python_forbidden_list_logs_the_api_message_with_a_hint_and_backs_off():
         def list_namespaced_pod(self, namespace, **kwargs):
             self.calls += 1
             error = ApiException(status=403, reason="Forbidden")
+            # Bytes: with _preload_content=False the client hands over the raw response body.
             error.body = json.dumps({"kind": "Status", "status": "Failure", "message": message,
-                                     "reason": "Forbidden", "code": 403})
+                                     "reason": "Forbidden", "code": 403}).encode()
             raise error
 
     out, sleeps = io.StringIO(), []
