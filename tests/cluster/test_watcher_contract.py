@@ -21,6 +21,7 @@ from kubernetes import watch as kwatch
 
 from lab import kube, watch
 from lab.kube import kubectl, wait_until as eventually
+from tests.support import watcher_state_problems
 
 pytestmark = pytest.mark.cluster
 
@@ -174,27 +175,6 @@ def test_create_update_delete_are_each_logged_once_in_the_contracts_lines(implem
         assert pods[column].notna().all(), column
 
 
-def final_state_problems(namespace: str, lines: list[str], uids: set[str], label: str) -> list[str]:
-    """What the watcher's lines get wrong about the Pods compared with a list (empty: nothing)."""
-    events = watch.dedupe(watch.fill_restart_gaps(watch.parse_lines(lines)))
-    rows = watch.pod_events(events)
-    last = rows[rows["uid"].isin(list(uids))].groupby("uid", sort=False).tail(1).set_index("uid")
-    gone = watch.is_deletion(last)
-    listed = {p.metadata.uid: p for p in kube.core().list_namespaced_pod(namespace, label_selector=f"test={label}").items}
-    problems = []
-    for uid in sorted(uids):
-        if uid not in last.index:
-            problems.append(f"{uid}: never logged")
-        elif uid in listed and gone[uid]:
-            problems.append(f"{listed[uid].metadata.name}: logged as deleted but listed")
-        elif uid in listed and last.loc[uid, "resource_version"] != listed[uid].metadata.resource_version:
-            problems.append(f"{listed[uid].metadata.name}: logged at {last.loc[uid, 'resource_version']}, "
-                            f"listed at {listed[uid].metadata.resource_version}")
-        elif uid not in listed and not gone[uid]:
-            problems.append(f"{last.loc[uid, 'pod']}: deleted, last logged {last.loc[uid, 'type']}")
-    return problems
-
-
 def kill_watcher_processes(namespace: str) -> None:
     """SIGTERM to each watcher container from its node's runtime (the Go image has no shell to
     `kill` from): the kubelet restarts the container in the same Pod."""
@@ -232,7 +212,7 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(implemen
             core.delete_namespaced_pod(f"churn-{step}", namespace)
         eventually(lambda: len(core.list_namespaced_pod(namespace, label_selector="test=churn").items) == 2,
                    timeout=120, what="the deleted Pods to go away")
-        eventually(lambda: not final_state_problems(namespace, follower.lines, uids, "churn"), timeout=90,
+        eventually(lambda: not watcher_state_problems(namespace, follower.lines, uids, "churn"), timeout=90,
                    what="the watcher's last state of every Pod to match a list")
         lines = follower.lines
         assert not follower.errors, follower.errors
