@@ -575,17 +575,19 @@ def transitions(events):
 
 
 def both_logged_the_deletion():
-    seen = {name: transitions(events) for name, events in
-            (("python", watch.load_events(nb.namespace, context=nb.context)), ("go", go_lines()))}
-    for name, found in seen.items():
+    """Both logs have the deletion, and the same lines (a watcher may trail the other by a moment)."""
+    global python_seen, go_seen
+    python_seen = transitions(watch.load_events(nb.namespace, context=nb.context))
+    go_seen = transitions(go_lines())
+    for name, found in (("python", python_seen), ("go", go_seen)):
         if (second_victim.metadata.name, "DELETED") not in {(pod, kind) for pod, kind, _ in found}:
             return checks.fail(f"the {name} watcher has not logged the deletion yet")
-    return checks.ok("both watchers logged the deletion")
+    if python_seen != go_seen:
+        return checks.fail(f"{len(python_seen ^ go_seen)} transition(s) in one log only, so far")
+    return checks.ok("both watchers logged the deletion and the same transitions")
 
 
 nb.wait_for(both_logged_the_deletion, "both watchers' lines", timeout=120, interval=1)
-python_seen = transitions(watch.load_events(nb.namespace, context=nb.context))
-go_seen = transitions(go_lines())
 comparison = pd.DataFrame(sorted(python_seen | go_seen), columns=["pod", "type", "resource_version"])
 comparison["python"] = [t in python_seen for t in zip(comparison["pod"], comparison["type"], comparison["resource_version"])]
 comparison["go"] = [t in go_seen for t in zip(comparison["pod"], comparison["type"], comparison["resource_version"])]
