@@ -4,17 +4,18 @@ Prints, in one run:
   * parsing: synthetic watcher lines (written with the watcher's own code) per second into the
     events DataFrame with ``lab.ops.eventlog.parse_lines`` (target: at least 50k/s), and the time of
     dedupe + lifecycles on the result;
-  * memory of a watcher Pod after creating and deleting the Pods below, from its cgroup, read
-    inside the Pod with ``kubectl exec`` (target: under 60 MiB; the kubelet's "working set" is
-    usage minus inactive file cache);
-  * lag from a Pod's creation to the watcher's first line about it, p50 / p95 over ``--pods``
+  * for both watchers at once, the Python one (list+watch) and the Go one (client-go informer),
+    each in its own namespace under the same load (the same Pods created in both at the same
+    moment): memory working set of the watcher Pod as the kubelet reports it (stats summary),
+    idle and with ``--pods`` Pods (target: the Go one below the Python one);
+  * lag from a Pod's creation to each watcher's first line about it, p50 / p95 over ``--pods``
     Pods (target: p95 under 1 s). Measured from the moment the create request is sent (the kind
-    node shares the host's clock); creationTimestamp has whole seconds only, so the lag from it
-    is shown as well but reads up to 1 s high. The per-node watcher sees a Pod once it is
-    scheduled, so the lag includes the scheduler.
+    node shares the host's clock). The per-node watcher sees a Pod once it is scheduled, so the
+    lag includes the scheduler.
 
-The cluster part deploys the watcher into its own namespace (k8s-lab-watch-bench) and deletes
-that namespace at the end; ``--no-cluster`` runs the parsing part only.
+The cluster part deploys the watchers into their own namespaces (k8s-lab-watch-bench-python,
+-go) and deletes them at the end; ``--only go`` measures one; ``--no-cluster`` runs the parsing
+part only.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from lab import config, watch  # noqa: E402
 from lab.cluster.kube import kubectl  # noqa: E402
 
 NS = "k8s-lab-watch-bench"
+IMPLEMENTATIONS = tuple(watch.IMPLEMENTATIONS)  # python, go
 WATCHER_PATH = config.REPO_ROOT / "images" / "watcher" / "k8s_lab_watcher.py"
 
 
@@ -93,31 +95,16 @@ def bench_parsing(n: int, repeats: int = 3) -> dict:
 
 
 
-MEMORY_SCRIPT = r"""
-if [ -f /sys/fs/cgroup/memory.current ]; then
-  echo "usage $(cat /sys/fs/cgroup/memory.current)"
-  grep -E '^(anon|file|inactive_file) ' /sys/fs/cgroup/memory.stat
-else
-  echo "usage $(cat /sys/fs/cgroup/memory/memory.usage_in_bytes)"
-  grep -E '^total_(rss|cache|inactive_file) ' /sys/fs/cgroup/memory/memory.stat | sed 's/^total_//'
-fi
-grep VmRSS /proc/1/status | tr -s ' \t' ' ' | sed 's/ kB$//; s/VmRSS: /vmrss_kib /'
-"""
-
-
-def watcher_memory(pod: str) -> dict:
-    out = kubectl("-n", NS, "exec", pod, "-c", watch.CONTAINER, "--", "sh", "-c", MEMORY_SCRIPT).stdout
-    values = {k: int(v) for k, v in (line.split() for line in out.splitlines() if line.strip())}
-    mib = 1024 * 1024
-    inactive = values.get("inactive_file", 0)
-    result = {"usage_mib": values["usage"] / mib, "working_set_mib": (values["usage"] - inactive) / mib,
-              "anon_mib": values.get("rss", values.get("anon", 0)) / mib,
-              "file_cache_mib": values.get("cache", values.get("file", 0)) / mib,
-              "process_rss_mib": values.get("vmrss_kib", 0) / 1024}
-    print(f"watcher Pod memory (cgroup): usage {result['usage_mib']:.1f} MiB, working set "
-          f"{result['working_set_mib']:.1f} MiB (anon {result['anon_mib']:.1f}, file cache "
-          f"{result['file_cache_mib']:.1f}); process RSS {result['process_rss_mib']:.1f} MiB   target < 60 MiB",
-          flush=True)
+def working_set(namespace: str) -> dict[str, float]:
+    """MiB of memory working set per watcher Pod, as the kubelet reports it (its stats summary,
+    the number the kubelet evicts by and `kubectl top` shows); needs no shell in the image."""
+    result = {}
+    for pod in watch.watcher_pods(namespace):
+        raw = kubectl("get", "--raw", f"/api/v1/nodes/{pod.spec.node_name}/proxy/stats/summary").stdout
+        for stats in json.loads(raw)["pods"]:
+            if stats["podRef"]["name"] == pod.metadata.name and stats["podRef"]["namespace"] == namespace:
+                [container] = [c for c in stats["containers"] if c["name"] == watch.CONTAINER]
+                result[pod.metadata.name] = container["memory"]["workingSetBytes"] / 1024 / 1024
     return result
 
 
@@ -127,60 +114,74 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def bench_cluster(n_pods: int, spacing_s: float) -> dict:
+def lag_pod(i: int):
     from kubernetes import client
 
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=f"lag-{i}", labels={"bench": "lag"}),
+        spec=client.V1PodSpec(termination_grace_period_seconds=2, containers=[client.V1Container(
+            name="main", image=watch.WATCHER_IMAGE, image_pull_policy="IfNotPresent",
+            command=["sh", "-c", 'trap "exit 0" TERM; sleep 3600 & wait'],
+            resources=client.V1ResourceRequirements(requests={"cpu": "1m", "memory": "4Mi"}))]))
+
+
+def bench_cluster(n_pods: int, spacing_s: float, implementations=IMPLEMENTATIONS) -> dict:
+    """Both watchers at once, each in its own namespace, under the same load: the same Pods are
+    created in both namespaces at the same moment, then deleted."""
+    from lab.build import images
     from lab.cluster import kube
 
     core = kube.core()
-    watch.ensure_image(load=True)
-    kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", timeout=300)
-    kubectl("create", "namespace", NS)
+    images.build(load=False)
+    images.load_into_kind([watch.IMPLEMENTATIONS[i] for i in implementations])
+    spaces = {impl: f"{NS}-{impl}" for impl in implementations}
+    for ns in spaces.values():
+        kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=300)
+        kubectl("create", "namespace", ns)
     try:
-        watch.deploy_watcher(NS, timeout=180)
-        deadline = time.monotonic() + 60
-        while not any('"status":"snapshot"' in line for line in watch.read_logs(NS)):
+        for impl, ns in spaces.items():
+            watch.deploy_watcher(ns, implementation=impl, timeout=180)
+        deadline = time.monotonic() + 90
+        while not all(any('"status":"snapshot"' in line for line in watch.read_logs(ns)) for ns in spaces.values()):
             if time.monotonic() > deadline:
-                raise SystemExit("the watcher did not start")
+                raise SystemExit("the watchers did not start")
             time.sleep(0.5)
-        sent: dict[str, float] = {}
+        time.sleep(15)  # the kubelet's stats refresh every ~10 s
+        idle = {impl: working_set(ns) for impl, ns in spaces.items()}
+        sent: dict[str, dict[str, float]] = {impl: {} for impl in spaces}
         for i in range(n_pods):
-            pod = client.V1Pod(
-                metadata=client.V1ObjectMeta(name=f"lag-{i}", labels={"bench": "lag"}),
-                spec=client.V1PodSpec(termination_grace_period_seconds=2, containers=[client.V1Container(
-                    name="main", image=watch.WATCHER_IMAGE, image_pull_policy="IfNotPresent",
-                    command=["sh", "-c", 'trap "exit 0" TERM; sleep 3600 & wait'],
-                    resources=client.V1ResourceRequirements(requests={"cpu": "1m", "memory": "4Mi"}))]))
-            before = time.time()
-            uid = core.create_namespaced_pod(NS, pod).metadata.uid
-            sent[uid] = before
+            for impl, ns in spaces.items():
+                before = time.time()
+                sent[impl][core.create_namespaced_pod(ns, lag_pod(i)).metadata.uid] = before
             time.sleep(spacing_s)
-        kubectl("-n", NS, "wait", "--for=condition=Ready", "pod", "-l", "bench=lag", "--timeout=180s", timeout=200)
-        kubectl("-n", NS, "delete", "pod", "-l", "bench=lag", "--wait=true", timeout=200)
-        time.sleep(2)
-        events = watch.load_events(NS)
-        rows = watch.pod_events(events)
-        first = rows[rows["uid"].isin(list(sent))].groupby("uid")["time"].min()
-        created = rows[rows["uid"].isin(list(sent))].groupby("uid")["created"].min()
-        lags = [first[uid].timestamp() - sent[uid] for uid in sent if uid in first.index]
-        lags_ct = [(first[uid] - created[uid]).total_seconds() for uid in sent if uid in first.index]
-        missing = len(sent) - len(lags)
-        result = {"pods": len(sent), "missing": missing,
-                  "lag_p50_s": percentile(lags, 0.5), "lag_p95_s": percentile(lags, 0.95),
-                  "lag_max_s": max(lags),
-                  "lag_from_creation_timestamp_p50_s": percentile(lags_ct, 0.5),
-                  "lag_from_creation_timestamp_p95_s": percentile(lags_ct, 0.95)}
-        print(f"lag create request -> first watcher line over {len(lags)} Pods: p50 {result['lag_p50_s'] * 1000:.0f} ms, "
-              f"p95 {result['lag_p95_s'] * 1000:.0f} ms, max {result['lag_max_s'] * 1000:.0f} ms   target p95 < 1 s"
-              + (f"  ({missing} Pods never logged!)" if missing else ""), flush=True)
-        print(f"lag creationTimestamp (whole seconds) -> first line: p50 "
-              f"{result['lag_from_creation_timestamp_p50_s'] * 1000:.0f} ms, p95 "
-              f"{result['lag_from_creation_timestamp_p95_s'] * 1000:.0f} ms", flush=True)
-        [watcher_pod] = [p.metadata.name for p in watch.watcher_pods(NS)][:1]
-        result["memory"] = watcher_memory(watcher_pod)
-        return result
+        for ns in spaces.values():
+            kubectl("-n", ns, "wait", "--for=condition=Ready", "pod", "-l", "bench=lag", "--timeout=300s", timeout=320)
+        time.sleep(15)
+        busy = {impl: working_set(ns) for impl, ns in spaces.items()}
+        for ns in spaces.values():
+            kubectl("-n", ns, "delete", "pod", "-l", "bench=lag", "--wait=true", timeout=300)
+        results = {}
+        for impl, ns in spaces.items():
+            rows = watch.pod_events(watch.load_events(ns))
+            first = rows[rows["uid"].isin(list(sent[impl]))].groupby("uid")["time"].min()
+            lags = [first[uid].timestamp() - t for uid, t in sent[impl].items() if uid in first.index]
+            results[impl] = {"pods": len(sent[impl]), "missing": len(sent[impl]) - len(lags),
+                             "lag_p50_s": percentile(lags, 0.5), "lag_p95_s": percentile(lags, 0.95),
+                             "lag_max_s": max(lags), "idle_working_set_mib": max(idle[impl].values()),
+                             "working_set_mib": max(busy[impl].values())}
+            r = results[impl]
+            print(f"{impl:6} watcher: lag create request -> first line over {len(lags)} Pods: p50 "
+                  f"{r['lag_p50_s'] * 1000:.0f} ms, p95 {r['lag_p95_s'] * 1000:.0f} ms, max {r['lag_max_s'] * 1000:.0f} ms;"
+                  f" working set idle {r['idle_working_set_mib']:.1f} MiB, with {n_pods} Pods "
+                  f"{r['working_set_mib']:.1f} MiB" + (f"  ({r['missing']} Pods never logged!)" if r["missing"] else ""),
+                  flush=True)
+        if {"python", "go"} <= set(results):
+            ratio = results["go"]["working_set_mib"] / results["python"]["working_set_mib"]
+            print(f"go / python working set: {ratio:.2f}   target < 1", flush=True)
+        return results
     finally:
-        kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=false", check=False)
+        for ns in spaces.values():
+            kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
 
 
 def main() -> None:
@@ -189,11 +190,12 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=30, help="Pods for the lag measurement")
     parser.add_argument("--spacing", type=float, default=0.5, help="seconds between Pod creations")
     parser.add_argument("--no-cluster", action="store_true", help="parsing only")
+    parser.add_argument("--only", choices=IMPLEMENTATIONS, help="measure one watcher (default: both)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     bench_parsing(args.lines)
     if not args.no_cluster:
-        bench_cluster(args.pods, args.spacing)
+        bench_cluster(args.pods, args.spacing, (args.only,) if args.only else IMPLEMENTATIONS)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import pytest
 from lab import config
 from lab.system import deploy
 from lab.cluster import kube
+from lab.ops import eventlog
 
 
 def say(message: str) -> None:
@@ -49,3 +50,29 @@ def lab_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """The `lab` command as a student runs it, in a wide terminal so that tables do not wrap."""
     return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=dict(os.environ, COLUMNS="200"), cwd=config.REPO_ROOT)
+
+
+def watcher_state_problems(namespace: str, lines: list[str], uids: set[str], label: str) -> list[str]:
+    """What a pod watcher's lines get wrong about the Pods labelled ``test=<label>`` compared with
+    a list (empty: nothing): a Pod never logged, logged as deleted but listed, logged at another
+    resourceVersion than listed, or gone without a deletion line."""
+    events = eventlog.dedupe(eventlog.fill_restart_gaps(eventlog.parse_lines(lines)))
+    rows = eventlog.pod_events(events)
+    rows = rows[rows["uid"].isin(list(uids))]
+    last = rows.groupby("uid", sort=False).tail(1).set_index("uid")
+    gone = eventlog.is_deletion(last)
+    listed = {p.metadata.uid: p for p in kube.core().list_namespaced_pod(namespace, label_selector=f"test={label}").items}
+    problems = []
+    for uid in sorted(uids):
+        if uid not in last.index:
+            problems.append(f"{uid}: never logged")
+        elif uid in listed:
+            pod = listed[uid]
+            if gone[uid]:
+                problems.append(f"{pod.metadata.name}: logged as deleted but listed")
+            elif last.loc[uid, "resource_version"] != pod.metadata.resource_version:
+                problems.append(f"{pod.metadata.name}: logged at {last.loc[uid, 'resource_version']}, "
+                                f"listed at {pod.metadata.resource_version}")
+        elif not gone[uid]:
+            problems.append(f"{last.loc[uid, 'pod']}: deleted, last logged {last.loc[uid, 'type']}")
+    return problems

@@ -36,6 +36,9 @@ Configuration (flags override the environment):
   WATCHER_TEST_RELIST_DELAY_SECONDS
                              testing only: wait this long after a 410 before re-listing, so
                              that changes fall into the re-list's diff (RESYNC lines)
+  WATCHER_HEALTH_PORT        port of the liveness probe's GET /healthz (default 8081; 0: none).
+                             It answers 503 once the loop has been stuck in one call longer
+                             than any request or pause may take.
 Works with the kubernetes client 22.6 (Debian bookworm) and newer (pip): it uses the client for
 configuration and requests only, and reads the raw JSON itself (no model objects).
 """
@@ -61,6 +64,9 @@ LIST_TIMEOUT_S = 60
 LIST_PAGE = 500
 BACKOFF_BASE_S = 0.5
 DEFAULT_BACKOFF_MAX_S = 30.0
+DEFAULT_HEALTH_PORT = 8081
+RBAC_HINT = ("the watcher's ServiceAccount needs get, list and watch on pods (Role and RoleBinding "
+             "watcher-pod-reader); the watcher retries with backoff")
 
 
 class Expired(Exception):
@@ -194,6 +200,7 @@ class Watcher:
         self._interruptible = False
         self.counts = {t: 0 for t in EVENT_TYPES}
         self.counts.update(bookmarks=0, expired=0, errors=0, watches=0, duplicates=0)
+        self.progress_at = time.monotonic()  # when the loop last entered or left a blocking call
 
     # -- output
 
@@ -310,7 +317,7 @@ class Watcher:
         self.status("relisted", pods=len(pods), changes=len(changes), resource_version=list_rv)
 
     def run(self) -> int:
-        self.status("started", scope=self.namespace, timeout_s=self.timeout_s,
+        self.status("started", scope=self.namespace, implementation="python", timeout_s=self.timeout_s,
                     stale_resource_version=self.stale_rv, relist_delay_s=self.relist_delay_s or None)
         listed, fresh = False, True  # fresh: the next watch starts right after a list
         expiries_in_a_row = 0
@@ -344,8 +351,9 @@ class Watcher:
                         continue
                     self.counts["errors"] += 1
                     delay = self.backoff.next()
+                    hint = {"hint": RBAC_HINT} if _http_status(error) in (401, 403) else {}
                     self.status("error", detail=f"{type(error).__name__}: {_reason(error)}"[:500],
-                                retry_in_s=round(delay, 3))
+                                retry_in_s=round(delay, 3), **hint)
                     self._pause(delay)
         except Stop:
             pass
@@ -365,10 +373,24 @@ class Watcher:
         if self.stopping:
             raise Stop()
         self._interruptible = True
+        self.progress_at = time.monotonic()
         try:
             return fn(*args, **kwargs)
         finally:
             self._interruptible = False
+            self.progress_at = time.monotonic()
+
+    # -- health
+
+    def stall_limit_s(self) -> float:
+        """The longest one blocking call may take: a quiet watch, a list, or a backoff pause."""
+        return self.timeout_s + READ_GRACE_S + LIST_TIMEOUT_S + self.backoff.cap
+
+    def health(self, now: float | None = None) -> tuple[bool, dict]:
+        stuck_s = (time.monotonic() if now is None else now) - self.progress_at
+        healthy = stuck_s <= self.stall_limit_s()
+        return healthy, {"status": "ok" if healthy else "stuck", "stuck_s": round(stuck_s, 1),
+                         "synced": self.snapshot_done, "session": self.session, "pods_known": len(self.known)}
 
     def _interruptible_iter(self, iterator):
         iterator = iter(iterator)
@@ -390,12 +412,46 @@ def _http_status(error: BaseException):
 def _reason(error: BaseException) -> str:
     reason = getattr(error, "reason", None)
     body = getattr(error, "body", None)
+    try:  # the API's Status object says what is wrong in plain words (e.g. which permission is missing)
+        message = json.loads(body).get("message") if isinstance(body, (str, bytes)) else None
+    except (ValueError, AttributeError):
+        message = None
+    if message:
+        return f"{reason}: {message}" if reason else message
     if reason or body:
         return f"{reason or ''} {(body or '')[:200] if isinstance(body, str) else ''}".strip()
     return str(error)
 
 
 # -------------------------------------------------------------------------------------- main
+
+
+def serve_health(watcher: Watcher, port: int):
+    """GET /healthz for the liveness probe, from a daemon thread: 200 while the loop makes
+    progress, 503 when it is stuck. API errors keep it healthy: the loop retries them itself."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the name http.server calls
+            if self.path.split("?")[0] != "/healthz":
+                self.send_error(404)
+                return
+            healthy, body = watcher.health()
+            data = json.dumps(body).encode() + b"\n"
+            self.send_response(200 if healthy else 503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):  # stdout carries the JSON lines only
+            pass
+
+    server = ThreadingHTTPServer(("", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="healthz", daemon=True).start()
+    return server
 
 
 def default_namespace() -> str:
@@ -438,6 +494,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--test-relist-delay-seconds", type=float,
                         default=float(env("WATCHER_TEST_RELIST_DELAY_SECONDS", "") or 0),
                         help="testing: wait this long after a 410 before re-listing")
+    parser.add_argument("--health-port", type=int,
+                        default=int(env("WATCHER_HEALTH_PORT", "") or DEFAULT_HEALTH_PORT),
+                        help="port of GET /healthz for the liveness probe (0: none)")
     parser.add_argument("--context", default=env("KUBE_CONTEXT", "") or None,
                         help="kubeconfig context when not running in a cluster")
     args = parser.parse_args(argv)
@@ -453,6 +512,8 @@ def main(argv=None) -> int:
                       relist_delay_s=args.test_relist_delay_seconds)
     signal.signal(signal.SIGTERM, watcher.request_stop)
     signal.signal(signal.SIGINT, watcher.request_stop)
+    if args.health_port:
+        serve_health(watcher, args.health_port)
     try:
         watcher.api = watcher._blocking(core_api, args.context)
     except Stop:

@@ -51,6 +51,8 @@ WEB_IMAGE = "k8s-lab/web:1"
 PROBE_IMAGE = "k8s-lab/probe:1"
 # The pod watcher (images/watcher/), built FROM the mode's Python base.
 WATCHER_IMAGE = "k8s-lab/watcher:1"
+# The same watcher in Go (images/watcher-go/): a static binary FROM scratch, the same in both modes.
+WATCHER_GO_IMAGE = "k8s-lab/watcher-go:1"
 
 # Official images used when a registry is reachable.
 ONLINE_DATABASE = "mysql:8.4"
@@ -78,6 +80,7 @@ class ImageSpec:
     parent: str | None = None  # tag of another ImageSpec this one is built FROM
     load: bool = False  # goes into the kind cluster
     imported: bool = False  # made by debootstrap + docker import, not docker build
+    go_binary: str | None = None  # the context is a Go main package: lab.host.gobuild builds this binary into it
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,9 @@ def image_names(mode: str = "auto") -> dict[str, str]:
     }
 
 
+WATCHER_GO_SPEC = ImageSpec(WATCHER_GO_IMAGE, "watcher-go", load=True, go_binary="k8s-lab-watcher-go")
+
+
 def plan(mode: str) -> list[ImageSpec]:
     """The images ``build(mode)`` makes, parents before children."""
     mode = resolve_mode(mode)
@@ -159,6 +165,7 @@ def plan(mode: str) -> list[ImageSpec]:
             ImageSpec(WEB_IMAGE, "web", (("NGINX_BASE", ONLINE_NGINX_BASE),), load=True),
             ImageSpec(PROBE_IMAGE, "probe", (("BASE_IMAGE", ONLINE_PROBE_BASE),), load=True),
             ImageSpec(WATCHER_IMAGE, "watcher", (("BASE_IMAGE", ONLINE_PYTHON),), load=True),
+            WATCHER_GO_SPEC,
         ]
     base = (("BASE_IMAGE", DEBIAN_BASE),)
     return [
@@ -170,6 +177,7 @@ def plan(mode: str) -> list[ImageSpec]:
         ImageSpec(PROBE_IMAGE, "probe", base, parent=DEBIAN_BASE, load=True),
         ImageSpec(WATCHER_IMAGE, "watcher", (("BASE_IMAGE", PYTHON_BASE_OFFLINE),),
                   parent=PYTHON_BASE_OFFLINE, load=True),
+        WATCHER_GO_SPEC,
     ]
 
 
@@ -390,10 +398,23 @@ def _docker_build(spec: ImageSpec, mode: str, inputs: str) -> None:
                "--label", f"{INPUTS_LABEL}={inputs}", "--label", f"{MODE_LABEL}={mode}"]
         for key, value in spec.build_args:
             cmd += ["--build-arg", f"{key}={value}"]
-        cmd.append(str(IMAGES_DIR / spec.context))
-        _run_logged(cmd, log_path, f"building {spec.tag}")
+        with tempfile.TemporaryDirectory(prefix="context-", dir=config.cache_dir()) as scratch:
+            cmd.append(str(_go_context(spec, Path(scratch)) if spec.go_binary else IMAGES_DIR / spec.context))
+            _run_logged(cmd, log_path, f"building {spec.tag}")
 
     docker.make_image([spec.tag], build)
+
+
+def _go_context(spec: ImageSpec, directory: Path) -> Path:
+    """A build context with the image's Dockerfile and its Go program, built (or cached) by lab.host.gobuild."""
+    from lab.host import gobuild
+
+    source = IMAGES_DIR / spec.context
+    binary = gobuild.build(gobuild.GoBuild(name=spec.context, packages=(".",), outputs=(spec.go_binary,),
+                                           source=source)) / spec.go_binary
+    shutil.copy2(source / "Dockerfile", directory / "Dockerfile")
+    shutil.copy2(binary, directory / spec.go_binary)
+    return directory
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,14 +30,16 @@ import numpy as np
 import pandas as pd
 
 from lab import config
+from lab.build.images import WATCHER_GO_IMAGE, WATCHER_IMAGE
 from lab.cluster import kube
 from lab.errors import LabError
-from lab.build.images import WATCHER_IMAGE
 
 DAEMONSET = "watcher"
 CONTAINER = "watcher"
 SELECTOR = "app.kubernetes.io/component=watcher"
 CHART_TEMPLATES = ("templates/watcher/rbac.yaml", "templates/watcher/daemonset.yaml")
+# Chart value watcher.implementation -> the image of that program.
+IMPLEMENTATIONS = {"python": WATCHER_IMAGE, "go": WATCHER_GO_IMAGE}
 
 POD_TYPES = ("ADDED", "MODIFIED", "DELETED", "SNAPSHOT", "RESYNC")
 STATUS_TYPE = "WATCHER"
@@ -608,26 +610,34 @@ def abort_stream(response) -> None:
 # ------------------------------------------------------------------- deploying the watcher
 
 
-def ensure_image(mode: str = "auto", load: bool = True) -> str:
-    """Build the lab images the mode needs (the watcher among them) and load the watcher into kind."""
-    from lab.build import images
+def ensure_image(mode: str = "auto", load: bool = True, implementation: str = "python") -> str:
+    """Build the lab images the mode needs (the watchers among them) and load one watcher into kind."""
+    from lab.ops import images
 
+    image = IMPLEMENTATIONS[implementation]
     images.build(mode, load=False)
     if load:
-        images.load_into_kind([WATCHER_IMAGE])
-    return WATCHER_IMAGE
+        images.load_into_kind([image])
+    return image
 
 
-def watcher_objects(namespace: str, image: str = WATCHER_IMAGE, env: dict[str, str] | None = None) -> list[dict]:
+def watcher_objects(namespace: str, image: str | None = None, env: dict[str, str] | None = None,
+                    implementation: str = "python") -> list[dict]:
     """The watcher's ServiceAccount, Role, RoleBinding and DaemonSet for ``namespace``, rendered
-    from the chart's defaults (``helm template``), with extra environment variables for its container."""
+    from the chart's defaults (``helm template``) for ``implementation`` (python or go), with extra
+    environment variables for its container."""
     import yaml
 
     from lab.host import tools
 
+    if implementation not in IMPLEMENTATIONS:
+        raise LabError(f"unknown watcher implementation {implementation!r}",
+                       hint=f"use one of: {', '.join(IMPLEMENTATIONS)}")
     helm = tools.ensure("helm")
+    image_value = "watcher.go.image" if implementation == "go" else "watcher.daemonset.image"
     cmd = [str(helm), "template", "k8s-lab", str(config.REPO_ROOT / "chart"), "--namespace", namespace,
-           "--set", f"watcher.daemonset.image={image}"]
+           "--set", f"watcher.implementation={implementation}",
+           "--set", f"{image_value}={image or IMPLEMENTATIONS[implementation]}"]
     for template in CHART_TEMPLATES:
         cmd += ["--show-only", template]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -646,12 +656,13 @@ def watcher_objects(namespace: str, image: str = WATCHER_IMAGE, env: dict[str, s
     return objects
 
 
-def deploy_watcher(namespace: str, image: str = WATCHER_IMAGE, env: dict[str, str] | None = None,
-                   wait: bool = True, timeout: int = 120, context: str = config.KUBE_CONTEXT) -> list[dict]:
+def deploy_watcher(namespace: str, image: str | None = None, env: dict[str, str] | None = None,
+                   wait: bool = True, timeout: int = 120, context: str = config.KUBE_CONTEXT,
+                   implementation: str = "python") -> list[dict]:
     """Apply the watcher (RBAC + DaemonSet) to an existing namespace; wait for its rollout."""
     import yaml
 
-    objects = watcher_objects(namespace, image=image, env=env)
+    objects = watcher_objects(namespace, image=image, env=env, implementation=implementation)
     kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects), context=context)
     if wait:
         kube.kubectl("-n", namespace, "rollout", "status", f"daemonset/{DAEMONSET}", f"--timeout={timeout}s",

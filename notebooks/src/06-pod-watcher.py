@@ -507,6 +507,120 @@ def watcher_list_watch():
 
 
 # %% [markdown]
+# ## Step 7: the same watcher in Go, on a client-go informer
+#
+# Controllers written in Go (the kubelet, the scheduler, operators) do not write list + watch by
+# hand: they use client-go's **SharedInformer**. `images/watcher-go/main.go` is our watcher built on
+# one, with a field selector for its node, and it prints **the same JSON lines**. What the informer
+# brings over the raw watch of step 6:
+#
+# | | raw list + watch (Python watcher, step 6) | SharedInformer (Go watcher) |
+# | --- | --- | --- |
+# | list, then watch from its `resourceVersion`, bookmarks | written by hand | the informer's *reflector* |
+# | `410 Gone` → list again and compare | written by hand (`relist_diff`) | the reflector re-lists; the *cache* tells what changed |
+# | errors | own backoff | backoff 0.8 s doubling to 30 s |
+# | state | a dict of the last printed Pod per uid | a thread-safe **cache** (store, indexers, listers) |
+# | periodic **resync** | none | every cached Pod re-delivered now and then (the Go watcher counts them, prints nothing: nothing changed) |
+# | reacting | one loop | **event handlers** `OnAdd` / `OnUpdate(old, new)` / `OnDelete` |
+#
+# The chart switches with one value, `watcher.implementation: go`, the manifests with
+# `kubectl apply -f manifests/05-watcher/go/`. Here we run the Go watcher **beside** the Python one
+# for a moment, as a second DaemonSet `watcher-go` under the same ServiceAccount, delete one web
+# Pod, and compare what the two logged.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import yaml
+
+GO_COMPONENT = "watcher-go"
+GO_SELECTOR = f"app.kubernetes.io/component={GO_COMPONENT}"
+if deploy.missing_images([watch.WATCHER_GO_IMAGE]):
+    watch.ensure_image(nb.mode, load=True, implementation="go")
+[go_daemonset] = [o for o in watch.watcher_objects(nb.namespace, implementation="go") if o["kind"] == "DaemonSet"]
+go_daemonset["metadata"]["name"] = GO_COMPONENT
+for labels in (go_daemonset["metadata"]["labels"], go_daemonset["spec"]["selector"]["matchLabels"],
+               go_daemonset["spec"]["template"]["metadata"]["labels"]):
+    labels["app.kubernetes.io/component"] = GO_COMPONENT  # not the Python watcher's Pods
+nb.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(go_daemonset))
+nb.kubectl("rollout", "status", f"daemonset/{GO_COMPONENT}", "--timeout=180s")
+
+
+def go_lines():
+    lines = []
+    for pod in core.list_namespaced_pod(nb.namespace, label_selector=GO_SELECTOR, _request_timeout=10).items:
+        log = core.read_namespaced_pod_log(pod.metadata.name, nb.namespace, container=watch.CONTAINER, _request_timeout=30)
+        lines += log.splitlines()
+    return watch.parse_lines(lines)
+
+
+nb.wait_for(lambda: (go_lines()["status"] == "snapshot").any(), "the Go watcher's snapshot", timeout=120, interval=1)
+compared_from = pd.Timestamp.now(tz="UTC")
+second_victim = min(web_pods(), key=lambda p: p.metadata.creation_timestamp)
+nb.kubectl("delete", "pod", second_victim.metadata.name, "--wait=false")
+
+
+def replaced_again():
+    if second_victim.metadata.uid in {p.metadata.uid for p in web_pods()}:
+        return checks.fail(f"{second_victim.metadata.name} is still there (terminating)")
+    return web_settled(3)()
+
+
+nb.wait_for(replaced_again, "the replacement of the deleted Pod", timeout=180)
+
+
+def transitions(events):
+    """(Pod, type, resourceVersion) of the web Pods' changes since the comparison began."""
+    rows = watch.pod_events(events)
+    rows = rows[rows["pod"].str.startswith("web-") & (rows["time"] >= compared_from) & rows["type"].isin(["ADDED", "MODIFIED", "DELETED"])]
+    return set(zip(rows["pod"].astype(str), rows["type"].astype(str), rows["resource_version"].astype(str)))
+
+
+def both_logged_the_deletion():
+    """Both logs have the deletion, and the same lines (a watcher may trail the other by a moment)."""
+    global python_seen, go_seen
+    python_seen = transitions(watch.load_events(nb.namespace, context=nb.context))
+    go_seen = transitions(go_lines())
+    for name, found in (("python", python_seen), ("go", go_seen)):
+        if (second_victim.metadata.name, "DELETED") not in {(pod, kind) for pod, kind, _ in found}:
+            return checks.fail(f"the {name} watcher has not logged the deletion yet")
+    if python_seen != go_seen:
+        return checks.fail(f"{len(python_seen ^ go_seen)} transition(s) in one log only, so far")
+    return checks.ok("both watchers logged the deletion and the same transitions")
+
+
+nb.wait_for(both_logged_the_deletion, "both watchers' lines", timeout=120, interval=1)
+comparison = pd.DataFrame(sorted(python_seen | go_seen), columns=["pod", "type", "resource_version"])
+comparison["python"] = [t in python_seen for t in zip(comparison["pod"], comparison["type"], comparison["resource_version"])]
+comparison["go"] = [t in go_seen for t in zip(comparison["pod"], comparison["type"], comparison["resource_version"])]
+comparison.sort_values("resource_version", key=lambda v: v.astype(int))
+
+# %% [markdown]
+# Every transition, with the same `resourceVersion`, in both logs: the contract holds. The Go
+# watcher's own status lines say what the informer did (`started` names the implementation and the
+# resync period). We remove the second DaemonSet again: the lab keeps the Python watcher.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+go_status = go_lines()
+print(go_status.loc[go_status["type"] == watch.STATUS_TYPE, ["time", "status", "scope", "watcher"]].to_string(index=False))
+nb.kubectl("delete", "daemonset", GO_COMPONENT, "--wait=false");
+
+# %% [markdown]
+# **Checkpoint.** The Go and the Python watcher logged the same transitions of the web Pods.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@checks.checkpoint("watcher.go", points=1,
+                   hint="run the cells of step 7 again: they start the Go watcher beside the Python one and delete a web Pod")
+def watcher_go():
+    if not python_seen:
+        return checks.fail("the Python watcher logged no web Pod transitions since the comparison began")
+    if python_seen != go_seen:
+        return checks.fail(f"only Python: {sorted(python_seen - go_seen)}; only Go: {sorted(go_seen - python_seen)}")
+    return checks.ok(f"both watchers logged the same {len(go_seen)} transitions")
+
+
+# %% [markdown]
 # ## Summary
 #
 # - The watcher runs as a DaemonSet (one Pod per node) under a ServiceAccount that may only get,
@@ -517,6 +631,9 @@ def watcher_list_watch():
 # - The watchers' JSON lines became a typed DataFrame; grouped by Pod they gave lifecycles
 #   (created, scheduled, ready, deleted) and a timeline of scaling up, a replacement and scaling
 #   down.
+# - A client-go SharedInformer does list + watch, re-lists, backoff, a cache, resyncs and event
+#   handlers for you; the Go watcher on one prints the very same lines
+#   (`watcher.implementation: go`).
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -17,6 +17,7 @@ from kubernetes import client
 from lab.cluster import kube
 from lab.ops import eventlog
 from lab.cluster.kube import kubectl, wait_until as eventually
+from tests.support import watcher_state_problems
 
 pytestmark = pytest.mark.cluster
 
@@ -163,30 +164,6 @@ def test_each_transition_is_logged_exactly_once(deployed):
     assert set(pods["pod"]) == set(names)
 
 
-def final_state_problems(lines: list[str], uids: set[str], label: str) -> list[str]:
-    """What the watcher's lines get wrong about the Pods compared with a list (empty: nothing)."""
-    events = eventlog.dedupe(eventlog.fill_restart_gaps(eventlog.parse_lines(lines)))
-    rows = eventlog.pod_events(events)
-    rows = rows[rows["uid"].isin(list(uids))]
-    last = rows.groupby("uid", sort=False).tail(1).set_index("uid")
-    gone = eventlog.is_deletion(last)
-    listed = {p.metadata.uid: p for p in kube.core().list_namespaced_pod(NS, label_selector=f"test={label}").items}
-    problems = []
-    for uid in sorted(uids):
-        if uid not in last.index:
-            problems.append(f"{uid}: never logged")
-        elif uid in listed:
-            pod = listed[uid]
-            if gone[uid]:
-                problems.append(f"{pod.metadata.name}: logged as deleted but listed")
-            elif last.loc[uid, "resource_version"] != pod.metadata.resource_version:
-                problems.append(f"{pod.metadata.name}: logged at {last.loc[uid, 'resource_version']}, "
-                                f"listed at {pod.metadata.resource_version}")
-        elif not gone[uid]:
-            problems.append(f"{last.loc[uid, 'pod']}: deleted, last logged {last.loc[uid, 'type']}")
-    return problems
-
-
 def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(deployed):
     # Every watch after the first of each list starts from resourceVersion 1 -> 410 Gone every
     # 2 s; the watcher waits 1 s before re-listing, so changes land in the re-list's diff.
@@ -217,12 +194,12 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(deployed
         kubectl("-n", NS, "wait", "--for=delete", f"pod/churn-{steps - live}", "--timeout=60s", timeout=70)
         eventually(lambda: len(kube.core().list_namespaced_pod(NS, label_selector="test=churn").items) == 2,
                    timeout=90, what="the deleted Pods to go away")
-        eventually(lambda: not final_state_problems(follower.lines, uids, "churn"), timeout=60,
+        eventually(lambda: not watcher_state_problems(NS, follower.lines, uids, "churn"), timeout=60,
                    what="the watcher's last state of every Pod to match a list")
         lines = follower.lines
         assert not follower.errors, follower.errors
 
-    problems = final_state_problems(lines, uids, "churn")
+    problems = watcher_state_problems(NS, lines, uids, "churn")
     assert not problems, problems
     unique = list(dict.fromkeys(lines))  # the same line read twice is a read, not a second event
     events = eventlog.parse_lines(unique)

@@ -115,9 +115,10 @@ def test_offline_plan_builds_parents_first_from_the_debian_base():
     for tag in ("k8s-lab/mariadb:lab", "k8s-lab/nginx:bookworm", "k8s-lab/python:bookworm", "k8s-lab/probe:1"):
         assert args[tag] == {"BASE_IMAGE": "k8s-lab/debian:bookworm"}
     assert args["k8s-lab/watcher:1"] == {"BASE_IMAGE": "k8s-lab/python:bookworm"}
-    # Everything a manifest refers to is built and goes into the cluster.
+    # Everything a manifest refers to is built and goes into the cluster; so is the Go watcher,
+    # which chart value watcher.implementation=go (or manifests/05-watcher/go/) runs instead.
     loaded = {s.tag for s in specs if s.load}
-    assert set(images.image_names("offline").values()) == loaded
+    assert set(images.image_names("offline").values()) | {images.WATCHER_GO_IMAGE} == loaded
 
 
 def test_online_plan_builds_only_the_lab_images_on_official_bases():
@@ -126,6 +127,7 @@ def test_online_plan_builds_only_the_lab_images_on_official_bases():
         "k8s-lab/web:1": {"NGINX_BASE": "nginx:1.27"},
         "k8s-lab/probe:1": {"BASE_IMAGE": "debian:bookworm-slim"},
         "k8s-lab/watcher:1": {"BASE_IMAGE": "python:3.11-slim"},
+        "k8s-lab/watcher-go:1": {},  # FROM scratch: a static Go binary
     }
     assert all(s.load and s.parent is None and not s.imported for s in specs)
 
@@ -203,7 +205,9 @@ def test_a_changed_debian_base_rebuilds_everything_built_on_it(images_copy):
     before = images.plan_hashes("offline", sources=SOURCES, images_dir=images_copy)
     (images_copy / "debian" / "overlay" / "etc" / "k8s-lab-extra").write_text("x\n")
     after = images.plan_hashes("offline", sources=SOURCES, images_dir=images_copy)
-    assert all(before[tag] != after[tag] for tag in before)
+    on_debian = [tag for tag in before if tag != images.WATCHER_GO_IMAGE]  # FROM scratch
+    assert all(before[tag] != after[tag] for tag in on_debian)
+    assert before[images.WATCHER_GO_IMAGE] == after[images.WATCHER_GO_IMAGE]
 
 
 def test_a_changed_mirror_list_changes_only_through_the_base():
@@ -343,7 +347,8 @@ def test_up_to_date_images_are_not_rebuilt(monkeypatch):
     monkeypatch.setattr(docker, "image_label", lambda ref, label: hashes[ref])
     monkeypatch.setattr(docker, "require_free_space", lambda *a: pytest.fail("disk checked for nothing"))
     monkeypatch.setattr(images, "_docker_build", lambda *a, **k: pytest.fail("rebuilt an up-to-date image"))
-    assert images.build("online", load=False) == ["k8s-lab/web:1", "k8s-lab/probe:1", "k8s-lab/watcher:1"]
+    assert images.build("online", load=False) == ["k8s-lab/web:1", "k8s-lab/probe:1", "k8s-lab/watcher:1",
+                                                  "k8s-lab/watcher-go:1"]
 
 
 def test_stale_images_are_rebuilt_after_the_disk_check(monkeypatch):
@@ -355,7 +360,7 @@ def test_stale_images_are_rebuilt_after_the_disk_check(monkeypatch):
     images.build("online", load=False)
     assert checked == [True]
     assert built == [("k8s-lab/web:1", "online"), ("k8s-lab/probe:1", "online"),
-                     ("k8s-lab/watcher:1", "online")]
+                     ("k8s-lab/watcher:1", "online"), ("k8s-lab/watcher-go:1", "online")]
 
 
 def _fake_docker(tmp_path: Path, monkeypatch) -> Path:

@@ -9,6 +9,8 @@ import importlib.util
 import io
 import json
 import sys
+import urllib.error
+import urllib.request
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -637,3 +639,68 @@ def test_lab_events_without_a_watcher_says_how_to_get_one(monkeypatch):
     monkeypatch.setattr(eventlog, "load_events", no_watcher)
     result = CliRunner().invoke(cli, ["events", "-n", "x"])
     assert result.exit_code == 1 and "no watcher Pods" in result.output
+
+
+# ------------------------------------------------------------- health and RBAC errors
+
+
+def healthz(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_python_health_endpoint_turns_503_when_the_loop_is_stuck():
+    watcher = W.Watcher(None, "lab", node="node-a", out=io.StringIO(), timeout_s=5, backoff_max_s=2)
+    server = W.serve_health(watcher, 0)
+    try:
+        port = server.server_address[1]
+        status, body = healthz(port)
+        assert status == 200 and body["status"] == "ok" and body["session"] == watcher.session
+        # Longer in one call than a quiet watch (5 s + grace), a list and the longest pause take.
+        watcher.progress_at -= watcher.stall_limit_s() + 1
+        status, body = healthz(port)
+        assert status == 503 and body["status"] == "stuck" and body["stuck_s"] > watcher.stall_limit_s()
+        watcher._blocking(lambda: None)  # any progress makes it healthy again
+        assert healthz(port)[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_python_forbidden_list_logs_the_api_message_with_a_hint_and_backs_off():
+    from kubernetes.client.exceptions import ApiException
+
+    message = ('pods is forbidden: User "system:serviceaccount:lab:watcher" cannot list resource "pods" '
+               'in API group "" in the namespace "lab"')
+
+    class Forbidden:
+        calls = 0
+
+        def list_namespaced_pod(self, namespace, **kwargs):
+            self.calls += 1
+            error = ApiException(status=403, reason="Forbidden")
+            # Bytes: with _preload_content=False the client hands over the raw response body.
+            error.body = json.dumps({"kind": "Status", "status": "Failure", "message": message,
+                                     "reason": "Forbidden", "code": 403}).encode()
+            raise error
+
+    out, sleeps = io.StringIO(), []
+    watcher = W.Watcher(Forbidden(), "lab", node="node-a", out=out, backoff_max_s=30, sleep=sleeps.append)
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 6:
+            watcher.request_stop(15)
+    watcher._sleep = sleep
+    assert watcher.run() == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    errors = [r for r in lines if r.get("status") == "error"]
+    assert len(errors) == 6 == watcher.api.calls
+    assert errors[0]["detail"] == f"ApiException: Forbidden: {message}"
+    assert "watcher-pod-reader" in errors[0]["hint"]
+    # Exponential backoff with jitter: the i-th wait is within [d/2, d] for d = 0.5 s * 2**i.
+    assert all(0.25 * 2**i <= delay <= 0.5 * 2**i for i, delay in enumerate(sleeps)), sleeps
+    assert lines[-1]["status"] == "stopped" and lines[-1]["reason"] == "SIGTERM"
