@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-ROOT = HERE.parents[1]
-ARTIFACTS = ROOT / "runs" / "browser"
+ARTIFACTS = HERE.parents[1] / "runs" / "browser"
 
 
 def pytest_configure(config: pytest.Config) -> None:

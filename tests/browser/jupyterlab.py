@@ -22,12 +22,11 @@ from typing import Mapping
 import pytest
 
 CHROMIUM = Path(os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium"))
-# Without the background-networking switches Chromium keeps trying to reach Google's hosts, which
-# this closed network refuses; Playwright's own defaults cover the rest (no first run, no sync).
-CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update"]
+# No GPU on a headless host; Playwright's own switches already keep Chromium off the network in
+# the background (no component updates, no first-run page).
+CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic"]
 START_TIMEOUT_S = 60
-TOOLBAR_MENU_TIMEOUT_MS = 10_000
+MENU_TIMEOUT_MS = 10_000
 
 
 def free_port() -> int:
@@ -61,8 +60,6 @@ class JupyterLab:
             sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
-            # The test reads the app's state (notifications) the way Galata does.
-            "--LabApp.expose_app_in_browser=True",
             # The server itself never goes out for news or updates (the settings decide whether
             # the page asks; these only keep a test run off the network).
             "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
@@ -123,9 +120,11 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
-# The execution counts of the open notebook's code cells ("[3]:" -> 3, "[*]:" or "[ ]:" -> null).
+# The execution counts of the open notebook's code cells: "[3]:" -> 3, "[*]:" (queued or running)
+# -> "*", "[ ]:" (never run, or skipped after an error) -> null.
 _PROMPTS_JS = """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')]
-    .map(p => { const m = /\\[(\\d+)\\]/.exec(p.textContent); return m ? Number(m[1]) : null; })"""
+    .map(p => { const m = /\\[(\\d+|\\*)\\]/.exec(p.textContent);
+                return m ? (m[1] === '*' ? '*' : Number(m[1])) : null; })"""
 
 
 class Student:
@@ -143,48 +142,55 @@ class Student:
         expect(self.page.locator("#jp-main-statusbar").get_by_text("Idle")).to_be_visible(timeout=timeout_s * 1000)
 
     def cell(self, contains: str):
-        """The one code cell whose source contains ``contains``."""
-        from playwright.sync_api import expect
-
-        cells = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").filter(
-            has=self.page.locator(".jp-InputArea-editor", has_text=contains))
-        expect(cells, f"exactly one code cell contains {contains!r}").to_have_count(1)
-        return cells
+        """The one code cell whose source contains ``contains`` (by position, so the locator still
+        finds it once its text changes)."""
+        cells = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell")
+        sources = cells.locator(".jp-InputArea-editor").all_inner_texts()
+        found = [i for i, text in enumerate(sources) if contains in text]
+        assert len(found) == 1, f"{len(found)} code cells contain {contains!r}, expected exactly one"
+        return cells.nth(found[0])
 
     def write(self, contains: str, source: str) -> None:
         """Replace the source of the cell that contains ``contains`` with ``source``, as a student
         who selects all and pastes does (typing key by key would let the editor re-indent YAML)."""
+        from playwright.sync_api import expect
+
         cell = self.cell(contains)
         cell.scroll_into_view_if_needed()
         cell.locator(".cm-content").click()
         self.page.keyboard.press("Control+A")
         self.page.keyboard.insert_text(source)
-        typed = "\n".join(cell.locator(".cm-line").all_inner_texts())
-        assert typed.strip() == source.strip(), f"the editor holds:\n{typed}\nnot:\n{source}"
+        expect(cell.locator(".cm-line"), "the cell holds the answer").to_have_text(source.split("\n"))
 
     def run_all(self, timeout_s: float = 120) -> None:
-        """Run > Run All Cells, then wait until every code cell has run again (each gets an
-        execution count above every count from before)."""
+        """Run > Run All Cells, then wait until the run is over: a cell has a new execution count
+        (above every count from before) and none is queued any more. Every cell must have run;
+        after an error JupyterLab leaves the rest unrun, and the error is in the message."""
         before = self.page.evaluate(_PROMPTS_JS)
         assert before, "the notebook shows no code cells"
-        last = max((n for n in before if n is not None), default=0)
+        last = max((n for n in before if isinstance(n, int)), default=0)
         self.page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        self.page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click(timeout=TOOLBAR_MENU_TIMEOUT_MS)
+        self.page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click(timeout=MENU_TIMEOUT_MS)
+        new = f"n => typeof n === 'number' && n > {last}"
         try:
-            self.page.wait_for_function(
-                f"() => ({_PROMPTS_JS})().every(n => n !== null && n > {last})", timeout=timeout_s * 1000)
+            self.page.wait_for_function(f"() => {{ const p = ({_PROMPTS_JS})(); return p.some({new}) && !p.includes('*'); }}",
+                                        timeout=timeout_s * 1000)
         except Exception as error:  # noqa: BLE001 - playwright's TimeoutError: say what the page shows
-            raise AssertionError(f"the cells did not all run within {timeout_s:.0f} s; execution counts "
-                                 f"{self.page.evaluate(_PROMPTS_JS)} (before: {before}); error outputs:\n"
-                                 + "\n".join(self.errors())) from error
+            raise AssertionError(f"the run did not finish within {timeout_s:.0f} s; execution counts "
+                                 f"{self.page.evaluate(_PROMPTS_JS)} (before: {before})") from error
+        after = self.page.evaluate(_PROMPTS_JS)
+        assert self.page.evaluate(f"p => p.every({new})", after), (
+            f"not every cell ran (execution counts {after}, before: {before}); error outputs:\n"
+            + "\n".join(self.errors()))
 
     def errors(self) -> list[str]:
         return self.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
 
     def popups(self) -> list[str]:
-        """What interrupts a student: notification toasts, dialogs, and notifications waiting
-        behind the status bar's bell (JupyterLab's notification manager)."""
-        shown = self.page.locator(".Toastify__toast, .jp-Dialog").all_inner_texts()
-        queued = self.page.evaluate(
-            "() => (window.jupyterapp?.notificationManager?.notifications ?? []).map(n => n.message)") or []
-        return [" ".join(t.split()) for t in shown] + [m for m in queued if m not in " ".join(shown)]
+        """What interrupts a student: notification toasts, dialogs, and unread notifications behind
+        the status bar's bell."""
+        shown = [" ".join(t.split()) for t in self.page.locator(".Toastify__toast, .jp-Dialog").all_inner_texts()]
+        unread = self.page.locator(".jp-Notification-Status").inner_text().strip()
+        if unread not in ("", "0"):
+            shown.append(f"{unread} unread notification(s) behind the status bar's bell")
+        return shown

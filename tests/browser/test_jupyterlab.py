@@ -25,9 +25,9 @@ from typing import Callable
 
 import pytest
 
-from tests.browser.conftest import ROOT
 from tests.browser.jupyterlab import JupyterLab, Student
 
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 SHIPPED_SETTINGS = ROOT / "jupyter" / "lab" / "settings" / "overrides.d" / "k8s-lab.json"
 # JupyterLab asks about news once the app is restored and its settings are loaded: well within this.
@@ -38,7 +38,7 @@ NEWS_PROMPT_WAIT_MS = 3000
 class BuildTask:
     name: str
     notebook: str  # path in the temporary copy of notebooks/
-    cell: str  # text that only the student's cell contains (it stays in every answer)
+    cell: str  # text that only the student's cell contains, in the notebook as it ships
     right: str  # the whole source of that cell, answered right
     wrong: str  # ... and answered wrong
     check_id: str
@@ -124,12 +124,21 @@ def task(request) -> BuildTask:
     return request.param
 
 
+def _place(task: BuildTask, root: Path) -> None:
+    """Put the task's notebook into ``root`` as it ships (again: JupyterLab may have autosaved a
+    previous test's answer into it)."""
+    if task.write is not None:
+        task.write(root)
+    else:
+        shutil.copyfile(NOTEBOOKS / task.notebook, root / task.notebook)
+
+
 def _serve(tmp: Path, task: BuildTask | None = None, **options) -> JupyterLab:
     """A temporary copy of notebooks/ (plus the task's own notebook), served by JupyterLab."""
     root = tmp / "notebooks"
     shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns("src", "__pycache__", ".ipynb_checkpoints"))
-    if task is not None and task.write is not None:
-        task.write(root)
+    if task is not None:
+        _place(task, root)
     # Without a kubeconfig no cell can reach a cluster; LAB_CLUSTER etc. pass through for tasks that need one.
     env = {} if task is not None and task.needs_cluster else {"KUBECONFIG": str(tmp / "no-kubeconfig")}
     return JupyterLab(root, tmp / "profile", env=env, **options).start()
@@ -144,7 +153,8 @@ def jupyterlab(task, tmp_path_factory):
 
 @pytest.fixture
 def student(jupyterlab, task, new_page) -> Student:
-    """A student in a new tab, with the task's notebook open as it is on disk."""
+    """A student in a new tab, with the task's notebook open as it ships."""
+    _place(task, jupyterlab.root)
     student = Student(new_page(), jupyterlab)
     student.open(task.notebook)
     return student
@@ -156,7 +166,7 @@ def _checkpoint(student: Student, task: BuildTask):
     rendered = student.page.locator(".k8s-lab-checkpoint").filter(
         has=student.page.locator("b", has_text=re.compile(rf"^{re.escape(task.check_id)}$")))
     expect(rendered, f"one rendered checkpoint {task.check_id}").to_have_count(1)
-    rendered.scroll_into_view_if_needed()
+    rendered.evaluate("e => e.scrollIntoView({block: 'center'})")  # in the screenshot, with its cell
     return rendered
 
 
@@ -205,8 +215,10 @@ def test_the_untouched_notebook_fails_and_runs_to_the_end(student, task):
 def test_shipped_settings_leave_no_first_run_popup(student, jupyterlab, artifacts):
     """A first visit with the lab's JupyterLab settings: nothing asks for the student's attention
     (the tests above also look again once the cells have run)."""
-    shipped = jupyterlab.get_json("lab/api/settings/@jupyterlab/apputils-extension:notification")["settings"]
-    assert (shipped.get("fetchNews"), shipped.get("checkForUpdates")) == ("false", False), (
+    schema = jupyterlab.get_json("lab/api/settings/@jupyterlab/apputils-extension:notification")["schema"]
+    defaults = {key: spec.get("default") for key, spec in schema["properties"].items()}
+    # Overrides change a plugin's defaults, so a student's own choice still wins.
+    assert (defaults["fetchNews"], defaults["checkForUpdates"]) == ("false", False), (
         f"the server does not serve {SHIPPED_SETTINGS.relative_to(ROOT)}: `make venv-notebook` installs it")
     student.page.wait_for_timeout(NEWS_PROMPT_WAIT_MS)
     assert student.popups() == []
@@ -222,6 +234,8 @@ def test_without_the_shipped_settings_the_news_prompt_appears(tmp_path, new_page
         page = new_page()
         page.goto(lab.url())
         page.locator(".Toastify__toast").first.wait_for(timeout=30_000)
-        assert any("Jupyter news" in p for p in Student(page, lab).popups())
+        popups = Student(page, lab).popups()
+        assert any("Jupyter news" in p for p in popups), popups
+        assert any("behind the status bar's bell" in p for p in popups), popups
     finally:
         lab.stop()
