@@ -51,6 +51,11 @@ class JupyterLab:
         dirs = {name: profile / name for name in ("config", "data", "runtime", "user-settings", "workspaces")}
         for d in dirs.values():
             d.mkdir(exist_ok=True)
+        # The driver finds cells in the page, so it needs every cell rendered, not only those in
+        # view (JupyterLab's default windowing); the user settings hold nothing else.
+        tracker = dirs["user-settings"] / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+        tracker.parent.mkdir(parents=True, exist_ok=True)
+        tracker.write_text('{"windowingMode": "none"}\n')
         self.env = {**os.environ, **(env or {}),
                     "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
                     "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
