@@ -24,7 +24,7 @@ import pytest
 CHROMIUM = Path(os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium"))
 # No GPU on a headless host; Playwright's own switches already keep Chromium off the network in
 # the background (no component updates, no first-run page).
-CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic"]
+CHROMIUM_ARGS = ["--disable-gpu"]
 START_TIMEOUT_S = 60
 MENU_TIMEOUT_MS = 10_000
 
