@@ -17,7 +17,7 @@ RUN_DIR := runs/$(shell date -u +%Y%m%dT%H%M%SZ)
 NOTEBOOKS = $(wildcard notebooks/[0-9][0-9]-*.ipynb)
 CLUSTER_TESTS = $(wildcard tests/cluster/test_*.py tests/cluster/*_test.py)
 
-.PHONY: help lab test venv venv-notebook host doctor tools cluster images run test-unit test-cluster test-notebooks clean
+.PHONY: help lab test venv venv-notebook host doctor tools cluster images run test-unit test-cluster test-notebooks test-browser clean
 
 help:
 	@echo "make lab    set up everything and run the notebooks headlessly (venv, Docker, cluster, images)"
@@ -39,9 +39,17 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml
 	$(VPY) -m pip install --quiet --disable-pip-version-check -e .
 	@touch $@
 
-# What a student adds to open the notebooks interactively.
-$(VENV)/.installed-notebook: $(VENV)/.installed
+# What a student adds to open the notebooks interactively, and the lab's JupyterLab settings
+# (no news prompt, no update check) where JupyterLab reads packaged overrides.
+JUPYTERLAB_SETTINGS := jupyter/lab/settings/overrides.d/k8s-lab.json
+$(VENV)/.installed-notebook: $(VENV)/.installed $(JUPYTERLAB_SETTINGS)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[notebook]'
+	install -D -m 0644 $(JUPYTERLAB_SETTINGS) $(VENV)/share/jupyter/lab/settings/overrides.d/k8s-lab.json
+	@touch $@
+
+# Playwright for the browser tests (they drive Debian's Chromium, which setup-host --browser installs).
+$(VENV)/.installed-browser: $(VENV)/.installed-notebook
+	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[browser]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -101,6 +109,11 @@ else
 	$(VPY) -m pytest $(NBVAL) $(if $(wildcard $(NBVAL_SANITIZE)),--nbval-sanitize-with $(NBVAL_SANITIZE)) \
 	  --nbval-current-env --nbval-cell-timeout=1200 -p no:cacheprovider $(NOTEBOOKS)
 endif
+
+# JupyterLab in a real browser, as a student uses it; needs no cluster (screenshots: runs/browser/).
+test-browser: $(VENV)/.installed-browser
+	bash scripts/setup-host --browser
+	$(VPY) -m pytest tests/browser -q
 
 # ------------------------------------------------------------------------------------ clean
 
