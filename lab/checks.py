@@ -28,31 +28,23 @@ covers the lab's objects, and :func:`register` adds named checks (some instructo
 """
 from __future__ import annotations
 
-import datetime as _dt
 import glob as _glob
-import hashlib
-import html
-import json
 import os
-import re
 import shutil
 import subprocess
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from lab import __version__ as LAB_VERSION
-from lab import config
+from lab import config, evidence
 from lab.errors import LabError
 
-MIME_TYPE = "application/vnd.k8s-lab.checkpoint+json"
-# The record format. A grader reads only records of its own schema; bump it when fields change meaning.
-SCHEMA = "k8s-lab.checkpoint/1"
-GENESIS_HASH = "0" * 64
+# The record format and hash chain live in lab.evidence (the grader reads records with it too).
+from lab.evidence import (CHECK_ID, GENESIS_HASH, MAX_MESSAGE, MIME_TYPE, SCHEMA, Session, _jsonable,  # noqa: E402,F401
+                          _now, _number, _short, bundle, canonical, evidence_output, normalize_source,
+                          record_hash, render_html, render_text, source_hash)
+
 REQUEST_TIMEOUT_S = 10
-MAX_MESSAGE = 600
-CHECK_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 __all__ = [
     "MIME_TYPE", "SCHEMA", "Result", "Record", "CheckpointFailed", "Session", "configure", "settings",
@@ -94,159 +86,15 @@ class CheckpointFailed(LabError):
         self.record = dict(record)
 
 
-def canonical(obj: Any) -> bytes:
-    """The bytes a record hash is taken over: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
-def record_hash(record: Mapping[str, Any]) -> str:
-    """SHA-256 of the record's canonical JSON without its own ``hash`` field."""
-    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
-
-
-def normalize_source(source: str | None) -> str:
-    """Cell source as hashed: trailing spaces and blank lines at either end do not count."""
-    lines = [line.rstrip() for line in (source or "").splitlines()]
-    while lines and not lines[0]:
-        lines.pop(0)
-    while lines and not lines[-1]:
-        lines.pop()
-    return "\n".join(lines)
-
-
-def source_hash(source: str | None) -> str:
-    return hashlib.sha256(normalize_source(source).encode()).hexdigest()
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _number(value: Any) -> int | float:
-    """Points as JSON that survives a round trip through a browser (2.0 would come back as 2)."""
-    number = float(value)
-    if number != number or number in (float("inf"), float("-inf")) or number < 0:
-        raise ValueError(f"points must be a finite number >= 0, got {value!r}")
-    return int(number) if number.is_integer() else number
-
-
-def _short(text: str, limit: int = MAX_MESSAGE) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types only, so the hash recomputed from the saved notebook is the same."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return _number(value) if value >= 0 else str(value)
-    return str(value)
-
-
-class Session:
-    """The hash chain of one kernel session: sequence numbers and the previous record's hash."""
-
-    def __init__(self, session_id: str | None = None):
-        self.id = session_id or uuid.uuid4().hex
-        self.seq = 0
-        self.last_hash = GENESIS_HASH
-        self.records: list[dict] = []
-
-    def seal(self, record: Mapping[str, Any]) -> dict:
-        """Chain ``record`` after the previous one and add its hash."""
-        self.seq += 1
-        sealed = dict(record, session=self.id, seq=self.seq, prev_hash=self.last_hash)
-        sealed.pop("hash", None)
-        sealed["hash"] = record_hash(sealed)
-        self.last_hash = sealed["hash"]
-        self.records.append(sealed)
-        return sealed
-
-
-def make_record(
-    check_id: str,
-    points: float,
-    result: Result,
-    *,
-    hint: str = "",
-    description: str = "",
-    started: str | None = None,
-    finished: str | None = None,
-    notebook: str = "",
-    namespace: str = "",
-    context: str = "",
-    cluster: Mapping[str, Any] | None = None,
-    cell_source: str | None = None,
-    session: Session | None = None,
-    kind: str = "notebook",
-) -> dict:
-    """Build the evidence record of one verification and seal it into ``session``'s chain.
+def make_record(check_id: str, points: float, result: Result, *, session: Session | None = None,
+                **fields: Any) -> dict:
+    """Build the evidence record of one verification and seal it into ``session``'s chain (this
+    kernel's by default); the fields are :func:`lab.evidence.make_record`'s.
 
     ``checkpoint`` uses this with the live result; tests and benchmarks call it with made-up
     results to produce exactly the records a real run would.
     """
-    if not CHECK_ID.match(check_id):
-        raise ValueError(f"check id {check_id!r} must be lower-case letters, digits, '.', '_' or '-'")
-    started = started or _now()
-    points = _number(points)
-    record = {
-        "schema": SCHEMA,
-        "lab_version": LAB_VERSION,
-        "kind": kind,
-        "check_id": check_id,
-        "description": description,
-        "points": points,
-        "passed": bool(result.passed),
-        "earned": points if result.passed else 0,
-        "message": _short(result.message),
-        "hint": hint,
-        "started": started,
-        "finished": finished or _now(),
-        "notebook": notebook,
-        "namespace": namespace,
-        "context": context,
-        "cluster": _jsonable(cluster or {}),
-        "objects": {str(k): str(v) for k, v in dict(result.uids or {}).items()},
-        "cell_sha256": None if cell_source is None else source_hash(cell_source),
-    }
-    return (session or _session).seal(record)
-
-
-def render_text(record: Mapping[str, Any]) -> str:
-    """The human line shown for a record (also stored as the output's text/plain)."""
-    verdict = "✔ PASS" if record["passed"] else "✘ FAIL"
-    line = f"{verdict} {record['check_id']} ({record['earned']}/{record['points']} points): {record['message']}"
-    if not record["passed"] and record.get("hint"):
-        line += f"\n    hint: {record['hint']}"
-    return line
-
-
-def render_html(record: Mapping[str, Any]) -> str:
-    colour = "#1a7f37" if record["passed"] else "#cf222e"
-    verdict = "PASS" if record["passed"] else "FAIL"
-    out = (f'<div class="k8s-lab-checkpoint" style="font-family:monospace">'
-           f'<b style="color:{colour}">{verdict}</b> <b>{html.escape(record["check_id"])}</b> '
-           f'({record["earned"]}/{record["points"]} points): {html.escape(record["message"])}')
-    if not record["passed"] and record.get("hint"):
-        out += f'<br><span style="color:#9a6700">hint: {html.escape(record["hint"])}</span>'
-    return out + "</div>"
-
-
-def bundle(record: Mapping[str, Any]) -> dict:
-    """The MIME bundle displayed for a record: the evidence plus its human renderings."""
-    return {MIME_TYPE: dict(record), "text/plain": render_text(record), "text/html": render_html(record)}
-
-
-def evidence_output(record: Mapping[str, Any]):
-    """The notebook output (nbformat ``display_data``) that displaying ``record`` produces."""
-    import nbformat
-
-    return nbformat.v4.new_output("display_data", data=bundle(record), metadata={})
+    return evidence.make_record(check_id, points, result, session=session or _session, **fields)
 
 
 class Record:
