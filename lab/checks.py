@@ -357,8 +357,10 @@ def evaluate(
     context: str | None = None,
     notebook: str | None = None,
     kind: str = "notebook",
+    session: Session | None = None,
 ) -> dict:
-    """Run ``verify`` and return its sealed record, without displaying anything.
+    """Run ``verify`` and return its record sealed into ``session`` (this kernel's by default),
+    without displaying anything.
 
     An exception inside ``verify`` is a failed check whose message says what went wrong.
     """
@@ -377,7 +379,7 @@ def evaluate(
         check_id, points, result, hint=hint, description=description, started=started,
         finished=finished, notebook=_notebook_name(notebook), namespace=_ns(namespace),
         context=_ctx(context), cluster=cluster_identity(context), cell_source=_current_cell_source(),
-        kind=kind,
+        kind=kind, session=session,
     )
 
 
@@ -457,23 +459,31 @@ class RegisteredCheck:
     description: str
     verify: Callable[..., Any]  # verify(namespace=..., context=...) -> Result
     instructor_only: bool = False
+    # The notebook after which `lab grade --execute` runs it (None: after the last one, and in --live).
+    notebook: str | None = None
+    # A build task: the student writes the object; no points when the run had the solutions.
+    build_task: bool = False
 
 
 _REGISTRY: dict[str, RegisteredCheck] = {}
 
 
-def register(check_id: str, *, points: float, hint: str = "", description: str = "", instructor_only: bool = False):
+def register(check_id: str, *, points: float, hint: str = "", description: str = "", instructor_only: bool = False,
+             notebook: str | None = None, build_task: bool = False):
     """Decorator: register ``fn(namespace, context) -> Result`` as a named check.
 
-    Notebooks run a registered check with :func:`check`; ``lab grade --live`` runs them all
-    against a cluster, including the ``instructor_only`` ones students never see.
+    Notebooks run a registered check with :func:`check`; the grader runs them itself, outside the
+    student's kernel: ``lab grade --execute`` after ``notebook`` (a file name such as
+    ``"03-database.ipynb"``), ``lab grade --live`` against a running namespace, including the
+    ``instructor_only`` ones students never see. ``build_task``: the student builds the object, so
+    a run with the reference solutions earns nothing for it.
     """
     if not CHECK_ID.match(check_id):
         raise ValueError(f"bad check id {check_id!r}")
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         _REGISTRY[check_id] = RegisteredCheck(check_id, _number(points), hint, description or (fn.__doc__ or "").strip(),
-                                              fn, instructor_only)
+                                              fn, instructor_only, notebook, build_task)
         return fn
 
     return decorator
@@ -501,22 +511,17 @@ def check(check_id: str, *, strict: bool = False, namespace: str | None = None, 
 
 
 def run_registered(context: str | None = None, namespace: str | None = None,
-                   include_instructor_only: bool = True) -> list[dict]:
-    """Evaluate every registered check against a cluster; the records, nothing displayed."""
-    global _session
-    session_before, _session = _session, Session()
-    try:
-        records = []
-        for reg in registry(include_instructor_only):
-            record = evaluate(reg.check_id, reg.points,
-                              lambda reg=reg: reg.verify(namespace=_ns(namespace), context=_ctx(context)),
-                              hint=reg.hint, description=reg.description, namespace=namespace,
-                              context=context, notebook="(live)",
-                              kind="instructor" if reg.instructor_only else "live")
-            records.append(record)
-        return records
-    finally:
-        _session = session_before
+                   include_instructor_only: bool = True,
+                   which: Iterable[RegisteredCheck] | None = None) -> list[dict]:
+    """Evaluate registered checks (``which``, default all) against a cluster in a chain of their
+    own; the records, nothing displayed. Safe to call from several threads at once."""
+    session = Session()
+    chosen = registry(include_instructor_only) if which is None else list(which)
+    return [evaluate(reg.check_id, reg.points,
+                     lambda reg=reg: reg.verify(namespace=_ns(namespace), context=_ctx(context)),
+                     hint=reg.hint, description=reg.description, namespace=namespace, context=context,
+                     notebook="(grader)", kind="instructor" if reg.instructor_only else "grader", session=session)
+            for reg in chosen]
 
 
 # ============================================================================================

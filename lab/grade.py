@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lab import __version__ as LAB_VERSION
-from lab import checks
+from lab import checks, evidence
 from lab.config import REPO_ROOT
 from lab.errors import LabError
 
@@ -262,6 +262,15 @@ class Submission:
     flags: list[Flag] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    solutions: dict[str, bool | None] = field(default_factory=dict)  # notebook -> ran with the solutions?
+    # The grader's own checks (lab grade --execute / --live); None: graded from stored evidence only.
+    grader_records: list[dict] | None = None
+    name: str = ""
+    email: str = ""
+
+    @property
+    def mode(self) -> str:
+        return "self-reported" if self.grader_records is None else "verified"
 
     def flag(self, kind: str, detail: str, notebook: str | None = None, check_id: str | None = None) -> None:
         self.flags.append(Flag(kind, detail, notebook, check_id))
@@ -276,7 +285,7 @@ class Submission:
 
     @property
     def status(self) -> str:
-        if not self.notebooks or not any(e.usable for e in self.evidence):
+        if self.errors or (self.grader_records is None and not any(e.usable for e in self.evidence)):
             return "error"
         return "flagged" if any(f.severity == "tamper" for f in self.flags) else "graded"
 
@@ -360,38 +369,22 @@ def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[st
     _read_report(run_dir, sub)
     for nb_path in _notebooks_in(run_dir):
         try:
-            nb = nbformat.reads(nb_path.read_text(encoding="utf-8"), as_version=4)
-        except Exception as error:  # noqa: BLE001 - invalid JSON, not a notebook, bad encoding
+            nb = _read_notebook(nb_path)
+            found = _notebook_evidence(nb, nb_path.name, expected_ids)
+        except Exception as error:  # noqa: BLE001 - invalid JSON, not a notebook, bad encoding, odd structure
             sub.unreadable.append(nb_path.name)
             sub.errors.append(f"{nb_path.name}: not a readable notebook ({type(error).__name__}: "
                               f"{' '.join(str(error).split())[:200]})")
             continue
         sub.notebooks.append(nb_path.name)
-        mentioned = set()
-        for index, cell in enumerate(nb.cells):
-            if cell.get("cell_type") != "code":
-                continue
-            source = cell.get("source", "")
-            mentioned.update(cid for cid in expected_ids if cid in source)
-            cell_hash = None
-            for output in cell.get("outputs", []):
-                data = output.get("data") or {}
-                if checks.MIME_TYPE not in data:
-                    continue
-                record = data[checks.MIME_TYPE]
-                if isinstance(record, str):
-                    try:
-                        record = json.loads(record)
-                    except ValueError:
-                        record = None
-                if cell_hash is None:
-                    cell_hash = checks.source_hash(source)
-                if not isinstance(record, dict):
-                    sub.flag("malformed-record", f"cell {index}: checkpoint output is not a JSON object", nb_path.name)
-                    continue
-                sub.evidence.append(Evidence(nb_path.name, index, dict(record), cell_hash))
-                _check_display(sub, sub.evidence[-1], data.get("text/plain"))
-        sub.mentioned[nb_path.name] = sorted(mentioned)
+        sub.mentioned[nb_path.name], evidence_found, malformed = found
+        sub.solutions[nb_path.name] = solutions_parameter(nb)
+        for ev, text in evidence_found:
+            sub.evidence.append(ev)
+            _check_display(sub, ev, text)
+        for cell, reasons in malformed:
+            sub.flag("malformed-record", f"cell {cell}: {'; '.join(reasons)}", nb_path.name)
+            sub.errors.append(f"{nb_path.name} cell {cell}: malformed checkpoint record ({'; '.join(reasons[:3])})")
     if not sub.notebooks:
         return sub
     if not sub.evidence:
@@ -402,6 +395,70 @@ def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[st
         if isinstance(cluster, dict):
             ev.record["cluster"] = {k: cluster[k] for k in ("context", "kube_system_uid", "error") if k in cluster}
     return sub
+
+
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+
+
+def _read_notebook(path: Path):
+    """A notebook as nbformat reads it, refused when it is too large or not nbformat 4."""
+    import nbformat
+    from nbformat.v4.rwbase import rejoin_lines
+
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        raise ValueError(f"{size / 2**20:.0f} MiB is more than the {MAX_NOTEBOOK_BYTES // 2**20} MiB a notebook may have")
+    raw = json.loads(path.read_bytes().decode("utf-8"))
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        raise ValueError("the JSON is not a notebook (no list of cells)")
+    if raw.get("nbformat") != 4:
+        raise ValueError(f"nbformat {raw.get('nbformat')!r}; the lab's notebooks are nbformat 4")
+    # JSON stores multi-line text as lists of lines; nbformat.reads would join them the same way.
+    return rejoin_lines(nbformat.from_dict(raw))
+
+
+def _notebook_evidence(nb, name: str, expected_ids: Sequence[str]):
+    """(check ids the code cells mention, [(Evidence, its text/plain)], [(cell, reasons)] of
+    malformed records) of one notebook."""
+    mentioned: set[str] = set()
+    found, malformed = [], []
+    for index, cell in enumerate(nb.cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        mentioned.update(cid for cid in expected_ids if cid in source)
+        outputs = cell.get("outputs")
+        for output in outputs if isinstance(outputs, list) else []:
+            got = evidence.from_output(output)
+            if got is None:
+                continue
+            record, text = got
+            reasons = evidence.problems(record)
+            if reasons:
+                malformed.append((index, reasons))
+                continue
+            found.append((Evidence(name, index, dict(record), checks.source_hash(source)), text))
+    return sorted(mentioned), found, malformed
+
+
+def solutions_parameter(nb) -> bool | None:
+    """Whether the notebook ran with the reference solutions: the last value of ``solutions`` set by
+    the cells papermill injected or tagged ``parameters`` (None when neither sets it)."""
+    value = None
+    for cell in nb.cells:
+        tags = (cell.get("metadata") or {}).get("tags") or []
+        if cell.get("cell_type") != "code" or not {"parameters", "injected-parameters"} & set(tags):
+            continue
+        try:
+            tree = ast.parse(_python(cell.get("source", "")))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "solutions" for t in node.targets):
+                literal = _literal(node.value)
+                value = literal if isinstance(literal, bool) else value
+    return value
 
 
 _REQUIRED = ("check_id", "points", "passed", "message", "session", "seq", "prev_hash", "hash")

@@ -239,7 +239,7 @@ def test_run_registered_includes_instructor_only_checks_and_keeps_the_session(mo
     before = checks.session()
     records = checks.run_registered()
     assert [(r["check_id"], r["kind"], r["passed"]) for r in records] == [
-        ("t.student", "live", True), ("t.secret", "instructor", False)]
+        ("t.student", "grader", True), ("t.secret", "instructor", False)]
     assert checks.session() is before and not before.records
     assert [c.check_id for c in checks.registry(include_instructor_only=False)] == ["t.student"]
 

@@ -287,7 +287,7 @@ def test_bad_input_is_reported_per_submission_and_the_others_are_graded(referenc
     assert s["alice"].earned == FULL and s["alice"].status == "graded"
     assert s["empty"].status == "error" and "no notebooks" in s["empty"].errors[0]
     assert s["does-not-exist"].status == "error" and "no such directory" in s["does-not-exist"].errors[0]
-    assert s["ivan"].status == "graded" and s["ivan"].earned == 5
+    assert s["ivan"].status == "error" and s["ivan"].earned == 5  # the readable notebook still counts
     assert "01-database.ipynb: not a readable notebook" in s["ivan"].errors[0]
     assert outcome(s["ivan"], "db.pvc-bound").status == "unreadable"
     assert s["judy"].status == "error" and s["judy"].earned == 0
