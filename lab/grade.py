@@ -54,6 +54,9 @@ SEVERITY = {
     "duplicated-record": "tamper",
     "malformed-record": "tamper",
     "copied-run": "tamper",
+    "forged-evidence": "tamper",
+    "evidence-disagrees": "review",
+    "not-in-roster": "review",
     "deleted-checkpoint": "tamper",
     "multiple-clusters": "review",
     "shared-cluster": "review",
@@ -77,6 +80,8 @@ STATUS_TEXT = {
     "missing": "the notebook is not in the submission",
     "not-run": "the run stopped before this notebook",
     "unreadable": "the notebook could not be read",
+    "solutions-run": "a build task run with the reference solutions earns nothing",
+    "unverified": "checked only inside the notebook's kernel, which the grader cannot trust: no points",
 }
 
 
@@ -592,8 +597,8 @@ def _when(ev: Evidence) -> tuple[str, int]:
     return str(ev.record.get("finished", "")), _seq(ev.record)
 
 
-def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bool = True) -> None:
-    """Fill ``sub.outcomes`` (one per expected check) and the flags that scoring reveals."""
+def _latest(sub: Submission) -> dict[str, Evidence]:
+    """The last usable record of each check in a submission's notebooks."""
     latest: dict[str, Evidence] = {}
     for ev in sub.evidence:
         if not ev.usable:
@@ -601,6 +606,19 @@ def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bo
         cid = ev.record["check_id"]
         if cid not in latest or _when(ev) >= _when(latest[cid]):
             latest[cid] = ev
+    return latest
+
+
+def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bool = True,
+          build_tasks: Iterable[str] = ()) -> None:
+    """Fill ``sub.outcomes`` (one per expected check) and the flags that scoring reveals: from the
+    grader's own checks when it ran them (:func:`score_verified`), else from the stored evidence
+    (self-reported), where a build task run with the reference solutions earns nothing."""
+    if sub.grader_records is not None:
+        score_verified(sub, expected)
+        return
+    build_tasks = set(build_tasks)
+    latest = _latest(sub)
     sub.outcomes = []
     missing_notebooks = set()
     for exp in sorted(expected.values(), key=lambda e: e.order):
@@ -615,6 +633,10 @@ def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bo
                 outcome = Outcome(exp.check_id, ev.notebook, exp.points, exp.points if passed else 0,
                                   "passed" if passed else "failed", str(rec.get("message", "")),
                                   str(rec.get("hint") or exp.hint))
+                if exp.check_id in build_tasks and sub.solutions.get(ev.notebook) is not False:
+                    outcome.earned, outcome.status = 0, "solutions-run"
+                    outcome.message = STATUS_TEXT["solutions-run"] + (
+                        "" if sub.solutions.get(ev.notebook) else " (the notebook does not say solutions = False)")
             if rec.get("points") != exp.points:
                 sub.flag("points-mismatch", f"recorded for {rec.get('points')} points; the reference gives {exp.points}",
                          ev.notebook, exp.check_id)
@@ -648,6 +670,36 @@ def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bo
         sub.flag("unknown-check", f"evidence for checks the reference does not have: {', '.join(unknown)}")
 
 
+def score_verified(sub: Submission, expected: Mapping[str, Expected]) -> None:
+    """Points from the grader's own checks only. The notebook's evidence for the same check is a
+    cross-check: PASS in the notebook where the grader saw FAIL is forged (or the state changed).
+    Checkpoints the grader cannot verify are listed for feedback and earn nothing."""
+    mine = {r["check_id"]: r for r in sub.grader_records or []}
+    latest = {cid: ev for cid, ev in _latest(sub).items() if ev.intact}
+    sub.outcomes = []
+    for exp in sorted(expected.values(), key=lambda e: e.order):
+        rec = mine.get(exp.check_id)
+        if rec is None:
+            status, message = "not-run", "the grader did not run this check (the notebook before it did not run?)"
+            sub.outcomes.append(Outcome(exp.check_id, exp.notebook, exp.points, 0, status, message, exp.hint))
+            continue
+        passed = bool(rec["passed"])
+        sub.outcomes.append(Outcome(exp.check_id, exp.notebook, exp.points, exp.points if passed else 0,
+                                    "passed" if passed else "failed", rec["message"], rec["hint"] or exp.hint))
+        ev = latest.get(exp.check_id)
+        if ev is not None and bool(ev.record["passed"]) != passed:
+            said = "PASS" if ev.record["passed"] else "FAIL"
+            kind = "forged-evidence" if ev.record["passed"] else "evidence-disagrees"
+            sub.flag(kind, f"the notebook says {said}, the grader's own check says "
+                     f"{'PASS' if passed else 'FAIL'}: {rec['message']}", ev.notebook, exp.check_id)
+    for cid, ev in latest.items():
+        if cid not in expected:
+            said = "PASS" if ev.record["passed"] else "FAIL"
+            sub.outcomes.append(Outcome(cid, ev.notebook, 0, 0, "unverified",
+                                        f"{STATUS_TEXT['unverified']} (the notebook says {said}: "
+                                        f"{ev.record['message']})", ev.record["hint"]))
+
+
 def _report_error(report: Mapping[str, Any]) -> str:
     error = report.get("error") if report else None
     if not isinstance(error, dict):
@@ -656,42 +708,107 @@ def _report_error(report: Mapping[str, Any]) -> str:
     return f" ({report.get('notebook')} failed{where}: {error.get('ename')}: {str(error.get('evalue', ''))[:200]})"
 
 
-def cross_check(submissions: Sequence[Submission]) -> None:
-    """Flag submissions that share object UIDs or records (copied runs) or a cluster."""
+REFERENCE_OWNER = "the reference notebooks"
+# A notebook's records are a copy when this many in a row match another run's (check, verdict,
+# duration and the gap before the next one, to the millisecond): a pattern nobody reproduces by
+# running the notebook again, and one that renaming UIDs and re-hashing does not change.
+SHAPE_MIN_RECORDS = 4
+SHARED_TIMINGS_MIN = 2
+
+
+def _millis(text: Any) -> float | None:
+    try:
+        return _dt.datetime.fromisoformat(str(text)).timestamp() * 1000
+    except ValueError:
+        return None
+
+
+def fingerprints(records: Sequence[Mapping[str, Any]]) -> tuple[set, set]:
+    """What a student cannot invent by renaming: (each record's exact start and finish times,
+    each session's sequence of checks with verdicts, durations and gaps)."""
+    timings = {(r["check_id"], r.get("started"), r.get("finished")) for r in records
+               if r.get("started") and r.get("finished")}
+    sessions: dict[str, list] = collections.defaultdict(list)
+    for r in records:
+        sessions[str(r["session"])].append(r)
+    shapes = set()
+    for chain in sessions.values():
+        chain.sort(key=_seq)
+        times = [(_millis(r.get("started")), _millis(r.get("finished"))) for r in chain]
+        if len(chain) < SHAPE_MIN_RECORDS or any(None in pair for pair in times):
+            continue
+        steps = tuple((r["check_id"], bool(r["passed"]), round(f - s), round(times[i + 1][0] - f) if i + 1 < len(chain) else None)
+                      for i, (r, (s, f)) in enumerate(zip(chain, times)))
+        shapes.add(steps)
+    return timings, shapes
+
+
+def cross_check(submissions: Sequence[Submission], reference: Submission | None = None) -> None:
+    """Flag submissions that share object UIDs, records, timings or a cluster with another
+    submission or with the reference notebooks' stored run (copied runs)."""
+    others = [*submissions, *([reference] if reference is not None else [])]
     uid_owners: dict[str, set[str]] = collections.defaultdict(set)
     hash_owners: dict[str, set[str]] = collections.defaultdict(set)
     cluster_owners: dict[str, set[str]] = collections.defaultdict(set)
-    for sub in submissions:
-        for rec in sub.records():
+    timing_owners: dict[tuple, set[str]] = collections.defaultdict(set)
+    shape_owners: dict[tuple, set[str]] = collections.defaultdict(set)
+    prints = {}
+    for sub in others:
+        records = sub.records()
+        prints[sub.student] = fingerprints(records)
+        for key in prints[sub.student][0]:
+            timing_owners[key].add(sub.student)
+        for shape in prints[sub.student][1]:
+            shape_owners[shape].add(sub.student)
+        for rec in records:
             for uid in (rec.get("objects") or {}).values():
                 uid_owners[str(uid)].add(sub.student)
             hash_owners[rec["hash"]].add(sub.student)
-            cluster = rec.get("cluster") or {}
-            if isinstance(cluster, dict) and cluster.get("kube_system_uid"):
-                cluster_owners[cluster["kube_system_uid"]].add(sub.student)
+            if _place(rec):
+                cluster_owners[_place(rec)].add(sub.student)
     for sub in submissions:
-        shared_uids: collections.Counter = collections.Counter()
-        shared_records: collections.Counter = collections.Counter()
+        shared: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         mine_uids = {str(u) for rec in sub.records() for u in (rec.get("objects") or {}).values()}
         for uid in mine_uids:
             for other in uid_owners[uid] - {sub.student}:
-                shared_uids[other] += 1
+                shared[other]["object UID(s)"] += 1
         for rec in sub.records():
             for other in hash_owners[rec["hash"]] - {sub.student}:
-                shared_records[other] += 1
-        for other in sorted(set(shared_uids) | set(shared_records)):
-            parts = []
-            if shared_uids[other]:
-                parts.append(f"{shared_uids[other]} object UID(s)")
-            if shared_records[other]:
-                parts.append(f"{shared_records[other]} identical record(s)")
+                shared[other]["identical record(s)"] += 1
+        timings, shapes = prints[sub.student]
+        for key in timings:
+            for other in timing_owners[key] - {sub.student}:
+                shared[other]["record(s) with the same start and finish times"] += 1
+        for shape in shapes:
+            for other in shape_owners[shape] - {sub.student}:
+                shared[other]["session(s) with the same checks, verdicts and timings"] += 1
+        for other in sorted(shared):
+            counts = shared[other]
+            if set(counts) == {"record(s) with the same start and finish times"} and \
+                    counts["record(s) with the same start and finish times"] < SHARED_TIMINGS_MIN:
+                continue
+            parts = [f"{n} {what}" for what, n in counts.items()]
             sub.flag("copied-run", f"shares {' and '.join(parts)} with {other}")
-        mine_clusters = {rec["cluster"]["kube_system_uid"] for rec in sub.records()
-                         if isinstance(rec.get("cluster"), dict) and rec["cluster"].get("kube_system_uid")}
-        others = sorted(set().union(*(cluster_owners[c] for c in mine_clusters)) - {sub.student}) if mine_clusters else []
-        if others:
-            sub.flag("shared-cluster", f"evidence from the same cluster as {', '.join(others[:5])}"
-                     + (f" and {len(others) - 5} more" if len(others) > 5 else ""))
+        # A classroom shares one cluster by design; one namespace shared by two students does not.
+        mine_places = {_place(rec) for rec in sub.records()} - {None}
+        sharing = sorted(set().union(*(cluster_owners[c] for c in mine_places)) - {sub.student}) if mine_places else []
+        if sharing:
+            sub.flag("shared-cluster", f"evidence from the same cluster and namespace as {', '.join(sharing[:5])}"
+                     + (f" and {len(sharing) - 5} more" if len(sharing) > 5 else ""))
+
+
+def _place(record: Mapping[str, Any]) -> tuple[str, str] | None:
+    cluster = record.get("cluster")
+    uid = cluster.get("kube_system_uid") if isinstance(cluster, dict) else None
+    return (str(uid), str(record.get("namespace", ""))) if uid else None
+
+
+def reference_run(reference_dir: Path | None) -> Submission | None:
+    """The evidence stored in the reference notebooks (a real run), to recognise copies of it."""
+    if reference_dir is None or not Path(reference_dir).is_dir():
+        return None
+    sub = _safe_inspect(REFERENCE_OWNER, reference_dir, ())
+    return sub if sub.records() else None
 
 
 # ============================================================================================
@@ -818,10 +935,19 @@ def grade(
     if not expected:
         expected = _derive_expected(submissions)
     for sub in submissions:
-        score(sub, expected, reference_cells=reference_cells)
-    cross_check(submissions)
+        try:
+            score(sub, expected, reference_cells=reference_cells, build_tasks=build_task_ids())
+        except Exception as error:  # noqa: BLE001 - one odd submission must not stop the gradebook
+            sub.outcomes, sub.errors = [], [*sub.errors, f"could not score: {type(error).__name__}: {error}"]
+    cross_check(submissions, reference_run(reference))
     return Gradebook(submissions, expected, str(reference) if reference_cells else None,
                      seconds=round(time.monotonic() - started, 3), warnings=warnings)
+
+
+def build_task_ids() -> set[str]:
+    """Registered checks of objects the student builds (``build_task=True``, or defined in lab.tasks)."""
+    return {c.check_id for c in checks.registry()
+            if c.build_task or getattr(c.verify, "__module__", "") == "lab.tasks"}
 
 
 def _safe_inspect(student: str, path: str | Path, ids: Sequence[str]) -> Submission:
