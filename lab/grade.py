@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lab import __version__ as LAB_VERSION
 from lab import checks, evidence
+from lab import grader_checks  # noqa: F401 - registers the checks the grader runs itself
 from lab.config import REPO_ROOT
 from lab.errors import LabError
 
@@ -42,6 +43,8 @@ GRADEBOOK_CSV = "gradebook.csv"
 DETAILS_CSV = "details.csv"
 FLAGS_CSV = "flags.csv"
 REPORT_HTML = "report.html"
+GRADER_JSON = "grader.json"  # the grader's own check records, written by --execute beside the notebooks
+EXECUTE_ERROR = "execute-error.txt"
 NAMESPACE_PARAMETER = "namespace"
 DEFAULT_NOTEBOOK_TIMEOUT = 1800
 
@@ -356,7 +359,6 @@ def _read_report(run_dir: Path, sub: Submission) -> None:
 
 def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[str] = ()) -> Submission:
     """Read one submission's notebooks and check the integrity of its evidence (no scoring)."""
-    import nbformat
 
     path = Path(path)
     sub = Submission(student=student, path=str(path))
@@ -896,11 +898,14 @@ def grade(
     reference_dir: Path | None = None,
     jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
+    verified: bool = False,
 ) -> Gradebook:
     """Grade every submission under ``paths`` against the reference notebooks' checkpoints.
 
     ``jobs`` > 1 reads submissions in that many processes. ``progress(done, total, student)`` is
-    called after each submission.
+    called after each submission. ``verified``: the paths are run directories that
+    :func:`execute_all` wrote, and points come from the grader's own checks recorded there;
+    otherwise from the notebooks' stored evidence, labelled self-reported.
     """
     started = time.monotonic()
     reference = Path(reference_dir or default_reference_dir())
@@ -932,7 +937,13 @@ def grade(
                 done(i, sub)
     submissions = [s for s in results if s is not None]
     reference_cells = bool(expected)
-    if not expected:
+    if verified:
+        from lab import run as runner
+
+        for sub in submissions:
+            _load_grader_records(sub)
+        expected = verified_expected([p.name for p in runner.discover(reference)] if reference.is_dir() else [])
+    elif not expected:
         expected = _derive_expected(submissions)
     for sub in submissions:
         try:
@@ -942,6 +953,25 @@ def grade(
     cross_check(submissions, reference_run(reference))
     return Gradebook(submissions, expected, str(reference) if reference_cells else None,
                      seconds=round(time.monotonic() - started, 3), warnings=warnings)
+
+
+def _load_grader_records(sub: Submission) -> None:
+    """The grader's own records that --execute left beside the executed notebooks."""
+    where = Path(sub.run_dir or sub.path)
+    sub.grader_records = []
+    if (where / EXECUTE_ERROR).exists():
+        sub.errors.append(f"execution failed: {(where / EXECUTE_ERROR).read_text()[:300]}")
+    try:
+        records = json.loads((where / GRADER_JSON).read_text())
+    except (OSError, ValueError) as error:
+        if sub.notebooks:
+            sub.errors.append(f"the grader's checks did not run ({type(error).__name__})")
+        return
+    bad = [r for r in records if evidence.problems(r)] if isinstance(records, list) else [records]
+    if bad:
+        sub.errors.append(f"{GRADER_JSON}: {len(bad)} malformed record(s)")
+        return
+    sub.grader_records = records
 
 
 def build_task_ids() -> set[str]:
@@ -1052,11 +1082,25 @@ def namespace_for(student: str, prefix: str = "grade-") -> str:
     return (slug[:63].rstrip("-")) or "grade"
 
 
+@dataclass(frozen=True)
+class Sandbox:
+    """Where one submission runs: its namespace, the limited kubeconfig its kernels get (never the
+    instructor's), and the context the grader's own checks read the namespace with."""
+
+    namespace: str
+    kubeconfig: str | None = None
+    context: str | None = None
+
+
 def _execute_child(notebook: str, output: str, parameters: dict, cwd: str, cell_timeout: int | None,
-                   error_file: str) -> None:
-    """In a child process: lab.run's engine on one notebook; a failure's description to error_file."""
+                   error_file: str, env: dict | None = None) -> None:
+    """In a child process: lab.run's engine on one notebook; a failure's description to error_file.
+    ``env`` (e.g. KUBECONFIG) is set first, so the kernel inherits it."""
+    import os
+
     from lab import run as runner
 
+    os.environ.update(env or {})
     try:
         runner.execute_one(Path(notebook), Path(output), parameters, Path(cwd), cell_timeout)
     except Exception as exc:  # noqa: BLE001 - reported to the parent
@@ -1066,7 +1110,7 @@ def _execute_child(notebook: str, output: str, parameters: dict, cwd: str, cell_
 
 
 def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout: float,
-                     cell_timeout: int | None):
+                     cell_timeout: int | None, env: dict | None = None):
     """Run one notebook with lab.run.execute_one in a child process killed after ``timeout`` s
     (its kernel exits with it). Returns (status, CellError | None)."""
     import multiprocessing
@@ -1076,7 +1120,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path, 
     error_file = output.with_suffix(".error.json")
     error_file.unlink(missing_ok=True)
     process = multiprocessing.get_context("spawn").Process(
-        target=_execute_child, args=(str(notebook), str(output), parameters, str(cwd), cell_timeout, str(error_file)))
+        target=_execute_child, args=(str(notebook), str(output), parameters, str(cwd), cell_timeout, str(error_file), env))
     process.start()
     process.join(timeout)
     if process.is_alive():
@@ -1097,14 +1141,40 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path, 
     return "failed", error
 
 
-def execute_submission(student: str, source: Path, out_dir: Path, namespace: str, *,
+def checks_after(notebook: str | None, *, last: bool = False) -> list:
+    """The registered checks the grader runs itself after ``notebook`` (with ``last``: also those
+    tied to no notebook, which hold for the finished lab)."""
+    return [c for c in checks.registry() if c.notebook == notebook or (last and c.notebook is None)]
+
+
+def verified_expected(notebook_names: Sequence[str]) -> dict[str, Expected]:
+    """The checks a verified grade has, in lab order: each notebook's grader checks, then the rest."""
+    order = {name: i for i, name in enumerate(notebook_names)}
+    chosen = [c for c in checks.registry() if c.notebook is None or c.notebook in order]
+    chosen.sort(key=lambda c: order.get(c.notebook, len(order)))
+    return {c.check_id: Expected(c.check_id, c.points, c.notebook or "(finished lab)", i, hint=c.hint,
+                                 description=c.description) for i, c in enumerate(chosen)}
+
+
+def _write_grader_records(out_dir: Path, records: list[dict]) -> None:
+    (out_dir / GRADER_JSON).write_text(json.dumps(records, indent=1) + "\n")
+
+
+def execute_submission(student: str, source: Path, out_dir: Path, namespace: str | Sandbox, *,
                        timeout: float = DEFAULT_NOTEBOOK_TIMEOUT, cell_timeout: int | None = None,
-                       listener: Callable[[str, str, str], None] | None = None) -> Path:
+                       listener: Callable[[str, str, str], None] | None = None, keep_going: bool = True,
+                       verify: bool = True) -> Path:
     """Execute one submission's NN-*.ipynb notebooks in order into ``out_dir`` (with report.json
-    as ``lab run`` writes it), passing ``namespace`` to notebooks that declare that parameter.
-    A failing notebook does not stop the later ones: their checkpoints still earn points."""
+    as ``lab run`` writes it), each kernel with the sandbox's namespace and kubeconfig and without
+    the reference solutions. After each notebook the grader itself (this process, not the kernel)
+    runs that notebook's registered checks against the namespace, into ``grader.json``.
+    With ``keep_going`` a failing notebook does not stop the later ones."""
+    from lab import config
     from lab import run as runner
 
+    sandbox = namespace if isinstance(namespace, Sandbox) else Sandbox(namespace)
+    env = {"KUBECONFIG": sandbox.kubeconfig} if sandbox.kubeconfig else {}
+    forced = {NAMESPACE_PARAMETER: sandbox.namespace, "solutions": False, "cluster": config.CLUSTER_NAME}
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = runner.discover(source)
     report = runner.RunReport(out_dir=str(out_dir), notebooks_dir=str(source),
@@ -1114,20 +1184,30 @@ def execute_submission(student: str, source: Path, out_dir: Path, namespace: str
             declared = runner.notebook_parameters(nb)
         except Exception:  # noqa: BLE001 - an unreadable notebook fails when it runs
             declared = {}
-        params = {NAMESPACE_PARAMETER: namespace} if NAMESPACE_PARAMETER in declared else {}
+        params = {k: v for k, v in forced.items() if k in declared}
         report.results.append(runner.NotebookResult(notebook=nb.name, status="not run", parameters=params))
     runner.write_report(report)
+    records: list[dict] = []
+    if verify:
+        _write_grader_records(out_dir, records)
     failed = False
-    for nb, result in zip(notebooks, report.results):
+    for i, (nb, result) in enumerate(zip(notebooks, report.results)):
+        if failed and not keep_going:
+            break
         if listener:
             listener(student, nb.name, "start")
         output = out_dir / nb.name
         result.output = str(output)
         began = time.monotonic()
-        result.status, result.error = execute_notebook(nb, output, result.parameters, source, timeout, cell_timeout)
+        result.status, result.error = execute_notebook(nb, output, result.parameters, source, timeout, cell_timeout,
+                                                       env)
         result.duration_s = round(time.monotonic() - began, 3)
         failed = failed or result.status == "failed"
         runner.write_report(report)
+        if verify:
+            records += checks.run_registered(context=sandbox.context, namespace=sandbox.namespace,
+                                             which=checks_after(nb.name, last=i == len(notebooks) - 1))
+            _write_grader_records(out_dir, records)
         if listener:
             listener(student, nb.name, result.status)
     report.status = "failed" if failed else "passed"
@@ -1138,8 +1218,12 @@ def execute_submission(student: str, source: Path, out_dir: Path, namespace: str
 
 def execute_all(paths: Iterable[Path], out_dir: Path, *, namespace_prefix: str = "grade-", jobs: int = 1,
                 timeout: float = DEFAULT_NOTEBOOK_TIMEOUT, cell_timeout: int | None = None,
-                listener: Callable[[str, str, str], None] | None = None) -> list[Path]:
-    """Execute every submission under ``paths`` into ``out_dir/<student>/``; the run directories."""
+                listener: Callable[[str, str, str], None] | None = None,
+                sandboxes: Mapping[str, Sandbox] | None = None, keep_going: bool = True,
+                verify: bool = True) -> list[Path]:
+    """Execute every submission under ``paths`` into ``out_dir/<student>/``, ``jobs`` at once; the
+    run directories. ``sandboxes`` maps a student to its :class:`Sandbox` (e.g. from
+    :func:`lab.classroom.up`); without one a student runs in namespace ``<prefix><student>``."""
     items = find_submissions(paths)
     if not items:
         raise LabError("nothing to execute", "name one directory per student, or a folder of them")
@@ -1151,15 +1235,22 @@ def execute_all(paths: Iterable[Path], out_dir: Path, *, namespace_prefix: str =
         if not source.is_dir() or not (_run_dir(source)):
             target.mkdir(parents=True, exist_ok=True)  # graded as "no notebooks"
             return target
-        return execute_submission(student, _run_dir(source), target, namespace_for(student, namespace_prefix),
-                                  timeout=timeout, cell_timeout=cell_timeout, listener=listener)
+        sandbox = (sandboxes or {}).get(student) or Sandbox(namespace_for(student, namespace_prefix))
+        try:
+            return execute_submission(student, _run_dir(source), target, sandbox, timeout=timeout,
+                                      cell_timeout=cell_timeout, listener=listener, keep_going=keep_going,
+                                      verify=verify)
+        except Exception as error:  # noqa: BLE001 - one submission's trouble must not stop the others
+            target.mkdir(parents=True, exist_ok=True)
+            (target / EXECUTE_ERROR).write_text(f"{type(error).__name__}: {error}")
+            return target
 
     with futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, items))
 
 
 # ============================================================================================
-# --live: re-run the registered checks against a cluster
+# --live: the grader's checks against running namespaces
 # ============================================================================================
 
 
@@ -1175,3 +1266,37 @@ def live(context: str | None = None, namespace: str | None = None, include_instr
             for r in records]
     return pd.DataFrame(rows, columns=["check_id", "instructor_only", "points", "earned", "passed", "message",
                                        "hint", "objects", "cluster"])
+
+
+def live_gradebook(namespaces: Mapping[str, str], context: str | None = None, jobs: int = 4,
+                   reference_dir: Path | None = None,
+                   progress: Callable[[int, int, str], None] | None = None) -> Gradebook:
+    """Grade running namespaces (student -> namespace) with the grader's own checks only: every
+    registered check of the reference notebooks, instructor-only ones too. Nothing a student's
+    kernel wrote counts, so forged evidence earns nothing."""
+    from lab import run as runner
+
+    started = time.monotonic()
+    reference = Path(reference_dir or default_reference_dir())
+    expected = verified_expected([p.name for p in runner.discover(reference)] if reference.is_dir() else [])
+    which = [checks._registered(cid) for cid in expected]
+    items = list(namespaces.items())
+    subs: list[Submission] = []
+
+    def one(item: tuple[str, str]) -> Submission:
+        student, namespace = item
+        sub = Submission(student=student, path=f"namespace {namespace}")
+        try:
+            sub.grader_records = checks.run_registered(context=context, namespace=namespace, which=which)
+        except Exception as error:  # noqa: BLE001 - an unreachable namespace is that student's error
+            sub.grader_records = []
+            sub.errors.append(f"could not check namespace {namespace}: {type(error).__name__}: {error}")
+        score(sub, expected)
+        return sub
+
+    with futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for sub in pool.map(one, items):
+            subs.append(sub)
+            if progress:
+                progress(len(subs), len(items), sub.student)
+    return Gradebook(subs, expected, str(reference), seconds=round(time.monotonic() - started, 3))

@@ -378,7 +378,7 @@ def test_execute_runs_each_submission_in_its_own_namespace_then_grades(reference
     subs = tmp_path / "submissions"
     shutil.copytree(reference, subs / "Alice Smith")
     (subs / "nobody").mkdir()
-    runs = grade.execute_all([subs], tmp_path / "executed", timeout=300)
+    runs = grade.execute_all([subs], tmp_path / "executed", timeout=300, verify=False)
     assert [r.name for r in runs] == ["Alice Smith", "nobody"]
     report = json.loads((runs[0] / "report.json").read_text())
     assert report["status"] == "passed"
