@@ -21,13 +21,14 @@ import json
 from lab import checks, config
 from lab.checks import Result, fail, ok
 
-DEFAULT_PV = "k8s-lab-database-data"
 RELEASE = "k8s-lab"
 
 
 def pv_name(namespace: str) -> str:
     """The database's PersistentVolume for a namespace (lab.notebook names it the same way)."""
-    return DEFAULT_PV if namespace == config.NAMESPACE else f"{DEFAULT_PV}-{namespace}"
+    from lab import notebook
+
+    return notebook.DEFAULT_PV if namespace == config.NAMESPACE else f"{notebook.DEFAULT_PV}-{namespace}"
 
 
 def _first_failure(*results: Result) -> Result:
