@@ -28,13 +28,15 @@ import html
 import io
 import json
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lab import __version__ as LAB_VERSION
-from lab import checks, evidence
+from lab import checks, evidence, intake
 from lab import grader_checks  # noqa: F401 - registers the checks the grader runs itself
 from lab.config import REPO_ROOT
 from lab.errors import LabError
@@ -320,18 +322,30 @@ def _subdirs(directory: Path) -> list[Path]:
         return []
 
 
+def _archives(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if intake.is_archive(p))
+    except OSError:
+        return []
+
+
 def find_submissions(paths: Iterable[Path]) -> list[tuple[str, Path]]:
     """(student, directory) pairs: a PATH with notebooks is one submission; otherwise each of its
     sub-directories is one (a sub-directory without notebooks is graded by its latest run)."""
     found: list[tuple[str, Path]] = []
     for path in map(Path, paths):
+        if intake.is_archive(path):
+            found.append((path.stem, path))
+            continue
         if not path.is_dir() or _notebooks_in(path):
             found.append((path.name or str(path), path))
             continue
         children = _subdirs(path)
-        if not children:
+        archives = _archives(path)
+        if not children and not archives:
             found.append((path.name or str(path), path))  # graded as "no notebooks"
         found.extend((child.name, child) for child in children)
+        found.extend((archive.stem, archive) for archive in archives)
     names = collections.Counter(name for name, _ in found)
     return [(f"{path.parent.name}/{name}" if names[name] > 1 else name, path) for name, path in found]
 
@@ -361,7 +375,16 @@ def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[st
     """Read one submission's notebooks and check the integrity of its evidence (no scoring)."""
 
     path = Path(path)
+    if intake.is_archive(path):
+        with tempfile.TemporaryDirectory(prefix="lab-grade-") as unpacked:
+            root = intake.notebook_root(intake.unpack(path, Path(unpacked) / "submission"))
+            sub = inspect_submission(student, root, expected_ids)
+        sub.path, sub.run_dir = str(path), None
+        return sub
     sub = Submission(student=student, path=str(path))
+    if (path / intake.INTAKE_ERROR).is_file():
+        sub.errors.append(f"unreadable archive: {(path / intake.INTAKE_ERROR).read_text()[:300]}")
+        return sub
     if not path.exists():
         sub.errors.append(f"no such directory: {path}")
         return sub
@@ -818,6 +841,12 @@ def reference_run(reference_dir: Path | None) -> Submission | None:
 # ============================================================================================
 
 
+def _solutions_label(sub: Submission) -> str:
+    """Whether a submission's notebooks ran with the reference solutions: yes, no, or unknown."""
+    values = set(sub.solutions.values())
+    return "yes" if True in values else "no" if values == {False} else "unknown"
+
+
 @dataclass
 class Gradebook:
     submissions: list[Submission]
@@ -852,7 +881,8 @@ class Gradebook:
         rows = []
         for s in self.submissions:
             counts = collections.Counter(f.severity for f in s.flags)
-            row = {"student": s.student, "status": s.status, "earned": s.earned, "possible": s.possible,
+            row = {"student": s.student, "status": s.status, "grading": s.mode, "solutions": _solutions_label(s),
+                   "earned": s.earned, "possible": s.possible,
                    "percent": round(100 * s.earned / s.possible, 1) if s.possible else 0.0,
                    "tamper_flags": counts["tamper"], "review_flags": counts["review"],
                    "flags": "; ".join(sorted({f.kind for f in s.flags}, key=lambda k: (SEVERITY_ORDER[SEVERITY.get(k, 'review')], k))),
@@ -860,7 +890,7 @@ class Gradebook:
             earned = {o.check_id: o.earned for o in s.outcomes}
             row.update({cid: earned.get(cid, 0) for cid in check_ids})
             rows.append(row)
-        columns = ["student", "status", "earned", "possible", "percent", "tamper_flags", "review_flags", "flags",
+        columns = ["student", "status", "grading", "solutions", "earned", "possible", "percent", "tamper_flags", "review_flags", "flags",
                    "errors", "path", *check_ids]
         return pd.DataFrame(rows, columns=columns).set_index("student")
 
@@ -890,6 +920,9 @@ class Gradebook:
         self.details().to_csv(paths["details"], index=False)
         self.flags().to_csv(paths["flags"], index=False)
         paths["report"].write_text(render_html(self), encoding="utf-8")
+        from lab import feedback
+
+        paths.update(feedback.write(self, out))
         return paths
 
 
@@ -899,13 +932,16 @@ def grade(
     jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
     verified: bool = False,
+    roster: Sequence[Any] | None = None,
 ) -> Gradebook:
     """Grade every submission under ``paths`` against the reference notebooks' checkpoints.
 
     ``jobs`` > 1 reads submissions in that many processes. ``progress(done, total, student)`` is
     called after each submission. ``verified``: the paths are run directories that
     :func:`execute_all` wrote, and points come from the grader's own checks recorded there;
-    otherwise from the notebooks' stored evidence, labelled self-reported.
+    otherwise from the notebooks' stored evidence, labelled self-reported. ``roster``
+    (:class:`lab.classroom.Student` s) names submissions by student id and lists the students
+    who submitted nothing.
     """
     started = time.monotonic()
     reference = Path(reference_dir or default_reference_dir())
@@ -936,6 +972,8 @@ def grade(
                     sub = Submission(items[i][0], str(items[i][1]), errors=[f"grader failed: {type(error).__name__}: {error}"])
                 done(i, sub)
     submissions = [s for s in results if s is not None]
+    if roster is not None:
+        submissions = _apply_roster(submissions, roster)
     reference_cells = bool(expected)
     if verified:
         from lab import run as runner
@@ -953,6 +991,27 @@ def grade(
     cross_check(submissions, reference_run(reference))
     return Gradebook(submissions, expected, str(reference) if reference_cells else None,
                      seconds=round(time.monotonic() - started, 3), warnings=warnings)
+
+
+def _apply_roster(submissions: list[Submission], roster: Sequence[Any]) -> list[Submission]:
+    """Name each submission by its roster id (with name and e-mail); flag the ones the roster does
+    not know; add an error row for every student without a submission."""
+    matched = intake.match_roster([Path(s.path).name for s in submissions], roster)
+    taken: dict[str, Submission] = {}
+    for sub in submissions:
+        student = matched.get(Path(sub.path).name)
+        if student is None:
+            sub.flag("not-in-roster", f"{Path(sub.path).name} matches no student of the roster")
+            continue
+        if student.id in taken:
+            sub.flag("not-in-roster", f"{Path(sub.path).name} is a second submission of {student.id} "
+                     f"(also {Path(taken[student.id].path).name})")
+            continue
+        taken[student.id] = sub
+        sub.student, sub.name, sub.email = student.id, student.name, student.email
+    missing = [Submission(s.id, "", errors=["no submission"], name=s.name, email=s.email)
+               for s in roster if s.id not in taken]
+    return [*submissions, *missing]
 
 
 def _load_grader_records(sub: Submission) -> None:
@@ -1232,8 +1291,12 @@ def execute_all(paths: Iterable[Path], out_dir: Path, *, namespace_prefix: str =
     def one(item: tuple[str, Path]) -> Path:
         student, source = item
         target = out_dir / student.replace("/", "_")
+        if intake.is_archive(source):
+            source = intake.notebook_root(intake.unpack(source, out_dir.parent / "unpacked" / target.name))
         if not source.is_dir() or not (_run_dir(source)):
-            target.mkdir(parents=True, exist_ok=True)  # graded as "no notebooks"
+            target.mkdir(parents=True, exist_ok=True)  # graded as "no notebooks", or the archive's error
+            if (source / intake.INTAKE_ERROR).is_file():
+                shutil.copy(source / intake.INTAKE_ERROR, target)
             return target
         sandbox = (sandboxes or {}).get(student) or Sandbox(namespace_for(student, namespace_prefix))
         try:

@@ -359,7 +359,9 @@ def test_cli_grade_writes_the_gradebook(reference, tmp_path):
                                       "--out", str(out), "--jobs", "2"])
     assert result.exit_code == 0, result.output
     assert "alice" in result.output and "8/8" in result.output and "3/8" in result.output
-    assert {p.name for p in out.iterdir()} == {"gradebook.csv", "details.csv", "flags.csv", "report.html"}
+    assert {p.name for p in out.iterdir()} == {"gradebook.csv", "details.csv", "flags.csv", "report.html", "lms.csv",
+                                           "feedback"}
+    assert {p.name for p in (out / "feedback").iterdir()} == {"alice.html", "bob.html"}
 
 
 @pytest.mark.parametrize("args, message", [
