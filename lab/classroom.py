@@ -109,6 +109,29 @@ def read_roster(path: str | os.PathLike) -> list[Student]:
     return students
 
 
+def slug(name: str) -> str:
+    """A student id made from any submission name ("Alice Smith.zip" -> "alice-smith")."""
+    text = re.sub(r"\.zip$", "", name.lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:MAX_ID].strip("-") or "student"
+
+
+def ids_for(names: Sequence[str], roster: Sequence[Student] | None = None) -> dict[str, str]:
+    """An id per submission name, unique: the roster's id when the name matches a student, else a slug."""
+    from lab import intake
+
+    matched = intake.match_roster(names, roster) if roster else {}
+    ids: dict[str, str] = {}
+    for name in names:
+        student = matched.get(name)
+        base = student.id if student else slug(name)
+        candidate, n = base, 1
+        while candidate in ids.values():
+            n += 1
+            candidate = f"{base[:MAX_ID - 4]}-{n}"
+        ids[name] = candidate
+    return ids
+
+
 # ============================================================================================
 # What the classroom creates
 # ============================================================================================

@@ -1200,6 +1200,20 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path, 
     return "failed", error
 
 
+def load_checks(files: Iterable[Path]) -> None:
+    """Import Python files that register extra checks (hidden ones an instructor keeps out of the
+    repository and the handouts)."""
+    import importlib.util
+
+    for i, path in enumerate(files):
+        spec = importlib.util.spec_from_file_location(f"lab_instructor_checks_{i}", path)
+        try:
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        except Exception as error:  # noqa: BLE001 - any error in the instructor's file
+            raise LabError(f"cannot load checks from {path}: {type(error).__name__}: {error}",
+                           "the file registers checks with @checks.register(...) from lab") from error
+
+
 def checks_after(notebook: str | None, *, last: bool = False) -> list:
     """The registered checks the grader runs itself after ``notebook`` (with ``last``: also those
     tied to no notebook, which hold for the finished lab)."""
