@@ -109,12 +109,6 @@ def read_roster(path: str | os.PathLike) -> list[Student]:
     return students
 
 
-def slug(name: str) -> str:
-    """A student id made from any submission name ("Alice Smith.zip" -> "alice-smith")."""
-    text = re.sub(r"\.zip$", "", name.lower())
-    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:MAX_ID].strip("-") or "student"
-
-
 def ids_for(names: Sequence[str], roster: Sequence[Student] | None = None) -> dict[str, str]:
     """An id per submission name, unique: the roster's id when the name matches a student, else a slug."""
     from lab import intake
@@ -123,7 +117,8 @@ def ids_for(names: Sequence[str], roster: Sequence[Student] | None = None) -> di
     ids: dict[str, str] = {}
     for name in names:
         student = matched.get(name)
-        base = student.id if student else slug(name)
+        stem = Path(name).stem if Path(name).suffix.lower() in intake.ARCHIVE_SUFFIXES else name
+        base = student.id if student else (intake.slug(stem)[:MAX_ID].strip("-") or "student")
         candidate, n = base, 1
         while candidate in ids.values():
             n += 1

@@ -441,6 +441,8 @@ def _read_notebook(path: Path):
     raw = json.loads(path.read_bytes().decode("utf-8"))
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         raise ValueError("the JSON is not a notebook (no list of cells)")
+    if not isinstance(raw.get("metadata"), dict):
+        raise ValueError("the notebook has no metadata object")
     if raw.get("nbformat") != 4:
         raise ValueError(f"nbformat {raw.get('nbformat')!r}; the lab's notebooks are nbformat 4")
     # JSON stores multi-line text as lists of lines; nbformat.reads would join them the same way.

@@ -82,26 +82,24 @@ def notebook_root(directory: Path) -> Path:
     return directory
 
 
-def _tokens(name: str) -> list[str]:
-    return [t for t in re.split(r"[^a-z0-9-]+", name.lower()) if t]
+def slug(text: str) -> str:
+    """Lower-case words joined by '-' ("Ann_Lee 1" -> "ann-lee-1")."""
+    return "-".join(t for t in re.split(r"[^a-z0-9]+", text.lower()) if t)
 
 
 def match_roster(names: Iterable[str], students: Sequence) -> dict:
-    """Submission name -> roster student (or None): the id itself, the e-mail's local part or the
-    name, else the longest id found as a word of the submission's name (``ann-lee_1234_lab.zip``
-    -> ``ann-lee``)."""
+    """Submission name -> roster student (or None): the id, the e-mail's local part or the name
+    (ignoring case and punctuation), else the longest of those found as whole words of the
+    submission's name (``Ann_Lee_1234_lab.zip`` -> ``ann-lee``)."""
     by_key: dict[str, object] = {}
     for s in students:
-        for key in (s.id, s.email.split("@")[0].lower() if s.email else "", "-".join(_tokens(s.name))):
+        for key in (s.id, slug(s.email.split("@")[0]) if s.email else "", slug(s.name)):
             if key:
                 by_key.setdefault(key, s)
-    ids = sorted((s.id for s in students), key=len, reverse=True)
+    longest_first = sorted(by_key, key=len, reverse=True)
     out = {}
     for name in names:
-        stem = Path(name).stem.lower() if Path(name).suffix.lower() in ARCHIVE_SUFFIXES else name.lower()
-        found = by_key.get(stem) or by_key.get("-".join(_tokens(stem)))
-        if found is None:
-            words = set(_tokens(stem.replace("_", " ")))
-            found = next((by_key[i] for i in ids if i in words or re.search(rf"(^|[^a-z0-9]){re.escape(i)}($|[^a-z0-9])", stem)), None)
-        out[name] = found
+        stem = Path(name).stem if Path(name).suffix.lower() in ARCHIVE_SUFFIXES else name
+        words = f"-{slug(stem)}-"
+        out[name] = by_key.get(slug(stem)) or next((by_key[k] for k in longest_first if f"-{k}-" in words), None)
     return out
