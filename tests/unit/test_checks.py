@@ -368,3 +368,19 @@ def test_file_exists_on_host_relative_to_the_data_dir(tmp_path, monkeypatch):
     result = checks.file_exists_on_host("backups/*.sql.gz")
     assert result.passed and "2 file(s)" in result.message and len(result.uids) == 2
     assert checks.file_exists_on_host(tmp_path / "backups" / "db-1.sql.gz").passed
+
+
+# ------------------------------------------------------------------------- reading records back
+
+
+def test_a_genuine_record_has_no_problems_and_each_bad_field_is_named():
+    from lab import evidence
+
+    record = checks.make_record("a.one", 2, checks.ok("fine", {"Pod/ns/p": "u1"}), cluster=IDENTITY)
+    assert evidence.problems(record) == []
+    for change, words in (({"check_id": ["x"]}, 'check_id is ["x"]'), ({"points": float("nan")}, "points is"),
+                          ({"passed": 1}, "passed is 1, not true or false"), ({"seq": 0}, "seq is 0"),
+                          ({"hash": "abc"}, "hash is \"abc\""), ({"objects": {"a": 1}}, "objects is"),
+                          ({"earned": 1}, "earned is 1, neither 0 nor the 2 points")):
+        assert any(words in p for p in evidence.problems({**record, **change})), change
+    assert evidence.problems("text") == ["the record is str, not a JSON object"]
