@@ -738,8 +738,10 @@ def _report_error(report: Mapping[str, Any]) -> str:
 REFERENCE_OWNER = "the reference notebooks"
 # A notebook's records are a copy when this many in a row match another run's (check, verdict,
 # duration and the gap before the next one, to the millisecond): a pattern nobody reproduces by
-# running the notebook again, and one that renaming UIDs and re-hashing does not change.
+# running the notebook again, and one that renaming UIDs and re-hashing does not change. Only gaps
+# of a second or more carry that chance (a machine-fast sequence repeats to the millisecond).
 SHAPE_MIN_RECORDS = 4
+SHAPE_MIN_GAP_MS = 1000
 SHARED_TIMINGS_MIN = 2
 
 
@@ -766,7 +768,8 @@ def fingerprints(records: Sequence[Mapping[str, Any]]) -> tuple[set, set]:
             continue
         steps = tuple((r["check_id"], bool(r["passed"]), round(f - s), round(times[i + 1][0] - f) if i + 1 < len(chain) else None)
                       for i, (r, (s, f)) in enumerate(zip(chain, times)))
-        shapes.add(steps)
+        if sum(gap is not None and gap >= SHAPE_MIN_GAP_MS for *_, gap in steps) >= SHAPE_MIN_RECORDS - 1:
+            shapes.add(steps)
     return timings, shapes
 
 
