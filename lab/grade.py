@@ -493,7 +493,6 @@ def solutions_parameter(nb) -> bool | None:
     return value
 
 
-_REQUIRED = ("check_id", "points", "passed", "message", "session", "seq", "prev_hash", "hash")
 
 
 def _check_display(sub: Submission, ev: Evidence, text: Any) -> None:
@@ -518,12 +517,6 @@ def _check_records(sub: Submission) -> None:
         if rec.get("schema") != checks.SCHEMA:
             ev.usable = False
             other_schemas[f"{rec.get('schema')} (lab {rec.get('lab_version', '?')})"] += 1
-            continue
-        missing = [k for k in _REQUIRED if k not in rec]
-        if missing:
-            ev.usable = False
-            sub.flag("malformed-record", f"cell {ev.cell}: record lacks {', '.join(missing)}", ev.notebook,
-                     rec.get("check_id"))
             continue
         if checks.record_hash(rec) != rec["hash"]:
             ev.intact = False
