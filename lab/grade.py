@@ -1,4 +1,5 @@
-"""Grading: read the checkpoint evidence in executed notebooks and build a gradebook.
+"""Grading: build a gradebook from the grader's own checks (``--execute``, ``--live``, labelled
+*verified*) or from the checkpoint evidence in executed notebooks (labelled *self-reported*).
 
 ``lab grade PATH...`` treats each PATH as one submission when it holds notebooks itself, else each
 of its sub-directories as one (a folder of students, or a ``runs/`` folder of run directories); a
@@ -1088,10 +1089,11 @@ def render_html(book: Gradebook) -> str:
              f"at {e(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'))}.</p>"]
     if len(table):
         parts.append(f"<img alt='score distribution' src='data:image/png;base64,{_histogram_png(table.percent)}'>")
-    parts.append("<h2>Students</h2><table><tr><th>student</th><th>status</th><th class=num>points</th>"
+    parts.append("<h2>Students</h2><table><tr><th>student</th><th>status</th><th>grading</th><th class=num>points</th>"
                  "<th class=num>%</th><th>flags</th><th>errors</th></tr>")
     for student, row in table.iterrows():
         parts.append(f"<tr><td><a href='#s-{e(str(student))}'>{e(str(student))}</a></td><td>{e(row.status)}</td>"
+                     f"<td>{e(row.grading)}</td>"
                      f"<td class=num>{row.earned:g}/{row.possible:g}</td><td class=num>{row.percent:g}</td>"
                      f"<td>{e(row['flags'])}</td><td>{e(row['errors'])}</td></tr>")
     parts.append("</table><h2>Checks</h2><table><tr><th>check</th><th>notebook</th><th class=num>points</th>"
