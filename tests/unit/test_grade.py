@@ -398,3 +398,21 @@ def test_a_notebook_over_its_timeout_is_stopped(tmp_path, write_nb):
     nb = write_nb(tmp_path / "slow" / "01-slow.ipynb", ["import time\ntime.sleep(120)"])
     status, error = grade.execute_notebook(nb, tmp_path / "out.ipynb", {}, nb.parent, timeout=6, cell_timeout=None)
     assert status == "failed" and error.ename == "NotebookTimeout" and "6 s" in error.evalue
+
+
+def test_execute_gives_the_kernel_the_sandbox_kubeconfig_and_never_the_solutions(tmp_path, notebook_writer):
+    params = 'namespace = "k8s-assignment"\nsolutions = True'
+    notebook_writer(tmp_path / "subs" / "ann", "01-a.ipynb",
+                    ['import os\nprint("KUBECONFIG", os.environ.get("KUBECONFIG"), "solutions", solutions)',
+                     'raise RuntimeError("broken")'], params)
+    notebook_writer(tmp_path / "subs" / "ann", "02-b.ipynb", ['print("ran 02")'], params)
+    sandbox = grade.Sandbox("student-ann", str(tmp_path / "ann.kubeconfig"))
+    for keep_going, second in ((True, "passed"), (False, "not run")):
+        out = tmp_path / f"out-{keep_going}"
+        grade.execute_all([tmp_path / "subs"], out, sandboxes={"ann": sandbox}, keep_going=keep_going, verify=False)
+        report = json.loads((out / "ann" / "report.json").read_text())
+        assert [r["status"] for r in report["results"]] == ["failed", second]
+        assert report["results"][0]["parameters"] == {"namespace": "student-ann", "solutions": False}
+        printed = "".join(o.get("text", "") for c in nbformat.read(str(out / "ann" / "01-a.ipynb"), as_version=4).cells
+                          for o in c.get("outputs", []))
+        assert f"KUBECONFIG {tmp_path / 'ann.kubeconfig'} solutions False" in printed
