@@ -980,10 +980,13 @@ def _instructor_no_crashes(namespace: str, context: str) -> Result:
 @register("instructor.quota-and-limits", points=1, instructor_only=True,
           hint="kubectl -n k8s-assignment get resourcequota,limitrange")
 def _instructor_quota(namespace: str, context: str) -> Result:
-    """The namespace keeps its ResourceQuota and LimitRange."""
+    """The namespace keeps its ResourceQuota and LimitRange (a classroom's own do not count)."""
+    from lab.classroom import made_by_classroom
+
     core = _apis(context).core
-    quotas = core.list_namespaced_resource_quota(namespace, _request_timeout=REQUEST_TIMEOUT_S).items
-    limits = core.list_namespaced_limit_range(namespace, _request_timeout=REQUEST_TIMEOUT_S).items
+    quotas, limits = ([o for o in items if not made_by_classroom(o)] for items in (
+        core.list_namespaced_resource_quota(namespace, _request_timeout=REQUEST_TIMEOUT_S).items,
+        core.list_namespaced_limit_range(namespace, _request_timeout=REQUEST_TIMEOUT_S).items))
     uids = {_key(kind, namespace, o.metadata.name): o.metadata.uid
             for kind, items in (("ResourceQuota", quotas), ("LimitRange", limits)) for o in items}
     if not quotas or not limits:

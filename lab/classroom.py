@@ -214,6 +214,12 @@ def objects(student: Student, *, prefix: str = PREFIX, classroom: str = "student
     ]
 
 
+def made_by_classroom(obj) -> bool:
+    """Whether a Kubernetes object (client model) is one the classroom made, not the student: checks
+    of the student's work must not count it."""
+    return ((obj.metadata.labels or {}).get("app.kubernetes.io/managed-by") == FIELD_MANAGER)
+
+
 # ============================================================================================
 # up / status / down
 # ============================================================================================

@@ -228,4 +228,5 @@ def test_live_grades_the_whole_classroom(room, tmp_path):
     assert details.loc[("ann", "storage.namespace"), "status"] == "passed"
     assert details.loc[("ann", "storage.persistent-volume"), "status"] == "passed"  # the instructor's PV
     assert details.loc[("ann", "db.statefulset-ready"), "status"] == "failed"
+    assert details.loc[("ann", "storage.quota-and-limits"), "status"] == "failed"  # the classroom's quota is not hers
     assert (out / "feedback" / "cyd.html").exists()
