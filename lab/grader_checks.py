@@ -224,7 +224,8 @@ def _helm_rollback(namespace: str, context: str) -> Result:
     entries = helm_revisions(namespace, context)
     if not entries or not entries[-1]["description"].startswith("Rollback to"):
         return fail("the latest revision is not a rollback")
-    return checks.deployment_ready("web", replicas=3, namespace=namespace, context=context)
+    web = checks.deployment_ready("web", replicas=3, namespace=namespace, context=context)
+    return checks.Result(web.passed, f"{entries[-1]['description']}; {web.message}", web.uids)
 
 
 @checks.register("helm.system-ready", points=2, notebook="07-helm.ipynb", hint="helm status k8s-lab; kubectl get pods")

@@ -384,3 +384,24 @@ def test_a_genuine_record_has_no_problems_and_each_bad_field_is_named():
                           ({"earned": 1}, "earned is 1, neither 0 nor the 2 points")):
         assert any(words in p for p in evidence.problems({**record, **change})), change
     assert evidence.problems("text") == ["the record is str, not a JSON object"]
+
+
+def test_the_grader_reads_helm_history_from_the_release_secrets(monkeypatch):
+    import base64
+    import gzip
+
+    from lab import grader_checks
+
+    def release(version, status, description):
+        payload = json.dumps({"version": version, "info": {"status": status, "description": description}}).encode()
+        helm_encoded = base64.b64encode(gzip.compress(payload))  # Helm's own encoding of the release
+        return client.V1Secret(metadata=meta(f"sh.helm.release.v1.k8s-lab.v{version}"),
+                               data={"release": base64.b64encode(helm_encoded).decode()})  # the API's base64
+
+    secrets = [release(3, "deployed", "Rollback to 1"), release(1, "superseded", "Install complete"),
+               release(2, "superseded", "Upgrade complete")]
+    install(monkeypatch, core={"list_namespaced_secret": listing(secrets)})
+    revisions = grader_checks.helm_revisions("ns", "ctx")
+    assert [(r["revision"], r["status"], r["description"]) for r in revisions] == [
+        (1, "superseded", "Install complete"), (2, "superseded", "Upgrade complete"), (3, "deployed", "Rollback to 1")]
+    assert checks._registered("helm.history").verify(namespace="ns", context="ctx").passed
