@@ -6,7 +6,8 @@ anything in bob's namespace (Secrets included), cannot create cluster-scoped obj
 quota or isolation, and cannot reach bob's database port over the network while bob can; that
 `lab grade --execute` runs a submission with the student's limited kubeconfig and grades it from
 the grader's own checks (a check monkeypatched inside the kernel earns nothing); and that
-`lab grade --live --roster` grades all three.
+`lab grade --live --roster` grades all three after two of them installed the lab system in
+parallel with their own kubeconfigs.
 """
 from __future__ import annotations
 
@@ -218,15 +219,39 @@ def test_execute_sandboxes_each_submission_and_grades_from_the_graders_checks(tm
         lab_cli("classroom", "down", "--prefix", "gt-", "--yes")
 
 
+def install_system(room, student: str, node_port: int) -> subprocess.Popen:
+    """The whole lab system as a student installs it with their own kubeconfig (Helm; the
+    PersistentVolume is the classroom's, backups to a hostPath are not allowed)."""
+    from lab import deploy
+
+    return subprocess.Popen(
+        [str(tools.ensure("helm")), "--kubeconfig", str(room / "out" / student / "kubeconfig"),
+         "--kube-context", config.KUBE_CONTEXT, "-n", f"student-{student}", "upgrade", "--install", "k8s-lab",
+         str(config.REPO_ROOT / "chart"), *deploy.helm_image_args("offline"), "--set", "storage.enabled=false",
+         "--set", "backup.enabled=false", "--set", f"web.nodePort={node_port}",
+         "--set", f"storage.persistentVolumeName=k8s-lab-database-data-student-{student}", "--wait", "--timeout", "8m"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def test_live_grades_the_whole_classroom(room, tmp_path):
+    say("ann and cyd install the lab system at once, each with their own kubeconfig")
+    installs = {s: install_system(room, s, port) for s, port in (("ann", 30481), ("cyd", 30482))}
+    for student, process in installs.items():
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{student}: {output}"
     out = tmp_path / "live"
     result = lab_cli("grade", "--live", "--roster", str(room / "roster.csv"), "--out", str(out))
     assert result.returncode == 0, result.stderr + result.stdout
     book = pd.read_csv(out / "gradebook.csv", index_col="student")
     assert sorted(book.index) == list(IDS) and set(book.grading) == {"verified"}
     details = pd.read_csv(out / "details.csv").set_index(["student", "check_id"])
-    assert details.loc[("ann", "storage.namespace"), "status"] == "passed"
-    assert details.loc[("ann", "storage.persistent-volume"), "status"] == "passed"  # the instructor's PV
-    assert details.loc[("ann", "db.statefulset-ready"), "status"] == "failed"
-    assert details.loc[("ann", "storage.quota-and-limits"), "status"] == "failed"  # the classroom's quota is not hers
+    for student in ("ann", "cyd"):
+        for check in ("db.statefulset-ready", "db.claim-bound", "web.deployment-ready", "web.nodeport",
+                      "web.endpoints", "netpol.applied", "watcher.daemonset", "helm.system-ready"):
+            assert details.loc[(student, check), "status"] == "passed", (student, check)
+    assert details.loc[("bob", "storage.namespace"), "status"] == "passed"
+    assert details.loc[("bob", "storage.persistent-volume"), "status"] == "passed"  # the instructor's PV
+    assert details.loc[("bob", "db.statefulset-ready"), "status"] == "failed"
+    assert book.loc["ann", "earned"] > book.loc["bob", "earned"]
+    assert details.loc[("bob", "storage.quota-and-limits"), "status"] == "failed"  # the classroom's quota is not his
     assert (out / "feedback" / "cyd.html").exists()
