@@ -489,6 +489,7 @@ def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, ce
         return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[last]}"), console=console, transient=True, auto_refresh=False)
 
+    verified_records: dict = {}
     if execute:
         executed_dir = out / "executed"
         with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
@@ -505,7 +506,7 @@ def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, ce
             sandboxes = _grade_sandboxes(grader, classroom, paths, out, namespace_prefix, context, students)
             grader.execute_all(paths, executed_dir, namespace_prefix=namespace_prefix, jobs=jobs,
                                timeout=notebook_timeout, cell_timeout=cell_timeout, listener=listener,
-                               sandboxes=sandboxes, keep_going=keep_going)
+                               sandboxes=sandboxes, keep_going=keep_going, collect=verified_records)
         paths = (executed_dir,)
 
     with bar("grading") as progress:
@@ -516,7 +517,7 @@ def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, ce
             progress.refresh()
 
         book = grader.grade(paths, reference_dir=reference_dir, jobs=jobs, progress=advance, verified=execute,
-                            roster=students)
+                            roster=students, grader_records=verified_records if execute else None)
     written = book.write(out)
     _print_gradebook(book)
     console.print(f"graded {len(book.submissions)} submission(s) in {book.seconds:.1f} s")

@@ -932,13 +932,16 @@ def grade(
     progress: Callable[[int, int, str], None] | None = None,
     verified: bool = False,
     roster: Sequence[Any] | None = None,
+    grader_records: Mapping[str, list[dict]] | None = None,
 ) -> Gradebook:
     """Grade every submission under ``paths`` against the reference notebooks' checkpoints.
 
     ``jobs`` > 1 reads submissions in that many processes. ``progress(done, total, student)`` is
     called after each submission. ``verified``: the paths are run directories that
     :func:`execute_all` wrote, and points come from the grader's own checks recorded there;
-    otherwise from the notebooks' stored evidence, labelled self-reported. ``roster``
+    otherwise from the notebooks' stored evidence, labelled self-reported. ``grader_records``
+    (run directory -> records, from :func:`execute_all`'s ``collect``) takes precedence over the
+    files. ``roster``
     (:class:`lab.classroom.Student` s) names submissions by student id and lists the students
     who submitted nothing.
     """
@@ -978,7 +981,7 @@ def grade(
         from lab import run as runner
 
         for sub in submissions:
-            _load_grader_records(sub)
+            _load_grader_records(sub, grader_records)
         expected = verified_expected([p.name for p in runner.discover(reference)] if reference.is_dir() else [])
     elif not expected:
         expected = _derive_expected(submissions)
@@ -1013,12 +1016,18 @@ def _apply_roster(submissions: list[Submission], roster: Sequence[Any]) -> list[
     return [*submissions, *missing]
 
 
-def _load_grader_records(sub: Submission) -> None:
-    """The grader's own records that --execute left beside the executed notebooks."""
+def _load_grader_records(sub: Submission, in_memory: Mapping[str, list[dict]] | None = None) -> None:
+    """The grader's own records of an executed submission: those it kept in memory, else the file
+    --execute left beside the executed notebooks."""
     where = Path(sub.run_dir or sub.path)
     sub.grader_records = []
     if (where / EXECUTE_ERROR).exists():
         sub.errors.append(f"execution failed: {(where / EXECUTE_ERROR).read_text()[:300]}")
+    if in_memory is not None:
+        sub.grader_records = list(in_memory.get(str(where), []))
+        if not sub.grader_records and sub.notebooks:
+            sub.errors.append("the grader's checks did not run")
+        return
     try:
         records = json.loads((where / GRADER_JSON).read_text())
     except (OSError, ValueError) as error:
@@ -1236,12 +1245,14 @@ def _write_grader_records(out_dir: Path, records: list[dict]) -> None:
 def execute_submission(student: str, source: Path, out_dir: Path, namespace: str | Sandbox, *,
                        timeout: float = DEFAULT_NOTEBOOK_TIMEOUT, cell_timeout: int | None = None,
                        listener: Callable[[str, str, str], None] | None = None, keep_going: bool = True,
-                       verify: bool = True) -> Path:
+                       verify: bool = True, collect: dict[str, list[dict]] | None = None) -> Path:
     """Execute one submission's NN-*.ipynb notebooks in order into ``out_dir`` (with report.json
     as ``lab run`` writes it), each kernel with the sandbox's namespace and kubeconfig and without
     the reference solutions. After each notebook the grader itself (this process, not the kernel)
     runs that notebook's registered checks against the namespace, into ``grader.json``.
-    With ``keep_going`` a failing notebook does not stop the later ones."""
+    With ``keep_going`` a failing notebook does not stop the later ones. ``collect`` receives the
+    grader's records in memory too (``str(out_dir)`` -> records): student code runs as the same
+    user and could rewrite the file, not this process's memory."""
     from lab import config
     from lab import run as runner
 
@@ -1261,6 +1272,8 @@ def execute_submission(student: str, source: Path, out_dir: Path, namespace: str
         report.results.append(runner.NotebookResult(notebook=nb.name, status="not run", parameters=params))
     runner.write_report(report)
     records: list[dict] = []
+    if collect is not None:
+        collect[str(out_dir)] = records
     if verify:
         _write_grader_records(out_dir, records)
     failed = False
@@ -1293,7 +1306,7 @@ def execute_all(paths: Iterable[Path], out_dir: Path, *, namespace_prefix: str =
                 timeout: float = DEFAULT_NOTEBOOK_TIMEOUT, cell_timeout: int | None = None,
                 listener: Callable[[str, str, str], None] | None = None,
                 sandboxes: Mapping[str, Sandbox] | None = None, keep_going: bool = True,
-                verify: bool = True) -> list[Path]:
+                verify: bool = True, collect: dict[str, list[dict]] | None = None) -> list[Path]:
     """Execute every submission under ``paths`` into ``out_dir/<student>/``, ``jobs`` at once; the
     run directories. ``sandboxes`` maps a student to its :class:`Sandbox` (e.g. from
     :func:`lab.classroom.up`); without one a student runs in namespace ``<prefix><student>``."""
@@ -1316,7 +1329,7 @@ def execute_all(paths: Iterable[Path], out_dir: Path, *, namespace_prefix: str =
         try:
             return execute_submission(student, _run_dir(source), target, sandbox, timeout=timeout,
                                       cell_timeout=cell_timeout, listener=listener, keep_going=keep_going,
-                                      verify=verify)
+                                      verify=verify, collect=collect)
         except Exception as error:  # noqa: BLE001 - one submission's trouble must not stop the others
             target.mkdir(parents=True, exist_ok=True)
             (target / EXECUTE_ERROR).write_text(f"{type(error).__name__}: {error}")

@@ -230,10 +230,14 @@ def test_a_check_monkeypatched_inside_the_kernel_earns_nothing_under_execute(ref
               "checks.configmap_has_key = lambda *a, **k: checks.ok('fine')")
     cells = [SETUP, attack, *(checkpoint_cell(*s) for s in STEPS[1:4])]
     notebook_writer(tmp_path / "subs" / "mallory", NOTEBOOK, cells, 'namespace = "k8s-assignment"')
-    runs = grade.execute_all([tmp_path / "subs"], tmp_path / "executed", timeout=300)
+    kept: dict = {}
+    runs = grade.execute_all([tmp_path / "subs"], tmp_path / "executed", timeout=300, collect=kept)
     kernel = json.loads((runs[0] / "report.json").read_text())
     assert kernel["results"][0]["status"] == "passed"
-    book = by_student(grade.grade([tmp_path / "executed"], reference_dir=reference, verified=True))
+    # Student code runs as the grader's user: it could also rewrite the grader's file afterwards.
+    forged = [dict(r, passed=True, earned=r["points"]) for r in json.loads((runs[0] / grade.GRADER_JSON).read_text())]
+    (runs[0] / grade.GRADER_JSON).write_text(json.dumps([dict(r, hash=checks.record_hash(r)) for r in forged]))
+    book = by_student(grade.grade([tmp_path / "executed"], reference_dir=reference, verified=True, grader_records=kept))
     mallory = book["mallory"]
     said = {ev.record["check_id"]: ev.record["passed"] for ev in mallory.evidence}
     assert said["db.statefulset-ready"] is True and said["db.config"] is True  # the kernel was fooled
