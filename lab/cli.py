@@ -459,13 +459,14 @@ def backup_drill(database: str | None, namespace: str | None, directory: Path | 
               help="With --execute: run a submission's later notebooks after one fails.")
 def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, cell_timeout, namespace_prefix,
               live, context, namespace, roster, checks_files, keep_going) -> None:
-    """Grade executed notebooks from their checkpoint evidence.
+    """Grade submissions: verified by the grader's own checks, or self-reported from their evidence.
 
-    Each PATH is one student's directory of executed notebooks, or a directory of such
-    directories (a folder of students, or runs/ with one run directory each); a student
-    directory holding several run directories is graded by its latest run. Prints a summary,
-    writes the gradebook, and flags edited outputs, copied runs, deleted checkpoints and
-    evidence from more than one cluster.
+    Each PATH is one student's directory (or zip) of executed notebooks, or a directory of such
+    (a folder of students, or runs/ with one run directory each); a student directory holding
+    several run directories is graded by its latest run. Without --execute or --live the points
+    come from the evidence the notebooks stored and are labelled self-reported. Prints a summary,
+    writes the gradebook, feedback pages and lms.csv, and flags edited outputs, copied runs
+    (also of the reference notebooks), forged evidence and deleted checkpoints.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -477,7 +478,7 @@ def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, ce
     if live:
         if paths or execute:
             raise LabError("--live checks a cluster, not submissions", "drop the PATHs and --execute, or drop --live")
-        _grade_live(grader, context, namespace, out_dir, students, jobs)
+        _grade_live(grader, context, namespace, out_dir, students, jobs, reference_dir)
         return
     if not paths:
         raise LabError("name at least one submission directory",
@@ -560,7 +561,7 @@ def _grade_sandboxes(grader, classroom, paths, out, prefix, context, students):
             for name in names}
 
 
-def _grade_live(grader, context, namespace, out_dir, students, jobs) -> None:
+def _grade_live(grader, context, namespace, out_dir, students, jobs, reference_dir) -> None:
     from lab import classroom, config
     from lab.progress import step
 
@@ -570,7 +571,7 @@ def _grade_live(grader, context, namespace, out_dir, students, jobs) -> None:
         ns = namespace or config.NAMESPACE
         targets = {ns: ns}
     with step(f"the grader's checks in {len(targets)} namespace(s)"):
-        book = grader.live_gradebook(targets, context=context, jobs=max(jobs, 4))
+        book = grader.live_gradebook(targets, context=context, jobs=max(jobs, 4), reference_dir=reference_dir)
     for sub in book.submissions:
         student = next((s for s in students or [] if s.id == sub.student), None)
         sub.name, sub.email = (student.name, student.email) if student else ("", "")

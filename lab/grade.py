@@ -1344,20 +1344,6 @@ def execute_all(paths: Iterable[Path], out_dir: Path, *, namespace_prefix: str =
 # ============================================================================================
 
 
-def live(context: str | None = None, namespace: str | None = None, include_instructor_only: bool = True):
-    """Run every registered check (instructor-only ones too) against a live cluster; a DataFrame."""
-    import pandas as pd
-
-    records = checks.run_registered(context=context, namespace=namespace,
-                                    include_instructor_only=include_instructor_only)
-    rows = [{"check_id": r["check_id"], "instructor_only": r["kind"] == "instructor", "points": r["points"],
-             "earned": r["earned"], "passed": r["passed"], "message": r["message"], "hint": r["hint"],
-             "objects": len(r["objects"]), "cluster": (r["cluster"] or {}).get("kube_system_uid", "")}
-            for r in records]
-    return pd.DataFrame(rows, columns=["check_id", "instructor_only", "points", "earned", "passed", "message",
-                                       "hint", "objects", "cluster"])
-
-
 def live_gradebook(namespaces: Mapping[str, str], context: str | None = None, jobs: int = 4,
                    reference_dir: Path | None = None,
                    progress: Callable[[int, int, str], None] | None = None) -> Gradebook:
