@@ -46,6 +46,7 @@ GRADEBOOK_CSV = "gradebook.csv"
 DETAILS_CSV = "details.csv"
 FLAGS_CSV = "flags.csv"
 REPORT_HTML = "report.html"
+NO_EVIDENCE = "no checkpoint evidence in the notebooks: were they executed (lab run) and saved with outputs?"
 GRADER_JSON = "grader.json"  # the grader's own check records, written by --execute beside the notebooks
 EXECUTE_ERROR = "execute-error.txt"
 NAMESPACE_PARAMETER = "namespace"
@@ -374,7 +375,6 @@ def _read_report(run_dir: Path, sub: Submission) -> None:
 
 def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[str] = ()) -> Submission:
     """Read one submission's notebooks and check the integrity of its evidence (no scoring)."""
-
     path = Path(path)
     if intake.is_archive(path):
         with tempfile.TemporaryDirectory(prefix="lab-grade-") as unpacked:
@@ -402,6 +402,7 @@ def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[st
         try:
             nb = _read_notebook(nb_path)
             found = _notebook_evidence(nb, nb_path.name, expected_ids)
+            solutions = solutions_parameter(nb)
         except Exception as error:  # noqa: BLE001 - invalid JSON, not a notebook, bad encoding, odd structure
             sub.unreadable.append(nb_path.name)
             sub.errors.append(f"{nb_path.name}: not a readable notebook ({type(error).__name__}: "
@@ -409,7 +410,7 @@ def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[st
             continue
         sub.notebooks.append(nb_path.name)
         sub.mentioned[nb_path.name], evidence_found, malformed = found
-        sub.solutions[nb_path.name] = solutions_parameter(nb)
+        sub.solutions[nb_path.name] = solutions
         for ev, text in evidence_found:
             sub.evidence.append(ev)
             _check_display(sub, ev, text)
@@ -419,7 +420,7 @@ def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[st
     if not sub.notebooks:
         return sub
     if not sub.evidence:
-        sub.errors.append("no checkpoint evidence in the notebooks: were they executed (lab run) and saved with outputs?")
+        sub.errors.append(NO_EVIDENCE)
     _check_records(sub)
     for ev in sub.evidence:  # verified: keep what scoring and cross-checks need, not the node list
         cluster = ev.record.get("cluster")
@@ -1021,6 +1022,7 @@ def _load_grader_records(sub: Submission, in_memory: Mapping[str, list[dict]] | 
     --execute left beside the executed notebooks."""
     where = Path(sub.run_dir or sub.path)
     sub.grader_records = []
+    sub.errors = [e for e in sub.errors if e != NO_EVIDENCE]  # the grader's records are the evidence now
     if (where / EXECUTE_ERROR).exists():
         sub.errors.append(f"execution failed: {(where / EXECUTE_ERROR).read_text()[:300]}")
     if in_memory is not None:
