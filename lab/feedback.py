@@ -19,7 +19,8 @@ LMS_CSV = "lms.csv"
 LMS_COLUMNS = ["student", "name", "email", "points", "possible", "percent", "status", "grading"]
 
 
-def _environment():
+def environment():
+    """The jinja2 environment of the lab's HTML templates (autoescaped; a missing value is an error)."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("lab", "templates"),
@@ -38,7 +39,7 @@ def render(sub) -> str:
     """One student's feedback page."""
     by_notebook = [(nb, list(group)) for nb, group in itertools.groupby(sub.outcomes, key=lambda o: o.notebook)]
     percent = round(100 * sub.earned / sub.possible, 1) if sub.possible else 0.0
-    return _environment().get_template("feedback.html.j2").render(
+    return environment().get_template("feedback.html.j2").render(
         sub=sub, by_notebook=by_notebook, percent=f"{percent:g}", flags=sub.flags, version=LAB_VERSION,
         when=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 

@@ -25,7 +25,6 @@ import base64
 import collections
 import concurrent.futures as futures
 import datetime as _dt
-import html
 import io
 import json
 import re
@@ -238,6 +237,10 @@ class Flag:
     @property
     def severity(self) -> str:
         return SEVERITY.get(self.kind, "review")
+
+    @property
+    def rank(self) -> int:
+        return SEVERITY_ORDER[self.severity]
 
 
 @dataclass
@@ -1078,67 +1081,16 @@ def _histogram_png(percents: Sequence[float]) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#1f2328}
-table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#f6f8fa}.num{text-align:right}.passed{color:#1a7f37}.failed,.invalid,.deleted{color:#cf222e}
-.tamper{background:#ffebe9}.review{background:#fff8c5}.info{background:#f6f8fa}
-.student{border-top:2px solid #d0d7de;margin-top:1.5em}code{font-size:90%}.hint{color:#9a6700}
-"""
-
-
 def render_html(book: Gradebook) -> str:
-    e = html.escape
+    """The class report (templates/report.html.j2): distribution, students, checks, feedback."""
+    from lab import feedback
+
     table = book.table()
-    rates = book.pass_rates()
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>k8s-lab gradebook</title>"
-             f"<style>{_CSS}</style></head><body>",
-             "<h1>k8s-lab gradebook</h1>",
-             f"<p>{len(book.submissions)} submission(s), {len(book.expected)} check(s), "
-             f"{sum(e.points for e in book.expected.values())} points possible. Reference: "
-             f"{e(book.reference or 'none (checks derived from the submissions)')}. Graded by lab {e(LAB_VERSION)} "
-             f"at {e(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'))}.</p>"]
-    if len(table):
-        parts.append(f"<img alt='score distribution' src='data:image/png;base64,{_histogram_png(table.percent)}'>")
-    parts.append("<h2>Students</h2><table><tr><th>student</th><th>status</th><th>grading</th><th class=num>points</th>"
-                 "<th class=num>%</th><th>flags</th><th>errors</th></tr>")
-    for student, row in table.iterrows():
-        parts.append(f"<tr><td><a href='#s-{e(str(student))}'>{e(str(student))}</a></td><td>{e(row.status)}</td>"
-                     f"<td>{e(row.grading)}</td>"
-                     f"<td class=num>{row.earned:g}/{row.possible:g}</td><td class=num>{row.percent:g}</td>"
-                     f"<td>{e(row['flags'])}</td><td>{e(row['errors'])}</td></tr>")
-    parts.append("</table><h2>Checks</h2><table><tr><th>check</th><th>notebook</th><th class=num>points</th>"
-                 "<th class=num>pass rate</th><th>most common failure</th></tr>")
-    for _, r in rates.iterrows():
-        parts.append(f"<tr><td><code>{e(r.check_id)}</code></td><td>{e(r.notebook)}</td><td class=num>{r.points:g}</td>"
-                     f"<td class=num>{r.pass_rate:g}% ({r.passed}/{r.graded})</td><td>{e(str(r.most_common_failure))}</td></tr>")
-    parts.append("</table><h2>Feedback per student</h2>")
-    for sub in book.submissions:
-        parts.append(f"<div class=student id='s-{e(sub.student)}'><h3>{e(sub.student)}: {sub.earned:g}/{sub.possible:g} "
-                     f"points ({e(sub.status)})</h3><p><code>{e(sub.run_dir or sub.path)}</code></p>")
-        for error in sub.errors:
-            parts.append(f"<p class=failed>error: {e(error)}</p>")
-        if sub.flags:
-            parts.append("<table><tr><th>severity</th><th>flag</th><th>where</th><th>detail</th></tr>")
-            for f in sorted(sub.flags, key=lambda f: SEVERITY_ORDER[f.severity]):
-                where = " ".join(x for x in (f.notebook, f.check_id) if x)
-                parts.append(f"<tr class={f.severity}><td>{f.severity}</td><td>{e(f.kind)}</td><td>{e(where)}</td>"
-                             f"<td>{e(f.detail)}</td></tr>")
-            parts.append("</table>")
-        lost = [o for o in sub.outcomes if o.status != "passed"]
-        passed = len(sub.outcomes) - len(lost)
-        parts.append(f"<p>{passed} of {len(sub.outcomes)} checks passed.</p>")
-        if lost:
-            parts.append("<table><tr><th>check</th><th>notebook</th><th class=num>lost</th><th>status</th>"
-                         "<th>what is wrong</th><th>hint</th></tr>")
-            for o in lost:
-                parts.append(f"<tr><td><code>{e(o.check_id)}</code></td><td>{e(o.notebook)}</td>"
-                             f"<td class=num>{o.possible - o.earned:g}</td><td class={e(o.status)}>{e(o.status)}</td>"
-                             f"<td>{e(o.message)}</td><td class=hint>{e(o.hint)}</td></tr>")
-            parts.append("</table>")
-        parts.append("</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return feedback.environment().get_template("report.html.j2").render(
+        book=book, table=table, rates=book.pass_rates(), possible=sum(e.points for e in book.expected.values()),
+        histogram=_histogram_png(table.percent) if len(table) else "", version=LAB_VERSION,
+        modes=sorted({s.mode for s in book.submissions}),
+        when=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 
 # ============================================================================================

@@ -416,3 +416,14 @@ def test_execute_gives_the_kernel_the_sandbox_kubeconfig_and_never_the_solutions
         printed = "".join(o.get("text", "") for c in nbformat.read(str(out / "ann" / "01-a.ipynb"), as_version=4).cells
                           for o in c.get("outputs", []))
         assert f"KUBECONFIG {tmp_path / 'ann.kubeconfig'} solutions False" in printed
+
+
+def test_the_report_and_feedback_pages_label_the_mode_and_escape_what_students_wrote(reference, tmp_path):
+    from lab import feedback
+
+    student_run(reference, tmp_path / "subs", "alice", failing={"db.pvc-bound"})
+    book = grade.grade([tmp_path / "subs"], reference_dir=reference)
+    book.submissions[0].outcomes[1].message = "<script>alert(1)</script>"
+    for page in (grade.render_html(book), feedback.render(book.submissions[0])):
+        assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert "self-reported" in page
