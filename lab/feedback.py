@@ -8,6 +8,7 @@ or an LMS gradebook import maps it by id or e-mail.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import itertools
 import re
 from pathlib import Path
@@ -19,8 +20,10 @@ LMS_CSV = "lms.csv"
 LMS_COLUMNS = ["student", "name", "email", "points", "possible", "percent", "status", "grading"]
 
 
+@functools.lru_cache(maxsize=None)
 def environment():
-    """The jinja2 environment of the lab's HTML templates (autoescaped; a missing value is an error)."""
+    """The jinja2 environment of the lab's HTML templates (autoescaped; a missing value is an error),
+    made once: templates compile on first use."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("lab", "templates"),
