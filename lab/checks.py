@@ -976,6 +976,8 @@ def _instructor_no_crashes(namespace: str, context: str) -> Result:
             bad.append(f"pod {pod.metadata.name} restarted {restarts} times")
     if bad:
         return fail("; ".join(bad[:5]), uids)
+    if not uids:
+        return fail(f"no Pods run in namespace {namespace}", uids)
     return ok(f"{len(uids)} pod(s), none crashing", uids)
 
 
