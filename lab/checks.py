@@ -28,31 +28,23 @@ covers the lab's objects, and :func:`register` adds named checks (some instructo
 """
 from __future__ import annotations
 
-import datetime as _dt
 import glob as _glob
-import hashlib
-import html
-import json
 import os
-import re
 import shutil
 import subprocess
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from lab import __version__ as LAB_VERSION
-from lab import config
+from lab import config, evidence
 from lab.errors import LabError
 
-MIME_TYPE = "application/vnd.k8s-lab.checkpoint+json"
-# The record format. A grader reads only records of its own schema; bump it when fields change meaning.
-SCHEMA = "k8s-lab.checkpoint/1"
-GENESIS_HASH = "0" * 64
+# The record format and hash chain live in lab.evidence (the grader reads records with it too).
+from lab.evidence import (CHECK_ID, GENESIS_HASH, MAX_MESSAGE, MIME_TYPE, SCHEMA, Session, _jsonable,  # noqa: E402,F401
+                          _now, _number, _short, bundle, canonical, evidence_output, normalize_source,
+                          record_hash, render_html, render_text, source_hash)
+
 REQUEST_TIMEOUT_S = 10
-MAX_MESSAGE = 600
-CHECK_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 __all__ = [
     "MIME_TYPE", "SCHEMA", "Result", "Record", "CheckpointFailed", "Session", "configure", "settings",
@@ -94,159 +86,15 @@ class CheckpointFailed(LabError):
         self.record = dict(record)
 
 
-def canonical(obj: Any) -> bytes:
-    """The bytes a record hash is taken over: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
-def record_hash(record: Mapping[str, Any]) -> str:
-    """SHA-256 of the record's canonical JSON without its own ``hash`` field."""
-    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
-
-
-def normalize_source(source: str | None) -> str:
-    """Cell source as hashed: trailing spaces and blank lines at either end do not count."""
-    lines = [line.rstrip() for line in (source or "").splitlines()]
-    while lines and not lines[0]:
-        lines.pop(0)
-    while lines and not lines[-1]:
-        lines.pop()
-    return "\n".join(lines)
-
-
-def source_hash(source: str | None) -> str:
-    return hashlib.sha256(normalize_source(source).encode()).hexdigest()
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _number(value: Any) -> int | float:
-    """Points as JSON that survives a round trip through a browser (2.0 would come back as 2)."""
-    number = float(value)
-    if number != number or number in (float("inf"), float("-inf")) or number < 0:
-        raise ValueError(f"points must be a finite number >= 0, got {value!r}")
-    return int(number) if number.is_integer() else number
-
-
-def _short(text: str, limit: int = MAX_MESSAGE) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types only, so the hash recomputed from the saved notebook is the same."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return _number(value) if value >= 0 else str(value)
-    return str(value)
-
-
-class Session:
-    """The hash chain of one kernel session: sequence numbers and the previous record's hash."""
-
-    def __init__(self, session_id: str | None = None):
-        self.id = session_id or uuid.uuid4().hex
-        self.seq = 0
-        self.last_hash = GENESIS_HASH
-        self.records: list[dict] = []
-
-    def seal(self, record: Mapping[str, Any]) -> dict:
-        """Chain ``record`` after the previous one and add its hash."""
-        self.seq += 1
-        sealed = dict(record, session=self.id, seq=self.seq, prev_hash=self.last_hash)
-        sealed.pop("hash", None)
-        sealed["hash"] = record_hash(sealed)
-        self.last_hash = sealed["hash"]
-        self.records.append(sealed)
-        return sealed
-
-
-def make_record(
-    check_id: str,
-    points: float,
-    result: Result,
-    *,
-    hint: str = "",
-    description: str = "",
-    started: str | None = None,
-    finished: str | None = None,
-    notebook: str = "",
-    namespace: str = "",
-    context: str = "",
-    cluster: Mapping[str, Any] | None = None,
-    cell_source: str | None = None,
-    session: Session | None = None,
-    kind: str = "notebook",
-) -> dict:
-    """Build the evidence record of one verification and seal it into ``session``'s chain.
+def make_record(check_id: str, points: float, result: Result, *, session: Session | None = None,
+                **fields: Any) -> dict:
+    """Build the evidence record of one verification and seal it into ``session``'s chain (this
+    kernel's by default); the fields are :func:`lab.evidence.make_record`'s.
 
     ``checkpoint`` uses this with the live result; tests and benchmarks call it with made-up
     results to produce exactly the records a real run would.
     """
-    if not CHECK_ID.match(check_id):
-        raise ValueError(f"check id {check_id!r} must be lower-case letters, digits, '.', '_' or '-'")
-    started = started or _now()
-    points = _number(points)
-    record = {
-        "schema": SCHEMA,
-        "lab_version": LAB_VERSION,
-        "kind": kind,
-        "check_id": check_id,
-        "description": description,
-        "points": points,
-        "passed": bool(result.passed),
-        "earned": points if result.passed else 0,
-        "message": _short(result.message),
-        "hint": hint,
-        "started": started,
-        "finished": finished or _now(),
-        "notebook": notebook,
-        "namespace": namespace,
-        "context": context,
-        "cluster": _jsonable(cluster or {}),
-        "objects": {str(k): str(v) for k, v in dict(result.uids or {}).items()},
-        "cell_sha256": None if cell_source is None else source_hash(cell_source),
-    }
-    return (session or _session).seal(record)
-
-
-def render_text(record: Mapping[str, Any]) -> str:
-    """The human line shown for a record (also stored as the output's text/plain)."""
-    verdict = "✔ PASS" if record["passed"] else "✘ FAIL"
-    line = f"{verdict} {record['check_id']} ({record['earned']}/{record['points']} points): {record['message']}"
-    if not record["passed"] and record.get("hint"):
-        line += f"\n    hint: {record['hint']}"
-    return line
-
-
-def render_html(record: Mapping[str, Any]) -> str:
-    colour = "#1a7f37" if record["passed"] else "#cf222e"
-    verdict = "PASS" if record["passed"] else "FAIL"
-    out = (f'<div class="k8s-lab-checkpoint" style="font-family:monospace">'
-           f'<b style="color:{colour}">{verdict}</b> <b>{html.escape(record["check_id"])}</b> '
-           f'({record["earned"]}/{record["points"]} points): {html.escape(record["message"])}')
-    if not record["passed"] and record.get("hint"):
-        out += f'<br><span style="color:#9a6700">hint: {html.escape(record["hint"])}</span>'
-    return out + "</div>"
-
-
-def bundle(record: Mapping[str, Any]) -> dict:
-    """The MIME bundle displayed for a record: the evidence plus its human renderings."""
-    return {MIME_TYPE: dict(record), "text/plain": render_text(record), "text/html": render_html(record)}
-
-
-def evidence_output(record: Mapping[str, Any]):
-    """The notebook output (nbformat ``display_data``) that displaying ``record`` produces."""
-    import nbformat
-
-    return nbformat.v4.new_output("display_data", data=bundle(record), metadata={})
+    return evidence.make_record(check_id, points, result, session=session or _session, **fields)
 
 
 class Record:
@@ -509,8 +357,10 @@ def evaluate(
     context: str | None = None,
     notebook: str | None = None,
     kind: str = "notebook",
+    session: Session | None = None,
 ) -> dict:
-    """Run ``verify`` and return its sealed record, without displaying anything.
+    """Run ``verify`` and return its record sealed into ``session`` (this kernel's by default),
+    without displaying anything.
 
     An exception inside ``verify`` is a failed check whose message says what went wrong.
     """
@@ -529,7 +379,7 @@ def evaluate(
         check_id, points, result, hint=hint, description=description, started=started,
         finished=finished, notebook=_notebook_name(notebook), namespace=_ns(namespace),
         context=_ctx(context), cluster=cluster_identity(context), cell_source=_current_cell_source(),
-        kind=kind,
+        kind=kind, session=session,
     )
 
 
@@ -609,23 +459,31 @@ class RegisteredCheck:
     description: str
     verify: Callable[..., Any]  # verify(namespace=..., context=...) -> Result
     instructor_only: bool = False
+    # The notebook after which `lab grade --execute` runs it (None: after the last one, and in --live).
+    notebook: str | None = None
+    # A build task: the student writes the object; no points when the run had the solutions.
+    build_task: bool = False
 
 
 _REGISTRY: dict[str, RegisteredCheck] = {}
 
 
-def register(check_id: str, *, points: float, hint: str = "", description: str = "", instructor_only: bool = False):
+def register(check_id: str, *, points: float, hint: str = "", description: str = "", instructor_only: bool = False,
+             notebook: str | None = None, build_task: bool = False):
     """Decorator: register ``fn(namespace, context) -> Result`` as a named check.
 
-    Notebooks run a registered check with :func:`check`; ``lab grade --live`` runs them all
-    against a cluster, including the ``instructor_only`` ones students never see.
+    Notebooks run a registered check with :func:`check`; the grader runs them itself, outside the
+    student's kernel: ``lab grade --execute`` after ``notebook`` (a file name such as
+    ``"03-database.ipynb"``), ``lab grade --live`` against a running namespace, including the
+    ``instructor_only`` ones students never see. ``build_task``: the student builds the object, so
+    a run with the reference solutions earns nothing for it.
     """
     if not CHECK_ID.match(check_id):
         raise ValueError(f"bad check id {check_id!r}")
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         _REGISTRY[check_id] = RegisteredCheck(check_id, _number(points), hint, description or (fn.__doc__ or "").strip(),
-                                              fn, instructor_only)
+                                              fn, instructor_only, notebook, build_task)
         return fn
 
     return decorator
@@ -653,22 +511,17 @@ def check(check_id: str, *, strict: bool = False, namespace: str | None = None, 
 
 
 def run_registered(context: str | None = None, namespace: str | None = None,
-                   include_instructor_only: bool = True) -> list[dict]:
-    """Evaluate every registered check against a cluster; the records, nothing displayed."""
-    global _session
-    session_before, _session = _session, Session()
-    try:
-        records = []
-        for reg in registry(include_instructor_only):
-            record = evaluate(reg.check_id, reg.points,
-                              lambda reg=reg: reg.verify(namespace=_ns(namespace), context=_ctx(context)),
-                              hint=reg.hint, description=reg.description, namespace=namespace,
-                              context=context, notebook="(live)",
-                              kind="instructor" if reg.instructor_only else "live")
-            records.append(record)
-        return records
-    finally:
-        _session = session_before
+                   include_instructor_only: bool = True,
+                   which: Iterable[RegisteredCheck] | None = None) -> list[dict]:
+    """Evaluate registered checks (``which``, default all) against a cluster in a chain of their
+    own; the records, nothing displayed. Safe to call from several threads at once."""
+    session = Session()
+    chosen = registry(include_instructor_only) if which is None else list(which)
+    return [evaluate(reg.check_id, reg.points,
+                     lambda reg=reg: reg.verify(namespace=_ns(namespace), context=_ctx(context)),
+                     hint=reg.hint, description=reg.description, namespace=namespace, context=context,
+                     notebook="(grader)", kind="instructor" if reg.instructor_only else "grader", session=session)
+            for reg in chosen]
 
 
 # ============================================================================================
@@ -1074,8 +927,10 @@ def _system_web(namespace: str, context: str) -> Result:
 
 @register("system.web-nodeport", points=1, hint="kubectl -n k8s-assignment get service web -o yaml")
 def _system_web_service(namespace: str, context: str) -> Result:
-    """The web Service exposes port 80 on node port 30080."""
-    return service_has_port("web", 80, node_port=config.WEB_NODEPORT, namespace=namespace, context=context)
+    """The web Service exposes port 80 on node port 30080 (in another namespace, on the node port it got)."""
+    from lab.grader_checks import web_nodeport
+
+    return web_nodeport(namespace, context)
 
 
 @register("system.web-config", points=1, hint="kubectl -n k8s-assignment get configmap web-nginx -o yaml")
@@ -1121,16 +976,21 @@ def _instructor_no_crashes(namespace: str, context: str) -> Result:
             bad.append(f"pod {pod.metadata.name} restarted {restarts} times")
     if bad:
         return fail("; ".join(bad[:5]), uids)
+    if not uids:
+        return fail(f"no Pods run in namespace {namespace}", uids)
     return ok(f"{len(uids)} pod(s), none crashing", uids)
 
 
 @register("instructor.quota-and-limits", points=1, instructor_only=True,
           hint="kubectl -n k8s-assignment get resourcequota,limitrange")
 def _instructor_quota(namespace: str, context: str) -> Result:
-    """The namespace keeps its ResourceQuota and LimitRange."""
+    """The namespace keeps its ResourceQuota and LimitRange (a classroom's own do not count)."""
+    from lab.classroom import made_by_classroom
+
     core = _apis(context).core
-    quotas = core.list_namespaced_resource_quota(namespace, _request_timeout=REQUEST_TIMEOUT_S).items
-    limits = core.list_namespaced_limit_range(namespace, _request_timeout=REQUEST_TIMEOUT_S).items
+    quotas, limits = ([o for o in items if not made_by_classroom(o)] for items in (
+        core.list_namespaced_resource_quota(namespace, _request_timeout=REQUEST_TIMEOUT_S).items,
+        core.list_namespaced_limit_range(namespace, _request_timeout=REQUEST_TIMEOUT_S).items))
     uids = {_key(kind, namespace, o.metadata.name): o.metadata.uid
             for kind, items in (("ResourceQuota", quotas), ("LimitRange", limits)) for o in items}
     if not quotas or not limits:

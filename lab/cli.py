@@ -435,8 +435,9 @@ def backup_drill(database: str | None, namespace: str | None, directory: Path | 
               help="The notebooks as handed out, whose checkpoints every submission must have "
                    "(default: the repository's notebooks/).")
 @click.option("--execute", is_flag=True,
-              help="First run each submission's notebooks headlessly (papermill), each in its own "
-                   "namespace, then grade the executed copies.")
+              help="First run each submission's notebooks headlessly (papermill, without the solutions), "
+                   "each in a classroom namespace of its own with a kubeconfig limited to it; after each "
+                   "notebook the grader runs that notebook's checks itself, and only those earn points.")
 @click.option("--timeout", "notebook_timeout", type=click.IntRange(min=1), default=1800, show_default=True,
               help="With --execute: seconds one notebook may run before it is stopped.")
 @click.option("--cell-timeout", type=click.IntRange(min=1), default=None,
@@ -444,28 +445,40 @@ def backup_drill(database: str | None, namespace: str | None, directory: Path | 
 @click.option("--namespace-prefix", default="grade-", show_default=True,
               help="With --execute: a submission's namespace is this prefix plus the student's name.")
 @click.option("--live", is_flag=True,
-              help="Instead of reading notebooks, run every registered check (instructor-only ones "
-                   "too) against a live cluster and print the table.")
-@click.option("--context", default=None, help="With --live: the kubeconfig context (default kind-k8s-lab).")
+              help="Instead of reading notebooks, grade running namespaces with the grader's own checks "
+                   "(instructor-only ones too): --roster for a classroom, else --namespace.")
+@click.option("--context", default=None, help="The instructor's kubeconfig context the grader checks with "
+                                             "(default kind-k8s-lab).")
 @click.option("--namespace", default=None, help="With --live: the namespace (default k8s-assignment).")
+@click.option("--roster", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with a `student` id column (optional name, email): names submissions by id and lists "
+                   "who submitted nothing; with --live, grades each student's namespace student-<id>.")
+@click.option("--checks", "checks_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A Python file of extra (hidden) checks registered with lab.checks.register; repeatable.")
+@click.option("--keep-going/--stop-on-failure", default=True, show_default=True,
+              help="With --execute: run a submission's later notebooks after one fails.")
 def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, cell_timeout, namespace_prefix,
-              live, context, namespace) -> None:
-    """Grade executed notebooks from their checkpoint evidence.
+              live, context, namespace, roster, checks_files, keep_going) -> None:
+    """Grade submissions: verified by the grader's own checks, or self-reported from their evidence.
 
-    Each PATH is one student's directory of executed notebooks, or a directory of such
-    directories (a folder of students, or runs/ with one run directory each); a student
-    directory holding several run directories is graded by its latest run. Prints a summary,
-    writes the gradebook, and flags edited outputs, copied runs, deleted checkpoints and
-    evidence from more than one cluster.
+    Each PATH is one student's directory (or zip) of executed notebooks, or a directory of such
+    (a folder of students, or runs/ with one run directory each); a student directory holding
+    several run directories is graded by its latest run. Without --execute or --live the points
+    come from the evidence the notebooks stored and are labelled self-reported. Prints a summary,
+    writes the gradebook, feedback pages and lms.csv, and flags edited outputs, copied runs
+    (also of the reference notebooks), forged evidence and deleted checkpoints.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from lab import classroom
     from lab import grade as grader
 
+    grader.load_checks(checks_files)
+    students = classroom.read_roster(roster) if roster else None
     if live:
         if paths or execute:
             raise LabError("--live checks a cluster, not submissions", "drop the PATHs and --execute, or drop --live")
-        _grade_live(grader, context, namespace, out_dir)
+        _grade_live(grader, context, namespace, out_dir, students, jobs, reference_dir)
         return
     if not paths:
         raise LabError("name at least one submission directory",
@@ -477,6 +490,7 @@ def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, ce
         return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[last]}"), console=console, transient=True, auto_refresh=False)
 
+    verified_records: dict = {}
     if execute:
         executed_dir = out / "executed"
         with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
@@ -490,8 +504,10 @@ def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, ce
                     colour = "green" if event == "passed" else "red"
                     progress.console.print(f"[{colour}]{event}[/] {escape(student)} {escape(notebook)}")
 
+            sandboxes = _grade_sandboxes(grader, classroom, paths, out, namespace_prefix, context, students)
             grader.execute_all(paths, executed_dir, namespace_prefix=namespace_prefix, jobs=jobs,
-                               timeout=notebook_timeout, cell_timeout=cell_timeout, listener=listener)
+                               timeout=notebook_timeout, cell_timeout=cell_timeout, listener=listener,
+                               sandboxes=sandboxes, keep_going=keep_going, collect=verified_records)
         paths = (executed_dir,)
 
     with bar("grading") as progress:
@@ -501,7 +517,8 @@ def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, ce
             progress.update(task, completed=done, total=total, last=student)
             progress.refresh()
 
-        book = grader.grade(paths, reference_dir=reference_dir, jobs=jobs, progress=advance)
+        book = grader.grade(paths, reference_dir=reference_dir, jobs=jobs, progress=advance, verified=execute,
+                            roster=students, grader_records=verified_records if execute else None)
     written = book.write(out)
     _print_gradebook(book)
     console.print(f"graded {len(book.submissions)} submission(s) in {book.seconds:.1f} s")
@@ -529,24 +546,101 @@ def _print_gradebook(book, limit: int = 60) -> None:
         console.print(f"... and {len(rows) - limit} more: see the report")
 
 
-def _grade_live(grader, context, namespace, out_dir) -> None:
-    frame = grader.live(context=context, namespace=namespace)
-    table = Table(title=f"live checks ({escape(context or 'kind-k8s-lab')}, "
-                        f"namespace {escape(namespace or 'k8s-assignment')})")
-    for column in ("check", "who", "points", "result", "message / hint"):
-        table.add_column(column, overflow="fold")
-    for _, r in frame.iterrows():
-        text = escape(r.message) + ("" if r.passed else f"\n[yellow]hint: {escape(r.hint)}[/]")
-        table.add_row(escape(r.check_id), "instructor" if r.instructor_only else "student",
-                      f"{r.earned:g}/{r.points:g}", "[green]PASS[/]" if r.passed else "[red]FAIL[/]", text)
-    console.print(table)
-    console.print(f"{frame.earned.sum():g}/{frame.points.sum():g} points, "
-                  f"{int(frame.passed.sum())}/{len(frame)} checks passed")
+def _grade_sandboxes(grader, classroom, paths, out, prefix, context, students):
+    """A classroom namespace and limited kubeconfig per submission, so student code never runs
+    with the instructor's credentials."""
+    from lab import config
+    from lab.progress import step
+
+    names = [name for name, _ in grader.find_submissions(paths)]
+    ids = classroom.ids_for(names, students)
+    with step(f"sandboxes for {len(names)} submission(s): namespaces {prefix}<id>"):
+        kubeconfigs = classroom.up([classroom.Student(i) for i in sorted(set(ids.values()))], out / "sandboxes",
+                                   context=context or config.KUBE_CONTEXT, prefix=prefix)
+    return {name: grader.Sandbox(f"{prefix}{ids[name]}", str(kubeconfigs[ids[name]]), context)
+            for name in names}
+
+
+def _grade_live(grader, context, namespace, out_dir, students, jobs, reference_dir) -> None:
+    from lab import classroom, config
+    from lab.progress import step
+
+    if students:
+        targets = {s.id: s.namespace() for s in students}
+    else:
+        ns = namespace or config.NAMESPACE
+        targets = {ns: ns}
+    with step(f"the grader's checks in {len(targets)} namespace(s)"):
+        book = grader.live_gradebook(targets, context=context, jobs=max(jobs, 4), reference_dir=reference_dir)
+    for sub in book.submissions:
+        student = next((s for s in students or [] if s.id == sub.student), None)
+        sub.name, sub.email = (student.name, student.email) if student else ("", "")
+    _print_gradebook(book)
+    console.print(f"checked {len(book.submissions)} namespace(s) in {book.seconds:.1f} s "
+                  f"(verified: the grader's own checks; {classroom.PREFIX}<id> per roster student)")
     if out_dir:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        path = Path(out_dir) / "live.csv"
-        frame.to_csv(path, index=False)
-        console.print(f"live checks: {escape(str(path))}")
+        for what, path in book.write(out_dir).items():
+            console.print(f"{what}: {escape(str(path))}")
+
+
+# ------------------------------------------------------------------------------------ classroom
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def classroom() -> None:
+    """A namespace per student on one shared cluster, with a kubeconfig limited to it."""
+
+
+def _classroom_options(f):
+    f = click.option("--context", default=None, help="The instructor's kubeconfig context (default kind-k8s-lab).")(f)
+    return click.option("--prefix", default="student-", show_default=True, help="Namespace prefix.")(f)
+
+
+@classroom.command("up")
+@click.argument("roster", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Writes OUT/<id>/kubeconfig per student.")
+@click.option("--token-hours", type=click.FloatRange(min=0.2), default=24 * 14, show_default=True,
+              help="Lifetime of the students' tokens; run `up` again to renew them.")
+@_classroom_options
+def classroom_up(roster: Path, out_dir: Path, token_hours: float, context: str | None, prefix: str) -> None:
+    """Create (or update) the classroom of ROSTER.csv."""
+    from lab import classroom as room, config
+    from lab.progress import step
+
+    students = room.read_roster(roster)
+    with step(f"classroom of {len(students)} student(s)"):
+        written = room.up(students, out_dir, context=context or config.KUBE_CONTEXT, prefix=prefix,
+                          token_hours=token_hours)
+    console.print(f"{len(written)} kubeconfig(s) in {escape(str(out_dir))}: hand each student OUT/<id>/kubeconfig "
+                  f"(KUBECONFIG=... jupyter lab; the notebooks take namespace = \"{prefix}<id>\")")
+
+
+@classroom.command("status")
+@click.argument("roster", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=8, show_default=True)
+@_classroom_options
+def classroom_status(roster: Path, jobs: int, context: str | None, prefix: str) -> None:
+    """Each student's namespace, Pods and the grader's checks passing, live."""
+    from lab import classroom as room, config
+
+    frame = room.status(room.read_roster(roster), context=context or config.KUBE_CONTEXT, prefix=prefix, jobs=jobs)
+    _print_frame(frame, "classroom")
+
+
+@classroom.command("down")
+@click.option("--yes", is_flag=True, help="Really delete every student's namespace and volume.")
+@_classroom_options
+def classroom_down(yes: bool, context: str | None, prefix: str) -> None:
+    """Delete the classroom: namespaces, PersistentVolumes, cluster roles (host directories stay)."""
+    from lab import classroom as room, config
+    from lab.progress import step
+
+    if not yes:
+        raise LabError("this deletes every student's namespace and work", "add --yes")
+    with step("classroom down"):
+        gone = room.down(context=context or config.KUBE_CONTEXT, prefix=prefix)
+    console.print(f"deleted {len(gone)} namespace(s)")
 
 
 # ------------------------------------------------------------------------------------ probe

@@ -1,4 +1,5 @@
-"""Grading: read the checkpoint evidence in executed notebooks and build a gradebook.
+"""Grading: build a gradebook from the grader's own checks (``--execute``, ``--live``, labelled
+*verified*) or from the checkpoint evidence in executed notebooks (labelled *self-reported*).
 
 ``lab grade PATH...`` treats each PATH as one submission when it holds notebooks itself, else each
 of its sub-directories as one (a folder of students, or a ``runs/`` folder of run directories); a
@@ -24,17 +25,19 @@ import base64
 import collections
 import concurrent.futures as futures
 import datetime as _dt
-import html
 import io
 import json
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lab import __version__ as LAB_VERSION
-from lab import checks
+from lab import checks, evidence, intake
+from lab import grader_checks  # noqa: F401 - registers the checks the grader runs itself
 from lab.config import REPO_ROOT
 from lab.errors import LabError
 
@@ -42,6 +45,9 @@ GRADEBOOK_CSV = "gradebook.csv"
 DETAILS_CSV = "details.csv"
 FLAGS_CSV = "flags.csv"
 REPORT_HTML = "report.html"
+NO_EVIDENCE = "no checkpoint evidence in the notebooks: were they executed (lab run) and saved with outputs?"
+GRADER_JSON = "grader.json"  # the grader's own check records, written by --execute beside the notebooks
+EXECUTE_ERROR = "execute-error.txt"
 NAMESPACE_PARAMETER = "namespace"
 DEFAULT_NOTEBOOK_TIMEOUT = 1800
 
@@ -54,6 +60,9 @@ SEVERITY = {
     "duplicated-record": "tamper",
     "malformed-record": "tamper",
     "copied-run": "tamper",
+    "forged-evidence": "tamper",
+    "evidence-disagrees": "review",
+    "not-in-roster": "review",
     "deleted-checkpoint": "tamper",
     "multiple-clusters": "review",
     "shared-cluster": "review",
@@ -77,6 +86,8 @@ STATUS_TEXT = {
     "missing": "the notebook is not in the submission",
     "not-run": "the run stopped before this notebook",
     "unreadable": "the notebook could not be read",
+    "solutions-run": "a build task run with the reference solutions earns nothing",
+    "unverified": "checked only inside the notebook's kernel, which the grader cannot trust: no points",
 }
 
 
@@ -227,6 +238,10 @@ class Flag:
     def severity(self) -> str:
         return SEVERITY.get(self.kind, "review")
 
+    @property
+    def rank(self) -> int:
+        return SEVERITY_ORDER[self.severity]
+
 
 @dataclass
 class Evidence:
@@ -262,6 +277,15 @@ class Submission:
     flags: list[Flag] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    solutions: dict[str, bool | None] = field(default_factory=dict)  # notebook -> ran with the solutions?
+    # The grader's own checks (lab grade --execute / --live); None: graded from stored evidence only.
+    grader_records: list[dict] | None = None
+    name: str = ""
+    email: str = ""
+
+    @property
+    def mode(self) -> str:
+        return "self-reported" if self.grader_records is None else "verified"
 
     def flag(self, kind: str, detail: str, notebook: str | None = None, check_id: str | None = None) -> None:
         self.flags.append(Flag(kind, detail, notebook, check_id))
@@ -276,7 +300,7 @@ class Submission:
 
     @property
     def status(self) -> str:
-        if not self.notebooks or not any(e.usable for e in self.evidence):
+        if self.errors or (self.grader_records is None and not any(e.usable for e in self.evidence)):
             return "error"
         return "flagged" if any(f.severity == "tamper" for f in self.flags) else "graded"
 
@@ -303,18 +327,30 @@ def _subdirs(directory: Path) -> list[Path]:
         return []
 
 
+def _archives(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if intake.is_archive(p))
+    except OSError:
+        return []
+
+
 def find_submissions(paths: Iterable[Path]) -> list[tuple[str, Path]]:
     """(student, directory) pairs: a PATH with notebooks is one submission; otherwise each of its
     sub-directories is one (a sub-directory without notebooks is graded by its latest run)."""
     found: list[tuple[str, Path]] = []
     for path in map(Path, paths):
+        if intake.is_archive(path):
+            found.append((path.stem, path))
+            continue
         if not path.is_dir() or _notebooks_in(path):
             found.append((path.name or str(path), path))
             continue
         children = _subdirs(path)
-        if not children:
+        archives = _archives(path)
+        if not children and not archives:
             found.append((path.name or str(path), path))  # graded as "no notebooks"
         found.extend((child.name, child) for child in children)
+        found.extend((archive.stem, archive) for archive in archives)
     names = collections.Counter(name for name, _ in found)
     return [(f"{path.parent.name}/{name}" if names[name] > 1 else name, path) for name, path in found]
 
@@ -342,10 +378,17 @@ def _read_report(run_dir: Path, sub: Submission) -> None:
 
 def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[str] = ()) -> Submission:
     """Read one submission's notebooks and check the integrity of its evidence (no scoring)."""
-    import nbformat
-
     path = Path(path)
+    if intake.is_archive(path):
+        with tempfile.TemporaryDirectory(prefix="lab-grade-") as unpacked:
+            root = intake.notebook_root(intake.unpack(path, Path(unpacked) / "submission"))
+            sub = inspect_submission(student, root, expected_ids)
+        sub.path, sub.run_dir = str(path), None
+        return sub
     sub = Submission(student=student, path=str(path))
+    if (path / intake.INTAKE_ERROR).is_file():
+        sub.errors.append(f"unreadable archive: {(path / intake.INTAKE_ERROR).read_text()[:300]}")
+        return sub
     if not path.exists():
         sub.errors.append(f"no such directory: {path}")
         return sub
@@ -360,42 +403,27 @@ def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[st
     _read_report(run_dir, sub)
     for nb_path in _notebooks_in(run_dir):
         try:
-            nb = nbformat.reads(nb_path.read_text(encoding="utf-8"), as_version=4)
-        except Exception as error:  # noqa: BLE001 - invalid JSON, not a notebook, bad encoding
+            nb = _read_notebook(nb_path)
+            found = _notebook_evidence(nb, nb_path.name, expected_ids)
+            solutions = solutions_parameter(nb)
+        except Exception as error:  # noqa: BLE001 - invalid JSON, not a notebook, bad encoding, odd structure
             sub.unreadable.append(nb_path.name)
             sub.errors.append(f"{nb_path.name}: not a readable notebook ({type(error).__name__}: "
                               f"{' '.join(str(error).split())[:200]})")
             continue
         sub.notebooks.append(nb_path.name)
-        mentioned = set()
-        for index, cell in enumerate(nb.cells):
-            if cell.get("cell_type") != "code":
-                continue
-            source = cell.get("source", "")
-            mentioned.update(cid for cid in expected_ids if cid in source)
-            cell_hash = None
-            for output in cell.get("outputs", []):
-                data = output.get("data") or {}
-                if checks.MIME_TYPE not in data:
-                    continue
-                record = data[checks.MIME_TYPE]
-                if isinstance(record, str):
-                    try:
-                        record = json.loads(record)
-                    except ValueError:
-                        record = None
-                if cell_hash is None:
-                    cell_hash = checks.source_hash(source)
-                if not isinstance(record, dict):
-                    sub.flag("malformed-record", f"cell {index}: checkpoint output is not a JSON object", nb_path.name)
-                    continue
-                sub.evidence.append(Evidence(nb_path.name, index, dict(record), cell_hash))
-                _check_display(sub, sub.evidence[-1], data.get("text/plain"))
-        sub.mentioned[nb_path.name] = sorted(mentioned)
+        sub.mentioned[nb_path.name], evidence_found, malformed = found
+        sub.solutions[nb_path.name] = solutions
+        for ev, text in evidence_found:
+            sub.evidence.append(ev)
+            _check_display(sub, ev, text)
+        for cell, reasons in malformed:
+            sub.flag("malformed-record", f"cell {cell}: {'; '.join(reasons)}", nb_path.name)
+            sub.errors.append(f"{nb_path.name} cell {cell}: malformed checkpoint record ({'; '.join(reasons[:3])})")
     if not sub.notebooks:
         return sub
     if not sub.evidence:
-        sub.errors.append("no checkpoint evidence in the notebooks: were they executed (lab run) and saved with outputs?")
+        sub.errors.append(NO_EVIDENCE)
     _check_records(sub)
     for ev in sub.evidence:  # verified: keep what scoring and cross-checks need, not the node list
         cluster = ev.record.get("cluster")
@@ -404,7 +432,72 @@ def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[st
     return sub
 
 
-_REQUIRED = ("check_id", "points", "passed", "message", "session", "seq", "prev_hash", "hash")
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+
+
+def _read_notebook(path: Path):
+    """A notebook as nbformat reads it, refused when it is too large or not nbformat 4."""
+    import nbformat
+    from nbformat.v4.rwbase import rejoin_lines
+
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        raise ValueError(f"{size / 2**20:.0f} MiB is more than the {MAX_NOTEBOOK_BYTES // 2**20} MiB a notebook may have")
+    raw = json.loads(path.read_bytes().decode("utf-8"))
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        raise ValueError("the JSON is not a notebook (no list of cells)")
+    if not isinstance(raw.get("metadata"), dict):
+        raise ValueError("the notebook has no metadata object")
+    if raw.get("nbformat") != 4:
+        raise ValueError(f"nbformat {raw.get('nbformat')!r}; the lab's notebooks are nbformat 4")
+    # JSON stores multi-line text as lists of lines; nbformat.reads would join them the same way.
+    return rejoin_lines(nbformat.from_dict(raw))
+
+
+def _notebook_evidence(nb, name: str, expected_ids: Sequence[str]):
+    """(check ids the code cells mention, [(Evidence, its text/plain)], [(cell, reasons)] of
+    malformed records) of one notebook."""
+    mentioned: set[str] = set()
+    found, malformed = [], []
+    for index, cell in enumerate(nb.cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        mentioned.update(cid for cid in expected_ids if cid in source)
+        outputs = cell.get("outputs")
+        for output in outputs if isinstance(outputs, list) else []:
+            got = evidence.from_output(output)
+            if got is None:
+                continue
+            record, text = got
+            reasons = evidence.problems(record)
+            if reasons:
+                malformed.append((index, reasons))
+                continue
+            found.append((Evidence(name, index, dict(record), checks.source_hash(source)), text))
+    return sorted(mentioned), found, malformed
+
+
+def solutions_parameter(nb) -> bool | None:
+    """Whether the notebook ran with the reference solutions: the last value of ``solutions`` set by
+    the cells papermill injected or tagged ``parameters`` (None when neither sets it)."""
+    value = None
+    for cell in nb.cells:
+        tags = (cell.get("metadata") or {}).get("tags") or []
+        if cell.get("cell_type") != "code" or not {"parameters", "injected-parameters"} & set(tags):
+            continue
+        try:
+            tree = ast.parse(_python(cell.get("source", "")))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "solutions" for t in node.targets):
+                literal = _literal(node.value)
+                value = literal if isinstance(literal, bool) else value
+    return value
+
+
 
 
 def _check_display(sub: Submission, ev: Evidence, text: Any) -> None:
@@ -429,12 +522,6 @@ def _check_records(sub: Submission) -> None:
         if rec.get("schema") != checks.SCHEMA:
             ev.usable = False
             other_schemas[f"{rec.get('schema')} (lab {rec.get('lab_version', '?')})"] += 1
-            continue
-        missing = [k for k in _REQUIRED if k not in rec]
-        if missing:
-            ev.usable = False
-            sub.flag("malformed-record", f"cell {ev.cell}: record lacks {', '.join(missing)}", ev.notebook,
-                     rec.get("check_id"))
             continue
         if checks.record_hash(rec) != rec["hash"]:
             ev.intact = False
@@ -535,8 +622,8 @@ def _when(ev: Evidence) -> tuple[str, int]:
     return str(ev.record.get("finished", "")), _seq(ev.record)
 
 
-def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bool = True) -> None:
-    """Fill ``sub.outcomes`` (one per expected check) and the flags that scoring reveals."""
+def _latest(sub: Submission) -> dict[str, Evidence]:
+    """The last usable record of each check in a submission's notebooks."""
     latest: dict[str, Evidence] = {}
     for ev in sub.evidence:
         if not ev.usable:
@@ -544,6 +631,19 @@ def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bo
         cid = ev.record["check_id"]
         if cid not in latest or _when(ev) >= _when(latest[cid]):
             latest[cid] = ev
+    return latest
+
+
+def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bool = True,
+          build_tasks: Iterable[str] = ()) -> None:
+    """Fill ``sub.outcomes`` (one per expected check) and the flags that scoring reveals: from the
+    grader's own checks when it ran them (:func:`score_verified`), else from the stored evidence
+    (self-reported), where a build task run with the reference solutions earns nothing."""
+    if sub.grader_records is not None:
+        score_verified(sub, expected)
+        return
+    build_tasks = set(build_tasks)
+    latest = _latest(sub)
     sub.outcomes = []
     missing_notebooks = set()
     for exp in sorted(expected.values(), key=lambda e: e.order):
@@ -558,6 +658,10 @@ def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bo
                 outcome = Outcome(exp.check_id, ev.notebook, exp.points, exp.points if passed else 0,
                                   "passed" if passed else "failed", str(rec.get("message", "")),
                                   str(rec.get("hint") or exp.hint))
+                if exp.check_id in build_tasks and sub.solutions.get(ev.notebook) is not False:
+                    outcome.earned, outcome.status = 0, "solutions-run"
+                    outcome.message = STATUS_TEXT["solutions-run"] + (
+                        "" if sub.solutions.get(ev.notebook) else " (the notebook does not say solutions = False)")
             if rec.get("points") != exp.points:
                 sub.flag("points-mismatch", f"recorded for {rec.get('points')} points; the reference gives {exp.points}",
                          ev.notebook, exp.check_id)
@@ -591,6 +695,36 @@ def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bo
         sub.flag("unknown-check", f"evidence for checks the reference does not have: {', '.join(unknown)}")
 
 
+def score_verified(sub: Submission, expected: Mapping[str, Expected]) -> None:
+    """Points from the grader's own checks only. The notebook's evidence for the same check is a
+    cross-check: PASS in the notebook where the grader saw FAIL is forged (or the state changed).
+    Checkpoints the grader cannot verify are listed for feedback and earn nothing."""
+    mine = {r["check_id"]: r for r in sub.grader_records or []}
+    latest = {cid: ev for cid, ev in _latest(sub).items() if ev.intact}
+    sub.outcomes = []
+    for exp in sorted(expected.values(), key=lambda e: e.order):
+        rec = mine.get(exp.check_id)
+        if rec is None:
+            status, message = "not-run", "the grader did not run this check (the notebook before it did not run?)"
+            sub.outcomes.append(Outcome(exp.check_id, exp.notebook, exp.points, 0, status, message, exp.hint))
+            continue
+        passed = bool(rec["passed"])
+        sub.outcomes.append(Outcome(exp.check_id, exp.notebook, exp.points, exp.points if passed else 0,
+                                    "passed" if passed else "failed", rec["message"], rec["hint"] or exp.hint))
+        ev = latest.get(exp.check_id)
+        if ev is not None and bool(ev.record["passed"]) != passed:
+            said = "PASS" if ev.record["passed"] else "FAIL"
+            kind = "forged-evidence" if ev.record["passed"] else "evidence-disagrees"
+            sub.flag(kind, f"the notebook says {said}, the grader's own check says "
+                     f"{'PASS' if passed else 'FAIL'}: {rec['message']}", ev.notebook, exp.check_id)
+    for cid, ev in latest.items():
+        if cid not in expected:
+            said = "PASS" if ev.record["passed"] else "FAIL"
+            sub.outcomes.append(Outcome(cid, ev.notebook, 0, 0, "unverified",
+                                        f"{STATUS_TEXT['unverified']} (the notebook says {said}: "
+                                        f"{ev.record['message']})", ev.record["hint"]))
+
+
 def _report_error(report: Mapping[str, Any]) -> str:
     error = report.get("error") if report else None
     if not isinstance(error, dict):
@@ -599,47 +733,121 @@ def _report_error(report: Mapping[str, Any]) -> str:
     return f" ({report.get('notebook')} failed{where}: {error.get('ename')}: {str(error.get('evalue', ''))[:200]})"
 
 
-def cross_check(submissions: Sequence[Submission]) -> None:
-    """Flag submissions that share object UIDs or records (copied runs) or a cluster."""
+REFERENCE_OWNER = "the reference notebooks"
+# A notebook's records are a copy when this many in a row match another run's (check, verdict,
+# duration and the gap before the next one, to the millisecond): a pattern nobody reproduces by
+# running the notebook again, and one that renaming UIDs and re-hashing does not change. Only gaps
+# of a second or more carry that chance (a machine-fast sequence repeats to the millisecond).
+SHAPE_MIN_RECORDS = 4
+SHAPE_MIN_GAP_MS = 1000
+SHARED_TIMINGS_MIN = 2
+
+
+def _millis(text: Any) -> float | None:
+    try:
+        return _dt.datetime.fromisoformat(str(text)).timestamp() * 1000
+    except ValueError:
+        return None
+
+
+def fingerprints(records: Sequence[Mapping[str, Any]]) -> tuple[set, set]:
+    """What a student cannot invent by renaming: (each record's exact start and finish times,
+    each session's sequence of checks with verdicts, durations and gaps)."""
+    timings = {(r["check_id"], r.get("started"), r.get("finished")) for r in records
+               if r.get("started") and r.get("finished")}
+    sessions: dict[str, list] = collections.defaultdict(list)
+    for r in records:
+        sessions[str(r["session"])].append(r)
+    shapes = set()
+    for chain in sessions.values():
+        chain.sort(key=_seq)
+        times = [(_millis(r.get("started")), _millis(r.get("finished"))) for r in chain]
+        if len(chain) < SHAPE_MIN_RECORDS or any(None in pair for pair in times):
+            continue
+        steps = tuple((r["check_id"], bool(r["passed"]), round(f - s), round(times[i + 1][0] - f) if i + 1 < len(chain) else None)
+                      for i, (r, (s, f)) in enumerate(zip(chain, times)))
+        if sum(gap is not None and gap >= SHAPE_MIN_GAP_MS for *_, gap in steps) >= SHAPE_MIN_RECORDS - 1:
+            shapes.add(steps)
+    return timings, shapes
+
+
+def cross_check(submissions: Sequence[Submission], reference: Submission | None = None) -> None:
+    """Flag submissions that share object UIDs, records, timings or a cluster with another
+    submission or with the reference notebooks' stored run (copied runs)."""
+    others = [*submissions, *([reference] if reference is not None else [])]
     uid_owners: dict[str, set[str]] = collections.defaultdict(set)
     hash_owners: dict[str, set[str]] = collections.defaultdict(set)
     cluster_owners: dict[str, set[str]] = collections.defaultdict(set)
-    for sub in submissions:
-        for rec in sub.records():
+    timing_owners: dict[tuple, set[str]] = collections.defaultdict(set)
+    shape_owners: dict[tuple, set[str]] = collections.defaultdict(set)
+    prints = {}
+    for sub in others:
+        records = sub.records()
+        prints[sub.student] = fingerprints(records)
+        for key in prints[sub.student][0]:
+            timing_owners[key].add(sub.student)
+        for shape in prints[sub.student][1]:
+            shape_owners[shape].add(sub.student)
+        for rec in records:
             for uid in (rec.get("objects") or {}).values():
                 uid_owners[str(uid)].add(sub.student)
             hash_owners[rec["hash"]].add(sub.student)
-            cluster = rec.get("cluster") or {}
-            if isinstance(cluster, dict) and cluster.get("kube_system_uid"):
-                cluster_owners[cluster["kube_system_uid"]].add(sub.student)
+            if _place(rec):
+                cluster_owners[_place(rec)].add(sub.student)
     for sub in submissions:
-        shared_uids: collections.Counter = collections.Counter()
-        shared_records: collections.Counter = collections.Counter()
+        shared: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         mine_uids = {str(u) for rec in sub.records() for u in (rec.get("objects") or {}).values()}
         for uid in mine_uids:
             for other in uid_owners[uid] - {sub.student}:
-                shared_uids[other] += 1
+                shared[other]["object UID(s)"] += 1
         for rec in sub.records():
             for other in hash_owners[rec["hash"]] - {sub.student}:
-                shared_records[other] += 1
-        for other in sorted(set(shared_uids) | set(shared_records)):
-            parts = []
-            if shared_uids[other]:
-                parts.append(f"{shared_uids[other]} object UID(s)")
-            if shared_records[other]:
-                parts.append(f"{shared_records[other]} identical record(s)")
+                shared[other]["identical record(s)"] += 1
+        timings, shapes = prints[sub.student]
+        for key in timings:
+            for other in timing_owners[key] - {sub.student}:
+                shared[other]["record(s) with the same start and finish times"] += 1
+        for shape in shapes:
+            for other in shape_owners[shape] - {sub.student}:
+                shared[other]["session(s) with the same checks, verdicts and timings"] += 1
+        for other in sorted(shared):
+            counts = shared[other]
+            if set(counts) == {"record(s) with the same start and finish times"} and \
+                    counts["record(s) with the same start and finish times"] < SHARED_TIMINGS_MIN:
+                continue
+            parts = [f"{n} {what}" for what, n in counts.items()]
             sub.flag("copied-run", f"shares {' and '.join(parts)} with {other}")
-        mine_clusters = {rec["cluster"]["kube_system_uid"] for rec in sub.records()
-                         if isinstance(rec.get("cluster"), dict) and rec["cluster"].get("kube_system_uid")}
-        others = sorted(set().union(*(cluster_owners[c] for c in mine_clusters)) - {sub.student}) if mine_clusters else []
-        if others:
-            sub.flag("shared-cluster", f"evidence from the same cluster as {', '.join(others[:5])}"
-                     + (f" and {len(others) - 5} more" if len(others) > 5 else ""))
+        # A classroom shares one cluster by design; one namespace shared by two students does not.
+        mine_places = {_place(rec) for rec in sub.records()} - {None}
+        sharing = sorted(set().union(*(cluster_owners[c] for c in mine_places)) - {sub.student}) if mine_places else []
+        if sharing:
+            sub.flag("shared-cluster", f"evidence from the same cluster and namespace as {', '.join(sharing[:5])}"
+                     + (f" and {len(sharing) - 5} more" if len(sharing) > 5 else ""))
+
+
+def _place(record: Mapping[str, Any]) -> tuple[str, str] | None:
+    cluster = record.get("cluster")
+    uid = cluster.get("kube_system_uid") if isinstance(cluster, dict) else None
+    return (str(uid), str(record.get("namespace", ""))) if uid else None
+
+
+def reference_run(reference_dir: Path | None) -> Submission | None:
+    """The evidence stored in the reference notebooks (a real run), to recognise copies of it."""
+    if reference_dir is None or not Path(reference_dir).is_dir():
+        return None
+    sub = _safe_inspect(REFERENCE_OWNER, reference_dir, ())
+    return sub if sub.records() else None
 
 
 # ============================================================================================
 # The gradebook
 # ============================================================================================
+
+
+def _solutions_label(sub: Submission) -> str:
+    """Whether a submission's notebooks ran with the reference solutions: yes, no, or unknown."""
+    values = set(sub.solutions.values())
+    return "yes" if True in values else "no" if values == {False} else "unknown"
 
 
 @dataclass
@@ -676,7 +884,8 @@ class Gradebook:
         rows = []
         for s in self.submissions:
             counts = collections.Counter(f.severity for f in s.flags)
-            row = {"student": s.student, "status": s.status, "earned": s.earned, "possible": s.possible,
+            row = {"student": s.student, "status": s.status, "grading": s.mode, "solutions": _solutions_label(s),
+                   "earned": s.earned, "possible": s.possible,
                    "percent": round(100 * s.earned / s.possible, 1) if s.possible else 0.0,
                    "tamper_flags": counts["tamper"], "review_flags": counts["review"],
                    "flags": "; ".join(sorted({f.kind for f in s.flags}, key=lambda k: (SEVERITY_ORDER[SEVERITY.get(k, 'review')], k))),
@@ -684,7 +893,7 @@ class Gradebook:
             earned = {o.check_id: o.earned for o in s.outcomes}
             row.update({cid: earned.get(cid, 0) for cid in check_ids})
             rows.append(row)
-        columns = ["student", "status", "earned", "possible", "percent", "tamper_flags", "review_flags", "flags",
+        columns = ["student", "status", "grading", "solutions", "earned", "possible", "percent", "tamper_flags", "review_flags", "flags",
                    "errors", "path", *check_ids]
         return pd.DataFrame(rows, columns=columns).set_index("student")
 
@@ -714,6 +923,9 @@ class Gradebook:
         self.details().to_csv(paths["details"], index=False)
         self.flags().to_csv(paths["flags"], index=False)
         paths["report"].write_text(render_html(self), encoding="utf-8")
+        from lab import feedback
+
+        paths.update(feedback.write(self, out))
         return paths
 
 
@@ -722,11 +934,20 @@ def grade(
     reference_dir: Path | None = None,
     jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
+    verified: bool = False,
+    roster: Sequence[Any] | None = None,
+    grader_records: Mapping[str, list[dict]] | None = None,
 ) -> Gradebook:
     """Grade every submission under ``paths`` against the reference notebooks' checkpoints.
 
     ``jobs`` > 1 reads submissions in that many processes. ``progress(done, total, student)`` is
-    called after each submission.
+    called after each submission. ``verified``: the paths are run directories that
+    :func:`execute_all` wrote, and points come from the grader's own checks recorded there;
+    otherwise from the notebooks' stored evidence, labelled self-reported. ``grader_records``
+    (run directory -> records, from :func:`execute_all`'s ``collect``) takes precedence over the
+    files. ``roster``
+    (:class:`lab.classroom.Student` s) names submissions by student id and lists the students
+    who submitted nothing.
     """
     started = time.monotonic()
     reference = Path(reference_dir or default_reference_dir())
@@ -757,14 +978,78 @@ def grade(
                     sub = Submission(items[i][0], str(items[i][1]), errors=[f"grader failed: {type(error).__name__}: {error}"])
                 done(i, sub)
     submissions = [s for s in results if s is not None]
+    if roster is not None:
+        submissions = _apply_roster(submissions, roster)
     reference_cells = bool(expected)
-    if not expected:
+    if verified:
+        from lab import run as runner
+
+        for sub in submissions:
+            _load_grader_records(sub, grader_records)
+        expected = verified_expected([p.name for p in runner.discover(reference)] if reference.is_dir() else [])
+    elif not expected:
         expected = _derive_expected(submissions)
     for sub in submissions:
-        score(sub, expected, reference_cells=reference_cells)
-    cross_check(submissions)
+        try:
+            score(sub, expected, reference_cells=reference_cells, build_tasks=build_task_ids())
+        except Exception as error:  # noqa: BLE001 - one odd submission must not stop the gradebook
+            sub.outcomes, sub.errors = [], [*sub.errors, f"could not score: {type(error).__name__}: {error}"]
+    cross_check(submissions, reference_run(reference))
     return Gradebook(submissions, expected, str(reference) if reference_cells else None,
                      seconds=round(time.monotonic() - started, 3), warnings=warnings)
+
+
+def _apply_roster(submissions: list[Submission], roster: Sequence[Any]) -> list[Submission]:
+    """Name each submission by its roster id (with name and e-mail); flag the ones the roster does
+    not know; add an error row for every student without a submission."""
+    matched = intake.match_roster([Path(s.path).name for s in submissions], roster)
+    taken: dict[str, Submission] = {}
+    for sub in submissions:
+        student = matched.get(Path(sub.path).name)
+        if student is None:
+            sub.flag("not-in-roster", f"{Path(sub.path).name} matches no student of the roster")
+            continue
+        if student.id in taken:
+            sub.flag("not-in-roster", f"{Path(sub.path).name} is a second submission of {student.id} "
+                     f"(also {Path(taken[student.id].path).name})")
+            continue
+        taken[student.id] = sub
+        sub.student, sub.name, sub.email = student.id, student.name, student.email
+    missing = [Submission(s.id, "", errors=["no submission"], name=s.name, email=s.email)
+               for s in roster if s.id not in taken]
+    return [*submissions, *missing]
+
+
+def _load_grader_records(sub: Submission, in_memory: Mapping[str, list[dict]] | None = None) -> None:
+    """The grader's own records of an executed submission: those it kept in memory, else the file
+    --execute left beside the executed notebooks."""
+    where = Path(sub.run_dir or sub.path)
+    sub.grader_records = []
+    sub.errors = [e for e in sub.errors if e != NO_EVIDENCE]  # the grader's records are the evidence now
+    if (where / EXECUTE_ERROR).exists():
+        sub.errors.append(f"execution failed: {(where / EXECUTE_ERROR).read_text()[:300]}")
+    if in_memory is not None:
+        sub.grader_records = list(in_memory.get(str(where), []))
+        if not sub.grader_records and sub.notebooks:
+            sub.errors.append("the grader's checks did not run")
+        return
+    try:
+        records = json.loads((where / GRADER_JSON).read_text())
+    except (OSError, ValueError) as error:
+        if sub.notebooks:
+            sub.errors.append(f"the grader's checks did not run ({type(error).__name__})")
+        return
+    bad = [r for r in records if evidence.problems(r)] if isinstance(records, list) else [records]
+    if bad:
+        sub.errors.append(f"{GRADER_JSON}: {len(bad)} malformed record(s)")
+        return
+    sub.grader_records = records
+
+
+def build_task_ids() -> set[str]:
+    """Registered checks of objects the student builds (``build_task=True``, or defined in lab.tasks)."""
+    return {c.check_id for c in checks.registry()
+            if c.build_task or getattr(c.verify, "__module__", "") == "lab.tasks"}
 
 
 def _safe_inspect(student: str, path: str | Path, ids: Sequence[str]) -> Submission:
@@ -796,66 +1081,16 @@ def _histogram_png(percents: Sequence[float]) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#1f2328}
-table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#f6f8fa}.num{text-align:right}.passed{color:#1a7f37}.failed,.invalid,.deleted{color:#cf222e}
-.tamper{background:#ffebe9}.review{background:#fff8c5}.info{background:#f6f8fa}
-.student{border-top:2px solid #d0d7de;margin-top:1.5em}code{font-size:90%}.hint{color:#9a6700}
-"""
-
-
 def render_html(book: Gradebook) -> str:
-    e = html.escape
+    """The class report (templates/report.html.j2): distribution, students, checks, feedback."""
+    from lab import feedback
+
     table = book.table()
-    rates = book.pass_rates()
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>k8s-lab gradebook</title>"
-             f"<style>{_CSS}</style></head><body>",
-             "<h1>k8s-lab gradebook</h1>",
-             f"<p>{len(book.submissions)} submission(s), {len(book.expected)} check(s), "
-             f"{sum(e.points for e in book.expected.values())} points possible. Reference: "
-             f"{e(book.reference or 'none (checks derived from the submissions)')}. Graded by lab {e(LAB_VERSION)} "
-             f"at {e(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'))}.</p>"]
-    if len(table):
-        parts.append(f"<img alt='score distribution' src='data:image/png;base64,{_histogram_png(table.percent)}'>")
-    parts.append("<h2>Students</h2><table><tr><th>student</th><th>status</th><th class=num>points</th>"
-                 "<th class=num>%</th><th>flags</th><th>errors</th></tr>")
-    for student, row in table.iterrows():
-        parts.append(f"<tr><td><a href='#s-{e(str(student))}'>{e(str(student))}</a></td><td>{e(row.status)}</td>"
-                     f"<td class=num>{row.earned:g}/{row.possible:g}</td><td class=num>{row.percent:g}</td>"
-                     f"<td>{e(row['flags'])}</td><td>{e(row['errors'])}</td></tr>")
-    parts.append("</table><h2>Checks</h2><table><tr><th>check</th><th>notebook</th><th class=num>points</th>"
-                 "<th class=num>pass rate</th><th>most common failure</th></tr>")
-    for _, r in rates.iterrows():
-        parts.append(f"<tr><td><code>{e(r.check_id)}</code></td><td>{e(r.notebook)}</td><td class=num>{r.points:g}</td>"
-                     f"<td class=num>{r.pass_rate:g}% ({r.passed}/{r.graded})</td><td>{e(str(r.most_common_failure))}</td></tr>")
-    parts.append("</table><h2>Feedback per student</h2>")
-    for sub in book.submissions:
-        parts.append(f"<div class=student id='s-{e(sub.student)}'><h3>{e(sub.student)}: {sub.earned:g}/{sub.possible:g} "
-                     f"points ({e(sub.status)})</h3><p><code>{e(sub.run_dir or sub.path)}</code></p>")
-        for error in sub.errors:
-            parts.append(f"<p class=failed>error: {e(error)}</p>")
-        if sub.flags:
-            parts.append("<table><tr><th>severity</th><th>flag</th><th>where</th><th>detail</th></tr>")
-            for f in sorted(sub.flags, key=lambda f: SEVERITY_ORDER[f.severity]):
-                where = " ".join(x for x in (f.notebook, f.check_id) if x)
-                parts.append(f"<tr class={f.severity}><td>{f.severity}</td><td>{e(f.kind)}</td><td>{e(where)}</td>"
-                             f"<td>{e(f.detail)}</td></tr>")
-            parts.append("</table>")
-        lost = [o for o in sub.outcomes if o.status != "passed"]
-        passed = len(sub.outcomes) - len(lost)
-        parts.append(f"<p>{passed} of {len(sub.outcomes)} checks passed.</p>")
-        if lost:
-            parts.append("<table><tr><th>check</th><th>notebook</th><th class=num>lost</th><th>status</th>"
-                         "<th>what is wrong</th><th>hint</th></tr>")
-            for o in lost:
-                parts.append(f"<tr><td><code>{e(o.check_id)}</code></td><td>{e(o.notebook)}</td>"
-                             f"<td class=num>{o.possible - o.earned:g}</td><td class={e(o.status)}>{e(o.status)}</td>"
-                             f"<td>{e(o.message)}</td><td class=hint>{e(o.hint)}</td></tr>")
-            parts.append("</table>")
-        parts.append("</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return feedback.environment().get_template("report.html.j2").render(
+        book=book, table=table, rates=book.pass_rates(), possible=sum(e.points for e in book.expected.values()),
+        histogram=_histogram_png(table.percent) if len(table) else "", version=LAB_VERSION,
+        modes=sorted({s.mode for s in book.submissions}),
+        when=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 
 # ============================================================================================
@@ -869,11 +1104,25 @@ def namespace_for(student: str, prefix: str = "grade-") -> str:
     return (slug[:63].rstrip("-")) or "grade"
 
 
+@dataclass(frozen=True)
+class Sandbox:
+    """Where one submission runs: its namespace, the limited kubeconfig its kernels get (never the
+    instructor's), and the context the grader's own checks read the namespace with."""
+
+    namespace: str
+    kubeconfig: str | None = None
+    context: str | None = None
+
+
 def _execute_child(notebook: str, output: str, parameters: dict, cwd: str, cell_timeout: int | None,
-                   error_file: str) -> None:
-    """In a child process: lab.run's engine on one notebook; a failure's description to error_file."""
+                   error_file: str, env: dict | None = None) -> None:
+    """In a child process: lab.run's engine on one notebook; a failure's description to error_file.
+    ``env`` (e.g. KUBECONFIG) is set first, so the kernel inherits it."""
+    import os
+
     from lab import run as runner
 
+    os.environ.update(env or {})
     try:
         runner.execute_one(Path(notebook), Path(output), parameters, Path(cwd), cell_timeout)
     except Exception as exc:  # noqa: BLE001 - reported to the parent
@@ -883,7 +1132,7 @@ def _execute_child(notebook: str, output: str, parameters: dict, cwd: str, cell_
 
 
 def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout: float,
-                     cell_timeout: int | None):
+                     cell_timeout: int | None, env: dict | None = None):
     """Run one notebook with lab.run.execute_one in a child process killed after ``timeout`` s
     (its kernel exits with it). Returns (status, CellError | None)."""
     import multiprocessing
@@ -893,7 +1142,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path, 
     error_file = output.with_suffix(".error.json")
     error_file.unlink(missing_ok=True)
     process = multiprocessing.get_context("spawn").Process(
-        target=_execute_child, args=(str(notebook), str(output), parameters, str(cwd), cell_timeout, str(error_file)))
+        target=_execute_child, args=(str(notebook), str(output), parameters, str(cwd), cell_timeout, str(error_file), env))
     process.start()
     process.join(timeout)
     if process.is_alive():
@@ -914,14 +1163,56 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path, 
     return "failed", error
 
 
-def execute_submission(student: str, source: Path, out_dir: Path, namespace: str, *,
+def load_checks(files: Iterable[Path]) -> None:
+    """Import Python files that register extra checks (hidden ones an instructor keeps out of the
+    repository and the handouts)."""
+    import importlib.util
+
+    for i, path in enumerate(files):
+        spec = importlib.util.spec_from_file_location(f"lab_instructor_checks_{i}", path)
+        try:
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        except Exception as error:  # noqa: BLE001 - any error in the instructor's file
+            raise LabError(f"cannot load checks from {path}: {type(error).__name__}: {error}",
+                           "the file registers checks with @checks.register(...) from lab") from error
+
+
+def checks_after(notebook: str | None, *, last: bool = False) -> list:
+    """The registered checks the grader runs itself after ``notebook`` (with ``last``: also those
+    tied to no notebook, which hold for the finished lab)."""
+    return [c for c in checks.registry() if c.notebook == notebook or (last and c.notebook is None)]
+
+
+def verified_expected(notebook_names: Sequence[str]) -> dict[str, Expected]:
+    """The checks a verified grade has, in lab order: each notebook's grader checks, then the rest."""
+    order = {name: i for i, name in enumerate(notebook_names)}
+    chosen = [c for c in checks.registry() if c.notebook is None or c.notebook in order]
+    chosen.sort(key=lambda c: order.get(c.notebook, len(order)))
+    return {c.check_id: Expected(c.check_id, c.points, c.notebook or "(finished lab)", i, hint=c.hint,
+                                 description=c.description) for i, c in enumerate(chosen)}
+
+
+def _write_grader_records(out_dir: Path, records: list[dict]) -> None:
+    (out_dir / GRADER_JSON).write_text(json.dumps(records, indent=1) + "\n")
+
+
+def execute_submission(student: str, source: Path, out_dir: Path, namespace: str | Sandbox, *,
                        timeout: float = DEFAULT_NOTEBOOK_TIMEOUT, cell_timeout: int | None = None,
-                       listener: Callable[[str, str, str], None] | None = None) -> Path:
+                       listener: Callable[[str, str, str], None] | None = None, keep_going: bool = True,
+                       verify: bool = True, collect: dict[str, list[dict]] | None = None) -> Path:
     """Execute one submission's NN-*.ipynb notebooks in order into ``out_dir`` (with report.json
-    as ``lab run`` writes it), passing ``namespace`` to notebooks that declare that parameter.
-    A failing notebook does not stop the later ones: their checkpoints still earn points."""
+    as ``lab run`` writes it), each kernel with the sandbox's namespace and kubeconfig and without
+    the reference solutions. After each notebook the grader itself (this process, not the kernel)
+    runs that notebook's registered checks against the namespace, into ``grader.json``.
+    With ``keep_going`` a failing notebook does not stop the later ones. ``collect`` receives the
+    grader's records in memory too (``str(out_dir)`` -> records): student code runs as the same
+    user and could rewrite the file, not this process's memory."""
+    from lab import config
     from lab import run as runner
 
+    sandbox = namespace if isinstance(namespace, Sandbox) else Sandbox(namespace)
+    env = {"KUBECONFIG": sandbox.kubeconfig} if sandbox.kubeconfig else {}
+    forced = {NAMESPACE_PARAMETER: sandbox.namespace, "solutions": False, "cluster": config.CLUSTER_NAME}
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = runner.discover(source)
     report = runner.RunReport(out_dir=str(out_dir), notebooks_dir=str(source),
@@ -931,20 +1222,32 @@ def execute_submission(student: str, source: Path, out_dir: Path, namespace: str
             declared = runner.notebook_parameters(nb)
         except Exception:  # noqa: BLE001 - an unreadable notebook fails when it runs
             declared = {}
-        params = {NAMESPACE_PARAMETER: namespace} if NAMESPACE_PARAMETER in declared else {}
+        params = {k: v for k, v in forced.items() if k in declared}
         report.results.append(runner.NotebookResult(notebook=nb.name, status="not run", parameters=params))
     runner.write_report(report)
+    records: list[dict] = []
+    if collect is not None:
+        collect[str(out_dir)] = records
+    if verify:
+        _write_grader_records(out_dir, records)
     failed = False
-    for nb, result in zip(notebooks, report.results):
+    for i, (nb, result) in enumerate(zip(notebooks, report.results)):
+        if failed and not keep_going:
+            break
         if listener:
             listener(student, nb.name, "start")
         output = out_dir / nb.name
         result.output = str(output)
         began = time.monotonic()
-        result.status, result.error = execute_notebook(nb, output, result.parameters, source, timeout, cell_timeout)
+        result.status, result.error = execute_notebook(nb, output, result.parameters, source, timeout, cell_timeout,
+                                                       env)
         result.duration_s = round(time.monotonic() - began, 3)
         failed = failed or result.status == "failed"
         runner.write_report(report)
+        if verify:
+            records += checks.run_registered(context=sandbox.context, namespace=sandbox.namespace,
+                                             which=checks_after(nb.name, last=i == len(notebooks) - 1))
+            _write_grader_records(out_dir, records)
         if listener:
             listener(student, nb.name, result.status)
     report.status = "failed" if failed else "passed"
@@ -955,8 +1258,12 @@ def execute_submission(student: str, source: Path, out_dir: Path, namespace: str
 
 def execute_all(paths: Iterable[Path], out_dir: Path, *, namespace_prefix: str = "grade-", jobs: int = 1,
                 timeout: float = DEFAULT_NOTEBOOK_TIMEOUT, cell_timeout: int | None = None,
-                listener: Callable[[str, str, str], None] | None = None) -> list[Path]:
-    """Execute every submission under ``paths`` into ``out_dir/<student>/``; the run directories."""
+                listener: Callable[[str, str, str], None] | None = None,
+                sandboxes: Mapping[str, Sandbox] | None = None, keep_going: bool = True,
+                verify: bool = True, collect: dict[str, list[dict]] | None = None) -> list[Path]:
+    """Execute every submission under ``paths`` into ``out_dir/<student>/``, ``jobs`` at once; the
+    run directories. ``sandboxes`` maps a student to its :class:`Sandbox` (e.g. from
+    :func:`lab.classroom.up`); without one a student runs in namespace ``<prefix><student>``."""
     items = find_submissions(paths)
     if not items:
         raise LabError("nothing to execute", "name one directory per student, or a folder of them")
@@ -965,30 +1272,61 @@ def execute_all(paths: Iterable[Path], out_dir: Path, *, namespace_prefix: str =
     def one(item: tuple[str, Path]) -> Path:
         student, source = item
         target = out_dir / student.replace("/", "_")
+        if intake.is_archive(source):
+            source = intake.notebook_root(intake.unpack(source, out_dir.parent / "unpacked" / target.name))
         if not source.is_dir() or not (_run_dir(source)):
-            target.mkdir(parents=True, exist_ok=True)  # graded as "no notebooks"
+            target.mkdir(parents=True, exist_ok=True)  # graded as "no notebooks", or the archive's error
+            if (source / intake.INTAKE_ERROR).is_file():
+                shutil.copy(source / intake.INTAKE_ERROR, target)
             return target
-        return execute_submission(student, _run_dir(source), target, namespace_for(student, namespace_prefix),
-                                  timeout=timeout, cell_timeout=cell_timeout, listener=listener)
+        sandbox = (sandboxes or {}).get(student) or Sandbox(namespace_for(student, namespace_prefix))
+        try:
+            return execute_submission(student, _run_dir(source), target, sandbox, timeout=timeout,
+                                      cell_timeout=cell_timeout, listener=listener, keep_going=keep_going,
+                                      verify=verify, collect=collect)
+        except Exception as error:  # noqa: BLE001 - one submission's trouble must not stop the others
+            target.mkdir(parents=True, exist_ok=True)
+            (target / EXECUTE_ERROR).write_text(f"{type(error).__name__}: {error}")
+            return target
 
     with futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, items))
 
 
 # ============================================================================================
-# --live: re-run the registered checks against a cluster
+# --live: the grader's checks against running namespaces
 # ============================================================================================
 
 
-def live(context: str | None = None, namespace: str | None = None, include_instructor_only: bool = True):
-    """Run every registered check (instructor-only ones too) against a live cluster; a DataFrame."""
-    import pandas as pd
+def live_gradebook(namespaces: Mapping[str, str], context: str | None = None, jobs: int = 4,
+                   reference_dir: Path | None = None,
+                   progress: Callable[[int, int, str], None] | None = None) -> Gradebook:
+    """Grade running namespaces (student -> namespace) with the grader's own checks only: every
+    registered check of the reference notebooks, instructor-only ones too. Nothing a student's
+    kernel wrote counts, so forged evidence earns nothing."""
+    from lab import run as runner
 
-    records = checks.run_registered(context=context, namespace=namespace,
-                                    include_instructor_only=include_instructor_only)
-    rows = [{"check_id": r["check_id"], "instructor_only": r["kind"] == "instructor", "points": r["points"],
-             "earned": r["earned"], "passed": r["passed"], "message": r["message"], "hint": r["hint"],
-             "objects": len(r["objects"]), "cluster": (r["cluster"] or {}).get("kube_system_uid", "")}
-            for r in records]
-    return pd.DataFrame(rows, columns=["check_id", "instructor_only", "points", "earned", "passed", "message",
-                                       "hint", "objects", "cluster"])
+    started = time.monotonic()
+    reference = Path(reference_dir or default_reference_dir())
+    expected = verified_expected([p.name for p in runner.discover(reference)] if reference.is_dir() else [])
+    which = [checks._registered(cid) for cid in expected]
+    items = list(namespaces.items())
+    subs: list[Submission] = []
+
+    def one(item: tuple[str, str]) -> Submission:
+        student, namespace = item
+        sub = Submission(student=student, path=f"namespace {namespace}")
+        try:
+            sub.grader_records = checks.run_registered(context=context, namespace=namespace, which=which)
+        except Exception as error:  # noqa: BLE001 - an unreachable namespace is that student's error
+            sub.grader_records = []
+            sub.errors.append(f"could not check namespace {namespace}: {type(error).__name__}: {error}")
+        score(sub, expected)
+        return sub
+
+    with futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for sub in pool.map(one, items):
+            subs.append(sub)
+            if progress:
+                progress(len(subs), len(items), sub.student)
+    return Gradebook(subs, expected, str(reference), seconds=round(time.monotonic() - started, 3))

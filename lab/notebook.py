@@ -353,6 +353,14 @@ class Lab:
         """The same directory on this machine (the nodes mount the lab data directory)."""
         return config.data_dir() / Path(self.pv_node_path).relative_to(NODE_DATA_PATH)
 
+    @property
+    def classroom(self) -> str | None:
+        """The student's namespace when the kubeconfig is a classroom's (`lab classroom up`): the
+        notebook then skips what acts on the cluster itself and does the namespaced part."""
+        from lab import classroom
+
+        return classroom.detect(self.context)
+
     def __repr__(self) -> str:
         return (f"<lab notebook {self.notebook}: cluster {self.cluster}, namespace {self.namespace}, "
                 f"mode {self.mode}, solutions {self.solutions}>")

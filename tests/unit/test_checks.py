@@ -239,7 +239,7 @@ def test_run_registered_includes_instructor_only_checks_and_keeps_the_session(mo
     before = checks.session()
     records = checks.run_registered()
     assert [(r["check_id"], r["kind"], r["passed"]) for r in records] == [
-        ("t.student", "live", True), ("t.secret", "instructor", False)]
+        ("t.student", "grader", True), ("t.secret", "instructor", False)]
     assert checks.session() is before and not before.records
     assert [c.check_id for c in checks.registry(include_instructor_only=False)] == ["t.student"]
 
@@ -368,3 +368,40 @@ def test_file_exists_on_host_relative_to_the_data_dir(tmp_path, monkeypatch):
     result = checks.file_exists_on_host("backups/*.sql.gz")
     assert result.passed and "2 file(s)" in result.message and len(result.uids) == 2
     assert checks.file_exists_on_host(tmp_path / "backups" / "db-1.sql.gz").passed
+
+
+# ------------------------------------------------------------------------- reading records back
+
+
+def test_a_genuine_record_has_no_problems_and_each_bad_field_is_named():
+    from lab import evidence
+
+    record = checks.make_record("a.one", 2, checks.ok("fine", {"Pod/ns/p": "u1"}), cluster=IDENTITY)
+    assert evidence.problems(record) == []
+    for change, words in (({"check_id": ["x"]}, 'check_id is ["x"]'), ({"points": float("nan")}, "points is"),
+                          ({"passed": 1}, "passed is 1, not true or false"), ({"seq": 0}, "seq is 0"),
+                          ({"hash": "abc"}, "hash is \"abc\""), ({"objects": {"a": 1}}, "objects is"),
+                          ({"earned": 1}, "earned is 1, neither 0 nor the 2 points")):
+        assert any(words in p for p in evidence.problems({**record, **change})), change
+    assert evidence.problems("text") == ["the record is str, not a JSON object"]
+
+
+def test_the_grader_reads_helm_history_from_the_release_secrets(monkeypatch):
+    import base64
+    import gzip
+
+    from lab import grader_checks
+
+    def release(version, status, description):
+        payload = json.dumps({"version": version, "info": {"status": status, "description": description}}).encode()
+        helm_encoded = base64.b64encode(gzip.compress(payload))  # Helm's own encoding of the release
+        return client.V1Secret(metadata=meta(f"sh.helm.release.v1.k8s-lab.v{version}"),
+                               data={"release": base64.b64encode(helm_encoded).decode()})  # the API's base64
+
+    secrets = [release(3, "deployed", "Rollback to 1"), release(1, "superseded", "Install complete"),
+               release(2, "superseded", "Upgrade complete")]
+    install(monkeypatch, core={"list_namespaced_secret": listing(secrets)})
+    revisions = grader_checks.helm_revisions("ns", "ctx")
+    assert [(r["revision"], r["status"], r["description"]) for r in revisions] == [
+        (1, "superseded", "Install complete"), (2, "superseded", "Upgrade complete"), (3, "deployed", "Rollback to 1")]
+    assert checks._registered("helm.history").verify(namespace="ns", context="ctx").passed

@@ -287,7 +287,7 @@ def test_bad_input_is_reported_per_submission_and_the_others_are_graded(referenc
     assert s["alice"].earned == FULL and s["alice"].status == "graded"
     assert s["empty"].status == "error" and "no notebooks" in s["empty"].errors[0]
     assert s["does-not-exist"].status == "error" and "no such directory" in s["does-not-exist"].errors[0]
-    assert s["ivan"].status == "graded" and s["ivan"].earned == 5
+    assert s["ivan"].status == "error" and s["ivan"].earned == 5  # the readable notebook still counts
     assert "01-database.ipynb: not a readable notebook" in s["ivan"].errors[0]
     assert outcome(s["ivan"], "db.pvc-bound").status == "unreadable"
     assert s["judy"].status == "error" and s["judy"].earned == 0
@@ -359,7 +359,9 @@ def test_cli_grade_writes_the_gradebook(reference, tmp_path):
                                       "--out", str(out), "--jobs", "2"])
     assert result.exit_code == 0, result.output
     assert "alice" in result.output and "8/8" in result.output and "3/8" in result.output
-    assert {p.name for p in out.iterdir()} == {"gradebook.csv", "details.csv", "flags.csv", "report.html"}
+    assert {p.name for p in out.iterdir()} == {"gradebook.csv", "details.csv", "flags.csv", "report.html", "lms.csv",
+                                           "feedback"}
+    assert {p.name for p in (out / "feedback").iterdir()} == {"alice.html", "bob.html"}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -378,7 +380,7 @@ def test_execute_runs_each_submission_in_its_own_namespace_then_grades(reference
     subs = tmp_path / "submissions"
     shutil.copytree(reference, subs / "Alice Smith")
     (subs / "nobody").mkdir()
-    runs = grade.execute_all([subs], tmp_path / "executed", timeout=300)
+    runs = grade.execute_all([subs], tmp_path / "executed", timeout=300, verify=False)
     assert [r.name for r in runs] == ["Alice Smith", "nobody"]
     report = json.loads((runs[0] / "report.json").read_text())
     assert report["status"] == "passed"
@@ -396,3 +398,32 @@ def test_a_notebook_over_its_timeout_is_stopped(tmp_path, write_nb):
     nb = write_nb(tmp_path / "slow" / "01-slow.ipynb", ["import time\ntime.sleep(120)"])
     status, error = grade.execute_notebook(nb, tmp_path / "out.ipynb", {}, nb.parent, timeout=6, cell_timeout=None)
     assert status == "failed" and error.ename == "NotebookTimeout" and "6 s" in error.evalue
+
+
+def test_execute_gives_the_kernel_the_sandbox_kubeconfig_and_never_the_solutions(tmp_path, notebook_writer):
+    params = 'namespace = "k8s-assignment"\nsolutions = True'
+    notebook_writer(tmp_path / "subs" / "ann", "01-a.ipynb",
+                    ['import os\nprint("KUBECONFIG", os.environ.get("KUBECONFIG"), "solutions", solutions)',
+                     'raise RuntimeError("broken")'], params)
+    notebook_writer(tmp_path / "subs" / "ann", "02-b.ipynb", ['print("ran 02")'], params)
+    sandbox = grade.Sandbox("student-ann", str(tmp_path / "ann.kubeconfig"))
+    for keep_going, second in ((True, "passed"), (False, "not run")):
+        out = tmp_path / f"out-{keep_going}"
+        grade.execute_all([tmp_path / "subs"], out, sandboxes={"ann": sandbox}, keep_going=keep_going, verify=False)
+        report = json.loads((out / "ann" / "report.json").read_text())
+        assert [r["status"] for r in report["results"]] == ["failed", second]
+        assert report["results"][0]["parameters"] == {"namespace": "student-ann", "solutions": False}
+        printed = "".join(o.get("text", "") for c in nbformat.read(str(out / "ann" / "01-a.ipynb"), as_version=4).cells
+                          for o in c.get("outputs", []))
+        assert f"KUBECONFIG {tmp_path / 'ann.kubeconfig'} solutions False" in printed
+
+
+def test_the_report_and_feedback_pages_label_the_mode_and_escape_what_students_wrote(reference, tmp_path):
+    from lab import feedback
+
+    student_run(reference, tmp_path / "subs", "alice", failing={"db.pvc-bound"})
+    book = grade.grade([tmp_path / "subs"], reference_dir=reference)
+    book.submissions[0].outcomes[1].message = "<script>alert(1)</script>"
+    for page in (grade.render_html(book), feedback.render(book.submissions[0])):
+        assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert "self-reported" in page

@@ -1,0 +1,383 @@
+"""A classroom on one shared cluster: a namespace per student that the student can use and nothing else.
+
+``lab classroom up ROSTER.csv --out DIR`` reads a roster (CSV with a ``student`` column of ids made
+of lower-case letters, digits and ``-``; optional ``name`` and ``email``) and creates, per student,
+in any cluster the instructor's kubeconfig context reaches (the multi-tenancy recipe of the
+Kubernetes docs):
+
+- namespace ``student-<id>`` with Pod Security Admission labels (enforce ``baseline``: no hostPath,
+  no privileged Pods, no host network; warn and audit ``restricted``);
+- ServiceAccount ``student``, a Role limited to the namespace and its RoleBinding (quotas, limit
+  ranges and the classroom's NetworkPolicy can be read but not lifted);
+- a ClusterRole + ClusterRoleBinding that only reads what the lab's checks look at outside the
+  namespace: the nodes, the ``kube-system`` namespace (the cluster's identity), the student's own
+  namespace and PersistentVolume;
+- a ResourceQuota and a LimitRange;
+- a NetworkPolicy admitting traffic from the namespace itself and from namespaces that are not
+  classroom namespaces (the cluster's DNS, the grader), never from another student;
+- the database's PersistentVolume and its host directory, made by the instructor side;
+- ``DIR/<id>/kubeconfig``: a ServiceAccount token for that namespace and nothing else. Its
+  context is named like the lab's (``kind-<cluster>``), so the notebooks work unchanged.
+
+Everything is applied server-side, so ``up`` run again updates and renews tokens. ``status``
+shows what each namespace holds and how many of the grader's checks pass; ``down`` deletes it all
+(the host directories stay, like the lab's Retain volumes).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import yaml
+
+from lab import config
+from lab.errors import LabError
+
+PREFIX = "student-"
+LABEL = "k8s-lab/classroom"
+STUDENT_LABEL = "k8s-lab/student"
+SERVICE_ACCOUNT = "student"
+FIELD_MANAGER = "k8s-lab-classroom"
+STUDENT_ID = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+MAX_ID = 63 - len(PREFIX)
+TOKEN_HOURS = 24 * 14
+# The lab's own names a student may change or delete (kubectl apply of the lab's manifests); the
+# classroom's own objects of the same kinds are not among them.
+LAB_QUOTA_NAMES = ["lab-quota", "lab-limits"]
+LAB_POLICY_NAMES = ["default-deny-ingress", "web-allow-http", "database-allow-clients"]
+
+QUOTA = {"pods": "30", "requests.cpu": "2", "requests.memory": "3Gi", "limits.cpu": "6", "limits.memory": "6Gi",
+         "persistentvolumeclaims": "4", "requests.storage": "5Gi", "services.loadbalancers": "0",
+         "services.nodeports": "3"}
+LIMITS = {"default": {"cpu": "500m", "memory": "512Mi"}, "defaultRequest": {"cpu": "25m", "memory": "64Mi"},
+          "max": {"cpu": "2", "memory": "2Gi"}}
+
+
+@dataclass(frozen=True)
+class Student:
+    id: str
+    name: str = ""
+    email: str = ""
+
+    def namespace(self, prefix: str = PREFIX) -> str:
+        return f"{prefix}{self.id}"
+
+
+# ============================================================================================
+# Roster
+# ============================================================================================
+
+
+def read_roster(path: str | os.PathLike) -> list[Student]:
+    """The students of a roster CSV; every bad row is named in one LabError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise LabError(f"cannot read the roster {path}: {error}", "a CSV file with a header line: student,name,email")
+    rows = list(csv.DictReader(text.splitlines()))
+    header = [h.strip().lower() for h in (csv.DictReader(text.splitlines()).fieldnames or [])]
+    if "student" not in header:
+        raise LabError(f"the roster {path} has no `student` column (columns: {', '.join(header) or 'none'})",
+                       "the first line names the columns, e.g. student,name,email")
+    students, problems, seen = [], [], set()
+    for line, row in enumerate(rows, start=2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if isinstance(v, str)}
+        sid = row.get("student", "")
+        if not sid:
+            problems.append(f"line {line}: empty student id")
+        elif not STUDENT_ID.match(sid) or len(sid) > MAX_ID:
+            problems.append(f"line {line}: {sid!r} is not an id (lower-case letters, digits and '-', "
+                            f"at most {MAX_ID} characters)")
+        elif sid in seen:
+            problems.append(f"line {line}: {sid!r} appears twice")
+        else:
+            seen.add(sid)
+            students.append(Student(sid, row.get("name", ""), row.get("email", "")))
+    if problems:
+        raise LabError(f"the roster {path} has {len(problems)} bad row(s): " + "; ".join(problems[:10]),
+                       "fix those lines; ids become namespace names student-<id>")
+    if not students:
+        raise LabError(f"the roster {path} lists no students", "one line per student after the header")
+    return students
+
+
+def ids_for(names: Sequence[str], roster: Sequence[Student] | None = None) -> dict[str, str]:
+    """An id per submission name, unique: the roster's id when the name matches a student, else a slug."""
+    from lab import intake
+
+    matched = intake.match_roster(names, roster) if roster else {}
+    ids: dict[str, str] = {}
+    for name in names:
+        student = matched.get(name)
+        stem = Path(name).stem if Path(name).suffix.lower() in intake.ARCHIVE_SUFFIXES else name
+        base = student.id if student else (intake.slug(stem)[:MAX_ID].strip("-") or "student")
+        candidate, n = base, 1
+        while candidate in ids.values():
+            n += 1
+            candidate = f"{base[:MAX_ID - 4]}-{n}"
+        ids[name] = candidate
+    return ids
+
+
+# ============================================================================================
+# What the classroom creates
+# ============================================================================================
+
+
+def _labels(student: Student, classroom: str) -> dict:
+    return {LABEL: classroom, STUDENT_LABEL: student.id, "app.kubernetes.io/managed-by": FIELD_MANAGER}
+
+
+def _pv(namespace: str, labels: dict) -> dict:
+    """The lab's database PersistentVolume, renamed for the namespace as the notebooks name it."""
+    from lab import notebook
+
+    text = (notebook.MANIFESTS_DIR / "01-storage" / "database-pv.yaml").read_text()
+    pv = next(d for d in yaml.safe_load_all(notebook.rewrite_namespace(text, namespace)) if d)
+    pv["metadata"].setdefault("labels", {}).update(labels)
+    return pv
+
+
+def objects(student: Student, *, prefix: str = PREFIX, classroom: str = "student") -> list[dict]:
+    """The Kubernetes objects of one student's place in the classroom."""
+    ns = student.namespace(prefix)
+    labels = _labels(student, classroom)
+    meta = {"namespace": ns, "labels": labels}
+    pv = _pv(ns, labels)
+    everything = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+    read = ["get", "list", "watch"]
+    rules = [
+        {"apiGroups": [""], "resources": ["pods", "pods/log", "pods/exec", "pods/portforward", "pods/eviction",
+                                          "services", "endpoints", "configmaps", "secrets",
+                                          "persistentvolumeclaims", "serviceaccounts", "events"],
+         "verbs": everything},
+        {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale", "statefulsets",
+                                              "statefulsets/scale", "daemonsets", "replicasets",
+                                              "controllerrevisions"], "verbs": everything},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": everything},
+        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": everything},
+        {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": everything},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": read},
+        # Roles and bindings of their own: the API server refuses any that grants more than the student has.
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": everything},
+        # The lab's own quota and policies may be applied and changed; the classroom's may only be read.
+        {"apiGroups": [""], "resources": ["resourcequotas", "limitranges"], "verbs": [*read, "create"]},
+        {"apiGroups": [""], "resources": ["resourcequotas", "limitranges"], "resourceNames": LAB_QUOTA_NAMES,
+         "verbs": ["update", "patch", "delete"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": [*read, "create"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "resourceNames": LAB_POLICY_NAMES,
+         "verbs": ["update", "patch", "delete"]},
+    ]
+    cluster_role = f"k8s-lab-{ns}"
+    subject = [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": ns}]
+    return [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": ns, "labels": {**labels,
+                                             "pod-security.kubernetes.io/enforce": "baseline",
+                                             "pod-security.kubernetes.io/warn": "restricted",
+                                             "pod-security.kubernetes.io/audit": "restricted"}}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, **meta}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "student", **meta},
+         "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "student", **meta},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "student"}, "subjects": subject},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": cluster_role, "labels": labels},
+         "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": read},
+                   {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system", ns],
+                    "verbs": ["get"]},
+                   {"apiGroups": [""], "resources": ["persistentvolumes"], "resourceNames": [pv["metadata"]["name"]],
+                    "verbs": ["get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": cluster_role, "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+         "subjects": subject},
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "classroom-quota", **meta},
+         "spec": {"hard": QUOTA}},
+        {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "classroom-limits", **meta},
+         "spec": {"limits": [{"type": "Container", **LIMITS}]}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "classroom-isolation", **meta},
+         "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                  "ingress": [{"from": [{"podSelector": {}},
+                                        {"namespaceSelector": {"matchExpressions": [
+                                            {"key": LABEL, "operator": "DoesNotExist"}]}}]}]}},
+        pv,
+    ]
+
+
+def made_by_classroom(obj) -> bool:
+    """Whether a Kubernetes object (client model) is one the classroom made, not the student: checks
+    of the student's work must not count it."""
+    return ((obj.metadata.labels or {}).get("app.kubernetes.io/managed-by") == FIELD_MANAGER)
+
+
+# ============================================================================================
+# up / status / down
+# ============================================================================================
+
+
+def _apply(documents: Sequence[dict], context: str) -> None:
+    from lab import kube
+
+    stream = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(documents)})
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", FIELD_MANAGER, "-f", "-",
+                 stdin=stream, context=context, timeout=600)
+
+
+def _cluster_entry(context: str) -> tuple[str, dict]:
+    """(cluster name, cluster entry: server and CA) of the instructor's context."""
+    from lab import kube
+
+    view = json.loads(kube.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json",
+                                   context=context).stdout)
+    cluster = view["clusters"][0]
+    return cluster["name"], cluster["cluster"]
+
+
+def _token(namespace: str, context: str, hours: float) -> str:
+    from kubernetes import client
+
+    from lab import kube
+
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=int(hours * 3600)))
+    answer = kube.core(context).create_namespaced_service_account_token(SERVICE_ACCOUNT, namespace, request)
+    return answer.status.token
+
+
+def kubeconfig(student: Student, token: str, cluster: dict, *, prefix: str = PREFIX) -> dict:
+    """A kubeconfig with one context, named like the lab's, that acts as the student's ServiceAccount."""
+    ns = student.namespace(prefix)
+    return {"apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": config.KUBE_CONTEXT, "cluster": cluster}],
+            "users": [{"name": ns, "user": {"token": token}}],
+            "contexts": [{"name": config.KUBE_CONTEXT,
+                          "context": {"cluster": config.KUBE_CONTEXT, "user": ns, "namespace": ns}}],
+            "current-context": config.KUBE_CONTEXT}
+
+
+def host_directory(pv: dict) -> Path:
+    """Where a hostPath PersistentVolume's files are on this machine (the nodes mount the lab's data directory)."""
+    from lab import notebook
+
+    return config.data_dir() / Path(pv["spec"]["hostPath"]["path"]).relative_to(notebook.NODE_DATA_PATH)
+
+
+def up(students: Iterable[Student], out_dir: str | os.PathLike, *, context: str = config.KUBE_CONTEXT,
+       prefix: str = PREFIX, token_hours: float = TOKEN_HOURS) -> dict[str, Path]:
+    """Create (or update) every student's place and write ``out_dir/<id>/kubeconfig``; the paths."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    students = list(students)
+    classroom = prefix.rstrip("-") or "student"
+    documents = [doc for s in students for doc in objects(s, prefix=prefix, classroom=classroom)]
+    for pv in (d for d in documents if d["kind"] == "PersistentVolume"):
+        # The instructor side makes the database's directory, so no student Pod needs hostPath rights.
+        host_directory(pv).mkdir(parents=True, exist_ok=True)
+    _apply(documents, context)
+    _, cluster = _cluster_entry(context)
+    out = Path(out_dir)
+
+    def write(student: Student) -> Path:
+        token = _wait(lambda: _token(student.namespace(prefix), context, token_hours),
+                      f"a token for {student.namespace(prefix)}")
+        folder = out / student.id
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "kubeconfig"
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(kubeconfig(student, token, cluster, prefix=prefix), sort_keys=False))
+        os.chmod(path, 0o600)
+        return path
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(zip((s.id for s in students), pool.map(write, students)))
+
+
+def _wait(fn, what: str, timeout: float = 60):
+    """The ServiceAccount exists a moment after apply returns; retry until it answers."""
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise LabError(f"could not get {what}: API error {error.status} {error.reason}") from error
+            time.sleep(0.5)
+
+
+def down(*, context: str = config.KUBE_CONTEXT, prefix: str = PREFIX, wait: bool = True) -> list[str]:
+    """Delete the classroom's namespaces, PersistentVolumes, ClusterRoles and bindings; the
+    namespaces it deleted."""
+    from lab import kube
+
+    selector = f"{LABEL}={prefix.rstrip('-') or 'student'}"
+    names = kube.kubectl("get", "namespaces", "-l", selector, "-o", "name", context=context).stdout.split()
+    kube.kubectl("delete", "namespaces,clusterrolebindings,clusterroles", "-l", selector, "--ignore-not-found",
+                 f"--wait={'true' if wait else 'false'}", context=context, timeout=900)
+    kube.kubectl("delete", "persistentvolumes", "-l", selector, "--ignore-not-found",
+                 f"--wait={'true' if wait else 'false'}", context=context, timeout=300)
+    return [n.split("/", 1)[-1] for n in names]
+
+
+def status(students: Sequence[Student], *, context: str = config.KUBE_CONTEXT, prefix: str = PREFIX,
+           jobs: int = 8):
+    """Per student: the namespace's state, its Pods (running/all) and the grader's checks passing
+    (points), from the grader's own look at the cluster. A DataFrame."""
+    import pandas as pd
+
+    from lab import grade, kube
+
+    core = kube.core(context)
+    present = {n.metadata.name: n.status.phase for n in core.list_namespace(
+        label_selector=f"{LABEL}={prefix.rstrip('-') or 'student'}", _request_timeout=30).items}
+    live = [s for s in students if s.namespace(prefix) in present]
+    book = grade.live_gradebook({s.id: s.namespace(prefix) for s in live}, context=context, jobs=jobs)
+    by_id = {sub.student: sub for sub in book.submissions}
+    rows = []
+    for s in students:
+        ns = s.namespace(prefix)
+        sub = by_id.get(s.id)
+        pods = core.list_namespaced_pod(ns, _request_timeout=30).items if ns in present else []
+        rows.append({"student": s.id, "name": s.name, "namespace": ns, "state": present.get(ns, "missing"),
+                     "pods": f"{sum(p.status.phase == 'Running' for p in pods)}/{len(pods)}",
+                     "checks": f"{sum(o.status == 'passed' for o in sub.outcomes)}/{len(sub.outcomes)}" if sub else "",
+                     "points": f"{sub.earned:g}/{sub.possible:g}" if sub else ""})
+    return pd.DataFrame(rows, columns=["student", "name", "namespace", "state", "pods", "checks", "points"])
+
+
+# ============================================================================================
+# Classroom mode, seen from a notebook
+# ============================================================================================
+
+
+@lru_cache(maxsize=None)
+def detect(context: str = config.KUBE_CONTEXT) -> str | None:
+    """The student's namespace when ``context`` is a classroom kubeconfig (it may not create
+    namespaces, and its default namespace is ``student-*``), else None. Notebooks then skip what
+    acts on the cluster itself (creating kind, nodes, PersistentVolumes) and do the namespaced part."""
+    from kubernetes import client, config as kubeconfig
+
+    from lab import kube
+
+    try:
+        contexts, active = kubeconfig.list_kube_config_contexts()
+        entry = next((c for c in contexts if c["name"] == context), active)
+        namespace = (entry or {}).get("context", {}).get("namespace")
+        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(verb="create", resource="namespaces")))
+        allowed = client.AuthorizationV1Api(kube.api_client(context)).create_self_subject_access_review(
+            review, _request_timeout=10).status.allowed
+    except Exception:  # noqa: BLE001 - no kubeconfig or no cluster: not a classroom either
+        return None
+    return namespace if not allowed and namespace else None

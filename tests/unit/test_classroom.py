@@ -1,0 +1,73 @@
+"""The classroom's objects and roster, without a cluster (tests/cluster/test_classroom.py proves
+the isolation on a real one)."""
+from __future__ import annotations
+
+import pytest
+
+from lab import classroom
+from lab.errors import LabError
+
+
+def rules_of(kind: str, objects: list[dict]) -> list[dict]:
+    return next(o for o in objects if o["kind"] == kind)["rules"]
+
+
+def test_a_student_gets_a_namespace_with_everything_the_multi_tenancy_recipe_asks_for():
+    objects = classroom.objects(classroom.Student("ann"))
+    kinds = {o["kind"]: o for o in objects}
+    assert set(kinds) == {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
+                          "ResourceQuota", "LimitRange", "NetworkPolicy", "PersistentVolume"}
+    labels = kinds["Namespace"]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline" and labels[classroom.LABEL] == "student"
+    assert all(o["metadata"]["namespace"] == "student-ann" for o in objects
+               if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume"))
+    pv = kinds["PersistentVolume"]
+    assert pv["metadata"]["name"] == "k8s-lab-database-data-student-ann"
+    assert pv["spec"]["claimRef"] == {"namespace": "student-ann", "name": "data-database-0"}
+    policy = kinds["NetworkPolicy"]["spec"]
+    assert policy["podSelector"] == {} and policy["ingress"][0]["from"][1]["namespaceSelector"] == {
+        "matchExpressions": [{"key": classroom.LABEL, "operator": "DoesNotExist"}]}
+
+
+def test_the_cluster_role_only_reads_and_only_names_its_own_things():
+    rules = rules_of("ClusterRole", classroom.objects(classroom.Student("ann")))
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in rules)
+    named = {r["resources"][0]: r.get("resourceNames") for r in rules}
+    assert named == {"nodes": None, "namespaces": ["kube-system", "student-ann"],
+                     "persistentvolumes": ["k8s-lab-database-data-student-ann"]}
+
+
+def test_the_role_cannot_lift_the_classroom_quota_or_policy():
+    rules = rules_of("Role", classroom.objects(classroom.Student("ann")))
+    for resource, names in (("resourcequotas", classroom.LAB_QUOTA_NAMES), ("networkpolicies", classroom.LAB_POLICY_NAMES)):
+        writes = [r for r in rules if resource in r["resources"] and {"update", "patch", "delete"} & set(r["verbs"])]
+        assert writes and all(r.get("resourceNames") == names for r in writes)
+        assert "classroom-quota" not in names and "classroom-isolation" not in names
+    assert not any("namespaces" in r["resources"] or "*" in r["verbs"] for r in rules)
+
+
+def test_the_kubeconfig_holds_one_context_named_like_the_labs_and_a_token():
+    config = classroom.kubeconfig(classroom.Student("ann"), "TOKEN", {"server": "https://127.0.0.1:1"})
+    assert config["users"] == [{"name": "student-ann", "user": {"token": "TOKEN"}}]
+    assert [c["context"]["namespace"] for c in config["contexts"]] == ["student-ann"]
+    assert config["current-context"] == config["contexts"][0]["name"] == classroom.config.KUBE_CONTEXT
+
+
+@pytest.mark.parametrize("text, words", [
+    ("name\nann\n", "no `student` column"),
+    ("student\nAnn\n", "line 2: 'Ann' is not an id"),
+    ("student\nann\nann\n", "line 3: 'ann' appears twice"),
+    ("student\n\n", "lists no students"),
+    ("student\n" + "a" * 60 + "\n", "at most 55 characters"),
+])
+def test_bad_rosters_say_which_line(tmp_path, text, words):
+    (tmp_path / "r.csv").write_text(text)
+    with pytest.raises(LabError) as error:
+        classroom.read_roster(tmp_path / "r.csv")
+    assert words in error.value.message
+
+
+def test_submission_names_become_unique_ids():
+    students = [classroom.Student("ann-lee", "Ann Lee", "al@example.org")]
+    assert classroom.ids_for(["Ann_Lee_1234.zip", "Zoe Q", "zoe-q"], students) == {
+        "Ann_Lee_1234.zip": "ann-lee", "Zoe Q": "zoe-q", "zoe-q": "zoe-q-2"}
