@@ -27,7 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import backup, config, deploy  # noqa: E402
+from lab import config  # noqa: E402
+from lab.ops import backup  # noqa: E402
+from lab.system import deploy  # noqa: E402
 
 NS = "k8s-lab-backup-bench"
 PV = "k8s-lab-backup-bench-data"

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nbformat  # noqa: E402
 
-from lab import classroom, grade  # noqa: E402
+from lab.cluster import classroom  # noqa: E402
+from lab.grading import grade  # noqa: E402
 
 PREFIX = "bench-"
 WORK = """from kubernetes import client
@@ -53,7 +54,7 @@ def submission(folder: Path) -> None:
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         params = nbformat.v4.new_code_cell('cluster = "k8s-lab"\nnamespace = "k8s-assignment"\nsolutions = True')
         params.metadata["tags"] = ["parameters"]
-        setup = nbformat.v4.new_code_cell("from lab import checks, kube\ncontext = f'kind-{cluster}'\n"
+        setup = nbformat.v4.new_code_cell("from lab import checks\nfrom lab.cluster import kube\ncontext = f'kind-{cluster}'\n"
                                           "checks.configure(namespace=namespace, context=context)")
         nb.cells = [params, setup, nbformat.v4.new_code_cell(WORK % {"n": n}), nbformat.v4.new_code_cell(CHECK % {"n": n})]
         nbformat.write(nb, str(folder / name))

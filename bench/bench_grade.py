@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nbformat  # noqa: E402
 
-from lab import checks, grade  # noqa: E402
+from lab import checks  # noqa: E402
+from lab.grading import grade  # noqa: E402
 
 NOTEBOOKS = 7
 CHECKS_PER_NOTEBOOK = 5

@@ -20,7 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import config, deploy, kube  # noqa: E402
+from lab import config  # noqa: E402
+from lab.system import deploy  # noqa: E402
+from lab.cluster import kube  # noqa: E402
 
 
 def lab_run(out: Path) -> float:

@@ -25,7 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client  # noqa: E402
 
-from lab import config, images, kube, probe, tools  # noqa: E402
+from lab import config  # noqa: E402
+from lab.build import images  # noqa: E402
+from lab.cluster import kube  # noqa: E402
+from lab.ops import probe  # noqa: E402
+from lab.host import tools  # noqa: E402
 
 NS = "k8s-lab-probe-bench"
 LAB = {"app.kubernetes.io/name": "k8s-lab", "app.kubernetes.io/instance": "k8s-lab"}

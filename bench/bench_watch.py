@@ -30,11 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import config, watch  # noqa: E402
+from lab import config  # noqa: E402
+from lab.ops import eventlog  # noqa: E402
 from lab.cluster.kube import kubectl  # noqa: E402
 
 NS = "k8s-lab-watch-bench"
-IMPLEMENTATIONS = tuple(watch.IMPLEMENTATIONS)  # python, go
+IMPLEMENTATIONS = tuple(eventlog.IMPLEMENTATIONS)  # python, go
 WATCHER_PATH = config.REPO_ROOT / "images" / "watcher" / "k8s_lab_watcher.py"
 
 
@@ -80,11 +81,11 @@ def bench_parsing(n: int, repeats: int = 3) -> dict:
     walls, cpus = [], []
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
-        events = watch.parse_lines(lines)
+        events = eventlog.parse_lines(lines)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     start = time.perf_counter()
-    pods = watch.lifecycles(watch.dedupe(events))
+    pods = eventlog.lifecycles(eventlog.dedupe(events))
     derive = time.perf_counter() - start
     assert len(events) == n and len(pods) == 2000
     best, median = min(walls), statistics.median(walls)
@@ -99,11 +100,11 @@ def working_set(namespace: str) -> dict[str, float]:
     """MiB of memory working set per watcher Pod, as the kubelet reports it (its stats summary,
     the number the kubelet evicts by and `kubectl top` shows); needs no shell in the image."""
     result = {}
-    for pod in watch.watcher_pods(namespace):
+    for pod in eventlog.watcher_pods(namespace):
         raw = kubectl("get", "--raw", f"/api/v1/nodes/{pod.spec.node_name}/proxy/stats/summary").stdout
         for stats in json.loads(raw)["pods"]:
             if stats["podRef"]["name"] == pod.metadata.name and stats["podRef"]["namespace"] == namespace:
-                [container] = [c for c in stats["containers"] if c["name"] == watch.CONTAINER]
+                [container] = [c for c in stats["containers"] if c["name"] == eventlog.CONTAINER]
                 result[pod.metadata.name] = container["memory"]["workingSetBytes"] / 1024 / 1024
     return result
 
@@ -120,7 +121,7 @@ def lag_pod(i: int):
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=f"lag-{i}", labels={"bench": "lag"}),
         spec=client.V1PodSpec(termination_grace_period_seconds=2, containers=[client.V1Container(
-            name="main", image=watch.WATCHER_IMAGE, image_pull_policy="IfNotPresent",
+            name="main", image=eventlog.WATCHER_IMAGE, image_pull_policy="IfNotPresent",
             command=["sh", "-c", 'trap "exit 0" TERM; sleep 3600 & wait'],
             resources=client.V1ResourceRequirements(requests={"cpu": "1m", "memory": "4Mi"}))]))
 
@@ -133,16 +134,16 @@ def bench_cluster(n_pods: int, spacing_s: float, implementations=IMPLEMENTATIONS
 
     core = kube.core()
     images.build(load=False)
-    images.load_into_kind([watch.IMPLEMENTATIONS[i] for i in implementations])
+    images.load_into_kind([eventlog.IMPLEMENTATIONS[i] for i in implementations])
     spaces = {impl: f"{NS}-{impl}" for impl in implementations}
     for ns in spaces.values():
         kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=300)
         kubectl("create", "namespace", ns)
     try:
         for impl, ns in spaces.items():
-            watch.deploy_watcher(ns, implementation=impl, timeout=180)
+            eventlog.deploy_watcher(ns, implementation=impl, timeout=180)
         deadline = time.monotonic() + 90
-        while not all(any('"status":"snapshot"' in line for line in watch.read_logs(ns)) for ns in spaces.values()):
+        while not all(any('"status":"snapshot"' in line for line in eventlog.read_logs(ns)) for ns in spaces.values()):
             if time.monotonic() > deadline:
                 raise SystemExit("the watchers did not start")
             time.sleep(0.5)
@@ -162,7 +163,7 @@ def bench_cluster(n_pods: int, spacing_s: float, implementations=IMPLEMENTATIONS
             kubectl("-n", ns, "delete", "pod", "-l", "bench=lag", "--wait=true", timeout=300)
         results = {}
         for impl, ns in spaces.items():
-            rows = watch.pod_events(watch.load_events(ns))
+            rows = eventlog.pod_events(eventlog.load_events(ns))
             first = rows[rows["uid"].isin(list(sent[impl]))].groupby("uid")["time"].min()
             lags = [first[uid].timestamp() - t for uid, t in sent[impl].items() if uid in first.index]
             results[impl] = {"pods": len(sent[impl]), "missing": len(sent[impl]) - len(lags),

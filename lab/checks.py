@@ -928,7 +928,7 @@ def _system_web(namespace: str, context: str) -> Result:
 @register("system.web-nodeport", points=1, hint="kubectl -n k8s-assignment get service web -o yaml")
 def _system_web_service(namespace: str, context: str) -> Result:
     """The web Service exposes port 80 on node port 30080 (in another namespace, on the node port it got)."""
-    from lab.grader_checks import web_nodeport
+    from lab.grading.grader_checks import web_nodeport
 
     return web_nodeport(namespace, context)
 
@@ -985,7 +985,7 @@ def _instructor_no_crashes(namespace: str, context: str) -> Result:
           hint="kubectl -n k8s-assignment get resourcequota,limitrange")
 def _instructor_quota(namespace: str, context: str) -> Result:
     """The namespace keeps its ResourceQuota and LimitRange (a classroom's own do not count)."""
-    from lab.classroom import made_by_classroom
+    from lab.cluster.classroom import made_by_classroom
 
     core = _apis(context).core
     quotas, limits = ([o for o in items if not made_by_classroom(o)] for items in (

@@ -244,7 +244,7 @@ def run_cmd(notebooks, parameters, out_dir, start, only, notebooks_dir, cell_tim
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from lab import run as runner
+    from lab import execute
 
     kwargs = {} if cell_timeout is None else {"cell_timeout": cell_timeout}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
@@ -266,14 +266,14 @@ def run_cmd(notebooks, parameters, out_dir, start, only, notebooks_dir, cell_tim
                     f"[red]{escape(err.ename)}[/]: {escape(err.evalue)}"
                 )
 
-        report = runner.run(notebooks, parameters, out_dir=out_dir, start=start, only=only,
+        report = execute.run(notebooks, parameters, out_dir=out_dir, start=start, only=only,
                             notebooks_dir=notebooks_dir, listener=listener, **kwargs)
 
     skipped = [r.notebook for r in report.results if r.status == "not run"]
     if skipped:
         console.print(f"[yellow]not run:[/] {', '.join(skipped)}")
     console.print(f"executed notebooks and report: {escape(report.out_dir)}")
-    console.print(f"report: {escape(str(Path(report.out_dir) / runner.REPORT_MD))}")
+    console.print(f"report: {escape(str(Path(report.out_dir) / execute.REPORT_MD))}")
     if not report.ok:
         failed = next(r for r in report.results if r.status == "failed")
         raise LabError(
@@ -470,8 +470,8 @@ def grade_cmd(paths, out_dir, jobs, reference_dir, execute, notebook_timeout, ce
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lab import classroom
-    from lab import grade as grader
+    from lab.cluster import classroom
+    from lab.grading import grade as grader
 
     grader.load_checks(checks_files)
     students = classroom.read_roster(roster) if roster else None
@@ -562,7 +562,8 @@ def _grade_sandboxes(grader, classroom, paths, out, prefix, context, students):
 
 
 def _grade_live(grader, context, namespace, out_dir, students, jobs, reference_dir) -> None:
-    from lab import classroom, config
+    from lab import config
+    from lab.cluster import classroom
     from lab.progress import step
 
     if students:
@@ -605,7 +606,8 @@ def _classroom_options(f):
 @_classroom_options
 def classroom_up(roster: Path, out_dir: Path, token_hours: float, context: str | None, prefix: str) -> None:
     """Create (or update) the classroom of ROSTER.csv."""
-    from lab import classroom as room, config
+    from lab import config
+    from lab.cluster import classroom as room
     from lab.progress import step
 
     students = room.read_roster(roster)
@@ -622,7 +624,8 @@ def classroom_up(roster: Path, out_dir: Path, token_hours: float, context: str |
 @_classroom_options
 def classroom_status(roster: Path, jobs: int, context: str | None, prefix: str) -> None:
     """Each student's namespace, Pods and the grader's checks passing, live."""
-    from lab import classroom as room, config
+    from lab import config
+    from lab.cluster import classroom as room
 
     frame = room.status(room.read_roster(roster), context=context or config.KUBE_CONTEXT, prefix=prefix, jobs=jobs)
     _print_frame(frame, "classroom")
@@ -633,7 +636,8 @@ def classroom_status(roster: Path, jobs: int, context: str | None, prefix: str) 
 @_classroom_options
 def classroom_down(yes: bool, context: str | None, prefix: str) -> None:
     """Delete the classroom: namespaces, PersistentVolumes, cluster roles (host directories stay)."""
-    from lab import classroom as room, config
+    from lab import config
+    from lab.cluster import classroom as room
     from lab.progress import step
 
     if not yes:

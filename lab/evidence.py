@@ -2,7 +2,7 @@
 grader validates one it reads back.
 
 One module for both sides: :mod:`lab.checks` builds and displays records in the student's kernel,
-:mod:`lab.grade` reads them back from executed notebooks. A record is plain JSON (see
+:mod:`lab.grading.grade` reads them back from executed notebooks. A record is plain JSON (see
 :func:`make_record`); every record carries the hash of the previous record of the same kernel session
 and its own SHA-256 over canonical JSON. The hash has no key: it shows that records agree with each
 other, not who wrote them, so a grade that must be trusted comes from the grader's own checks.

@@ -357,7 +357,7 @@ class Lab:
     def classroom(self) -> str | None:
         """The student's namespace when the kubeconfig is a classroom's (`lab classroom up`): the
         notebook then skips what acts on the cluster itself and does the namespaced part."""
-        from lab import classroom
+        from lab.cluster import classroom
 
         return classroom.detect(self.context)
 

@@ -234,7 +234,7 @@ def preflight_version_skew():
 # terminal, put it first on your `PATH`:
 #
 # ```bash
-# export PATH="$(dirname "$(python -c 'from lab import tools; print(tools.find("kubectl"))')"):$PATH"
+# export PATH="$(dirname "$(python -c 'from lab.host import tools; print(tools.find("kubectl"))')"):$PATH"
 # ```
 
 # %% [markdown]

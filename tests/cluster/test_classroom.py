@@ -20,7 +20,10 @@ import nbformat
 import pandas as pd
 import pytest
 
-from lab import classroom, config, kube, tools
+from lab import config
+from lab.cluster import classroom
+from lab.cluster import kube
+from lab.host import tools
 from tests.support import lab_cli, say
 
 pytestmark = pytest.mark.cluster
@@ -152,7 +155,7 @@ def test_a_student_cannot_reach_another_students_database(bobs_database):
 
 
 def test_notebooks_detect_classroom_mode(room):
-    code = ("from lab import classroom, config; import sys; "
+    code = ("from lab import config; from lab.cluster import classroom; import sys; "
             "print(classroom.detect(config.KUBE_CONTEXT))")
     student = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                              env=dict(os.environ, KUBECONFIG=str(room / "out" / "cyd" / "kubeconfig")))
@@ -169,7 +172,7 @@ def submission(folder, cells: list[str]):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell('cluster = "k8s-lab"\nnamespace = "k8s-assignment"\nsolutions = True')
     params.metadata["tags"] = ["parameters"]
-    setup = nbformat.v4.new_code_cell("from lab import checks, kube\ncontext = f'kind-{cluster}'\n"
+    setup = nbformat.v4.new_code_cell("from lab import checks\nfrom lab.cluster import kube\ncontext = f'kind-{cluster}'\n"
                                       "checks.configure(namespace=namespace, context=context)")
     nb.cells = [params, setup, *map(nbformat.v4.new_code_cell, cells)]
     folder.mkdir(parents=True)
@@ -222,7 +225,7 @@ def test_execute_sandboxes_each_submission_and_grades_from_the_graders_checks(tm
 def install_system(room, student: str, node_port: int) -> subprocess.Popen:
     """The whole lab system as a student installs it with their own kubeconfig (Helm; the
     PersistentVolume is the classroom's, backups to a hostPath are not allowed)."""
-    from lab import deploy
+    from lab.system import deploy
 
     return subprocess.Popen(
         [str(tools.ensure("helm")), "--kubeconfig", str(room / "out" / student / "kubeconfig"),

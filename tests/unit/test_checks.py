@@ -390,7 +390,7 @@ def test_the_grader_reads_helm_history_from_the_release_secrets(monkeypatch):
     import base64
     import gzip
 
-    from lab import grader_checks
+    from lab.grading import grader_checks
 
     def release(version, status, description):
         payload = json.dumps({"version": version, "info": {"status": status, "description": description}}).encode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab import classroom
+from lab.cluster import classroom
 from lab.errors import LabError
 
 

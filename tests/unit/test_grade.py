@@ -10,7 +10,8 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
-from lab import checks, grade
+from lab import checks
+from lab.grading import grade
 from lab.cli import cli
 
 SETUP = 'from lab import checks\nchecks.configure(namespace=namespace, identity={"kube_system_uid": "cluster-" + namespace})'
@@ -419,7 +420,7 @@ def test_execute_gives_the_kernel_the_sandbox_kubeconfig_and_never_the_solutions
 
 
 def test_the_report_and_feedback_pages_label_the_mode_and_escape_what_students_wrote(reference, tmp_path):
-    from lab import feedback
+    from lab.grading import feedback
 
     student_run(reference, tmp_path / "subs", "alice", failing={"db.pvc-bound"})
     book = grade.grade([tmp_path / "subs"], reference_dir=reference)

@@ -24,7 +24,8 @@ import nbformat
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from lab import checks, grade
+from lab import checks
+from lab.grading import grade
 
 NOTEBOOK = "01-database.ipynb"
 STEPS = [  # (check id, points, verification the notebook runs)
@@ -189,7 +190,7 @@ def test_build_tasks_run_with_the_solutions_earn_nothing(reference, tmp_path, mo
 @pytest.fixture
 def empty_cluster(monkeypatch):
     """The grader's view in this process: a cluster where the student built nothing; the grader's
-    own checks of the STEPS (lab.grader_checks) registered for the test notebook."""
+    own checks of the STEPS (lab.grading.grader_checks) registered for the test notebook."""
     def not_found(*args, **kwargs):
         raise ApiException(status=404, reason="Not Found")
 
@@ -198,7 +199,7 @@ def empty_cluster(monkeypatch):
         "read_namespaced_stateful_set", "read_namespaced_persistent_volume_claim")})
     monkeypatch.setattr(checks, "_apis", lambda context=None: types.SimpleNamespace(core=group, apps=group))
     monkeypatch.setattr(checks, "settings", checks.Settings(identity={"kube_system_uid": "grader-view"}))
-    real = {c.check_id: c for c in checks.registry()}  # lab.grader_checks, as `lab grade` runs them
+    real = {c.check_id: c for c in checks.registry()}  # lab.grading.grader_checks, as `lab grade` runs them
     monkeypatch.setattr(checks, "_REGISTRY", {})
     for cid, points, _ in STEPS:
         assert real[cid].points == points

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from lab import checks, grade, intake
+from lab import checks
+from lab.grading import grade
+from lab.grading import intake
 from lab.cli import cli
 
 NOTEBOOKS = {"01-one.ipynb": [("one.a", 1), ("one.b", 2)], "02-two.ipynb": [("two.a", 3)]}
@@ -175,7 +177,7 @@ def test_unpack_refuses_links_and_oversized_archives(tmp_path, monkeypatch):
 
 
 def test_a_roster_names_submissions_by_id_and_lists_who_submitted_nothing(tmp_path):
-    from lab import classroom
+    from lab.cluster import classroom
 
     root = tmp_path / "subs"
     write_student(root, "Ann_Lee_12345_attempt1")

@@ -16,7 +16,7 @@ import yaml
 
 from lab import checks, config, notebook
 from lab.errors import LabError
-from lab.grade import scan_source
+from lab.grading.grade import scan_source
 
 NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
 NOTEBOOKS = sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
-from lab import run as runner
+from lab import execute
 from lab.cli import cli
 from lab.errors import LabError
 
@@ -35,7 +35,7 @@ def no_execution(monkeypatch):
         calls.append(args)
         raise AssertionError("execute_one must not be called")
 
-    monkeypatch.setattr(runner, "execute_one", refuse)
+    monkeypatch.setattr(execute, "execute_one", refuse)
     return calls
 
 
@@ -44,61 +44,61 @@ def no_execution(monkeypatch):
 
 def test_discover_finds_numbered_notebooks_in_name_order(three):
     directory, paths = three
-    assert [p.name for p in runner.discover(directory)] == ["01-first.ipynb", "02-second.ipynb", "10-tenth.ipynb"]
+    assert [p.name for p in execute.discover(directory)] == ["01-first.ipynb", "02-second.ipynb", "10-tenth.ipynb"]
 
 
 def test_discover_of_missing_directory_is_empty(tmp_path):
-    assert runner.discover(tmp_path / "nope") == []
+    assert execute.discover(tmp_path / "nope") == []
 
 
 @pytest.mark.parametrize("name", ["02-second.ipynb", "02-second", "02", "2", "notebooks/02-second.ipynb"])
 def test_resolve_accepts_file_name_stem_and_number(three, name):
     _, paths = three
-    assert runner.resolve(name, paths).name == "02-second.ipynb"
+    assert execute.resolve(name, paths).name == "02-second.ipynb"
 
 
 def test_resolve_unknown_name_lists_the_choices(three):
     _, paths = three
     with pytest.raises(LabError) as err:
-        runner.resolve("07", paths)
+        execute.resolve("07", paths)
     assert "unknown notebook '07'" in err.value.message
     assert "01-first.ipynb, 02-second.ipynb, 10-tenth.ipynb" in err.value.hint
 
 
 def test_select_defaults_to_everything(three):
     _, paths = three
-    assert runner.select(paths) == paths
+    assert execute.select(paths) == paths
 
 
 def test_select_named_runs_prerequisites_up_to_the_last_named(three):
     _, paths = three
-    assert [p.name[:2] for p in runner.select(paths, ["02"])] == ["01", "02"]
+    assert [p.name[:2] for p in execute.select(paths, ["02"])] == ["01", "02"]
 
 
 def test_select_only_runs_exactly_the_named(three):
     _, paths = three
-    assert [p.name[:2] for p in runner.select(paths, ["10", "01"], only=True)] == ["01", "10"]
+    assert [p.name[:2] for p in execute.select(paths, ["10", "01"], only=True)] == ["01", "10"]
 
 
 def test_select_from_drops_earlier_notebooks(three):
     _, paths = three
-    assert [p.name[:2] for p in runner.select(paths, start="02")] == ["02", "10"]
-    assert [p.name[:2] for p in runner.select(paths, ["10"], start="02")] == ["02", "10"]
+    assert [p.name[:2] for p in execute.select(paths, start="02")] == ["02", "10"]
+    assert [p.name[:2] for p in execute.select(paths, ["10"], start="02")] == ["02", "10"]
 
 
 def test_select_rejects_only_without_names_and_from_past_the_end(three):
     _, paths = three
     with pytest.raises(LabError, match="--only"):
-        runner.select(paths, only=True)
+        execute.select(paths, only=True)
     with pytest.raises(LabError, match="nothing to run"):
-        runner.select(paths, ["01"], start="10")
+        execute.select(paths, ["01"], start="10")
 
 
 # ------------------------------------------------------------------------------ parameters
 
 
 def test_parameters_are_read_as_yaml_scalars():
-    params = runner.parse_parameters(
+    params = execute.parse_parameters(
         ["n=3", "flag=true", "ratio=1.5", "name=web", "quoted='3'", "empty=", "url=http://x:30080/a=b"]
     )
     assert params == {
@@ -111,14 +111,14 @@ def test_parameters_are_read_as_yaml_scalars():
 @pytest.mark.parametrize("item", ["novalue", "=3", "1x=2", "a-b=1", "x=[1, 2]", "x={a: 1}", "x=a: b: c"])
 def test_malformed_parameters_are_rejected(item):
     with pytest.raises(LabError):
-        runner.parse_parameters([item])
+        execute.parse_parameters([item])
 
 
 def test_bad_parameter_executes_nothing(three, tmp_path, no_execution):
     directory, _ = three
     out = tmp_path / "out"
     with pytest.raises(LabError, match="malformed parameter 'count'"):
-        runner.run(parameters=["count"], notebooks_dir=directory, out_dir=out)
+        execute.run(parameters=["count"], notebooks_dir=directory, out_dir=out)
     assert not out.exists()
     assert no_execution == []
 
@@ -127,7 +127,7 @@ def test_unknown_parameter_names_what_each_notebook_accepts(three, tmp_path, no_
     directory, _ = three
     out = tmp_path / "out"
     with pytest.raises(LabError) as err:
-        runner.run(["02"], parameters=["cuont=3"], notebooks_dir=directory, out_dir=out)
+        execute.run(["02"], parameters=["cuont=3"], notebooks_dir=directory, out_dir=out)
     assert "unknown parameter cuont" in err.value.message
     assert "01-first.ipynb: count" in err.value.hint
     assert "02-second.ipynb: (no parameters cell)" in err.value.hint
@@ -138,27 +138,27 @@ def test_unknown_parameter_names_what_each_notebook_accepts(three, tmp_path, no_
 def test_parameter_declared_only_outside_the_selection_is_unknown(three, tmp_path, no_execution):
     directory, _ = three
     with pytest.raises(LabError, match="unknown parameter count"):
-        runner.run(["02"], parameters=["count=3"], only=True, notebooks_dir=directory, out_dir=tmp_path / "o")
+        execute.run(["02"], parameters=["count=3"], only=True, notebooks_dir=directory, out_dir=tmp_path / "o")
 
 
 def test_unknown_notebook_executes_nothing(three, tmp_path, no_execution):
     directory, _ = three
     out = tmp_path / "out"
     with pytest.raises(LabError, match="unknown notebook 'nope'"):
-        runner.run(["nope"], notebooks_dir=directory, out_dir=out)
+        execute.run(["nope"], notebooks_dir=directory, out_dir=out)
     assert not out.exists()
 
 
 def test_no_notebooks_is_an_error(tmp_path, no_execution):
     with pytest.raises(LabError, match="no notebooks found"):
-        runner.run(notebooks_dir=tmp_path)
+        execute.run(notebooks_dir=tmp_path)
 
 
 def test_parameters_go_only_to_notebooks_that_declare_them(three, tmp_path, monkeypatch):
     directory, _ = three
     seen = {}
-    monkeypatch.setattr(runner, "execute_one", lambda nb, out, params, cwd, cell_timeout: seen.__setitem__(nb.name, params))
-    report = runner.run(["02"], parameters=["count=4"], notebooks_dir=directory, out_dir=tmp_path / "o")
+    monkeypatch.setattr(execute, "execute_one", lambda nb, out, params, cwd, cell_timeout: seen.__setitem__(nb.name, params))
+    report = execute.run(["02"], parameters=["count=4"], notebooks_dir=directory, out_dir=tmp_path / "o")
     assert report.ok
     assert seen == {"01-first.ipynb": {"count": 4}, "02-second.ipynb": {}}
 
@@ -175,7 +175,7 @@ def test_successful_run_executes_in_order_with_parameters(make_notebook, tmp_pat
     make_notebook("02-read.ipynb", ["from pathlib import Path\nassert Path('seen.txt').read_text() == 'int:3'"])
     out = tmp_path / "runs" / "mine"
 
-    report = runner.run(parameters=["count=3"], notebooks_dir=make_notebook.dir, out_dir=out)
+    report = execute.run(parameters=["count=3"], notebooks_dir=make_notebook.dir, out_dir=out)
 
     assert report.ok, report.results
     # cwd is the notebooks directory, and the injected value was an int
@@ -243,8 +243,8 @@ def test_cli_unknown_notebook_is_a_short_error(three, tmp_path):
 
 def test_cli_default_out_dir_is_a_utc_timestamp_under_runs(three, tmp_path, monkeypatch):
     directory, _ = three
-    monkeypatch.setattr(runner, "execute_one", lambda nb, out, params, cwd, cell_timeout: out.write_text("{}"))
-    monkeypatch.setattr(runner, "default_runs_dir", lambda: tmp_path / "runs")
+    monkeypatch.setattr(execute, "execute_one", lambda nb, out, params, cwd, cell_timeout: out.write_text("{}"))
+    monkeypatch.setattr(execute, "default_runs_dir", lambda: tmp_path / "runs")
     result = CliRunner().invoke(cli, ["run", "--notebooks-dir", str(directory), "01", "--only"])
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "runs").iterdir()

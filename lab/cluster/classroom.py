@@ -111,7 +111,7 @@ def read_roster(path: str | os.PathLike) -> list[Student]:
 
 def ids_for(names: Sequence[str], roster: Sequence[Student] | None = None) -> dict[str, str]:
     """An id per submission name, unique: the roster's id when the name matches a student, else a slug."""
-    from lab import intake
+    from lab.grading import intake
 
     matched = intake.match_roster(names, roster) if roster else {}
     ids: dict[str, str] = {}
@@ -226,7 +226,7 @@ def made_by_classroom(obj) -> bool:
 
 
 def _apply(documents: Sequence[dict], context: str) -> None:
-    from lab import kube
+    from lab.cluster import kube
 
     stream = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(documents)})
     kube.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", FIELD_MANAGER, "-f", "-",
@@ -235,7 +235,7 @@ def _apply(documents: Sequence[dict], context: str) -> None:
 
 def _cluster_entry(context: str) -> tuple[str, dict]:
     """(cluster name, cluster entry: server and CA) of the instructor's context."""
-    from lab import kube
+    from lab.cluster import kube
 
     view = json.loads(kube.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json",
                                    context=context).stdout)
@@ -246,7 +246,7 @@ def _cluster_entry(context: str) -> tuple[str, dict]:
 def _token(namespace: str, context: str, hours: float) -> str:
     from kubernetes import client
 
-    from lab import kube
+    from lab.cluster import kube
 
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=int(hours * 3600)))
@@ -319,7 +319,7 @@ def _wait(fn, what: str, timeout: float = 60):
 def down(*, context: str = config.KUBE_CONTEXT, prefix: str = PREFIX, wait: bool = True) -> list[str]:
     """Delete the classroom's namespaces, PersistentVolumes, ClusterRoles and bindings; the
     namespaces it deleted."""
-    from lab import kube
+    from lab.cluster import kube
 
     selector = f"{LABEL}={prefix.rstrip('-') or 'student'}"
     names = kube.kubectl("get", "namespaces", "-l", selector, "-o", "name", context=context).stdout.split()
@@ -336,7 +336,8 @@ def status(students: Sequence[Student], *, context: str = config.KUBE_CONTEXT, p
     (points), from the grader's own look at the cluster. A DataFrame."""
     import pandas as pd
 
-    from lab import grade, kube
+    from lab.grading import grade
+    from lab.cluster import kube
 
     core = kube.core(context)
     present = {n.metadata.name: n.status.phase for n in core.list_namespace(
@@ -368,7 +369,7 @@ def detect(context: str = config.KUBE_CONTEXT) -> str | None:
     acts on the cluster itself (creating kind, nodes, PersistentVolumes) and do the namespaced part."""
     from kubernetes import client, config as kubeconfig
 
-    from lab import kube
+    from lab.cluster import kube
 
     try:
         contexts, active = kubeconfig.list_kube_config_contexts()

@@ -52,7 +52,7 @@ def _storage_namespace(namespace: str, context: str) -> Result:
 @checks.register("storage.quota-and-limits", points=1, notebook="02-storage.ipynb",
                  hint="kubectl get resourcequota,limitrange in your namespace")
 def _storage_quota(namespace: str, context: str) -> Result:
-    from lab.classroom import made_by_classroom
+    from lab.cluster.classroom import made_by_classroom
 
     core = checks._apis(context).core
     quotas, limits = ([o for o in items if not made_by_classroom(o)] for items in (
@@ -188,9 +188,9 @@ def _netpol_applied(namespace: str, context: str) -> Result:
 @checks.register("watcher.daemonset", points=2, notebook="06-pod-watcher.ipynb",
                  hint="kubectl describe daemonset watcher")
 def _watcher_daemonset(namespace: str, context: str) -> Result:
-    from lab import watch
+    from lab.ops import eventlog
 
-    return checks.pods_on_every_node(watch.SELECTOR, namespace=namespace, context=context)
+    return checks.pods_on_every_node(eventlog.SELECTOR, namespace=namespace, context=context)
 
 
 # ------------------------------------------------------------------------------ 07-helm
@@ -248,7 +248,7 @@ def _backup_system(namespace: str, context: str) -> Result:
 def _backup_job(namespace: str, context: str) -> Result:
     from kubernetes import client
 
-    from lab import kube
+    from lab.cluster import kube
 
     jobs = client.BatchV1Api(kube.api_client(context)).list_namespaced_job(
         namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items

@@ -26,7 +26,7 @@ def environment():
     made once: templates compile on first use."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("lab", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("lab.grading", "templates"),
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                              undefined=jinja2.StrictUndefined)
     env.filters["num"] = lambda value: f"{value:g}"

@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lab import __version__ as LAB_VERSION
-from lab import checks, evidence, intake
-from lab import grader_checks  # noqa: F401 - registers the checks the grader runs itself
+from lab import checks, evidence
+from lab.grading import intake
+from lab.grading import grader_checks  # noqa: F401 - registers the checks the grader runs itself
 from lab.config import REPO_ROOT
 from lab.errors import LabError
 
@@ -187,11 +188,11 @@ def expected_checks(reference_dir: Path | None = None, warnings: list[str] | Non
     Calls whose id is not a string literal cannot be expected; each adds a line to ``warnings``."""
     import nbformat
 
-    from lab import run as runner
+    from lab import execute
 
     registered = {c.check_id: c for c in checks.registry()}
     expected: dict[str, Expected] = {}
-    for path in runner.discover(Path(reference_dir or default_reference_dir())):
+    for path in execute.discover(Path(reference_dir or default_reference_dir())):
         nb = nbformat.read(str(path), as_version=4)
         for cell in nb.cells:
             if cell.cell_type != "code":
@@ -364,16 +365,16 @@ def _run_dir(path: Path) -> Path | None:
 
 
 def _read_report(run_dir: Path, sub: Submission) -> None:
-    from lab import run as runner
+    from lab import execute
 
-    report_path = run_dir / runner.REPORT_JSON
+    report_path = run_dir / execute.REPORT_JSON
     if not report_path.exists():
         return
     try:
         report = json.loads(report_path.read_text())
         sub.report = {r["notebook"]: r for r in report.get("results", [])}
     except (ValueError, KeyError, TypeError, AttributeError) as error:
-        sub.errors.append(f"{runner.REPORT_JSON} is not a valid run report ({type(error).__name__}: {error})")
+        sub.errors.append(f"{execute.REPORT_JSON} is not a valid run report ({type(error).__name__}: {error})")
 
 
 def inspect_submission(student: str, path: str | Path, expected_ids: Sequence[str] = ()) -> Submission:
@@ -923,7 +924,7 @@ class Gradebook:
         self.details().to_csv(paths["details"], index=False)
         self.flags().to_csv(paths["flags"], index=False)
         paths["report"].write_text(render_html(self), encoding="utf-8")
-        from lab import feedback
+        from lab.grading import feedback
 
         paths.update(feedback.write(self, out))
         return paths
@@ -946,7 +947,7 @@ def grade(
     otherwise from the notebooks' stored evidence, labelled self-reported. ``grader_records``
     (run directory -> records, from :func:`execute_all`'s ``collect``) takes precedence over the
     files. ``roster``
-    (:class:`lab.classroom.Student` s) names submissions by student id and lists the students
+    (:class:`lab.cluster.classroom.Student` s) names submissions by student id and lists the students
     who submitted nothing.
     """
     started = time.monotonic()
@@ -982,11 +983,11 @@ def grade(
         submissions = _apply_roster(submissions, roster)
     reference_cells = bool(expected)
     if verified:
-        from lab import run as runner
+        from lab import execute
 
         for sub in submissions:
             _load_grader_records(sub, grader_records)
-        expected = verified_expected([p.name for p in runner.discover(reference)] if reference.is_dir() else [])
+        expected = verified_expected([p.name for p in execute.discover(reference)] if reference.is_dir() else [])
     elif not expected:
         expected = _derive_expected(submissions)
     for sub in submissions:
@@ -1083,7 +1084,7 @@ def _histogram_png(percents: Sequence[float]) -> str:
 
 def render_html(book: Gradebook) -> str:
     """The class report (templates/report.html.j2): distribution, students, checks, feedback."""
-    from lab import feedback
+    from lab.grading import feedback
 
     table = book.table()
     return feedback.environment().get_template("report.html.j2").render(
@@ -1116,28 +1117,28 @@ class Sandbox:
 
 def _execute_child(notebook: str, output: str, parameters: dict, cwd: str, cell_timeout: int | None,
                    error_file: str, env: dict | None = None) -> None:
-    """In a child process: lab.run's engine on one notebook; a failure's description to error_file.
+    """In a child process: lab.execute's engine on one notebook; a failure's description to error_file.
     ``env`` (e.g. KUBECONFIG) is set first, so the kernel inherits it."""
     import os
 
-    from lab import run as runner
+    from lab import execute
 
     os.environ.update(env or {})
     try:
-        runner.execute_one(Path(notebook), Path(output), parameters, Path(cwd), cell_timeout)
+        execute.execute_one(Path(notebook), Path(output), parameters, Path(cwd), cell_timeout)
     except Exception as exc:  # noqa: BLE001 - reported to the parent
-        error = runner._describe_failure(exc, Path(output))
+        error = execute._describe_failure(exc, Path(output))
         Path(error_file).write_text(json.dumps(asdict(error)))
         raise SystemExit(1)
 
 
 def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path, timeout: float,
                      cell_timeout: int | None, env: dict | None = None):
-    """Run one notebook with lab.run.execute_one in a child process killed after ``timeout`` s
+    """Run one notebook with lab.execute.execute_one in a child process killed after ``timeout`` s
     (its kernel exits with it). Returns (status, CellError | None)."""
     import multiprocessing
 
-    from lab import run as runner
+    from lab import execute
 
     error_file = output.with_suffix(".error.json")
     error_file.unlink(missing_ok=True)
@@ -1151,13 +1152,13 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path, 
         if process.is_alive():
             process.kill()
             process.join()
-        return "failed", runner.CellError(None, None, "NotebookTimeout", f"the notebook ran longer than {timeout:g} s")
+        return "failed", execute.CellError(None, None, "NotebookTimeout", f"the notebook ran longer than {timeout:g} s")
     if process.exitcode == 0:
         return "passed", None
     try:
-        error = runner.CellError(**json.loads(error_file.read_text()))
+        error = execute.CellError(**json.loads(error_file.read_text()))
     except (OSError, ValueError, TypeError):
-        error = runner.CellError(None, None, "ExecutionFailed", f"the runner exited with {process.exitcode}")
+        error = execute.CellError(None, None, "ExecutionFailed", f"the runner exited with {process.exitcode}")
     finally:
         error_file.unlink(missing_ok=True)
     return "failed", error
@@ -1208,23 +1209,23 @@ def execute_submission(student: str, source: Path, out_dir: Path, namespace: str
     grader's records in memory too (``str(out_dir)`` -> records): student code runs as the same
     user and could rewrite the file, not this process's memory."""
     from lab import config
-    from lab import run as runner
+    from lab import execute
 
     sandbox = namespace if isinstance(namespace, Sandbox) else Sandbox(namespace)
     env = {"KUBECONFIG": sandbox.kubeconfig} if sandbox.kubeconfig else {}
     forced = {NAMESPACE_PARAMETER: sandbox.namespace, "solutions": False, "cluster": config.CLUSTER_NAME}
     out_dir.mkdir(parents=True, exist_ok=True)
-    notebooks = runner.discover(source)
-    report = runner.RunReport(out_dir=str(out_dir), notebooks_dir=str(source),
+    notebooks = execute.discover(source)
+    report = execute.RunReport(out_dir=str(out_dir), notebooks_dir=str(source),
                               started=_dt.datetime.now(_dt.timezone.utc).isoformat())
     for nb in notebooks:
         try:
-            declared = runner.notebook_parameters(nb)
+            declared = execute.notebook_parameters(nb)
         except Exception:  # noqa: BLE001 - an unreadable notebook fails when it runs
             declared = {}
         params = {k: v for k, v in forced.items() if k in declared}
-        report.results.append(runner.NotebookResult(notebook=nb.name, status="not run", parameters=params))
-    runner.write_report(report)
+        report.results.append(execute.NotebookResult(notebook=nb.name, status="not run", parameters=params))
+    execute.write_report(report)
     records: list[dict] = []
     if collect is not None:
         collect[str(out_dir)] = records
@@ -1243,7 +1244,7 @@ def execute_submission(student: str, source: Path, out_dir: Path, namespace: str
                                                        env)
         result.duration_s = round(time.monotonic() - began, 3)
         failed = failed or result.status == "failed"
-        runner.write_report(report)
+        execute.write_report(report)
         if verify:
             records += checks.run_registered(context=sandbox.context, namespace=sandbox.namespace,
                                              which=checks_after(nb.name, last=i == len(notebooks) - 1))
@@ -1252,7 +1253,7 @@ def execute_submission(student: str, source: Path, out_dir: Path, namespace: str
             listener(student, nb.name, result.status)
     report.status = "failed" if failed else "passed"
     report.finished = _dt.datetime.now(_dt.timezone.utc).isoformat()
-    runner.write_report(report)
+    execute.write_report(report)
     return out_dir
 
 
@@ -1263,7 +1264,7 @@ def execute_all(paths: Iterable[Path], out_dir: Path, *, namespace_prefix: str =
                 verify: bool = True, collect: dict[str, list[dict]] | None = None) -> list[Path]:
     """Execute every submission under ``paths`` into ``out_dir/<student>/``, ``jobs`` at once; the
     run directories. ``sandboxes`` maps a student to its :class:`Sandbox` (e.g. from
-    :func:`lab.classroom.up`); without one a student runs in namespace ``<prefix><student>``."""
+    :func:`lab.cluster.classroom.up`); without one a student runs in namespace ``<prefix><student>``."""
     items = find_submissions(paths)
     if not items:
         raise LabError("nothing to execute", "name one directory per student, or a folder of them")
@@ -1304,11 +1305,11 @@ def live_gradebook(namespaces: Mapping[str, str], context: str | None = None, jo
     """Grade running namespaces (student -> namespace) with the grader's own checks only: every
     registered check of the reference notebooks, instructor-only ones too. Nothing a student's
     kernel wrote counts, so forged evidence earns nothing."""
-    from lab import run as runner
+    from lab import execute
 
     started = time.monotonic()
     reference = Path(reference_dir or default_reference_dir())
-    expected = verified_expected([p.name for p in runner.discover(reference)] if reference.is_dir() else [])
+    expected = verified_expected([p.name for p in execute.discover(reference)] if reference.is_dir() else [])
     which = [checks._registered(cid) for cid in expected]
     items = list(namespaces.items())
     subs: list[Submission] = []

@@ -1,0 +1,1 @@
+"""Grading: reading submissions, the grader's own checks, scores, gradebook and feedback."""
