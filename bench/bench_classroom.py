@@ -26,6 +26,9 @@ import nbformat  # noqa: E402
 
 from lab.cluster import classroom  # noqa: E402
 from lab.grading import grade  # noqa: E402
+from lab.target import Target  # noqa: E402
+
+CONTEXT = Target.of().kube_context
 
 PREFIX = "bench-"
 WORK = """from kubernetes import client
@@ -76,13 +79,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-classroom-"))
     students = [classroom.Student(f"s{i:02d}") for i in range(args.students)]
     try:
-        timed(f"classroom up, {args.students} students", lambda: classroom.up(students, work / "room", prefix=PREFIX))
+        timed(f"classroom up, {args.students} students", lambda: classroom.up(students, work / "room", context=CONTEXT, prefix=PREFIX))
         timed(f"classroom up again (idempotent), {args.students} students",
-              lambda: classroom.up(students, work / "room", prefix=PREFIX))
+              lambda: classroom.up(students, work / "room", context=CONTEXT, prefix=PREFIX))
         book = timed(f"grade --live, {args.students} namespaces",
                      lambda: grade.live_gradebook({s.id: s.namespace(PREFIX) for s in students}, jobs=8))
         print(f"  {len(book.submissions)} graded, {len(book.expected)} checks each")
-        timed("classroom down", lambda: classroom.down(prefix=PREFIX))
+        timed("classroom down", lambda: classroom.down(context=CONTEXT, prefix=PREFIX))
         if args.skip_execute:
             return
         subs = work / "subs"
@@ -94,7 +97,7 @@ def main() -> None:
             names = [n for n, _ in grade.find_submissions([subs])]
             ids = classroom.ids_for(names)
             kubeconfigs = timed(f"  sandboxes for {len(names)}",
-                                lambda: classroom.up([classroom.Student(i) for i in ids.values()], work / prefix, prefix=prefix))
+                                lambda: classroom.up([classroom.Student(i) for i in ids.values()], work / prefix, context=CONTEXT, prefix=prefix))
             sandboxes = {n: grade.Sandbox(f"{prefix}{ids[n]}", str(kubeconfigs[ids[n]])) for n in names}
             timed(f"grade --execute, {args.submissions} submissions, --jobs {jobs}",
                   lambda: grade.execute_all([subs], work / f"out-{jobs}", jobs=jobs, sandboxes=sandboxes, timeout=600))

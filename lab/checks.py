@@ -31,13 +31,13 @@ from __future__ import annotations
 import glob as _glob
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from lab import config, evidence
+from lab import config, evidence, runner
 from lab.errors import LabError
+from lab.target import Target
 
 # The record format and hash chain live in lab.evidence (the grader reads records with it too).
 from lab.evidence import (CHECK_ID, GENESIS_HASH, MAX_MESSAGE, MIME_TYPE, SCHEMA, Session, _jsonable,  # noqa: E402,F401
@@ -222,7 +222,7 @@ def _apis(context: str | None = None):
 
     from lab.cluster import kube
 
-    api = kube.api_client(_ctx(context))
+    api = kube.api_client(Target.for_context(_ctx(context)))
 
     class _Apis:
         core = client.CoreV1Api(api)
@@ -263,9 +263,9 @@ def _node_images(names: list[str]) -> dict[str, str]:
     if not docker or not names:
         return {}
     try:
-        out = subprocess.run([docker, "inspect", "--format", "{{.Name}} {{.Config.Image}}", *names],
-                             capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
+        out = runner.run([docker, "inspect", "--format", "{{.Name}} {{.Config.Image}}", *names],
+                         timeout=5, check=False)
+    except LabError:
         return {}
     images = {}
     for line in out.stdout.splitlines():
@@ -925,11 +925,22 @@ def _system_web(namespace: str, context: str) -> Result:
     return deployment_ready("web", replicas=3, namespace=namespace, context=context)
 
 
+def web_nodeport(namespace: str, context: str) -> Result:
+    """The web Service is a NodePort on port 80 (on 30080 in the lab's own namespace)."""
+    if namespace == config.NAMESPACE:
+        return service_has_port("web", 80, node_port=config.WEB_NODEPORT, namespace=namespace,
+                                       context=context)
+    # In any other namespace Kubernetes picks the node port (30080 belongs to the lab's namespace).
+    result = service_has_port("web", 80, namespace=namespace, context=context)
+    svc = _read(_apis(context).core.read_namespaced_service, "web", namespace) if result.passed else None
+    if svc is not None and svc.spec.type != "NodePort":
+        return fail(f"Service web is of type {svc.spec.type}, not NodePort", result.uids)
+    return result
+
+
 @register("system.web-nodeport", points=1, hint="kubectl -n k8s-assignment get service web -o yaml")
 def _system_web_service(namespace: str, context: str) -> Result:
     """The web Service exposes port 80 on node port 30080 (in another namespace, on the node port it got)."""
-    from lab.grading.grader_checks import web_nodeport
-
     return web_nodeport(namespace, context)
 
 

@@ -5,10 +5,13 @@ command works as soon as its own module exists.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import click
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -44,6 +47,66 @@ def _mode_option(f):
         help="Pull images from registries, or build everything locally from Go modules and "
              "Debian packages. Default: online when a registry answers, else offline.",
     )(f)
+
+
+def target_options(namespaced: bool = True):
+    """--cluster/--context/--kubeconfig (and -n/--namespace) on a command that touches a cluster;
+    the command receives the one :class:`~lab.target.Target` they name."""
+
+    def wrap(f):
+        @functools.wraps(f)
+        def command(*args, cluster, context, kubeconfig, namespace=None, **kwargs):
+            from lab.target import Target
+
+            return f(*args, target=Target.of(cluster, namespace, context, kubeconfig), **kwargs)
+
+        options = [
+            click.option("--cluster", metavar="NAME", default=None,
+                         help="The kind cluster (context kind-NAME). Default: $LAB_CLUSTER or k8s-lab."),
+            click.option("--context", metavar="CONTEXT", default=None,
+                         help="A kubeconfig context instead of kind's own (a classroom's, a real cluster's)."),
+            click.option("--kubeconfig", metavar="FILE", default=None, type=click.Path(dir_okay=False),
+                         help="The kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."),
+        ]
+        if namespaced:
+            options.append(click.option("-n", "--namespace", metavar="NS", default=None,
+                                        help="The lab's namespace (default: k8s-assignment)."))
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return wrap
+
+
+def output_option(f):
+    return click.option("-o", "--output", type=click.Choice(["table", "wide", "json", "csv"]), default="table",
+                        show_default=True, help="table (names never broken), wide (every column), json or csv.")(f)
+
+
+def emit(frame, output: str, title: str, narrow: Sequence[str] | None = None) -> None:
+    """A listing in the form -o asked for. Tables never wrap or cut a cell, so `| grep NAME` finds
+    whole names at any width; `narrow` are the columns the default table shows (wide shows all)."""
+    if output == "json":
+        click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+        return
+    if output == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+        return
+    columns = list(narrow) if narrow is not None and output == "table" else [str(c) for c in frame.columns]
+    table = Table(title=title, box=box.SIMPLE_HEAD if console.is_terminal else None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True, overflow="ignore")
+    for row in frame[columns].itertuples(index=False):
+        table.add_row(*(_cell(value) for value in row))
+    # Piped output has no width: print each row whole rather than fold it at 80 columns.
+    wide = console if console.is_terminal else Console(width=100_000, highlight=False)
+    wide.print(table, crop=False)
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "[green]yes[/]" if value else "[red]no[/]"
+    return escape("" if value is None or str(value) in ("<NA>", "nan", "NaT", "None") else str(value))
 
 
 def _mode(online: bool | None) -> str:
@@ -104,31 +167,34 @@ def cluster() -> None:
                    "keeps its size, a new one has none.")
 @_mode_option
 @click.option("--recreate", is_flag=True, help="Delete an existing cluster first.")
-def cluster_up(workers: int | None, online: bool | None, recreate: bool) -> None:
+@target_options(namespaced=False)
+def cluster_up(workers: int | None, online: bool | None, recreate: bool, target) -> None:
     """Create the cluster, or do nothing when it already runs."""
     from lab.cluster import kind as lab_cluster
 
-    info = lab_cluster.up(workers=workers, mode=_mode(online), recreate=recreate)
+    info = lab_cluster.up(target, workers=workers, mode=_mode(online), recreate=recreate)
     verb = "created" if info.created else "reused"
     console.print(f"[green]cluster {escape(info.name)} {verb}[/]: {len(info.nodes)} node(s) Ready, "
                   f"context {escape(info.context)}, image {escape(info.image)}")
 
 
 @cluster.command("down")
-def cluster_down() -> None:
+@target_options(namespaced=False)
+def cluster_down(target) -> None:
     """Delete the cluster (build caches are kept)."""
     from lab.cluster import kind as lab_cluster
 
-    lab_cluster.down()
+    lab_cluster.down(target)
     console.print("[green]cluster deleted[/]")
 
 
 @cluster.command("status")
-def cluster_status() -> None:
+@target_options(namespaced=False)
+def cluster_status(target) -> None:
     """Show the cluster's state."""
     from lab.cluster import kind as lab_cluster
 
-    state = lab_cluster.status()
+    state = lab_cluster.status(target)
     table = Table(title="cluster status", show_header=True)
     table.add_column("key")
     table.add_column("value", overflow="fold")
@@ -178,11 +244,16 @@ def images() -> None:
 @_mode_option
 @click.option("--load/--no-load", default=True, show_default=True,
               help="Load the built images into the kind cluster.")
-def images_build(online: bool | None, load: bool) -> None:
+@target_options(namespaced=False)
+def images_build(online: bool | None, load: bool, target) -> None:
     """Build (or pull) the lab's images."""
     from lab.build import images as lab_images
 
-    built = lab_images.build(mode=_mode(online), load=load)
+    from lab.cluster import kind
+
+    built = lab_images.build(mode=_mode(online))
+    if load:
+        kind.load_images(target, lab_images.to_load(_mode(online)))
     for ref in built:
         console.print(f"  {escape(str(ref))}")
     console.print(f"[green]{len(built)} image{'s' if len(built) != 1 else ''} ready[/]"
@@ -205,17 +276,21 @@ def images_build(online: bool | None, load: bool) -> None:
               help="Wait until every workload is ready.")
 @click.option("--timeout", type=click.IntRange(min=10), default=600, show_default=True,
               help="Seconds to wait for readiness.")
-def deploy_cmd(method: str | None, online: bool | None, delete: bool, wait: bool, timeout: int) -> None:
+@target_options()
+def deploy_cmd(method: str | None, online: bool | None, delete: bool, wait: bool, timeout: int, target) -> None:
     """Install the whole lab system into the namespace k8s-assignment (or remove it)."""
+    from lab.cluster import kind
     from lab.system import deploy as lab_deploy
 
     if delete:
-        found = lab_deploy.undeploy(method, wait=wait, timeout=timeout)
-        console.print(f"[green]lab system removed[/]{' (' + found + ')' if found else ''}")
+        found = lab_deploy.undeploy(target, method, wait=wait, timeout=timeout)
+        console.print(f"[green]lab system removed[/] from {escape(target.describe())}"
+                      f"{' (' + found + ')' if found else ''}")
         return
-    result = lab_deploy.deploy(method or "helm", mode=_mode(online), wait=wait, timeout=timeout)
-    console.print(f"[green]lab system deployed[/] with {result.method} ({result.mode} images) "
-                  f"in {result.seconds:.0f} s: http://127.0.0.1:30080/")
+    result = lab_deploy.deploy(target, method or "helm", mode=_mode(online), wait=wait, timeout=timeout)
+    where = f": http://127.0.0.1:{kind.web_host_port(target)}/" if target.is_kind and target.namespace == "k8s-assignment" else ""
+    console.print(f"[green]lab system deployed[/] in {escape(target.describe())} with {result.method} "
+                  f"({result.mode} images) in {result.seconds:.0f} s{where}")
 
 
 # -------------------------------------------------------------------------------------- run
@@ -292,32 +367,13 @@ def backup() -> None:
 
 def _backup_options(f):
     f = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-                     help="Backup directory (default: <lab data dir>/backups, which the nodes "
-                          "see as /var/local/k8s-lab/backups).")(f)
-    f = click.option("-n", "--namespace", default=None, metavar="NS",
-                     help="Namespace of the database (default: k8s-assignment).")(f)
-    return f
-
-
-def _namespace(namespace: str | None) -> str:
-    from lab import config
-
-    return namespace or config.NAMESPACE
+                     help="Backup directory (default: <the cluster's data dir>/backups, which the "
+                          "nodes see as /var/local/k8s-lab/backups).")(f)
+    return target_options()(f)
 
 
 def _print_frame(frame, title: str) -> None:
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(str(column), overflow="fold")
-    for row in frame.itertuples(index=False):
-        cells = []
-        for value in row:
-            if isinstance(value, bool):
-                cells.append("[green]yes[/]" if value else "[red]no[/]")
-            else:
-                cells.append(escape("" if value is None or str(value) in ("<NA>", "nan", "None") else str(value)))
-        table.add_row(*cells)
-    console.print(table)
+    emit(frame, "table", title)
 
 
 def _print_verify(frame) -> None:
@@ -333,11 +389,11 @@ def _print_verify(frame) -> None:
 @click.argument("database", required=False)
 @_backup_options
 @click.option("--level", type=click.IntRange(1, 9), default=6, show_default=True, help="gzip level.")
-def backup_create(database: str | None, namespace: str | None, directory: Path | None, level: int) -> None:
+def backup_create(database: str | None, target, directory: Path | None, level: int) -> None:
     """Dump DATABASE (default: every user database) into a timestamped .sql.gz with metadata."""
     from lab.ops import backup as lab_backup
 
-    made = lab_backup.create(database, namespace=_namespace(namespace), directory=directory, level=level)
+    made = lab_backup.create(target, database, directory=directory, level=level)
     meta = made.metadata
     console.print(f"[green]backup written[/]: {escape(str(made.path))} ({meta['sizes']['compressed_bytes']} "
                   f"bytes, {len(meta['tables'])} tables, {meta['durations']['total_s']:.1f} s)")
@@ -354,7 +410,7 @@ def backup_create(database: str | None, namespace: str | None, directory: Path |
 @click.option("--without-metadata", is_flag=True,
               help="Restore a file that has no metadata (e.g. from the CronJob); only gzip and size "
                    "are checked.")
-def backup_restore(file: str, namespace: str | None, directory: Path | None, into: str | None,
+def backup_restore(file: str, target, directory: Path | None, into: str | None,
                    replace: bool, check: bool, without_metadata: bool) -> None:
     """Restore FILE (a path, a name in the backup directory, or `latest`).
 
@@ -363,13 +419,12 @@ def backup_restore(file: str, namespace: str | None, directory: Path | None, int
     """
     from lab.ops import backup as lab_backup
 
-    ns = _namespace(namespace)
-    result = lab_backup.restore(file, into=into, namespace=ns, directory=directory, replace=replace,
+    result = lab_backup.restore(target, file, into=into, directory=directory, replace=replace,
                                 require_metadata=not without_metadata)
     console.print(f"[green]restored[/] {escape(result.path.name)} into "
                   f"{escape(', '.join(result.databases) or 'its databases')} in {result.seconds:.1f} s")
     if check and result.metadata is not None:
-        _print_verify(lab_backup.verify(result.path, into=into, namespace=ns, directory=directory))
+        _print_verify(lab_backup.verify(target, result.path, into=into, directory=directory))
 
 
 @backup.command("verify")
@@ -377,29 +432,32 @@ def backup_restore(file: str, namespace: str | None, directory: Path | None, int
 @_backup_options
 @click.option("--into", metavar="NAME", help="The restored database (default: the backup's own).")
 @click.option("--source", metavar="NAME", help="Compare with this live database instead of the metadata.")
-def backup_verify(file: str | None, namespace: str | None, directory: Path | None, into: str | None,
+def backup_verify(file: str | None, target, directory: Path | None, into: str | None,
                   source: str | None) -> None:
     """Compare row counts and CHECKSUM TABLE per table with FILE's metadata (or --source)."""
     from lab.ops import backup as lab_backup
 
-    _print_verify(lab_backup.verify(file, into=into, source=source, namespace=_namespace(namespace),
+    _print_verify(lab_backup.verify(target, file, into=into, source=source,
                                     directory=directory))
 
 
 @backup.command("list")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              help="Backup directory (default: <lab data dir>/backups).")
-def backup_list(directory: Path | None) -> None:
-    """List the backups in the backup directory."""
+              help="Backup directory (default: <the cluster's data dir>/backups).")
+@output_option
+@target_options(namespaced=False)
+def backup_list(directory: Path | None, output: str, target) -> None:
+    """List the backups in the backup directory (of the cluster, or --dir)."""
     from lab.ops import backup as lab_backup
 
+    directory = directory or lab_backup.backup_dir(target)
     frame = lab_backup.list_backups(directory)
-    if frame.empty:
-        console.print(f"no backups in {escape(str(directory or lab_backup.backup_dir()))}")
+    if frame.empty and output in ("table", "wide"):
+        console.print(f"no backups in {escape(str(directory))}")
         return
     shown = frame.assign(time=frame["time"].dt.strftime("%Y-%m-%d %H:%M:%SZ"),
                          size=frame["size"].map(lab_backup.human_size))
-    _print_frame(shown, f"backups in {directory or lab_backup.backup_dir()}")
+    emit(shown, output, f"backups in {directory}")
 
 
 @backup.command("drill")
@@ -408,15 +466,14 @@ def backup_list(directory: Path | None) -> None:
 @click.option("--stage", "stages", multiple=True, type=click.Choice(["pod", "statefulset", "namespace", "database"]),
               help="Only these stages, in this order (repeatable; default: pod, statefulset, namespace; `database` drops the database so that only the backup can help).")
 @click.option("--yes", is_flag=True, help="Really delete the Pod, the StatefulSet and the namespace.")
-def backup_drill(database: str | None, namespace: str | None, directory: Path | None, stages, yes: bool) -> None:
+def backup_drill(database: str | None, target, directory: Path | None, stages, yes: bool) -> None:
     """Disaster drill: delete the database Pod, its StatefulSet, then the namespace; recover each time."""
     from lab.ops import backup as lab_backup
 
-    ns = _namespace(namespace)
     if not yes:
-        raise LabError(f"the drill deletes the database Pod, StatefulSet and namespace {ns}",
+        raise LabError(f"the drill deletes the database Pod, StatefulSet and namespace {target.namespace}",
                        "pass --yes to run it")
-    frame = lab_backup.drill(ns, database=database, directory=directory,
+    frame = lab_backup.drill(target, database=database, directory=directory,
                              stages=stages or lab_backup.DRILL_STAGES)
     _print_frame(frame, "disaster drill")
 
@@ -627,7 +684,10 @@ def classroom_status(roster: Path, jobs: int, context: str | None, prefix: str) 
     from lab import config
     from lab.cluster import classroom as room
 
-    frame = room.status(room.read_roster(roster), context=context or config.KUBE_CONTEXT, prefix=prefix, jobs=jobs)
+    from lab.grading import grade
+
+    frame = grade.classroom_status(room.read_roster(roster), context=context or config.KUBE_CONTEXT, prefix=prefix,
+                                   jobs=jobs)
     _print_frame(frame, "classroom")
 
 
@@ -651,12 +711,12 @@ def classroom_down(yes: bool, context: str | None, prefix: str) -> None:
 
 
 @cli.command("probe", context_settings=CONTEXT_SETTINGS)
-@click.option("-n", "--namespace", default=None, metavar="NS",
-              help="Namespace of the deployed system (default: k8s-assignment).")
 @click.option("--canary", is_flag=True,
               help="First prove that the cluster enforces NetworkPolicy at all (in a namespace "
                    "of its own, removed afterwards).")
-def probe_cmd(namespace: str | None, canary: bool) -> None:
+@output_option
+@target_options()
+def probe_cmd(canary: bool, output: str, target) -> None:
     """Measure who can connect to whom in the deployed system, against the lab's policy.
 
     Sources: the web Pods and a long-lived non-web probe Pod (created once, then reused).
@@ -664,78 +724,62 @@ def probe_cmd(namespace: str | None, canary: bool) -> None:
     reaches the database; everyone reaches web. Exits non-zero when a cell differs, and prints
     the kubectl command that reproduces each such cell.
     """
-    from lab import config as lab_config
     from lab.ops import probe as lab_probe
 
     if canary:
-        result = lab_probe.canary()
+        result = lab_probe.canary(target=target)
         console.print(f"[green]canary:[/] {escape(result.message)}")
-    df = lab_probe.lab_matrix(namespace or lab_config.NAMESPACE)
-    table = Table(title=f"lab probe: {namespace or lab_config.NAMESPACE} "
-                        f"({df.attrs.get('seconds', 0):.1f} s)")
-    for column in ("source", "group", "destination", "port", "expected", "observed", "ok",
-                   "attempts"):
-        table.add_column(column, justify="right" if column in ("port", "attempts") else "left")
-    colours = {"connected": "green", "refused": "yellow", "timeout": "red"}
-    for row in df.itertuples():
-        colour = colours.get(row.observed, "magenta")
-        table.add_row(escape(row.source), escape(row.source_group), escape(row.destination),
-                      str(row.port), row.expected, f"[{colour}]{row.observed}[/]",
-                      "[green]✓[/]" if row.correct else "[bold red]✗[/]", str(row.attempts))
-    console.print(table)
+    df = lab_probe.lab_matrix(target)
+    shown = df.assign(ok=df["correct"])
+    emit(shown, output, f"lab probe: {target.describe()} ({df.attrs.get('seconds', 0):.1f} s)",
+         narrow=["source", "source_group", "destination", "port", "expected", "observed", "ok", "attempts"])
     bad = df[~df["correct"]]
     if bad.empty:
-        console.print(f"[green]all {len(df)} cells match the lab's policy[/]")
+        if output in ("table", "wide"):
+            console.print(f"[green]all {len(df)} cells match the lab's policy[/]")
         return
     for row in bad.itertuples():
-        console.print(f"[red]{escape(row.source)} -> {escape(row.destination)}:{row.port}[/]: "
-                      f"expected {row.expected}, observed {row.observed}"
-                      + (f" ({escape(row.detail)})" if row.detail else "")
-                      + "; reproduce with:")
-        console.print(escape(row.reproduce), soft_wrap=True, markup=False)
+        err_console.print(f"[red]{escape(row.source)} -> {escape(row.destination)}:{row.port}[/]: "
+                          f"expected {row.expected}, observed {row.observed}"
+                          + (f" ({escape(row.detail)})" if row.detail else "")
+                          + "; reproduce with:")
+        err_console.print(escape(row.reproduce), soft_wrap=True, markup=False)
     raise LabError(f"{len(bad)} of {len(df)} cells differ from the lab's policy",
                    "run the commands above to see each one again; check the NetworkPolicies "
-                   "with `kubectl -n " + (namespace or lab_config.NAMESPACE)
-                   + " get networkpolicy -o yaml`" + lab_probe.cni_note())
+                   f"with `kubectl --context {target.kube_context} -n {target.namespace} get networkpolicy -o yaml`"
+                   + lab_probe.cni_note(target))
 
 
 # ----------------------------------------------------------------------------------- events
 
 
 @cli.command("events", context_settings=CONTEXT_SETTINGS)
-@click.option("-n", "--namespace", default=None, metavar="NS",
-              help="Namespace the watcher DaemonSet runs in, which its Role lets it watch "
-                   "(default: k8s-assignment).")
 @click.option("--since", metavar="DURATION|TIME",
               help="Only events newer than this: 30s, 10m, 2h, 1d, or a time such as 2024-05-01T12:00:00Z.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write every event (one row per watcher line, deduplicated) to this CSV file.")
-def events_cmd(namespace: str | None, since: str | None, csv_path: Path | None) -> None:
+@output_option
+@target_options()
+def events_cmd(since: str | None, csv_path: Path | None, output: str, target) -> None:
     """Summarize the pod watcher's events: one row per Pod with its lifecycle.
 
-    Reads every watcher Pod's log through the API. Times are UTC; the `+s` columns count seconds
-    from the Pod's creation (Kubernetes keeps those times to the second).
+    Reads every watcher Pod's log (in the namespace, which its Role lets it watch) through the API.
+    Times are UTC; the `+s` columns count seconds from the Pod's creation (Kubernetes keeps those
+    times to the second).
     """
-    from lab import config
     from lab.ops import eventlog
 
-    namespace = namespace or config.NAMESPACE
-    events = eventlog.load_events(namespace, since=since)
+    events = eventlog.load_events(target, since=since)
     pods = eventlog.lifecycles(events)
     if csv_path is not None:
         eventlog.to_csv(events, csv_path)
     rows = eventlog.pod_events(events)
-    table = Table(title=f"Pods seen by the watcher in {namespace}"
-                        + (f" since {since}" if since else ""))
-    for column, justify in (("pod", "left"), ("namespace", "left"), ("node", "left"), ("phase", "left"),
-                            ("created", "left"), ("scheduled", "right"), ("ready", "right"),
-                            ("deleted", "right"), ("events", "right")):
-        table.add_column(column, justify=justify, overflow="fold")
-    for pod in pods.itertuples(index=False):
-        table.add_row(escape(str(pod.pod)), escape(_text(pod.namespace)), escape(_text(pod.node)),
-                      escape(_text(pod.phase)), _clock(pod.created), _offset(pod.to_scheduled_s),
-                      _offset(pod.to_ready_s), _offset(pod.lifetime_s), str(pod.events))
-    console.print(table)
+    shown = pods.assign(created=pods["created"].map(_clock), scheduled=pods["to_scheduled_s"].map(_offset),
+                        ready=pods["to_ready_s"].map(_offset), deleted=pods["lifetime_s"].map(_offset))
+    emit(shown, output, f"Pods seen by the watcher in {target.describe()}" + (f" since {since}" if since else ""),
+         narrow=["pod", "namespace", "node", "phase", "created", "scheduled", "ready", "deleted", "events"])
+    if output not in ("table", "wide"):
+        return
     kinds = rows["type"].value_counts()
     counts = ", ".join(f"{kind} {int(kinds.get(kind, 0))}" for kind in eventlog.POD_TYPES if kinds.get(kind, 0))
     watchers = rows["session"].nunique()
@@ -744,10 +788,6 @@ def events_cmd(namespace: str | None, since: str | None, csv_path: Path | None) 
                   f"({counts or 'none'}) from {watchers} watcher run{'s' if watchers != 1 else ''}, {span}")
     if csv_path is not None:
         console.print(f"events written to {escape(str(csv_path))}")
-
-
-def _text(value) -> str:
-    return "" if value is None or (not isinstance(value, str) and value != value) else str(value)
 
 
 def _clock(value) -> str:

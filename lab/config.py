@@ -16,6 +16,8 @@ NAMESPACE = "k8s-assignment"
 WEB_NODEPORT = 30080
 WEB_HOST_PORT = int(os.environ.get("LAB_WEB_HOST_PORT", WEB_NODEPORT))
 DB_PORT = 3306
+# Where every kind node mounts its cluster's host data directory (hostPath volumes, backups).
+NODE_DATA_PATH = "/var/local/k8s-lab"
 
 # Kubernetes stays on 1.34: these hosts run cgroup v1, which kubelet 1.35 refuses by default.
 KUBERNETES_VERSION = "v1.34.4"

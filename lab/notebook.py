@@ -42,7 +42,6 @@ import base64
 import datetime as _dt
 import re
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -51,8 +50,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from lab import config
+from lab import config, runner
 from lab.errors import LabError
+from lab.progress import step
+from lab.system.deploy import _CLUSTER_SCOPED, DEFAULT_PV, MANIFESTS_DIR, rewrite_namespace  # noqa: F401 - the notebooks' names
+from lab.target import Target
+
+NODE_DATA_PATH = config.NODE_DATA_PATH
 
 PARAMETERS = ("cluster", "namespace", "mode", "solutions")
 DEFAULTS: dict[str, Any] = {
@@ -64,16 +68,11 @@ DEFAULTS: dict[str, Any] = {
 MODES = ("auto", "online", "offline")
 RELEASE = "k8s-lab"
 CHART_DIR = config.REPO_ROOT / "chart"
-MANIFESTS_DIR = config.REPO_ROOT / "manifests"
 NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
-DEFAULT_PV = "k8s-lab-database-data"
-NODE_DATA_PATH = "/var/local/k8s-lab"  # where the kind nodes mount the host's lab data directory
 DEFAULT_TIMEOUT_S = 600
 HELM_HISTORY_MAX = 5
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _RESERVED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "local-path-storage")
-_CLUSTER_SCOPED = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "StorageClass",
-                   "PriorityClass", "CustomResourceDefinition"}
 
 
 # ============================================================================================
@@ -231,7 +230,7 @@ def _cluster_answers(lab: "Lab"):
     if lab.cluster.kind not in _kind_contexts():
         return checks.fail(f"there is no kubeconfig context {lab.context}: the cluster does not exist")
     try:
-        nodes = kube.core(lab.context).list_node(_request_timeout=10).items
+        nodes = kube.core(lab.target).list_node(_request_timeout=10).items
     except Exception as error:  # noqa: BLE001 - refused, timed out, TLS
         return checks.fail(f"the API server of {lab.context} does not answer ({type(error).__name__})")
     not_ready = [n.metadata.name for n in nodes if not kube.node_ready(n)]
@@ -323,6 +322,11 @@ class Lab:
     context = property(lambda self: self.params.context)
 
     @property
+    def target(self) -> Target:
+        """Where this notebook acts, for every lab function it calls."""
+        return Target(self.cluster, self.namespace)
+
+    @property
     def default_namespace(self) -> bool:
         return self.namespace == config.NAMESPACE
 
@@ -351,7 +355,7 @@ class Lab:
     @property
     def pv_host_path(self) -> Path:
         """The same directory on this machine (the nodes mount the lab data directory)."""
-        return config.data_dir() / Path(self.pv_node_path).relative_to(NODE_DATA_PATH)
+        return self.target.data_dir / Path(self.pv_node_path).relative_to(NODE_DATA_PATH)
 
     @property
     def classroom(self) -> str | None:
@@ -396,12 +400,12 @@ class Lab:
             show: bool = True, timeout: float = 120, what: str | None = None) -> Command:
         """Run a command, print ``$ shown`` and its (redacted) output; LabError when it fails and
         ``check`` is set."""
-        from lab.cluster import kube
+        from lab.host import tools
 
         if show:
             print(f"$ {shown}")
-        proc = kube.run(argv, what=f"`{shown}`", stdin=stdin, timeout=timeout,
-                        hint="is the cluster busy or down? `lab cluster status`")
+        proc = runner.run(argv, what=shown, input=stdin, timeout=timeout, check=False, env=tools.env_with_tools(),
+                          hint="is the cluster busy or down? `lab cluster status`")
         result = Command(shown, proc.returncode, self.redact(proc.stdout or ""), self.redact(proc.stderr or ""), show)
         if show:
             text = result.output.rstrip("\n")
@@ -433,27 +437,15 @@ class Lab:
         if not progress:
             return self.run(argv, shown, check=check, show=show, timeout=timeout)
         from lab.host import tools
+        from lab.system import deploy
 
         if show:
             print(f"$ {shown}")
-        began = time.monotonic()
-        proc = subprocess.Popen(list(map(str, argv)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=tools.env_with_tools())
-        last = None
-        while True:
-            try:
-                out, err = proc.communicate(timeout=3)
-                break
-            except subprocess.TimeoutExpired:
-                if time.monotonic() - began > timeout:
-                    proc.kill()
-                    out, err = proc.communicate()
-                    raise LabError(f"`{shown}` did not finish within {timeout:.0f}s",
-                                   hint=f"kubectl --context {self.context} -n {self.namespace} get pods")
-                line = self.workload_summary()
-                if show and line != last:
-                    print(f"  [{time.monotonic() - began:4.0f}s] {line}")
-                    last = line
+        # helm is silent while it waits: the progress line shows the workloads' readiness instead.
+        with step(f"helm {args[0]}") as waiting, waiting.following(lambda: deploy.summary(self.target)):
+            proc = runner.run(argv, what=shown, timeout=timeout, check=False, env=tools.env_with_tools(),
+                              hint=f"kubectl --context {self.context} -n {self.namespace} get pods")
+        out, err = proc.stdout, proc.stderr
         result = Command(shown, proc.returncode, self.redact(out or ""), self.redact(err or ""), show)
         if show and result.output.strip():
             print(result.output.rstrip("\n"))
@@ -533,7 +525,7 @@ class Lab:
         from lab.cluster import kind as lab_cluster
 
         if self.cluster != config.CLUSTER_NAME:
-            healthy, reason, names = lab_cluster.health(self.context)
+            healthy, reason, names = lab_cluster.health(self.target)
             if not healthy:
                 raise LabError(f"cluster {self.cluster} is not usable: {reason}",
                                hint=f"the lab creates and repairs only its own cluster {config.CLUSTER_NAME!r}")
@@ -552,7 +544,7 @@ class Lab:
 
         from lab.cluster import kube
 
-        core, apps = kube.core(self.context), kube.apps(self.context)
+        core, apps = kube.core(self.target), kube.apps(self.target)
         ns = namespace or self.namespace
         readers = {
             "Namespace": lambda: core.read_namespace(name, _request_timeout=10),
@@ -584,7 +576,7 @@ class Lab:
 
         from lab.cluster import kube
 
-        items = kube.core(self.context).list_namespaced_pod(self.namespace, label_selector=selector,
+        items = kube.core(self.target).list_namespaced_pod(self.namespace, label_selector=selector,
                                                            _request_timeout=10).items
         rows = []
         for pod in sorted(items, key=lambda p: p.metadata.name):
@@ -661,7 +653,7 @@ class Lab:
             return f"http://{host.strip('[]') or '127.0.0.1'}:{host_port}{path}"
         from lab.cluster import kube
 
-        node = kube.core(self.context).list_node(_request_timeout=10).items[0]
+        node = kube.core(self.target).list_node(_request_timeout=10).items[0]
         address = next(a.address for a in node.status.addresses if a.type == "InternalIP")
         return f"http://{address}:{port}{path}"
 
@@ -693,20 +685,12 @@ class Lab:
 
     def workload_summary(self) -> str:
         """One line: ready/wanted per Deployment, StatefulSet and DaemonSet of the namespace."""
-        from lab.cluster import kube
+        from lab.system import deploy
 
         try:
-            apps = kube.apps(self.context)
-            parts = []
-            for d in apps.list_namespaced_deployment(self.namespace, _request_timeout=10).items:
-                parts.append(f"{d.metadata.name} {d.status.ready_replicas or 0}/{d.spec.replicas}")
-            for s in apps.list_namespaced_stateful_set(self.namespace, _request_timeout=10).items:
-                parts.append(f"{s.metadata.name} {s.status.ready_replicas or 0}/{s.spec.replicas}")
-            for ds in apps.list_namespaced_daemon_set(self.namespace, _request_timeout=10).items:
-                parts.append(f"{ds.metadata.name} {ds.status.number_ready or 0}/{ds.status.desired_number_scheduled or 0}")
+            return deploy.summary(self.target)
         except Exception as error:  # noqa: BLE001 - progress output must not break the wait
             return f"(the API server did not answer: {type(error).__name__})"
-        return ", ".join(sorted(parts)) or "no workloads yet"
 
     # -------------------------------------------------------------------------------- waiting
 
@@ -788,40 +772,6 @@ def start(notebook: str, *, cluster: Any = DEFAULTS["cluster"], namespace: Any =
 # ============================================================================================
 # Manifests for another namespace
 # ============================================================================================
-
-
-def rewrite_namespace(text: str, namespace: str) -> str:
-    """The manifests' YAML for ``namespace``: unchanged for the lab's own namespace; otherwise
-    every namespaced object moves there, the Namespace is renamed, the database's
-    PersistentVolume gets a name and host directory of its own (reserved for the claim in the new
-    namespace) and the web Service lets Kubernetes pick its node port (30080 is taken by the
-    lab's own namespace, and node ports are cluster-wide)."""
-    if namespace == config.NAMESPACE:
-        return text
-    documents = [d for d in yaml.safe_load_all(text) if d]
-    for doc in documents:
-        kind = doc.get("kind")
-        meta = doc.setdefault("metadata", {})
-        if kind == "Namespace":
-            meta["name"] = namespace
-        elif kind == "PersistentVolume":
-            spec = doc.get("spec", {})
-            if meta.get("name") == DEFAULT_PV:
-                meta["name"] = f"{DEFAULT_PV}-{namespace}"
-                if "hostPath" in spec:
-                    spec["hostPath"]["path"] = f"{spec['hostPath']['path'].rstrip('/')}-{namespace}"
-            if spec.get("claimRef", {}).get("namespace") == config.NAMESPACE:
-                spec["claimRef"]["namespace"] = namespace
-        elif kind not in _CLUSTER_SCOPED:
-            meta["namespace"] = namespace
-        for subject in doc.get("subjects") or []:
-            if subject.get("namespace") == config.NAMESPACE:
-                subject["namespace"] = namespace
-        if kind == "Service":
-            for port in (doc.get("spec") or {}).get("ports") or []:
-                if port.get("nodePort") == config.WEB_NODEPORT:
-                    del port["nodePort"]
-    return yaml.safe_dump_all(documents, sort_keys=False)
 
 
 # ============================================================================================

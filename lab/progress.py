@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -63,6 +63,29 @@ class Step:
         elif not console.quiet and not _live() and time.monotonic() - self._shown_at >= DETAIL_EVERY_S:
             self._shown_at = time.monotonic()
             _plain(f"{self._indent()}  … {detail} ({self.elapsed:.0f}s)")
+
+    @contextmanager
+    def following(self, describe: Callable[[], str | None], every: float = 3.0) -> Iterator[None]:
+        """While the block runs (a command that prints nothing while it waits), show `describe()`
+        every `every` seconds."""
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.wait(every):
+                try:
+                    detail = describe()
+                except Exception:  # noqa: BLE001 - progress must never break the step it follows
+                    continue
+                if detail:
+                    self.update(detail)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            done.set()
+            poller.join()
 
     def _indent(self) -> str:
         return "  " * (_level() - 1)

@@ -8,17 +8,18 @@ what it printed are the whole story.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import pytest
 
-from lab import config
-from lab.system import deploy
+from lab import config, runner
 from lab.cluster import kube
+from lab.host import tools
 from lab.ops import eventlog
+from lab.system import deploy
+from lab.target import Target
 
 
 def say(message: str) -> None:
@@ -27,10 +28,14 @@ def say(message: str) -> None:
     print(f"[{test}] {message}", file=sys.stderr, flush=True)
 
 
+# The cluster under test: the lab's own, or the one LAB_CLUSTER names.
+TARGET = Target.of()
+
+
 def run(cmd: Sequence[str], *, stdin: str | None = None, check: bool = True,
-        timeout: float = 240) -> subprocess.CompletedProcess:
+        timeout: float = 240) -> runner.Result:
     shown = " ".join([Path(str(cmd[0])).name, *map(str, cmd[1:6])])
-    result = kube.run(cmd, what=shown, stdin=stdin, timeout=timeout)
+    result = runner.run(cmd, what=shown, input=stdin, timeout=timeout, check=False, env=tools.env_with_tools())
     if check and result.returncode != 0:
         pytest.fail(f"{shown} ... failed ({result.returncode}):\n{result.stderr}{result.stdout}", pytrace=False)
     return result
@@ -38,18 +43,18 @@ def run(cmd: Sequence[str], *, stdin: str | None = None, check: bool = True,
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 180):
     """The lab's kubectl against the lab's context."""
-    return run(deploy.kubectl_cmd(*args), stdin=stdin, check=check, timeout=timeout)
+    return run(deploy.kubectl_cmd(TARGET, *args), stdin=stdin, check=check, timeout=timeout)
 
 
 def helm(*args: str, check: bool = True, timeout: float = 600):
     """The lab's helm against the lab's context."""
-    return run(deploy.helm_cmd(*args), check=check, timeout=timeout)
+    return run(deploy.helm_cmd(TARGET, *args), check=check, timeout=timeout)
 
 
-def lab_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """The `lab` command as a student runs it, in a wide terminal so that tables do not wrap."""
-    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, COLUMNS="200"), cwd=config.REPO_ROOT)
+def lab_cli(*args: str, timeout: float = 900, env: dict[str, str] | None = None) -> runner.Result:
+    """The `lab` command as a student runs it (output piped, as in `lab events | grep`)."""
+    return runner.run([sys.executable, "-m", "lab.cli", *args], timeout=timeout, check=False,
+                      env={**os.environ, **(env or {})}, cwd=config.REPO_ROOT)
 
 
 def watcher_state_problems(namespace: str, lines: list[str], uids: set[str], label: str) -> list[str]:
@@ -61,7 +66,7 @@ def watcher_state_problems(namespace: str, lines: list[str], uids: set[str], lab
     rows = rows[rows["uid"].isin(list(uids))]
     last = rows.groupby("uid", sort=False).tail(1).set_index("uid")
     gone = eventlog.is_deletion(last)
-    listed = {p.metadata.uid: p for p in kube.core().list_namespaced_pod(namespace, label_selector=f"test={label}").items}
+    listed = {p.metadata.uid: p for p in kube.core(TARGET).list_namespaced_pod(namespace, label_selector=f"test={label}").items}
     problems = []
     for uid in sorted(uids):
         if uid not in last.index:

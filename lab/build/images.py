@@ -21,18 +21,18 @@ import json
 import os
 import re
 import shutil
-import subprocess
+import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lab import config
-from lab.host import docker
+from lab import config, runner
 from lab.errors import LabError
+from lab.host import docker
+from lab.progress import Step, info, step
 
 IMAGES_DIR = config.REPO_ROOT / "images"
 MODES = ("online", "offline")
@@ -63,6 +63,8 @@ ONLINE_PROBE_BASE = f"debian:{SUITE}-slim"
 REGISTRY_URL = "https://registry-1.docker.io/v2/"
 REGISTRY_TIMEOUT_S = 3.0
 NEEDED_FREE_GIB = 5
+# debootstrap and a docker build of the database image take minutes; one past this is stuck.
+BUILD_TIMEOUT_S = 1800
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # Files that document an image directory but do not go into the image.
@@ -333,26 +335,6 @@ def debian_mirror(sources: Sequence[AptSource]) -> str:
 # Output
 
 
-@functools.lru_cache(maxsize=1)
-def _console():
-    try:
-        from rich.console import Console
-    except ImportError:  # progress lines still work without rich
-        return None
-    return Console(stderr=True, highlight=False)
-
-
-def _say(message: str, style: str | None = None) -> None:
-    console = _console()
-    line = f"[images] {message}"
-    if console is None:
-        import sys
-
-        print(line, file=sys.stderr, flush=True)
-    else:
-        console.print(line, markup=False, style=style, soft_wrap=True)
-
-
 def _verbose() -> bool:
     return os.environ.get("LAB_IMAGES_VERBOSE", "").lower() in ("1", "true", "yes")
 
@@ -363,24 +345,26 @@ def _log_dir() -> Path:
     return path
 
 
-def _run_logged(cmd: Sequence[str], log_path: Path, what: str, stdin=None, env=None) -> None:
-    """Run a long command with its output in a log file (and on the terminal when verbose)."""
-    with open(log_path, "ab") as log:
-        log.write(f"\n$ {' '.join(map(str, cmd))}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            [str(c) for c in cmd], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
-        )
-        assert proc.stdout is not None
-        for chunk in iter(proc.stdout.readline, b""):
-            log.write(chunk)
+def _run_logged(cmd: Sequence[object], log_path: Path, what: str, progress: Step, input=None,
+                env=None) -> None:
+    """Run a long command with its output in a log file, its latest line on the progress step
+    (and every line on the terminal when verbose)."""
+    with open(log_path, "a") as log:
+        log.write(f"\n$ {' '.join(map(str, cmd))}\n")
+
+        def record(line: str) -> None:
+            log.write(line + "\n")
             if _verbose():
-                os.write(2, chunk)
-        rc = proc.wait()
-    if rc != 0:
+                print(line, file=sys.stderr)
+            if line.strip():
+                progress.update(line.strip()[:100])
+
+        result = runner.run(cmd, what=what, input=input, env=env, check=False, timeout=BUILD_TIMEOUT_S,
+                            on_line=record, hint=f"full log: {log_path}")
+    if result.returncode != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-25:]
         raise LabError(
-            f"{what} failed (exit {rc}); last lines:\n" + "\n".join("    " + t for t in tail),
+            f"{what} failed (exit {result.returncode}); last lines:\n" + "\n".join("    " + t for t in tail),
             hint=f"full log: {log_path}",
         )
 
@@ -389,7 +373,7 @@ def _run_logged(cmd: Sequence[str], log_path: Path, what: str, stdin=None, env=N
 # Docker
 
 
-def _docker_build(spec: ImageSpec, mode: str, inputs: str) -> None:
+def _docker_build(spec: ImageSpec, mode: str, inputs: str, progress: Step) -> None:
     log_path = _log_dir() / f"{spec.context}.log"
     log_path.write_text("")
 
@@ -400,7 +384,7 @@ def _docker_build(spec: ImageSpec, mode: str, inputs: str) -> None:
             cmd += ["--build-arg", f"{key}={value}"]
         with tempfile.TemporaryDirectory(prefix="context-", dir=config.cache_dir()) as scratch:
             cmd.append(str(_go_context(spec, Path(scratch)) if spec.go_binary else IMAGES_DIR / spec.context))
-            _run_logged(cmd, log_path, f"building {spec.tag}")
+            _run_logged(cmd, log_path, f"building {spec.tag}", progress)
 
     docker.make_image([spec.tag], build)
 
@@ -435,7 +419,7 @@ def _mounts_under(path: Path) -> list[str]:
 def _unmount_all_under(path: Path) -> None:
     """debootstrap mounts /proc, /sys (and in containers binds /dev) into the target: undo leftovers."""
     for mount_point in sorted(_mounts_under(path), key=len, reverse=True):
-        subprocess.run(["umount", "-l", mount_point], capture_output=True)
+        runner.run(["umount", "-l", mount_point], check=False, timeout=60)
     left = _mounts_under(path)
     if left:
         raise LabError(
@@ -485,7 +469,7 @@ def _clean_rootfs(rootfs: Path) -> None:
     (rootfs / "var/tmp").chmod(0o1777)
 
 
-def _make_rootfs_tarball(tarball: Path, sources: Sequence[AptSource]) -> None:
+def _make_rootfs_tarball(tarball: Path, sources: Sequence[AptSource], progress: Step) -> None:
     if shutil.which("debootstrap") is None:
         raise LabError("debootstrap is not installed", hint="bash scripts/setup-host (it installs it)")
     if os.geteuid() != 0:
@@ -502,7 +486,7 @@ def _make_rootfs_tarball(tarball: Path, sources: Sequence[AptSource]) -> None:
         if any(s.uri.startswith("https://") for s in sources):
             cmd.append("--include=ca-certificates")
         cmd += [SUITE, str(rootfs), debian_mirror(sources)]
-        _run_logged(cmd, log_path, f"debootstrap {SUITE}")
+        _run_logged(cmd, log_path, f"debootstrap {SUITE}", progress)
         overlay = IMAGES_DIR / "debian" / "overlay"
         if overlay.is_dir():
             shutil.copytree(overlay, rootfs, dirs_exist_ok=True, symlinks=True)
@@ -513,7 +497,7 @@ def _make_rootfs_tarball(tarball: Path, sources: Sequence[AptSource]) -> None:
         _clean_rootfs(rootfs)
         partial = tarball.with_suffix(".tar.partial")
         _run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."],
-                    log_path, "packing the root file system")
+                    log_path, "packing the root file system", progress)
         os.replace(partial, tarball)
     finally:
         if rootfs.exists():
@@ -529,15 +513,15 @@ def rootfs_tarball(inputs: str) -> Path:
     return config.cache_dir() / "images" / f"debian-{SUITE}-rootfs-{inputs[:16]}.tar"
 
 
-def _build_debian_base(spec: ImageSpec, inputs: str, sources: Sequence[AptSource]) -> None:
+def _build_debian_base(spec: ImageSpec, inputs: str, sources: Sequence[AptSource], progress: Step) -> None:
     tarball = rootfs_tarball(inputs)
     if tarball.is_file():
-        _say(f"  reusing root file system {tarball}")
+        progress.update(f"reusing root file system {tarball}")
     else:
         for stale in tarball.parent.glob(f"debian-{SUITE}-rootfs-*.tar"):
             stale.unlink()
-        _say(f"  debootstrap --variant=minbase {SUITE} from {debian_mirror(sources)}")
-        _make_rootfs_tarball(tarball, sources)
+        progress.update(f"debootstrap --variant=minbase {SUITE} from {debian_mirror(sources)}")
+        _make_rootfs_tarball(tarball, sources, progress)
     changes = [
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         'CMD ["bash"]',
@@ -549,9 +533,8 @@ def _build_debian_base(spec: ImageSpec, inputs: str, sources: Sequence[AptSource
         cmd = [docker.executable(), "import"]
         for change in changes:
             cmd += ["--change", change]
-        cmd += ["--message", f"k8s-lab debootstrap {SUITE} minbase", "-", temporary]
-        with open(tarball, "rb") as stdin:
-            _run_logged(cmd, _log_dir() / "debian.log", f"docker import {spec.tag}", stdin=stdin)
+        cmd += ["--message", f"k8s-lab debootstrap {SUITE} minbase", str(tarball), temporary]
+        _run_logged(cmd, _log_dir() / "debian.log", f"docker import {spec.tag}", progress)
 
     docker.make_image([spec.tag], import_rootfs)
 
@@ -564,49 +547,20 @@ def debian_base() -> str:
     if docker.image_label(spec.tag, INPUTS_LABEL) != inputs:
         docker.require_engine()
         docker.require_free_space(NEEDED_FREE_GIB, config.cache_dir())
-        _say(f"building {spec.tag} ...", style="cyan")
-        _build_debian_base(spec, inputs, sources)
+        with step(f"building {spec.tag}") as progress:
+            _build_debian_base(spec, inputs, sources, progress)
     return spec.tag
-
-
-# --------------------------------------------------------------------------------------------
-# kind
-
-
-def _find_kind() -> Path | None:
-    try:
-        from lab.host import tools
-    except ImportError:
-        found = shutil.which("kind")
-        return Path(found) if found else None
-    return tools.find("kind")
-
-
-def load_into_kind(tags: Sequence[str]) -> None:
-    """``kind load docker-image`` the given images into the lab cluster."""
-    if not tags:
-        return
-    kind = _find_kind()
-    if kind is None:
-        raise LabError("kind is not installed", hint="lab cluster up")
-    proc = subprocess.run([str(kind), "get", "clusters"], capture_output=True, text=True)
-    if proc.returncode != 0 or config.CLUSTER_NAME not in proc.stdout.split():
-        raise LabError(f"the kind cluster {config.CLUSTER_NAME!r} does not exist", hint="lab cluster up")
-    _say(f"loading {' '.join(tags)} into kind cluster {config.CLUSTER_NAME} ...")
-    start = time.monotonic()
-    _run_logged([str(kind), "load", "docker-image", "--name", config.CLUSTER_NAME, *tags],
-                _log_dir() / "kind-load.log", "kind load docker-image")
-    _say(f"loaded {len(tags)} image(s) in {time.monotonic() - start:.0f} s", style="green")
 
 
 # --------------------------------------------------------------------------------------------
 # build
 
 
-def build(mode: str = "auto", load: bool = True) -> list[str]:
-    """Build every lab image the mode needs (skipping up-to-date ones); optionally load into kind.
+def build(mode: str = "auto") -> list[str]:
+    """Build every lab image the mode needs (skipping up-to-date ones).
 
-    Returns the tags of the images the mode builds, parents first.
+    Returns the tags of the images the mode builds, parents first; :func:`to_load` names those a
+    cluster needs.
     """
     mode = resolve_mode(mode)
     docker.require_engine()
@@ -614,21 +568,18 @@ def build(mode: str = "auto", load: bool = True) -> list[str]:
     sources = debian_sources() if any(s.imported for s in specs) else []
     hashes = plan_hashes(mode, sources=sources)
     todo = [s for s in specs if docker.image_label(s.tag, INPUTS_LABEL) != hashes[s.tag]]
-    _say(f"mode {mode}: {len(specs) - len(todo)} of {len(specs)} image(s) up to date")
+    info(f"images, mode {mode}: {len(specs) - len(todo)} of {len(specs)} up to date")
     if todo:
         docker.require_free_space(NEEDED_FREE_GIB, config.cache_dir())
-    for spec in specs:
-        inputs = hashes[spec.tag]
-        if spec not in todo:
-            _say(f"{spec.tag} is up to date")
-            continue
-        _say(f"building {spec.tag} ...", style="cyan")
-        start = time.monotonic()
-        if spec.imported:
-            _build_debian_base(spec, inputs, sources)
-        else:
-            _docker_build(spec, mode, inputs)
-        _say(f"built {spec.tag} in {time.monotonic() - start:.0f} s", style="green")
-    if load:
-        load_into_kind([s.tag for s in specs if s.load])
+    for spec in todo:
+        with step(f"building {spec.tag}") as progress:
+            if spec.imported:
+                _build_debian_base(spec, hashes[spec.tag], sources, progress)
+            else:
+                _docker_build(spec, mode, hashes[spec.tag], progress)
     return [s.tag for s in specs]
+
+
+def to_load(mode: str = "auto") -> list[str]:
+    """The images of `mode` that run in the cluster (bases are only built on)."""
+    return [s.tag for s in plan(resolve_mode(mode)) if s.load]

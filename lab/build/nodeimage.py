@@ -12,12 +12,11 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
-from lab import config
+from lab import config, runner
 from lab.host import docker
 from lab.host import gobuild
 from lab.errors import LabError
@@ -110,7 +109,7 @@ def build_pause() -> Path:
         raise LabError("building the pause binary needs a C compiler",
                        hint="install Debian's build-essential (gcc and libc6-dev)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([compiler, "-static", "-Os", "-o", str(out), str(source)], check=True)
+    runner.run([compiler, "-static", "-Os", "-o", out, source], timeout=120)
     return out
 
 
@@ -133,8 +132,8 @@ def kind_constants(source: Path) -> dict[str, str]:
 
 def required_images(kubeadm: Path, kind_consts: dict[str, str], sandbox: str) -> dict[str, str]:
     """Map each component to the exact image reference the node must hold."""
-    listed = subprocess.run([str(kubeadm), "config", "images", "list", "--kubernetes-version",
-                             config.KUBERNETES_VERSION], capture_output=True, text=True, check=True)
+    listed = runner.run([kubeadm, "config", "images", "list", "--kubernetes-version",
+                         config.KUBERNETES_VERSION], timeout=60)
     refs: dict[str, str] = {}
     for ref in listed.stdout.split():
         name = ref.rsplit("/", 1)[-1].split(":")[0]

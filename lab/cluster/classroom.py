@@ -39,6 +39,7 @@ import yaml
 
 from lab import config
 from lab.errors import LabError
+from lab.target import Target
 
 PREFIX = "student-"
 LABEL = "k8s-lab/classroom"
@@ -138,10 +139,10 @@ def _labels(student: Student, classroom: str) -> dict:
 
 def _pv(namespace: str, labels: dict) -> dict:
     """The lab's database PersistentVolume, renamed for the namespace as the notebooks name it."""
-    from lab import notebook
+    from lab.system import deploy
 
-    text = (notebook.MANIFESTS_DIR / "01-storage" / "database-pv.yaml").read_text()
-    pv = next(d for d in yaml.safe_load_all(notebook.rewrite_namespace(text, namespace)) if d)
+    text = (deploy.MANIFESTS_DIR / "01-storage" / "database-pv.yaml").read_text()
+    pv = next(d for d in yaml.safe_load_all(deploy.rewrite_namespace(text, namespace)) if d)
     pv["metadata"].setdefault("labels", {}).update(labels)
     return pv
 
@@ -230,7 +231,7 @@ def _apply(documents: Sequence[dict], context: str) -> None:
 
     stream = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(documents)})
     kube.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", FIELD_MANAGER, "-f", "-",
-                 stdin=stream, context=context, timeout=600)
+                 stdin=stream, target=Target.for_context(context), timeout=600)
 
 
 def _cluster_entry(context: str) -> tuple[str, dict]:
@@ -238,7 +239,7 @@ def _cluster_entry(context: str) -> tuple[str, dict]:
     from lab.cluster import kube
 
     view = json.loads(kube.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json",
-                                   context=context).stdout)
+                                   target=Target.for_context(context)).stdout)
     cluster = view["clusters"][0]
     return cluster["name"], cluster["cluster"]
 
@@ -250,7 +251,7 @@ def _token(namespace: str, context: str, hours: float) -> str:
 
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=int(hours * 3600)))
-    answer = kube.core(context).create_namespaced_service_account_token(SERVICE_ACCOUNT, namespace, request)
+    answer = kube.core(Target.for_context(context)).create_namespaced_service_account_token(SERVICE_ACCOUNT, namespace, request)
     return answer.status.token
 
 
@@ -267,12 +268,10 @@ def kubeconfig(student: Student, token: str, cluster: dict, *, prefix: str = PRE
 
 def host_directory(pv: dict) -> Path:
     """Where a hostPath PersistentVolume's files are on this machine (the nodes mount the lab's data directory)."""
-    from lab import notebook
-
-    return config.data_dir() / Path(pv["spec"]["hostPath"]["path"]).relative_to(notebook.NODE_DATA_PATH)
+    return config.data_dir() / Path(pv["spec"]["hostPath"]["path"]).relative_to(config.NODE_DATA_PATH)
 
 
-def up(students: Iterable[Student], out_dir: str | os.PathLike, *, context: str = config.KUBE_CONTEXT,
+def up(students: Iterable[Student], out_dir: str | os.PathLike, *, context: str,
        prefix: str = PREFIX, token_hours: float = TOKEN_HOURS) -> dict[str, Path]:
     """Create (or update) every student's place and write ``out_dir/<id>/kubeconfig``; the paths."""
     from concurrent.futures import ThreadPoolExecutor
@@ -316,45 +315,18 @@ def _wait(fn, what: str, timeout: float = 60):
             time.sleep(0.5)
 
 
-def down(*, context: str = config.KUBE_CONTEXT, prefix: str = PREFIX, wait: bool = True) -> list[str]:
+def down(*, context: str, prefix: str = PREFIX, wait: bool = True) -> list[str]:
     """Delete the classroom's namespaces, PersistentVolumes, ClusterRoles and bindings; the
     namespaces it deleted."""
     from lab.cluster import kube
 
     selector = f"{LABEL}={prefix.rstrip('-') or 'student'}"
-    names = kube.kubectl("get", "namespaces", "-l", selector, "-o", "name", context=context).stdout.split()
+    names = kube.kubectl("get", "namespaces", "-l", selector, "-o", "name", target=Target.for_context(context)).stdout.split()
     kube.kubectl("delete", "namespaces,clusterrolebindings,clusterroles", "-l", selector, "--ignore-not-found",
-                 f"--wait={'true' if wait else 'false'}", context=context, timeout=900)
+                 f"--wait={'true' if wait else 'false'}", target=Target.for_context(context), timeout=900)
     kube.kubectl("delete", "persistentvolumes", "-l", selector, "--ignore-not-found",
-                 f"--wait={'true' if wait else 'false'}", context=context, timeout=300)
+                 f"--wait={'true' if wait else 'false'}", target=Target.for_context(context), timeout=300)
     return [n.split("/", 1)[-1] for n in names]
-
-
-def status(students: Sequence[Student], *, context: str = config.KUBE_CONTEXT, prefix: str = PREFIX,
-           jobs: int = 8):
-    """Per student: the namespace's state, its Pods (running/all) and the grader's checks passing
-    (points), from the grader's own look at the cluster. A DataFrame."""
-    import pandas as pd
-
-    from lab.grading import grade
-    from lab.cluster import kube
-
-    core = kube.core(context)
-    present = {n.metadata.name: n.status.phase for n in core.list_namespace(
-        label_selector=f"{LABEL}={prefix.rstrip('-') or 'student'}", _request_timeout=30).items}
-    live = [s for s in students if s.namespace(prefix) in present]
-    book = grade.live_gradebook({s.id: s.namespace(prefix) for s in live}, context=context, jobs=jobs)
-    by_id = {sub.student: sub for sub in book.submissions}
-    rows = []
-    for s in students:
-        ns = s.namespace(prefix)
-        sub = by_id.get(s.id)
-        pods = core.list_namespaced_pod(ns, _request_timeout=30).items if ns in present else []
-        rows.append({"student": s.id, "name": s.name, "namespace": ns, "state": present.get(ns, "missing"),
-                     "pods": f"{sum(p.status.phase == 'Running' for p in pods)}/{len(pods)}",
-                     "checks": f"{sum(o.status == 'passed' for o in sub.outcomes)}/{len(sub.outcomes)}" if sub else "",
-                     "points": f"{sub.earned:g}/{sub.possible:g}" if sub else ""})
-    return pd.DataFrame(rows, columns=["student", "name", "namespace", "state", "pods", "checks", "points"])
 
 
 # ============================================================================================
@@ -363,7 +335,7 @@ def status(students: Sequence[Student], *, context: str = config.KUBE_CONTEXT, p
 
 
 @lru_cache(maxsize=None)
-def detect(context: str = config.KUBE_CONTEXT) -> str | None:
+def detect(context: str) -> str | None:
     """The student's namespace when ``context`` is a classroom kubeconfig (it may not create
     namespaces, and its default namespace is ``student-*``), else None. Notebooks then skip what
     acts on the cluster itself (creating kind, nodes, PersistentVolumes) and do the namespaced part."""
@@ -377,7 +349,7 @@ def detect(context: str = config.KUBE_CONTEXT) -> str | None:
         namespace = (entry or {}).get("context", {}).get("namespace")
         review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
             resource_attributes=client.V1ResourceAttributes(verb="create", resource="namespaces")))
-        allowed = client.AuthorizationV1Api(kube.api_client(context)).create_self_subject_access_review(
+        allowed = client.AuthorizationV1Api(kube.api_client(Target.for_context(context))).create_self_subject_access_review(
             review, _request_timeout=10).status.allowed
     except Exception:  # noqa: BLE001 - no kubeconfig or no cluster: not a classroom either
         return None

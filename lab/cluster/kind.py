@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import copy
-import subprocess
+import os
+import socket
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass
@@ -11,17 +12,19 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
-from lab import config
-from lab.host import docker
+from lab import config, runner
 from lab.cluster import kube
-from lab.host import tools
 from lab.errors import LabError
+from lab.host import docker, tools
 from lab.progress import info, step
+from lab.target import Target
 
 KIND_CONFIG = config.REPO_ROOT / "manifests" / "kind" / "cluster.yaml"
-NODE_DATA_PATH = "/var/local/k8s-lab"
+NODE_DATA_PATH = config.NODE_DATA_PATH
 DATABASE_NODE_LABEL = "k8s-lab/database"
 READY_TIMEOUT_S = 300
+KIND_TIMEOUT_S = 600
+LOAD_TIMEOUT_S = 900
 
 
 @dataclass
@@ -33,18 +36,30 @@ class ClusterInfo:
     created: bool
 
 
-def _kind(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    kind = tools.ensure("kind")
-    result = subprocess.run([str(kind), *args], capture_output=capture, text=True,
-                            env=tools.env_with_tools())
-    if check and result.returncode != 0:
-        raise LabError(f"`kind {' '.join(args)}` failed:\n{(result.stderr or '')[-3000:]}",
-                       hint="see the kind output above; `lab doctor` checks the host")
-    return result
+def _kind(*args: str, timeout: float = KIND_TIMEOUT_S) -> runner.Result:
+    return tools.run("kind", *args, timeout=timeout,
+                     hint="see the kind output above; `lab doctor` checks the host")
 
 
-def exists(name: str = config.CLUSTER_NAME) -> bool:
-    return name in _kind("get", "clusters").stdout.split()
+def exists(target: Target) -> bool:
+    return target.cluster in _kind("get", "clusters").stdout.split()
+
+
+def require(target: Target) -> None:
+    """Fail with one line naming the cluster (and how to make it) when it is not there."""
+    if not exists(target):
+        make = "lab cluster up" if target.cluster == config.CLUSTER_NAME else f"LAB_CLUSTER={target.cluster} lab cluster up"
+        raise LabError(f"the kind cluster {target.cluster!r} does not exist", hint=f"create it with `{make}`")
+
+
+def load_images(target: Target, tags: list[str]) -> None:
+    """``kind load docker-image`` the given images into every node of `target`'s cluster."""
+    if not tags:
+        return
+    require(target)
+    with step(f"loading {len(tags)} image(s) into kind cluster {target.cluster}") as progress:
+        progress.update(", ".join(tags))
+        _kind("load", "docker-image", "--name", target.cluster, *tags, timeout=LOAD_TIMEOUT_S)
 
 
 # Lowering a process's oom_score_adj needs CAP_SYS_RESOURCE. Where the host's bounding set lacks
@@ -63,13 +78,13 @@ def host_lacks_sys_resource(status: Path = Path("/proc/self/status")) -> bool:
     return False
 
 
-def render_config(workers: int, data_dir: Path) -> dict:
+def render_config(workers: int, data_dir: Path, host_port: int = config.WEB_HOST_PORT) -> dict:
     """The kind config from the repo, with the data directory and `workers` worker nodes."""
     if workers < 0:
         raise LabError(f"--workers must be 0 or more, not {workers}")
     document = yaml.safe_load(KIND_CONFIG.read_text().replace("LAB_DATA_DIR", str(data_dir)))
     worker = document.pop("worker")
-    document["nodes"][0]["extraPortMappings"][0]["hostPort"] = config.WEB_HOST_PORT
+    document["nodes"][0]["extraPortMappings"][0]["hostPort"] = host_port
     document["nodes"].extend(copy.deepcopy(worker) for _ in range(workers))
     if host_lacks_sys_resource():
         document["containerdConfigPatches"] = [RESTRICT_OOM_SCORE_ADJ]
@@ -90,11 +105,11 @@ def node_image(mode: str) -> str:
     return nodeimage.build()
 
 
-def health(context: str = config.KUBE_CONTEXT) -> tuple[bool, str, list[str]]:
+def health(target: Target) -> tuple[bool, str, list[str]]:
     """(healthy, reason, node names) for an existing cluster."""
     kube.forget()
     try:
-        nodes = kube.core(context).list_node(_request_timeout=10).items
+        nodes = kube.core(target).list_node(_request_timeout=10).items
     except Exception as error:  # any API failure means the cluster cannot be used as is
         return False, f"the API server does not answer ({type(error).__name__}: {error})"[:300], []
     names = [n.metadata.name for n in nodes]
@@ -106,22 +121,23 @@ def health(context: str = config.KUBE_CONTEXT) -> tuple[bool, str, list[str]]:
     return True, "all nodes Ready", names
 
 
-def wait_ready(context: str = config.KUBE_CONTEXT, timeout: float = READY_TIMEOUT_S) -> list[str]:
+def wait_ready(target: Target, timeout: float = READY_TIMEOUT_S) -> list[str]:
     """Wait for every node to be Ready and for cluster DNS to serve."""
     deadline = time.monotonic() + timeout
     reason = ""
-    with step("waiting for nodes to be Ready"):
+    with step("waiting for nodes to be Ready") as progress:
         while time.monotonic() < deadline:
-            healthy, reason, names = health(context)
+            healthy, reason, names = health(target)
             if healthy:
                 break
+            progress.update(reason)
             time.sleep(2)
         else:
             raise LabError(f"the cluster did not become ready in {timeout:.0f}s: {reason}",
-                           hint="look at `kubectl --context kind-k8s-lab get pods -A`; "
+                           hint=f"look at `kubectl --context {target.kube_context} get pods -A`; "
                                 "`lab cluster up --recreate` starts over")
     with step("waiting for cluster DNS"):
-        core = kube.core(context)
+        core = kube.core(target)
         while time.monotonic() < deadline:
             pods = core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns").items
             if pods and all(any(c.type == "Ready" and c.status == "True"
@@ -131,7 +147,7 @@ def wait_ready(context: str = config.KUBE_CONTEXT, timeout: float = READY_TIMEOU
     raise LabError("CoreDNS did not become ready", hint="kubectl -n kube-system describe pods")
 
 
-def up(workers: int | None = None, mode: str = "auto", recreate: bool = False) -> ClusterInfo:
+def up(target: Target, workers: int | None = None, mode: str = "auto", recreate: bool = False) -> ClusterInfo:
     """Create the lab cluster, or reuse a healthy one.
 
     ``workers=None`` takes a running cluster at whatever size it has (notebook 09 grows it) and
@@ -140,13 +156,13 @@ def up(workers: int | None = None, mode: str = "auto", recreate: bool = False) -
     # kind makes the cluster; kubectl and helm come with it because the notebooks, `lab deploy`
     # and the tests all drive the cluster with them.
     tools.ensure_all(mode)
-    name, context = config.CLUSTER_NAME, config.KUBE_CONTEXT
-    if exists(name):
+    name, context = target.cluster, target.kube_context
+    if exists(target):
         if recreate:
-            down()
+            down(target)
         else:
-            _start_stopped_nodes(name, context)
-            healthy, reason, names = health(context)
+            _start_stopped_nodes(target)
+            healthy, reason, names = health(target)
             if not healthy:
                 raise LabError(f"cluster {name!r} exists but is broken: {reason}",
                                hint="`lab cluster up --recreate` deletes it and starts over")
@@ -157,22 +173,44 @@ def up(workers: int | None = None, mode: str = "auto", recreate: bool = False) -
             return ClusterInfo(name, context, _node_image_of(name), names, created=False)
     workers = workers or 0
     image = node_image(mode)
-    data_dir = config.data_dir()
+    data_dir = target.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     rendered = config.cache_dir() / f"kind-config-{name}.yaml"
     rendered.parent.mkdir(parents=True, exist_ok=True)
-    rendered.write_text(yaml.safe_dump(render_config(workers, data_dir), sort_keys=False))
+    host_port = _web_host_port(name)
+    rendered.write_text(yaml.safe_dump(render_config(workers, data_dir, host_port), sort_keys=False))
     with step(f"kind create cluster {name} ({workers + 1} nodes, {image})"):
         _kind("create", "cluster", "--name", name, "--image", image, "--config", str(rendered),
               "--wait", "0s")
-    names = wait_ready(context)
+    names = wait_ready(target)
     return ClusterInfo(name, context, image, names, created=True)
 
 
-def _start_stopped_nodes(name: str, context: str) -> None:
+def _web_host_port(name: str) -> int:
+    """The host port for the web NodePort: 30080 (or LAB_WEB_HOST_PORT) for the lab's own cluster;
+    for a second cluster, that port when it is free, else any free one (`docker port` finds it)."""
+    wanted = config.WEB_HOST_PORT
+    if name == config.DEFAULT_CLUSTER or "LAB_WEB_HOST_PORT" in os.environ:
+        return wanted
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", wanted))
+            return wanted
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+
+def web_host_port(target: Target) -> int:
+    """Where `target`'s web NodePort answers on this host."""
+    mapped = docker.output(["port", f"{target.cluster}-control-plane", f"{config.WEB_NODEPORT}/tcp"])
+    return int(mapped.split()[0].rsplit(":", 1)[1])
+
+
+def _start_stopped_nodes(target: Target) -> None:
     """After a reboot or a Docker restart the node containers are stopped, not gone: start them
     and wait until the kubelets and DNS report again (their old Ready flags are stale)."""
-    nodes = docker.output(["ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={name}",
+    nodes = docker.output(["ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={target.cluster}",
                            "--filter", "status=exited", "--format", "{{.Names}}"]).split()
     if not nodes:
         return
@@ -182,18 +220,18 @@ def _start_stopped_nodes(name: str, context: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     with step("waiting for the kubelets to report again"):
         while time.monotonic() < deadline:
-            if _fresh_since(since, context):
+            if _fresh_since(since, target):
                 break
             time.sleep(2)
-    wait_ready(context)
+    wait_ready(target)
 
 
-def _fresh_since(since: datetime, context: str) -> bool:
+def _fresh_since(since: datetime, target: Target) -> bool:
     try:
         kube.forget()
-        leases = client.CoordinationV1Api(kube.api_client(context)).list_namespaced_lease(
+        leases = client.CoordinationV1Api(kube.api_client(target)).list_namespaced_lease(
             "kube-node-lease", _request_timeout=5).items
-        dns = kube.core(context).list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns",
+        dns = kube.core(target).list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns",
                                                      _request_timeout=5).items
     except Exception:  # the API server is still starting
         return False
@@ -207,23 +245,23 @@ def _node_image_of(name: str) -> str:
     return docker.output(["inspect", "--format", "{{.Config.Image}}", f"{name}-control-plane"])
 
 
-def down() -> None:
+def down(target: Target) -> None:
     """Delete the cluster; the host data directory (volumes, backups) is kept."""
     docker.require_engine()
-    with step(f"kind delete cluster {config.CLUSTER_NAME}"):
-        _kind("delete", "cluster", "--name", config.CLUSTER_NAME)
+    with step(f"kind delete cluster {target.cluster}"):
+        _kind("delete", "cluster", "--name", target.cluster)
     kube.forget()
 
 
-def status() -> dict:
+def status(target: Target) -> dict:
     docker.require_engine()
-    if not exists():
-        return {"cluster": config.CLUSTER_NAME, "exists": False,
+    if not exists(target):
+        return {"cluster": target.cluster, "exists": False,
                 "hint": "create it with `lab cluster up`"}
-    healthy, reason, names = health()
-    result = {"cluster": config.CLUSTER_NAME, "exists": True, "context": config.KUBE_CONTEXT,
+    healthy, reason, names = health(target)
+    result = {"cluster": target.cluster, "exists": True, "context": target.kube_context,
               "healthy": healthy, "detail": reason, "nodes": ", ".join(names),
-              "image": _node_image_of(config.CLUSTER_NAME), "data_dir": str(config.data_dir())}
+              "image": _node_image_of(target.cluster), "data_dir": str(target.data_dir)}
     if healthy:
-        result["server_version"] = client.VersionApi(kube.api_client()).get_code().git_version
+        result["server_version"] = client.VersionApi(kube.api_client(target)).get_code().git_version
     return result

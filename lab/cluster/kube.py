@@ -1,76 +1,66 @@
 """Kubernetes API access for the lab, through the official Python client."""
 from __future__ import annotations
 
-import subprocess
 import time
 from functools import lru_cache
 from typing import Callable, Sequence, TypeVar
 
-from kubernetes import client, config as kubeconfig
+from kubernetes import client, config as kubeconfig_loader
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from lab import config
+from lab import runner
 from lab.errors import LabError
+from lab.host import tools
+from lab.target import Target
 
 T = TypeVar("T")
 
 
 @lru_cache(maxsize=None)
-def api_client(context: str = config.KUBE_CONTEXT) -> client.ApiClient:
+def _client(kubeconfig: str | None, context: str) -> client.ApiClient:
     try:
-        return kubeconfig.new_client_from_config(context=context)
+        return kubeconfig_loader.new_client_from_config(config_file=kubeconfig, context=context)
     except (ConfigException, FileNotFoundError) as error:
         raise LabError(f"no kubeconfig context {context!r}: {error}",
-                       hint="create the cluster with `lab cluster up`") from error
+                       hint="create the cluster with `lab cluster up` (LAB_CLUSTER=NAME for another one)") from error
 
 
-def core(context: str = config.KUBE_CONTEXT) -> client.CoreV1Api:
-    return client.CoreV1Api(api_client(context))
+def api_client(target: Target) -> client.ApiClient:
+    try:
+        return _client(str(target.kubeconfig) if target.kubeconfig else None, target.kube_context)
+    except LabError:
+        target.require()  # names the missing context and how to make it, in one line
+        raise
 
 
-def apps(context: str = config.KUBE_CONTEXT) -> client.AppsV1Api:
-    return client.AppsV1Api(api_client(context))
+def core(target: Target) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client(target))
+
+
+def apps(target: Target) -> client.AppsV1Api:
+    return client.AppsV1Api(api_client(target))
 
 
 def forget() -> None:
     """Drop cached clients, e.g. after the cluster was recreated with new credentials."""
-    api_client.cache_clear()
+    _client.cache_clear()
 
 
 def node_ready(node: client.V1Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
 
-def run(argv: Sequence[object], *, what: str, stdin: str | None = None, timeout: float | None = None,
-        hint: str | None = None) -> subprocess.CompletedProcess:
-    """Run one of the lab's tools with all of them first on PATH (kind calls kubectl and docker).
+def kubectl(*args: str, target: Target, stdin: str | None = None, timeout: float = 180,
+            check: bool = True) -> runner.Result:
+    """Run the lab's own kubectl (never whatever is on PATH) against `target`'s context.
 
-    The exit code is left to the caller: each words, and redacts, its own errors. A command still
-    running after `timeout` seconds is a LabError about `what`.
-    """
-    from lab.host import tools
-
-    try:
-        return subprocess.run([str(arg) for arg in argv], input=stdin, capture_output=True, text=True,
-                              timeout=timeout, env=tools.env_with_tools())
-    except subprocess.TimeoutExpired as error:
-        raise LabError(f"{what} did not finish within {timeout:.0f}s", hint=hint) from error
-
-
-def kubectl(*args: str, stdin: str | None = None, timeout: float = 180, check: bool = True,
-            context: str = config.KUBE_CONTEXT) -> subprocess.CompletedProcess:
-    """Run the lab's own kubectl (never whatever is on PATH) against the lab's context."""
-    from lab.host import tools
-
-    what = f"kubectl {' '.join(args[:4])}"
-    hint = "is the cluster up? `lab cluster status`"
-    result = run([tools.ensure("kubectl"), "--context", context, *args], what=what, stdin=stdin,
-                 timeout=timeout, hint=hint)
-    if check and result.returncode != 0:
-        # The first words name the operation; stderr of get/apply/delete never holds Secret data.
-        raise LabError(f"{what} failed: {result.stderr.strip()[-1500:]}", hint=hint)
-    return result
+    Namespaced commands name their namespace themselves (`-n`): the target's is not implied, so a
+    cluster-wide `get nodes` and a namespaced `get pods` read the same way here as in a shell."""
+    hint = f"is the cluster up? `lab cluster status --cluster {target.cluster}`"
+    # stderr of get/apply/delete never holds Secret data; stdin (which may) is never echoed.
+    return tools.run("kubectl", *target.kubectl_flags(), *args, input=stdin, timeout=timeout,
+                     check=check, hint=hint, what=f"kubectl {' '.join(args[:4])}")
 
 
 def wait_until(condition: Callable[[], T], timeout: float = 120, interval: float = 1,
@@ -97,9 +87,9 @@ def not_found(read: Callable[..., object], *args: object) -> bool:
     return False
 
 
-def delete_namespace(name: str, *, context: str = config.KUBE_CONTEXT, timeout: float = 120) -> None:
+def delete_namespace(name: str, *, target: Target, timeout: float = 120) -> None:
     """Delete a namespace (if it is there) and wait until it is gone."""
-    api = core(context)
+    api = core(target)
     try:
         api.delete_namespace(name)
     except ApiException as error:

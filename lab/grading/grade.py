@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lab import __version__ as LAB_VERSION
 from lab import checks, evidence
+from lab.cluster import classroom
 from lab.grading import intake
 from lab.grading import grader_checks  # noqa: F401 - registers the checks the grader runs itself
 from lab.config import REPO_ROOT
@@ -1331,3 +1332,29 @@ def live_gradebook(namespaces: Mapping[str, str], context: str | None = None, jo
             if progress:
                 progress(len(subs), len(items), sub.student)
     return Gradebook(subs, expected, str(reference), seconds=round(time.monotonic() - started, 3))
+
+
+def classroom_status(students: Sequence["classroom.Student"], *, context: str, prefix: str = classroom.PREFIX,
+                     jobs: int = 8):
+    """Per student: the namespace's state, its Pods (running/all) and the grader's checks passing
+    (points), from the grader's own look at the cluster. A DataFrame."""
+    import pandas as pd
+
+    from lab.cluster import kube
+
+    core = kube.core(Target.for_context(context))
+    present = {n.metadata.name: n.status.phase for n in core.list_namespace(
+        label_selector=f"{classroom.LABEL}={prefix.rstrip('-') or 'student'}", _request_timeout=30).items}
+    live = [s for s in students if s.namespace(prefix) in present]
+    book = live_gradebook({s.id: s.namespace(prefix) for s in live}, context=context, jobs=jobs)
+    by_id = {sub.student: sub for sub in book.submissions}
+    rows = []
+    for s in students:
+        ns = s.namespace(prefix)
+        sub = by_id.get(s.id)
+        pods = core.list_namespaced_pod(ns, _request_timeout=30).items if ns in present else []
+        rows.append({"student": s.id, "name": s.name, "namespace": ns, "state": present.get(ns, "missing"),
+                     "pods": f"{sum(p.status.phase == 'Running' for p in pods)}/{len(pods)}",
+                     "checks": f"{sum(o.status == 'passed' for o in sub.outcomes)}/{len(sub.outcomes)}" if sub else "",
+                     "points": f"{sub.earned:g}/{sub.possible:g}" if sub else ""})
+    return pd.DataFrame(rows, columns=["student", "name", "namespace", "state", "pods", "checks", "points"])

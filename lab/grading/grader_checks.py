@@ -20,15 +20,10 @@ import json
 
 from lab import checks, config
 from lab.checks import Result, fail, ok
+from lab.system import deploy
+from lab.target import Target
 
 RELEASE = "k8s-lab"
-
-
-def pv_name(namespace: str) -> str:
-    """The database's PersistentVolume for a namespace (lab.notebook names it the same way)."""
-    from lab import notebook
-
-    return notebook.DEFAULT_PV if namespace == config.NAMESPACE else f"{notebook.DEFAULT_PV}-{namespace}"
 
 
 def _first_failure(*results: Result) -> Result:
@@ -69,7 +64,7 @@ def _storage_quota(namespace: str, context: str) -> Result:
 @checks.register("storage.persistent-volume", points=2, notebook="02-storage.ipynb",
                  hint="kubectl get pv -o wide: class manual, reclaim policy Retain, reserved for data-database-0")
 def _storage_pv(namespace: str, context: str) -> Result:
-    name = pv_name(namespace)
+    name = deploy.pv_name(namespace)
     pv = checks._read(checks._apis(context).core.read_persistent_volume, name)
     if pv is None:
         return fail(f"PersistentVolume {name} does not exist")
@@ -128,7 +123,7 @@ def _db_ready(namespace: str, context: str) -> Result:
                  hint="kubectl get pvc data-database-0; kubectl get pv")
 def _db_claim(namespace: str, context: str) -> Result:
     result = checks.pvc_bound("data-database-0", namespace=namespace, context=context)
-    want = pv_name(namespace)
+    want = deploy.pv_name(namespace)
     if result.passed and f"PersistentVolume/{want}" not in result.uids:
         return fail(f"{result.message}, not to {want}", result.uids)
     return result
@@ -152,17 +147,8 @@ def _web_ready(namespace: str, context: str) -> Result:
 
 @checks.register("web.nodeport", points=1, notebook="04-web-server.ipynb",
                  hint="kubectl get service web -o yaml: type NodePort, port 80")
-def web_nodeport(namespace: str, context: str) -> Result:
-    """The web Service is a NodePort on port 80 (on 30080 in the lab's own namespace)."""
-    if namespace == config.NAMESPACE:
-        return checks.service_has_port("web", 80, node_port=config.WEB_NODEPORT, namespace=namespace,
-                                       context=context)
-    # In any other namespace Kubernetes picks the node port (30080 belongs to the lab's namespace).
-    result = checks.service_has_port("web", 80, namespace=namespace, context=context)
-    svc = checks._read(checks._apis(context).core.read_namespaced_service, "web", namespace) if result.passed else None
-    if svc is not None and svc.spec.type != "NodePort":
-        return fail(f"Service web is of type {svc.spec.type}, not NodePort", result.uids)
-    return result
+def _web_nodeport(namespace: str, context: str) -> Result:
+    return checks.web_nodeport(namespace, context)
 
 
 @checks.register("web.endpoints", points=2, notebook="04-web-server.ipynb",
@@ -250,7 +236,7 @@ def _backup_job(namespace: str, context: str) -> Result:
 
     from lab.cluster import kube
 
-    jobs = client.BatchV1Api(kube.api_client(context)).list_namespaced_job(
+    jobs = client.BatchV1Api(kube.api_client(Target.for_context(context))).list_namespaced_job(
         namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items
     done = [j for j in jobs if (j.status.succeeded or 0) > 0]
     if not done:

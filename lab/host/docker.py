@@ -6,12 +6,16 @@ step never leaves a half-built image under a real name.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Callable
 
+from lab import runner
 from lab.errors import LabError
+
+
+# Long enough for `docker build` steps that the lab times itself and for a big `docker save`.
+TIMEOUT_S = 900
 
 
 def executable() -> str:
@@ -23,10 +27,9 @@ def executable() -> str:
 
 
 def run(args: list[str], *, input: bytes | None = None, check: bool = True,
-        capture: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([executable(), *args], input=input,
-                            stdout=subprocess.PIPE if capture else None,
-                            stderr=subprocess.PIPE if capture else None, timeout=timeout)
+        timeout: float | None = TIMEOUT_S) -> runner.Result:
+    result = runner.run([executable(), *args], input=input, text=False, check=False, timeout=timeout,
+                        hint="is the Docker engine busy? `docker ps` and `docker info` say more")
     if check and result.returncode != 0:
         detail = (result.stderr or b"").decode(errors="replace").strip()
         raise LabError(f"`docker {' '.join(args[:3])} …` failed: {detail[-2000:]}",
@@ -56,8 +59,8 @@ def require_engine() -> None:
     """Fail before any work, with the engine's own complaint, when Docker does not answer."""
     try:
         result = run(["info", "--format", "{{.ServerVersion}}"], check=False, timeout=30)
-    except subprocess.TimeoutExpired:
-        complaint = "`docker info` did not finish within 30s"
+    except LabError as error:
+        complaint = error.message
     else:
         if result.returncode == 0:
             return
@@ -151,15 +154,8 @@ def write_file(container: str, path: str, content: str) -> None:
 
 def pipe_save_into(images: list[str], container: str, command: list[str]) -> None:
     """`docker save IMAGES | docker exec -i CONTAINER COMMAND` without holding the archive in memory."""
-    save = subprocess.Popen([executable(), "save", *images], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    load = subprocess.run([executable(), "exec", "-i", container, *command], stdin=save.stdout,
-                          capture_output=True)
-    save.stdout.close()
-    save_err = save.stderr.read().decode()
-    if save.wait() != 0 or load.returncode != 0:
-        raise LabError(f"moving images into {container} failed: {save_err} "
-                       f"{load.stderr.decode()[-2000:]}")
+    runner.pipe([executable(), "save", *images], [executable(), "exec", "-i", container, *command],
+                what=f"moving images into {container}", timeout=TIMEOUT_S * 3)
 
 
 def remove(container: str) -> None:

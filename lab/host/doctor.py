@@ -9,12 +9,13 @@ import importlib.metadata as metadata
 import os
 import re
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import runner
 from lab.config import cache_dir
+from lab.errors import LabError
 
 GIB = 1024**3
 OFFLINE_BUILD_DISK_GIB = 20
@@ -44,14 +45,9 @@ def check_docker(timeout: float = 20) -> Check:
     if not docker:
         return Check("docker", False, "docker CLI not found on PATH", SETUP_HOST)
     try:
-        proc = subprocess.run(
-            [docker, "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True, text=True, timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return Check("docker", False, f"`docker info` did not answer within {timeout:.0f} s", SETUP_HOST)
-    except OSError as exc:
-        return Check("docker", False, f"cannot run {docker}: {exc}", SETUP_HOST)
+        proc = runner.run([docker, "info", "--format", "{{.ServerVersion}}"], timeout=timeout, check=False)
+    except LabError as exc:
+        return Check("docker", False, exc.message, SETUP_HOST)
     version = proc.stdout.strip()
     if proc.returncode != 0 or not version:
         reason = (proc.stderr.strip().splitlines() or ["no answer from the engine"])[-1]
@@ -86,8 +82,8 @@ def check_go() -> Check:
     if not go:
         return Check("go", False, "Go toolchain not found", "install Go (Debian: golang-go) to build the offline kit", required=False)
     try:
-        out = subprocess.run([go, "version"], capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
+        out = runner.run([go, "version"], timeout=20, check=False).stdout.strip()
+    except LabError:
         out = ""
     return Check("go", True, f"{out or 'version unknown'} ({go})")
 

@@ -10,14 +10,19 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from lab.config import REPO_ROOT, cache_dir
+from lab import runner
 from lab.errors import LabError
 from lab.progress import step
+
+
+# Kubernetes alone compiles for 5 to 12 minutes on 2 cores; a build past this is stuck.
+BUILD_TIMEOUT_S = 3600
+MODULE_DOWNLOAD_TIMEOUT_S = 900
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,7 @@ def go_version() -> str:
     if go is None:
         raise LabError("the offline kit builds from Go modules, but `go` is not on PATH",
                        hint="install Go 1.24 or newer (https://go.dev/dl or Debian's golang-1.2x)")
-    return subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return runner.run([go, "env", "GOVERSION"], timeout=60).stdout.strip()
 
 
 def go_env(cgo: bool) -> dict[str, str]:
@@ -70,8 +74,9 @@ def go_env(cgo: bool) -> dict[str, str]:
 
 def module_dir(module: str, version: str) -> Path:
     """Download a module (cached by Go) and return where its source is."""
-    result = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"],
-                            capture_output=True, text=True, env=go_env(False))
+    result = runner.run(["go", "mod", "download", "-json", f"{module}@{version}"], env=go_env(False),
+                        timeout=MODULE_DOWNLOAD_TIMEOUT_S, check=False,
+                        hint="check that the Go module proxy is reachable (go env GOPROXY)")
     info = json.loads(result.stdout or "{}")
     if result.returncode != 0 or "Dir" not in info:
         raise LabError(f"cannot download Go module {module}@{version}: "
@@ -102,21 +107,36 @@ def build(spec: GoBuild) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "go.mod").exists():
         (work / "go.mod").write_text(_wrapper_go_mod(spec))
-    staging = out.with_name(out.name + ".partial")
+    # Per process: two lab processes building the same program must not delete each other's output.
+    staging = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     # One program gets an explicit file name (a wrapper module's own name carries a version).
     target = str(staging / spec.binary_names()[0]) if len(spec.packages) == 1 else str(staging) + "/"
-    cmd = ["go", "build", "-trimpath", "-ldflags", spec.ldflags, "-o", target]
+    # -v names each package as it is compiled: the progress line shows it with the count so far.
+    cmd = ["go", "build", "-v", "-trimpath", "-ldflags", spec.ldflags, "-o", target]
     if spec.tags:
         cmd += ["-tags", ",".join(spec.tags)]
     cmd += list(spec.packages)
-    with step(f"go build {spec.name} ({len(spec.packages)} programs)"):
-        result = subprocess.run(cmd, cwd=work, env=go_env(spec.cgo), capture_output=True, text=True)
+    with step(f"go build {spec.name} ({len(spec.packages)} programs)") as progress:
+        compiled = 0
+
+        def show(line: str) -> None:
+            nonlocal compiled
+            if line and not line.startswith(("#", " ", "\t")):
+                compiled += 1
+                progress.update(f"{compiled} packages compiled, now {line}")
+
+        result = runner.run(cmd, cwd=work, env=go_env(spec.cgo), timeout=BUILD_TIMEOUT_S, check=False,
+                            on_line=show, hint=f"the build directory is {work}")
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise LabError(f"building {spec.name} failed:\n{result.stderr[-4000:]}",
                        hint=f"the build directory is {work}; rerun there with `go build -x`")
+    if cached(spec) is not None:
+        # Another lab process finished the same build first: its output is as good as ours.
+        shutil.rmtree(staging, ignore_errors=True)
+        return out
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out

@@ -7,11 +7,9 @@ earlier into the lab cache; the official release download, checked against its p
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import re
 import shutil
-import subprocess
 import tarfile
 import urllib.request
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from lab import config
+from lab import config, runner
 from lab.host import gobuild
 from lab.errors import LabError
 from lab.host.gobuild import GoBuild
@@ -121,9 +119,8 @@ def _tool(name: str) -> Tool:
 
 def _reported_version(path: Path, tool: Tool) -> str | None:
     try:
-        result = subprocess.run([str(path), *tool.version_args], capture_output=True, text=True,
-                                timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
+        result = runner.run([path, *tool.version_args], timeout=20, check=False)
+    except LabError:
         return None
     text = result.stdout + result.stderr
     match = re.search(r"v\d+\.\d+\.\d+[\w.+-]*", text)
@@ -184,15 +181,16 @@ def ensure_all(mode: str = "auto") -> dict[str, Path]:
     return {name: ensure(name, online) for name in TOOLS}
 
 
+def run(name: str, *args: object, **options) -> runner.Result:
+    """Run one of the lab's tools (found, downloaded or built first) with all of them on PATH;
+    `options` are :func:`lab.runner.run`'s."""
+    return runner.run([ensure(name), *args], env=env_with_tools(), **options)
+
+
 def env_with_tools() -> dict[str, str]:
     """The environment with every resolved tool's directory first on PATH (kind calls kubectl
     and docker; students' shells in notebooks call all three)."""
-    dirs = []
-    for name in TOOLS:
-        path = find(name)
-        if path is not None and str(path.parent) not in dirs:
-            dirs.append(str(path.parent))
-    return dict(os.environ, PATH=os.pathsep.join([*dirs, os.environ.get("PATH", "")]))
+    return runner.environment(path.parent for path in map(find, TOOLS) if path is not None)
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:

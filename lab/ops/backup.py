@@ -38,7 +38,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 import zlib
@@ -49,10 +48,12 @@ from typing import Iterable, Sequence
 
 from kubernetes.client.exceptions import ApiException
 
-from lab import config
+from lab import config, runner
 from lab.cluster import kube
 from lab.errors import LabError
+from lab.host import tools
 from lab.progress import info, step
+from lab.target import Target
 
 PREFIX = "k8s-lab"
 SUFFIX = ".sql.gz"
@@ -91,9 +92,9 @@ _PASSWORD_FROM_STDIN = 'IFS= read -r MYSQL_PWD || exit 90; export MYSQL_PWD; set
 # Names and places
 
 
-def backup_dir() -> Path:
-    """Where backups live on the host (``/var/local/k8s-lab/backups`` inside the nodes)."""
-    return config.data_dir() / "backups"
+def backup_dir(target: Target) -> Path:
+    """Where `target`'s backups live on the host (``/var/local/k8s-lab/backups`` inside its nodes)."""
+    return target.data_dir / "backups"
 
 
 def timestamp(moment: datetime | None = None) -> str:
@@ -183,15 +184,15 @@ def _gzip_error(path: Path, detail: str) -> LabError:
                     hint="the file is corrupt or truncated: use another backup")
 
 
-def _start_gzip_test(path: Path) -> subprocess.Popen | None:
+def _start_gzip_test(path: Path) -> runner.Process | None:
     """``gzip -t`` in the background (None where the host has no gzip)."""
     gzip_bin = shutil.which("gzip")
     if not gzip_bin:
         return None
-    return subprocess.Popen([gzip_bin, "-t", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return runner.start([gzip_bin, "-t", path], stdout=runner.PIPE, stderr=runner.STDOUT)
 
 
-def _finish_gzip_test(proc: subprocess.Popen | None, path: Path) -> None:
+def _finish_gzip_test(proc: runner.Process | None, path: Path) -> None:
     if proc is None:
         return
     output, _ = proc.communicate()
@@ -322,13 +323,13 @@ def _pod_ready(pod) -> bool:
             and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []))
 
 
-def require_running(namespace: str = config.NAMESPACE, statefulset: str = STATEFULSET):
+def require_running(target: Target, statefulset: str = STATEFULSET):
     """The database Pod, when it runs and is Ready; else a LabError that says why."""
-    pod = pod_name(statefulset)
-    hint = (f"start it: `kubectl --context {config.KUBE_CONTEXT} -n {namespace} scale statefulset/"
+    pod, namespace = pod_name(statefulset), target.namespace
+    hint = (f"start it: `kubectl --context {target.kube_context} -n {namespace} scale statefulset/"
             f"{statefulset} --replicas=1` (or `lab deploy`), then try again")
     try:
-        found = kube.core().read_namespaced_pod(pod, namespace, _request_timeout=20)
+        found = kube.core(target).read_namespaced_pod(pod, namespace, _request_timeout=20)
     except LabError:
         raise
     except ApiException as error:
@@ -336,14 +337,14 @@ def require_running(namespace: str = config.NAMESPACE, statefulset: str = STATEF
             raise LabError(f"cannot read pod {pod} in {namespace}: {error.reason}") from error
         detail = ""
         try:
-            sts = kube.apps().read_namespaced_stateful_set(statefulset, namespace)
+            sts = kube.apps(target).read_namespaced_stateful_set(statefulset, namespace)
             detail = f" (StatefulSet {statefulset} has {sts.spec.replicas} replicas)"
         except ApiException:
             detail = f" (there is no StatefulSet {statefulset} in {namespace})"
         raise LabError(f"the database is down: pod {pod} does not exist in {namespace}{detail}",
                        hint=hint) from None
     except Exception as error:  # noqa: BLE001 - refused, timed out, TLS: the cluster is not there
-        raise LabError(f"the cluster {config.CLUSTER_NAME!r} does not answer ({type(error).__name__})",
+        raise LabError(f"the cluster {target.cluster!r} does not answer ({type(error).__name__})",
                        hint="start it with `lab cluster up`; `lab cluster status` shows its state") from error
     if not _pod_ready(found):
         raise LabError(f"the database is down: pod {pod} in {namespace} is not Ready "
@@ -351,10 +352,10 @@ def require_running(namespace: str = config.NAMESPACE, statefulset: str = STATEF
     return found
 
 
-def _secret_name(namespace: str, statefulset: str) -> str:
+def _secret_name(target: Target, statefulset: str) -> str:
     """The Secret the database's StatefulSet mounts its credentials from."""
     try:
-        sts = kube.apps().read_namespaced_stateful_set(statefulset, namespace)
+        sts = kube.apps(target).read_namespaced_stateful_set(statefulset, target.namespace)
     except ApiException:
         return SECRET
     for volume in sts.spec.template.spec.volumes or []:
@@ -363,11 +364,11 @@ def _secret_name(namespace: str, statefulset: str) -> str:
     return SECRET
 
 
-def root_password(namespace: str = config.NAMESPACE, statefulset: str = STATEFULSET) -> str:
+def root_password(target: Target, statefulset: str = STATEFULSET) -> str:
     """The root password, from the database's Secret via the API. Never print it."""
-    name = _secret_name(namespace, statefulset)
+    name, namespace = _secret_name(target, statefulset), target.namespace
     try:
-        secret = kube.core().read_namespaced_secret(name, namespace)
+        secret = kube.core(target).read_namespaced_secret(name, namespace)
     except ApiException as error:
         raise LabError(f"cannot read Secret {name} in {namespace}: {error.reason}",
                        hint="the database's credentials live there (key root-password)") from error
@@ -380,13 +381,13 @@ def root_password(namespace: str = config.NAMESPACE, statefulset: str = STATEFUL
     return password
 
 
-def exec_cmd(namespace: str, script: str, *args: str, statefulset: str = STATEFULSET,
+def exec_cmd(target: Target, script: str, *args: str, statefulset: str = STATEFULSET,
              container: str = CONTAINER) -> list[str]:
     """kubectl exec of a bash script (with positional ``args``) in the database container; the
     script reads the password from the first line of stdin."""
     from lab.system.deploy import kubectl_cmd
 
-    return kubectl_cmd("exec", "-i", "-n", namespace, pod_name(statefulset), "-c", container, "--",
+    return kubectl_cmd(target, "exec", "-i", "-n", target.namespace, pod_name(statefulset), "-c", container, "--",
                        "bash", "-c", _PASSWORD_FROM_STDIN + script, "lab-backup", *args)
 
 
@@ -398,10 +399,14 @@ def _redact(text: str, password: str) -> str:
 class Database:
     """A database server in a namespace, reached with kubectl exec into its StatefulSet's Pod."""
 
-    namespace: str = config.NAMESPACE
+    target: Target
     statefulset: str = STATEFULSET
     container: str = CONTAINER
     _password: str | None = field(default=None, repr=False)
+
+    @property
+    def namespace(self) -> str:
+        return self.target.namespace
 
     @property
     def pod(self) -> str:
@@ -409,17 +414,17 @@ class Database:
 
     def password(self) -> str:
         if self._password is None:
-            self._password = root_password(self.namespace, self.statefulset)
+            self._password = root_password(self.target, self.statefulset)
         return self._password
 
     def forget_password(self) -> None:
         self._password = None  # the Secret may have been recreated (disaster drill)
 
     def require_running(self):
-        return require_running(self.namespace, self.statefulset)
+        return require_running(self.target, self.statefulset)
 
     def cmd(self, script: str, *args: str) -> list[str]:
-        return exec_cmd(self.namespace, script, *args, statefulset=self.statefulset,
+        return exec_cmd(self.target, script, *args, statefulset=self.statefulset,
                         container=self.container)
 
     def sql(self, statements: str, database: str | None = None, timeout: float = 600) -> list[list[str]]:
@@ -428,10 +433,8 @@ class Database:
                   '${1:+--database="$1"}')
         cmd = self.cmd(script, database or "")
         stdin = (self.password() + "\n" + statements).encode()
-        try:
-            result = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired as error:
-            raise LabError(f"SQL in {self.namespace}/{self.pod} did not finish within {timeout:.0f}s") from error
+        result = runner.run(cmd, what=f"SQL in {self.namespace}/{self.pod}", input=stdin, text=False,
+                            timeout=timeout, check=False, env=tools.env_with_tools())
         if result.returncode != 0:
             message = _redact(result.stderr.decode(errors="replace").strip(), self.password())
             raise LabError(f"SQL in {self.namespace}/{self.pod} failed (exit {result.returncode}): "
@@ -562,7 +565,7 @@ def _stream_to_file(cmd: Sequence[str], stdin: bytes, target: Path, timeout: flo
     size = 0
     deadline = time.monotonic() + timeout
     with tempfile.TemporaryFile() as errors, open(target, "wb") as out:
-        proc = subprocess.Popen(list(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+        proc = runner.start(cmd, stdin=runner.PIPE, stdout=runner.PIPE, stderr=errors)
         try:
             try:
                 proc.stdin.write(stdin)
@@ -585,14 +588,14 @@ def _stream_to_file(cmd: Sequence[str], stdin: bytes, target: Path, timeout: flo
     return digest.hexdigest(), size, code, stderr
 
 
-def create(database: str | None = None, namespace: str = config.NAMESPACE,
+def create(target: Target, database: str | None = None,
            directory: Path | None = None, level: int = 6, timeout: float = DEFAULT_TIMEOUT_S,
            db: Database | None = None) -> Backup:
     """Back up one database (or every user database) into ``directory`` (default: the host's
     backup directory). Returns the Backup; LabError (and no backup file) when anything fails."""
     started = time.monotonic()
-    db = db or Database(namespace)
-    directory = Path(directory) if directory else backup_dir()
+    db = db or Database(target)
+    directory = Path(directory) if directory else backup_dir(target)
     if database is not None:
         check_database_name(database)
     what = database or "every user database"
@@ -669,10 +672,10 @@ def create(database: str | None = None, namespace: str = config.NAMESPACE,
 # Find backups
 
 
-def resolve(backup: str | Path, directory: Path | None = None, database: str | None = None) -> Path:
+def resolve(backup: str | Path, directory: Path, database: str | None = None) -> Path:
     """A backup file from a path, a file name in ``directory``, or ``latest`` (the newest there,
     of ``database`` when given)."""
-    directory = Path(directory) if directory else backup_dir()
+    directory = Path(directory)
     if str(backup) == "latest":
         found = [p for p in _backup_files(directory)
                  if database is None or (parse_name(p.name) or (None,))[0] == database]
@@ -694,13 +697,13 @@ def _backup_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and is_backup_name(p.name))
 
 
-def list_backups(directory: Path | None = None):
+def list_backups(directory: Path):
     """The backups in ``directory`` as a DataFrame: time, file, size, database, verified
     (oldest first). ``verified`` is the result of the last verify against the metadata (False
     when never verified or without metadata)."""
     import pandas as pd
 
-    directory = Path(directory) if directory else backup_dir()
+    directory = Path(directory)
     rows = []
     for path in _backup_files(directory):
         database, moment = parse_name(path.name)
@@ -759,7 +762,7 @@ def _restore_targets(path: Path, meta: dict | None, into: str | None) -> tuple[l
     return databases, single
 
 
-def restore(backup: str | Path, into: str | None = None, namespace: str = config.NAMESPACE,
+def restore(target: Target, backup: str | Path, into: str | None = None,
             directory: Path | None = None, replace: bool = False, require_metadata: bool = True,
             timeout: float = DEFAULT_TIMEOUT_S, db: Database | None = None) -> RestoreResult:
     """Load a backup into its own database, or with ``into`` into another one (created fresh).
@@ -770,8 +773,8 @@ def restore(backup: str | Path, into: str | None = None, namespace: str = config
     existing database other than the backup's own that has tables needs ``replace=True``.
     """
     started = time.monotonic()
-    db = db or Database(namespace)
-    path = resolve(backup, directory)
+    db = db or Database(target)
+    path = resolve(backup, Path(directory) if directory else backup_dir(target))
     meta = load_metadata(path)
     if meta is None and require_metadata:
         raise LabError(f"{path.name} has no metadata ({metadata_path(path).name}); its integrity "
@@ -808,7 +811,7 @@ def _stream_from_file(cmd: Sequence[str], header: bytes, path: Path, timeout: fl
                       password: str, what: str) -> None:
     deadline = time.monotonic() + timeout
     with tempfile.TemporaryFile() as output:
-        proc = subprocess.Popen(list(cmd), stdin=subprocess.PIPE, stdout=output, stderr=output)
+        proc = runner.start(cmd, stdin=runner.PIPE, stdout=output, stderr=output)
         try:
             try:
                 proc.stdin.write(header)
@@ -870,8 +873,8 @@ def compare(before: dict[str, tuple], after: dict[str, tuple]):
     return frame
 
 
-def verify(backup: str | Path | None = None, into: str | None = None, source: str | None = None,
-           namespace: str = config.NAMESPACE, directory: Path | None = None, record: bool = True,
+def verify(target: Target, backup: str | Path | None = None, into: str | None = None,
+           source: str | None = None, directory: Path | None = None, record: bool = True,
            db: Database | None = None):
     """Compare row counts and CHECKSUM TABLE per table (and the number of views, routines,
     triggers and events) of a restored database with what the backup's metadata recorded, or
@@ -881,7 +884,8 @@ def verify(backup: str | Path | None = None, into: str | None = None, source: st
     ``frame.attrs["ok"]`` is True when every row is ok. With ``record`` the result is added to
     the metadata (``lab backup list`` shows it as ``verified``).
     """
-    db = db or Database(namespace)
+    db = db or Database(target)
+    directory = Path(directory) if directory else backup_dir(target)
     meta, path = None, None
     if backup is not None:
         path = resolve(backup, directory)
@@ -975,11 +979,12 @@ def clean_object(obj: dict) -> dict | None:
     return clean
 
 
-def snapshot_namespace(namespace: str) -> dict:
+def snapshot_namespace(target: Target) -> dict:
     """The namespace's own objects (see SNAPSHOT_KINDS), cleaned for re-creation. Holds Secrets:
     keep it in memory, never print it."""
-    ns = json.loads(kube.kubectl("get", "namespace", namespace, "-o", "json").stdout)
-    items = json.loads(kube.kubectl("get", "-n", namespace, ",".join(SNAPSHOT_KINDS), "-o", "json",
+    namespace = target.namespace
+    ns = json.loads(kube.kubectl("get", "namespace", namespace, "-o", "json", target=target).stdout)
+    items = json.loads(kube.kubectl("get", "-n", namespace, ",".join(SNAPSHOT_KINDS), "-o", "json", target=target,
                                 timeout=120).stdout).get("items", [])
     order = {k: i for i, k in enumerate(SNAPSHOT_KINDS)}
     kept = [c for c in (clean_object(o) for o in items) if c is not None]
@@ -991,10 +996,10 @@ def snapshot_namespace(namespace: str) -> dict:
             "items": kept}
 
 
-def recreate_namespace(snapshot: dict) -> None:
+def recreate_namespace(target: Target, snapshot: dict) -> None:
     """Create the namespace and its objects from ``snapshot_namespace``."""
     document = {"apiVersion": "v1", "kind": "List", "items": [snapshot["namespace"], *snapshot["items"]]}
-    result = kube.kubectl("create", "-f", "-", stdin=json.dumps(document), check=False, timeout=180)
+    result = kube.kubectl("create", "-f", "-", stdin=json.dumps(document), check=False, timeout=180, target=target)
     if result.returncode != 0:
         problems = [line for line in result.stderr.splitlines()
                     if line.strip() and "AlreadyExists" not in line and "already exists" not in line]
@@ -1003,10 +1008,10 @@ def recreate_namespace(snapshot: dict) -> None:
                            + "\n".join(problems)[-1500:])
 
 
-def rebind_volume(pv_name: str) -> None:
+def rebind_volume(target: Target, pv_name: str) -> None:
     """Make a Released PersistentVolume (reclaim policy Retain) bindable again by the claim of the
     same namespace and name: drop claimRef's uid and resourceVersion (the old claim's)."""
-    core = kube.core()
+    core = kube.core(target)
     pv = core.read_persistent_volume(pv_name)
     ref = pv.spec.claim_ref
     if ref is None:
@@ -1021,7 +1026,7 @@ def rebind_volume(pv_name: str) -> None:
 
 def wait_database(db: Database, timeout: float, old_uid: str | None = None) -> None:
     """Wait until the database Pod (a new one, when ``old_uid`` is given) is Ready and answers."""
-    core = kube.core()
+    core = kube.core(db.target)
 
     def ready():
         pod = core.read_namespaced_pod(db.pod, db.namespace)
@@ -1039,7 +1044,7 @@ def wait_database(db: Database, timeout: float, old_uid: str | None = None) -> N
                     what=f"pod {db.pod} in {db.namespace} to be Ready and answer SQL")
 
 
-def drill(namespace: str = config.NAMESPACE, database: str | None = None,
+def drill(target: Target, database: str | None = None,
           directory: Path | None = None, stages: Sequence[str] = DRILL_STAGES,
           timeout: float = 600, backup: str | Path | None = None):
     """A disaster drill: back up, then delete the database Pod, then its StatefulSet, then the
@@ -1063,15 +1068,16 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
     if unknown:
         raise LabError(f"unknown drill stage(s) {', '.join(unknown)}",
                        hint=f"choose from {', '.join(ALL_DRILL_STAGES)}")
-    db = Database(namespace)
-    core, apps = kube.core(), kube.apps()
+    namespace = target.namespace
+    db = Database(target)
+    core, apps = kube.core(target), kube.apps(target)
     db.require_running()
     if backup is None:
-        made = create(database, namespace=namespace, directory=directory, db=db)
+        made = create(target, database, directory=directory, db=db)
         path = made.path
     else:
-        path = resolve(backup, directory)
-    frame = verify(path, db=db, directory=directory, record=False)
+        path = resolve(backup, Path(directory) if directory else backup_dir(target))
+    frame = verify(target, path, db=db, directory=directory, record=False)
     if not frame.attrs["ok"]:
         raise LabError(f"the live database does not match {path.name} before the drill",
                        hint="take a fresh backup (omit backup=) while nothing writes to the database")
@@ -1093,7 +1099,7 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
                 from kubernetes import client
 
                 saved = json.loads(kube.kubectl("get", "-n", namespace, "statefulset", db.statefulset,
-                                            "-o", "json").stdout)
+                                                "-o", "json", target=target).stdout)
                 apps.delete_namespaced_stateful_set(
                     db.statefulset, namespace, body=client.V1DeleteOptions(propagation_policy="Foreground"))
                 kube.wait_until(
@@ -1101,10 +1107,10 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
                     and kube.not_found(core.read_namespaced_pod, db.pod, namespace),
                     timeout, interval=2, what=f"StatefulSet {db.statefulset} and its Pod to be gone")
                 info(f"deleted StatefulSet {db.statefulset} (claim data-{db.pod} stays); creating it again")
-                kube.kubectl("create", "-f", "-", stdin=json.dumps(clean_object(saved)))
+                kube.kubectl("create", "-f", "-", stdin=json.dumps(clean_object(saved)), target=target)
                 wait_database(db, timeout)
             else:
-                snapshot = snapshot_namespace(namespace)
+                snapshot = snapshot_namespace(target)
                 claims = [o for o in snapshot["items"] if o["kind"] == "PersistentVolumeClaim"]
                 volumes = [c["spec"].get("volumeName") for c in claims if c["spec"].get("volumeName")]
                 for pv in volumes:
@@ -1120,18 +1126,18 @@ def drill(namespace: str = config.NAMESPACE, database: str | None = None,
                 kube.wait_deleted(core.read_namespace, namespace, what=f"namespace {namespace}",
                                   timeout=timeout, interval=2)
                 for pv in volumes:
-                    rebind_volume(pv)
-                recreate_namespace(snapshot)
+                    rebind_volume(target, pv)
+                recreate_namespace(target, snapshot)
                 db.forget_password()
                 info(f"namespace {namespace} and its objects created again")
                 wait_database(db, timeout)
             seconds = time.monotonic() - started
-            frame = verify(path, db=db, directory=directory, record=False)
+            frame = verify(target, path, db=db, directory=directory, record=False)
             survived, restored = frame.attrs["ok"], False
             if not survived:
                 info("the data did not survive: restoring the backup")
-                restore(path, namespace=namespace, directory=directory, db=db)
-                frame = verify(path, db=db, directory=directory)
+                restore(target, path, directory=directory, db=db)
+                frame = verify(target, path, db=db, directory=directory)
                 restored = True
             info(f"{stage}: database back after {seconds:.0f}s; data "
                  + ("survived" if survived else "restored from the backup")

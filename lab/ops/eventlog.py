@@ -20,7 +20,6 @@ from __future__ import annotations
 import gc
 import json
 import re
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -30,9 +29,12 @@ import numpy as np
 import pandas as pd
 
 from lab import config
+from lab.build import images
 from lab.build.images import WATCHER_GO_IMAGE, WATCHER_IMAGE
-from lab.cluster import kube
+from lab.cluster import kind, kube
 from lab.errors import LabError
+from lab.host import tools
+from lab.target import Target
 
 DAEMONSET = "watcher"
 CONTAINER = "watcher"
@@ -428,26 +430,23 @@ def parse_since(text: str | None, now: datetime | None = None) -> pd.Timestamp |
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _core(context: str):
-    return kube.core(context)
+def watcher_pods(target: Target) -> list:
+    return kube.core(target).list_namespaced_pod(target.namespace, label_selector=SELECTOR).items
 
 
-def watcher_pods(namespace: str = config.NAMESPACE, context: str = config.KUBE_CONTEXT) -> list:
-    return _core(context).list_namespaced_pod(namespace, label_selector=SELECTOR).items
-
-
-def read_logs(namespace: str = config.NAMESPACE, since_seconds: int | None = None, previous: bool = True,
-              context: str = config.KUBE_CONTEXT, workers: int = 8) -> list[str]:
+def read_logs(target: Target, since_seconds: int | None = None, previous: bool = True,
+              workers: int = 8) -> list[str]:
     """Every watcher Pod's log lines (and its previous container's, after a restart), read
     through the API concurrently. Raises LabError when no watcher Pod runs in ``namespace``."""
     from kubernetes.client.exceptions import ApiException
 
-    core = _core(context)
-    pods = watcher_pods(namespace, context)
+    namespace = target.namespace
+    core = kube.core(target)
+    pods = watcher_pods(target)
     if not pods:
         raise LabError(f"no watcher Pods ({SELECTOR}) in namespace {namespace}",
                        hint="deploy the watcher: kubectl apply -f manifests/05-watcher/ (lab deploy does), or "
-                            "lab.ops.eventlog.deploy_watcher(namespace) for another namespace")
+                            "lab.ops.eventlog.deploy_watcher(target) for another namespace")
     jobs = []
     for pod in pods:
         state = next((s for s in pod.status.container_statuses or [] if s.name == CONTAINER), None)
@@ -477,12 +476,11 @@ def read_logs(namespace: str = config.NAMESPACE, since_seconds: int | None = Non
         return [line for lines in pool.map(fetch, jobs) for line in lines]
 
 
-def load_events(namespace: str = config.NAMESPACE, since: str | None = None,
-                lines: Iterable[str] | None = None, context: str = config.KUBE_CONTEXT,
+def load_events(target: Target | None, since: str | None = None, lines: Iterable[str] | None = None,
                 fill_gaps: bool = True) -> pd.DataFrame:
     """The watcher's lines as a tidy, deduplicated DataFrame (see ``parse_lines``).
 
-    ``lines`` defaults to ``read_logs(namespace)``; ``since`` (``10m``, an RFC 3339 time) keeps
+    ``lines`` defaults to ``read_logs(target)`` (pass ``target=None`` with ``lines``); ``since`` (``10m``, an RFC 3339 time) keeps
     only newer rows and asks the API for no older log lines.
     """
     cutoff = parse_since(since)
@@ -490,7 +488,7 @@ def load_events(namespace: str = config.NAMESPACE, since: str | None = None,
         since_seconds = None
         if cutoff is not None:
             since_seconds = max(1, int((pd.Timestamp.now(tz="UTC") - cutoff).total_seconds()) + 1)
-        lines = read_logs(namespace, since_seconds=since_seconds, context=context)
+        lines = read_logs(target, since_seconds=since_seconds)
     events = parse_lines(lines)
     if fill_gaps:
         events = fill_restart_gaps(events)
@@ -508,8 +506,8 @@ class LogFollower:
     manager, or ``start()`` / ``stop()``.
     """
 
-    def __init__(self, namespace: str, context: str = config.KUBE_CONTEXT, poll_s: float = 0.5):
-        self.namespace, self.context, self.poll_s = namespace, context, poll_s
+    def __init__(self, target: Target, poll_s: float = 0.5):
+        self.target, self.namespace, self.poll_s = target, target.namespace, poll_s
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -545,7 +543,7 @@ class LogFollower:
         self.stop()
 
     def _poll(self) -> None:
-        core = _core(self.context)
+        core = kube.core(self.target)
         while not self._stop.is_set():
             try:
                 pods = core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
@@ -610,14 +608,13 @@ def abort_stream(response) -> None:
 # ------------------------------------------------------------------- deploying the watcher
 
 
-def ensure_image(mode: str = "auto", load: bool = True, implementation: str = "python") -> str:
-    """Build the lab images the mode needs (the watchers among them) and load one watcher into kind."""
-    from lab.ops import images
-
+def ensure_image(mode: str = "auto", load_into: Target | None = None, implementation: str = "python") -> str:
+    """Build the lab images the mode needs (the watchers among them) and load one watcher into
+    `load_into`'s kind cluster."""
     image = IMPLEMENTATIONS[implementation]
-    images.build(mode, load=False)
-    if load:
-        images.load_into_kind([image])
+    images.build(mode)
+    if load_into is not None:
+        kind.load_images(load_into, [image])
     return image
 
 
@@ -628,22 +625,17 @@ def watcher_objects(namespace: str, image: str | None = None, env: dict[str, str
     environment variables for its container."""
     import yaml
 
-    from lab.host import tools
-
     if implementation not in IMPLEMENTATIONS:
         raise LabError(f"unknown watcher implementation {implementation!r}",
                        hint=f"use one of: {', '.join(IMPLEMENTATIONS)}")
-    helm = tools.ensure("helm")
     image_value = "watcher.go.image" if implementation == "go" else "watcher.daemonset.image"
-    cmd = [str(helm), "template", "k8s-lab", str(config.REPO_ROOT / "chart"), "--namespace", namespace,
+    cmd = ["template", "k8s-lab", str(config.REPO_ROOT / "chart"), "--namespace", namespace,
            "--set", f"watcher.implementation={implementation}",
            "--set", f"{image_value}={image or IMPLEMENTATIONS[implementation]}"]
     for template in CHART_TEMPLATES:
         cmd += ["--show-only", template]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise LabError(f"helm template of the watcher failed: {proc.stderr.strip()[-1000:]}",
-                       hint="check chart/templates/watcher/ with `helm lint chart`")
+    proc = tools.run("helm", *cmd, timeout=120, what="helm template of the watcher",
+                     hint="check chart/templates/watcher/ with `helm lint chart`")
     objects = [d for d in yaml.safe_load_all(proc.stdout) if d]
     for obj in objects:
         if obj.get("kind") != "DaemonSet" or not env:
@@ -656,25 +648,25 @@ def watcher_objects(namespace: str, image: str | None = None, env: dict[str, str
     return objects
 
 
-def deploy_watcher(namespace: str, image: str | None = None, env: dict[str, str] | None = None,
-                   wait: bool = True, timeout: int = 120, context: str = config.KUBE_CONTEXT,
-                   implementation: str = "python") -> list[dict]:
-    """Apply the watcher (RBAC + DaemonSet) to an existing namespace; wait for its rollout."""
+def deploy_watcher(target: Target, image: str | None = None, env: dict[str, str] | None = None,
+                   wait: bool = True, timeout: int = 120, implementation: str = "python") -> list[dict]:
+    """Apply the watcher (RBAC + DaemonSet) to `target`'s existing namespace; wait for its rollout."""
     import yaml
 
+    namespace = target.namespace
     objects = watcher_objects(namespace, image=image, env=env, implementation=implementation)
-    kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects), context=context)
+    kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects), target=target)
     if wait:
         kube.kubectl("-n", namespace, "rollout", "status", f"daemonset/{DAEMONSET}", f"--timeout={timeout}s",
-                 timeout=timeout + 30, context=context)
+                     timeout=timeout + 30, target=target)
     return objects
 
 
-def remove_watcher(namespace: str, wait: bool = True, context: str = config.KUBE_CONTEXT) -> None:
+def remove_watcher(target: Target, wait: bool = True) -> None:
     """Delete what ``deploy_watcher`` applied (not the namespace)."""
-    kube.kubectl("-n", namespace, "delete", "--ignore-not-found", f"--wait={'true' if wait else 'false'}",
-             f"daemonset/{DAEMONSET}", "rolebinding/watcher-pod-reader", "role/watcher-pod-reader",
-             "serviceaccount/watcher", context=context)
+    kube.kubectl("-n", target.namespace, "delete", "--ignore-not-found", f"--wait={'true' if wait else 'false'}",
+                 f"daemonset/{DAEMONSET}", "rolebinding/watcher-pod-reader", "role/watcher-pod-reader",
+                 "serviceaccount/watcher", target=target)
 
 
 def to_csv(events: pd.DataFrame, path) -> None:

@@ -37,7 +37,6 @@ import hashlib
 import json
 import re
 import shlex
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from lab import config
 from lab.errors import LabError
+from lab.target import Target
 
 OUTCOMES = ("connected", "refused", "timeout", "unreachable", "error")
 DEFAULT_TIMEOUT_S = 1.5
@@ -226,18 +226,17 @@ def parse_output(text: str, tokens: Iterable[str]) -> dict[str, tuple[str, str]]
 
 
 def kubectl_exec_args(namespace: str, pod: str, container: str, script: str,
-                      context: str = config.KUBE_CONTEXT) -> list[str]:
-    return ["--context", context, "-n", namespace, "exec", pod, "-c", container, "--",
+                      target: Target) -> list[str]:
+    return [*target.kubectl_flags(), "-n", namespace, "exec", pod, "-c", container, "--",
             "bash", "-c", script]
 
 
 def reproduce_command(namespace: str, pod: str, container: str, host: str, port: int,
-                      timeout: float = DEFAULT_TIMEOUT_S,
-                      context: str = config.KUBE_CONTEXT) -> str:
+                      timeout: float = DEFAULT_TIMEOUT_S, *, target: Target) -> str:
     """The kubectl command that probes one cell exactly as the engine does; it prints
     ``HOST:PORT OUTCOME``."""
     script = probe_script([(f"{host}:{int(port)}", host, port)], timeout)
-    args = kubectl_exec_args(namespace, pod, container, script, context)
+    args = kubectl_exec_args(namespace, pod, container, script, target)
     return "kubectl " + " ".join(shlex.quote(a) for a in args)
 
 
@@ -299,12 +298,7 @@ def _check_outcome(value: Any, what: str) -> str:
 # Kubernetes
 
 
-def _core(context: str):
-    from lab.cluster import kube
-    return kube.core(context)
-
-
-def _exec_stream(source: _SourcePod, script: str, timeout: float, context: str) -> tuple[str, str]:
+def _exec_stream(source: _SourcePod, script: str, timeout: float, target: Target) -> tuple[str, str]:
     """Run the script with the API server's exec (websocket), in-process.
 
     Returns (stdout, problem); problem is empty when the script ran."""
@@ -314,7 +308,7 @@ def _exec_stream(source: _SourcePod, script: str, timeout: float, context: str) 
     from lab.cluster import kube
 
     # stream() swaps the ApiClient's transport while it connects, so every exec gets its own.
-    api = client.ApiClient(kube.api_client(context).configuration)
+    api = client.ApiClient(kube.api_client(target).configuration)
     ws = None
     try:
         ws = stream(client.CoreV1Api(api).connect_get_namespaced_pod_exec, source.name,
@@ -359,28 +353,27 @@ def _exec_status_problem(status: str) -> str | None:
     return str(parsed.get("message") or status)[:300]
 
 
-def _exec_kubectl(source: _SourcePod, script: str, timeout: float, context: str) -> tuple[str, str]:
+def _exec_kubectl(source: _SourcePod, script: str, timeout: float, target: Target) -> tuple[str, str]:
     from lab.host import tools
 
-    cmd = [str(tools.ensure("kubectl")),
-           *kubectl_exec_args(source.namespace, source.name, source.container, script, context)]
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return "", f"kubectl exec did not finish within {timeout:.0f}s"
+        result = tools.run("kubectl", *kubectl_exec_args(source.namespace, source.name, source.container,
+                                                        script, target), timeout=timeout, check=False)
+    except LabError as error:
+        return "", error.message
     problem = "" if result.stdout.strip() else result.stderr.strip()[-300:]
     return result.stdout, problem
 
 
 def _probe_source(source: _SourcePod, cells: list[_Cell], timeout: float, transport: str,
-                  context: str) -> None:
+                  target: Target) -> None:
     """One exec that probes all of one source Pod's cells; records outcomes on the cells."""
     targets = [(f"c{i}", cell.target, cell.port) for i, cell in enumerate(cells)]
     script = probe_script(targets, timeout)
     chunks = -(-len(targets) // IN_POD_PARALLEL)
     exec_timeout = 15 + chunks * (timeout + 2)
     run = _exec_stream if transport == "stream" else _exec_kubectl
-    out, problem = run(source, script, exec_timeout, context)
+    out, problem = run(source, script, exec_timeout, target)
     results = parse_output(out, [t[0] for t in targets])
     for (token, _, _), cell in zip(targets, cells):
         outcome, detail = results[token]
@@ -464,14 +457,14 @@ def _selector_matches(selector, labels: Mapping[str, str]) -> bool:
     return True
 
 
-def _check_labels_safe(namespace: str, labels: Mapping[str, str], context: str) -> None:
+def _check_labels_safe(namespace: str, labels: Mapping[str, str], target: Target) -> None:
     """A probe Pod must not be adopted by a controller (which could then delete Pods to keep its
     replica count) nor receive a Service's traffic (it listens on nothing)."""
     from kubernetes import client
 
     from lab.cluster import kube
 
-    core = _core(context)
+    core = kube.core(target)
     for svc in core.list_namespaced_service(namespace).items:
         if _selector_matches(svc.spec.selector, labels):
             raise LabError(f"probe Pods with labels {dict(labels)} would be endpoints of the "
@@ -479,8 +472,8 @@ def _check_labels_safe(namespace: str, labels: Mapping[str, str], context: str) 
                            hint="change a label the Service selects (e.g. "
                                 "app.kubernetes.io/instance) while keeping those the "
                                 "NetworkPolicy selects")
-    apps = client.AppsV1Api(kube.api_client(context))
-    batch = client.BatchV1Api(kube.api_client(context))
+    apps = client.AppsV1Api(kube.api_client(target))
+    batch = client.BatchV1Api(kube.api_client(target))
     controllers = [*apps.list_namespaced_replica_set(namespace).items,
                    *apps.list_namespaced_stateful_set(namespace).items,
                    *apps.list_namespaced_daemon_set(namespace).items,
@@ -495,7 +488,7 @@ def _check_labels_safe(namespace: str, labels: Mapping[str, str], context: str) 
                                 "NetworkPolicy selects")
 
 
-def ensure_probe_pods(source: Source, namespace: str, context: str = config.KUBE_CONTEXT,
+def ensure_probe_pods(source: Source, namespace: str, target: Target,
                       timeout: float = READY_TIMEOUT_S) -> list[str]:
     """Create the source's long-lived probe Pods where missing (or changed) and wait until they
     are ready. Returns their names."""
@@ -504,7 +497,7 @@ def ensure_probe_pods(source: Source, namespace: str, context: str = config.KUBE
     from lab.cluster import kube
     from lab.progress import step
 
-    core = _core(context)
+    core = kube.core(target)
     wanted = [probe_pod_manifest(source, i) for i in range(max(1, source.replicas))]
     to_create = []
     for pod in wanted:
@@ -525,7 +518,7 @@ def ensure_probe_pods(source: Source, namespace: str, context: str = config.KUBE
                               what=f"pod {namespace}/{pod.metadata.name}", timeout=timeout, interval=0.5)
             to_create.append(pod)
     if to_create:
-        _check_labels_safe(namespace, probe_pod_labels(source), context)
+        _check_labels_safe(namespace, probe_pod_labels(source), target)
         names = ", ".join(p.metadata.name for p in to_create)
         with step(f"start probe Pod{'s' if len(to_create) > 1 else ''} {names} in {namespace}"):
             for pod in to_create:
@@ -560,25 +553,24 @@ def _pod_trouble(pod) -> str:
     return f"phase {pod.status.phase}"
 
 
-def delete_probe_pods(namespace: str, source: str | None = None,
-                      context: str = config.KUBE_CONTEXT) -> int:
+def delete_probe_pods(namespace: str, source: str | None = None, *, target: Target) -> int:
     """Delete the probe Pods the engine created in a namespace (of one source group, or all).
     Returns how many."""
     selector = f"{MANAGED_LABEL}=true"
     if source is not None:
         selector += f",{SOURCE_LABEL}={_slug(source)}"
-    core = _core(context)
+    core = kube.core(target)
     pods = core.list_namespaced_pod(namespace, label_selector=selector).items
     for pod in pods:
         core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
     return len(pods)
 
 
-def _source_pods(source: Source, namespace: str, context: str) -> list[_SourcePod]:
+def _source_pods(source: Source, namespace: str, target: Target) -> list[_SourcePod]:
     ns = source.namespace or namespace
-    core = _core(context)
+    core = kube.core(target)
     if source.labels is not None:
-        names = set(ensure_probe_pods(source, ns, context))
+        names = set(ensure_probe_pods(source, ns, target))
         pods = [core.read_namespaced_pod(n, ns) for n in sorted(names)]
     elif source.selector:
         pods = core.list_namespaced_pod(ns, label_selector=source.selector).items
@@ -597,12 +589,12 @@ def _source_pods(source: Source, namespace: str, context: str) -> list[_SourcePo
 
 
 def _destination_targets(dest: Destination, namespace: str, ports: Sequence[int] | None,
-                         context: str) -> tuple[list[tuple[str, str, int]], list[str]]:
+                         target: Target) -> tuple[list[tuple[str, str, int]], list[str]]:
     """[(destination name, host, port)] and the skipped 'name:port' of undeclared Service ports."""
     from kubernetes.client.exceptions import ApiException
 
     ns = dest.namespace or namespace
-    core = _core(context)
+    core = kube.core(target)
     wanted = list(dest.ports if dest.ports is not None else (ports or []))
     if dest.service_name:
         try:
@@ -645,7 +637,7 @@ def _as_destination(item: Destination | str) -> Destination:
 
 def probe_cells(cells: list[_Cell], *, timeout: float = DEFAULT_TIMEOUT_S,
                 workers: int = DEFAULT_WORKERS, transport: str = "stream",
-                context: str = config.KUBE_CONTEXT) -> int:
+                target: Target) -> int:
     """Probe the cells: one exec per source Pod, ``workers`` sources at a time. Returns the
     number of execs."""
     if transport not in TRANSPORTS:
@@ -655,7 +647,7 @@ def probe_cells(cells: list[_Cell], *, timeout: float = DEFAULT_TIMEOUT_S,
         key = _SourcePod(cell.source_group, cell.source, cell.namespace, cell.container)
         by_source.setdefault(key, []).append(cell)
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(by_source)))) as pool:
-        list(pool.map(lambda item: _probe_source(item[0], item[1], timeout, transport, context),
+        list(pool.map(lambda item: _probe_source(item[0], item[1], timeout, transport, target),
                       by_source.items()))
     return len(by_source)
 
@@ -664,7 +656,7 @@ def matrix(namespace: str, sources: Sequence[Source], destinations: Sequence[Des
            ports: Sequence[int] | None = None, expected: Expected = None, *,
            timeout: float = DEFAULT_TIMEOUT_S, retry_s: float = DEFAULT_RETRY_S,
            workers: int = DEFAULT_WORKERS, transport: str = "stream",
-           context: str = config.KUBE_CONTEXT):
+           target: Target):
     """Probe every source Pod x destination x port and return a pandas DataFrame.
 
     Columns: source (Pod), destination, port, expected, observed, correct, attempts, reproduce
@@ -678,14 +670,14 @@ def matrix(namespace: str, sources: Sequence[Source], destinations: Sequence[Des
     import pandas as pd
 
     start = time.monotonic()
-    core = _core(context)
+    core = kube.core(target)
     if not _namespace_exists(core, namespace):
         raise LabError(f"the namespace {namespace!r} does not exist")
     expect = expectation(expected)
-    source_pods = [sp for s in sources for sp in _source_pods(s, namespace, context)]
+    source_pods = [sp for s in sources for sp in _source_pods(s, namespace, target)]
     targets, skipped = [], []
     for dest in map(_as_destination, destinations):
-        found, skip = _destination_targets(dest, namespace, ports, context)
+        found, skip = _destination_targets(dest, namespace, ports, target)
         targets += [(dest.name, *t) for t in found]
         skipped += skip
     cells = [_Cell(source=sp.name, source_group=sp.group, namespace=sp.namespace,
@@ -697,7 +689,7 @@ def matrix(namespace: str, sources: Sequence[Source], destinations: Sequence[Des
     if not cells:
         raise LabError("the matrix has no cells", hint="check the destinations and ports")
 
-    kwargs = dict(timeout=timeout, workers=workers, transport=transport, context=context)
+    kwargs = dict(timeout=timeout, workers=workers, transport=transport, target=target)
     execs = probe_cells(cells, **kwargs)
     passes = 1
     deadline = time.monotonic() + retry_s
@@ -716,7 +708,7 @@ def matrix(namespace: str, sources: Sequence[Source], destinations: Sequence[Des
         "expected": c.expected, "observed": c.observed, "correct": c.correct,
         "attempts": c.attempts,
         "reproduce": reproduce_command(c.namespace, c.source, c.container, c.target, c.port,
-                                       timeout, context),
+                                       timeout, target=target),
         "source_group": c.source_group, "destination_group": c.destination_group,
         "target": c.target, "namespace": c.namespace, "detail": c.detail,
     } for c in cells]
@@ -848,12 +840,14 @@ def lab_destinations() -> list[Destination]:
     return [Destination.service(LAB_DATABASE_SERVICE), Destination.service(LAB_WEB_SERVICE)]
 
 
-def lab_matrix(namespace: str = config.NAMESPACE, **kwargs):
-    """The lab's standard matrix for the deployed system: the web Pods and a non-web probe Pod
-    against the database and web Services on 3306 and 80, expected per the lab's policy."""
+def lab_matrix(target: Target, **kwargs):
+    """The lab's standard matrix for the deployed system in `target`'s namespace: the web Pods and
+    a non-web probe Pod against the database and web Services on 3306 and 80, expected per the
+    lab's policy."""
     from kubernetes.client.exceptions import ApiException
 
-    core = _core(kwargs.get("context", config.KUBE_CONTEXT))
+    namespace = target.namespace
+    core = kube.core(target)
     hint = "deploy it with `lab deploy`"
     if not _namespace_exists(core, namespace):
         raise LabError(f"the lab system is not deployed: there is no namespace {namespace!r}",
@@ -871,7 +865,7 @@ def lab_matrix(namespace: str = config.NAMESPACE, **kwargs):
         raise LabError(f"the lab system in {namespace} has no ready web Pod",
                        hint=f"{hint}, or wait for it: `kubectl -n {namespace} get pods`")
     return matrix(namespace, lab_sources(), lab_destinations(), ports=LAB_PORTS,
-                  expected=lab_expected, **kwargs)
+                  expected=lab_expected, target=target, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -894,11 +888,11 @@ class CanaryResult:
         return self.message
 
 
-def cni_note(context: str = config.KUBE_CONTEXT) -> str:
+def cni_note(target: Target) -> str:
     """A word on the CNI daemon's Pods when they are not ready or have restarted (kindnet
     enforces the policies on kind; while it restarts, nothing is enforced). Empty when fine."""
     try:
-        pods = _core(context).list_namespaced_pod("kube-system", label_selector="app=kindnet",
+        pods = kube.core(target).list_namespaced_pod("kube-system", label_selector="app=kindnet",
                                                   _request_timeout=5).items
     except Exception:  # noqa: BLE001 - only a hint
         return ""
@@ -911,7 +905,7 @@ def cni_note(context: str = config.KUBE_CONTEXT) -> str:
     return ("; kindnet Pods: " + ", ".join(notes)) if notes else ""
 
 
-def canary(namespace: str = CANARY_NAMESPACE, *, context: str = config.KUBE_CONTEXT,
+def canary(namespace: str = CANARY_NAMESPACE, *, target: Target,
            timeout: float = DEFAULT_TIMEOUT_S, retry_s: float = 15.0) -> CanaryResult:
     """Prove that the cluster enforces NetworkPolicy: a server Pod and a long-lived client
     connect; a deny-all ingress policy on the server must make the connect time out; without
@@ -924,8 +918,8 @@ def canary(namespace: str = CANARY_NAMESPACE, *, context: str = config.KUBE_CONT
     from lab.progress import step
 
     start = time.monotonic()
-    core = _core(context)
-    net = client.NetworkingV1Api(kube.api_client(context))
+    core = kube.core(target)
+    net = client.NetworkingV1Api(kube.api_client(target))
     created_namespace = False
     if not _namespace_exists(core, namespace):
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
@@ -946,13 +940,13 @@ def canary(namespace: str = CANARY_NAMESPACE, *, context: str = config.KUBE_CONT
 
     def look(expected: str) -> str:
         df = matrix(namespace, [client_source], [dest], expected=expected, timeout=timeout,
-                    retry_s=retry_s, workers=1, context=context)
+                    retry_s=retry_s, workers=1, target=target)
         return str(df["observed"].iloc[0])
 
     try:
         with step(f"canary: start a server and a client in {namespace}"):
             core.create_namespaced_pod(namespace, server)
-            ensure_probe_pods(client_source, namespace, context)
+            ensure_probe_pods(client_source, namespace, target)
             _wait_ready(core, namespace, [server_name], READY_TIMEOUT_S)
         before = look("connected")
         if before != "connected":
@@ -960,7 +954,7 @@ def canary(namespace: str = CANARY_NAMESPACE, *, context: str = config.KUBE_CONT
                            f"({before})",
                            hint=f"does a NetworkPolicy in {namespace} select the canary's Pods? "
                                 f"Use a namespace of its own (the default {CANARY_NAMESPACE})"
-                                + cni_note(context))
+                                + cni_note(target))
         net.create_namespaced_network_policy(namespace, client.V1NetworkPolicy(
             metadata=client.V1ObjectMeta(name=policy_name),
             spec=client.V1NetworkPolicySpec(
@@ -976,7 +970,7 @@ def canary(namespace: str = CANARY_NAMESPACE, *, context: str = config.KUBE_CONT
                 hint="kind enforces policies with its CNI daemon kindnetd (kind >= v0.24); check "
                      "`kubectl -n kube-system get pods -l app=kindnet` and recreate the cluster "
                      "with `lab cluster up --recreate` if it is old or crashing"
-                     + cni_note(context))
+                     + cni_note(target))
         net.delete_namespaced_network_policy(policy_name, namespace)
         restored = look("connected")
         seconds = time.monotonic() - start

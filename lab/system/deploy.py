@@ -17,7 +17,6 @@ directory) are kept.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +24,24 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from lab import config
-from lab.host import tools
+from lab import config, runner
+from lab.cluster import kube
 from lab.errors import LabError
+from lab.host import tools
 from lab.progress import info, step
+from lab.target import Target
 
 RELEASE = "k8s-lab"
 CHART_DIR = config.REPO_ROOT / "chart"
 MANIFESTS_DIR = config.REPO_ROOT / "manifests"
+# The database's PersistentVolume in the lab's namespace; another namespace gets DEFAULT_PV-<namespace>.
+DEFAULT_PV = "k8s-lab-database-data"
+_CLUSTER_SCOPED = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "StorageClass",
+                   "PriorityClass", "CustomResourceDefinition"}
 METHODS = ("helm", "manifests")
 DEFAULT_TIMEOUT_S = 600
 HELM_HISTORY_MAX = 5
-PERSISTENT_VOLUMES = ("k8s-lab-database-data",)
+PERSISTENT_VOLUMES = (DEFAULT_PV,)
 _LAYER_PATTERN = re.compile(r"^\d{2}-[a-z0-9-]+$")
 
 # Where each image role goes in the chart's values.
@@ -148,10 +153,46 @@ def _known_secrets() -> set[str]:
     return values
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for value in sorted(secrets, key=len, reverse=True):
-        text = text.replace(value, "<redacted>")
-    return text
+redact = runner.redact
+
+
+def rewrite_namespace(text: str, namespace: str) -> str:
+    """The manifests' YAML for ``namespace``: unchanged for the lab's own namespace; otherwise
+    every namespaced object moves there, the Namespace is renamed, the database's
+    PersistentVolume gets a name and host directory of its own (reserved for the claim in the new
+    namespace) and the web Service lets Kubernetes pick its node port (30080 is taken by the
+    lab's own namespace, and node ports are cluster-wide)."""
+    if namespace == config.NAMESPACE:
+        return text
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    for doc in documents:
+        kind = doc.get("kind")
+        meta = doc.setdefault("metadata", {})
+        if kind == "Namespace":
+            meta["name"] = namespace
+        elif kind == "PersistentVolume":
+            spec = doc.get("spec", {})
+            if meta.get("name") == DEFAULT_PV:
+                meta["name"] = f"{DEFAULT_PV}-{namespace}"
+                if "hostPath" in spec:
+                    spec["hostPath"]["path"] = f"{spec['hostPath']['path'].rstrip('/')}-{namespace}"
+            if spec.get("claimRef", {}).get("namespace") == config.NAMESPACE:
+                spec["claimRef"]["namespace"] = namespace
+        elif kind not in _CLUSTER_SCOPED:
+            meta["namespace"] = namespace
+        for subject in doc.get("subjects") or []:
+            if subject.get("namespace") == config.NAMESPACE:
+                subject["namespace"] = namespace
+        if kind == "Service":
+            for port in (doc.get("spec") or {}).get("ports") or []:
+                if port.get("nodePort") == config.WEB_NODEPORT:
+                    del port["nodePort"]
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+def pv_name(namespace: str) -> str:
+    """The database's PersistentVolume for `namespace`, as rewrite_namespace names it."""
+    return DEFAULT_PV if namespace == config.NAMESPACE else f"{DEFAULT_PV}-{namespace}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,29 +208,26 @@ def _tool(name: str) -> Path:
     return path
 
 
-def kubectl_cmd(*args: str) -> list[str]:
-    return [str(_tool("kubectl")), "--context", config.KUBE_CONTEXT, *args]
+def kubectl_cmd(target: Target, *args: str) -> list[str]:
+    return [str(_tool("kubectl")), *target.kubectl_flags(), *args]
 
 
-def helm_cmd(*args: str) -> list[str]:
-    return [str(_tool("helm")), "--kube-context", config.KUBE_CONTEXT, *args]
+def helm_cmd(target: Target, *args: str) -> list[str]:
+    return [str(_tool("helm")), *target.helm_flags(), *args]
 
 
-def _run(cmd: Sequence[str], what: str, stdin: str | None = None, check: bool = True,
-         timeout: float | None = None) -> subprocess.CompletedProcess:
-    from lab.cluster import kube
-
-    result = kube.run(cmd, what=what, stdin=stdin, timeout=timeout)
+def _run(target: Target, cmd: Sequence[str], what: str, stdin: str | None = None, check: bool = True,
+         timeout: float | None = None) -> runner.Result:
+    result = runner.run(cmd, what=what, input=stdin, timeout=timeout, env=tools.env_with_tools(),
+                        check=False, hint=_cluster_hint(target))
     if check and result.returncode != 0:
-        output = redact((result.stderr or result.stdout or "").strip(), _known_secrets())
-        raise LabError(f"{what} failed (exit {result.returncode}):\n{output[-3000:]}",
-                       hint=_cluster_hint())
+        raise runner.failure(result, what, hint=_cluster_hint(target), secrets=_known_secrets())
     return result
 
 
-def _cluster_hint() -> str:
+def _cluster_hint(target: Target) -> str:
     return (f"is the cluster up (`lab cluster status`)? look with "
-            f"`kubectl --context {config.KUBE_CONTEXT} -n {config.NAMESPACE} get all,pvc,events`")
+            f"`kubectl --context {target.kube_context} -n {target.namespace} get all,pvc,events`")
 
 
 def _print_output(text: str, secrets: Iterable[str]) -> None:
@@ -211,8 +249,8 @@ class Problem:
     pod: str | None = None  # the Pod that shows the trouble, and its failing container
     container: str | None = None
 
-    def hint(self) -> str:
-        base = f"kubectl --context {config.KUBE_CONTEXT} -n {config.NAMESPACE}"
+    def hint(self, target: Target) -> str:
+        base = f"kubectl --context {target.kube_context} -n {target.namespace}"
         looks = [f"`{base} describe {self.ref}`"]
         if self.pod:
             looks.append(f"`{base} describe pod/{self.pod}`")
@@ -241,13 +279,11 @@ def _pod_trouble(pod) -> tuple[str, str | None] | None:
     return None
 
 
-def problems(namespace: str = config.NAMESPACE) -> list[Problem]:
+def problems(target: Target) -> list[Problem]:
     """Workloads and claims in the namespace that are not ready (empty when all are)."""
-    from lab.cluster import kube
-
-    apps, core = kube.apps(), kube.core()
+    apps, core = kube.apps(target), kube.core(target)
     found: list[Problem] = []
-    pods = core.list_namespaced_pod(namespace).items
+    pods = core.list_namespaced_pod(target.namespace).items
 
     def pods_of(selector: dict[str, str]) -> list:
         return [p for p in pods if selector.items() <= (p.metadata.labels or {}).items()]
@@ -260,7 +296,7 @@ def problems(namespace: str = config.NAMESPACE) -> list[Problem]:
                 return
         found.append(Problem(ref, detail))
 
-    for d in apps.list_namespaced_deployment(namespace).items:
+    for d in apps.list_namespaced_deployment(target.namespace).items:
         want = d.spec.replicas if d.spec.replicas is not None else 1
         ready, updated = d.status.ready_replicas or 0, d.status.updated_replicas or 0
         if ready < want or updated < want or (d.status.replicas or 0) > want:
@@ -269,83 +305,81 @@ def problems(namespace: str = config.NAMESPACE) -> list[Problem]:
                 if cond.status == "False" or cond.type == "ReplicaFailure":
                     detail += f"; {cond.type}: {cond.message}"
             add(f"deployment/{d.metadata.name}", detail, d.spec.selector.match_labels)
-    for s in apps.list_namespaced_stateful_set(namespace).items:
+    for s in apps.list_namespaced_stateful_set(target.namespace).items:
         want = s.spec.replicas if s.spec.replicas is not None else 1
         ready = s.status.ready_replicas or 0
         stale = s.status.update_revision and s.status.current_revision != s.status.update_revision
         if ready < want or stale:
             detail = f"{ready} of {want} replicas ready" + (", rolling out" if stale else "")
             add(f"statefulset/{s.metadata.name}", detail, s.spec.selector.match_labels)
-    for ds in apps.list_namespaced_daemon_set(namespace).items:
+    for ds in apps.list_namespaced_daemon_set(target.namespace).items:
         want, ready = ds.status.desired_number_scheduled or 0, ds.status.number_ready or 0
         if ready < want or (ds.status.updated_number_scheduled or 0) < want:
             add(f"daemonset/{ds.metadata.name}", f"{ready} of {want} Pods ready",
                 ds.spec.selector.match_labels)
-    for pvc in core.list_namespaced_persistent_volume_claim(namespace).items:
+    for pvc in core.list_namespaced_persistent_volume_claim(target.namespace).items:
         if pvc.status.phase != "Bound":
             found.append(Problem(f"persistentvolumeclaim/{pvc.metadata.name}",
                                  f"{pvc.status.phase}, not Bound (is its PersistentVolume there and Available?)"))
     return found
 
 
-def summary(namespace: str = config.NAMESPACE) -> str:
+def summary(target: Target) -> str:
     """One line: ready/wanted per workload, e.g. ``web 3/3, database 0/1``."""
-    from lab.cluster import kube
-
-    apps = kube.apps()
+    apps = kube.apps(target)
     parts = []
-    for d in apps.list_namespaced_deployment(namespace).items:
+    for d in apps.list_namespaced_deployment(target.namespace).items:
         updated = d.status.updated_replicas or 0
         rolling = f" ({updated} updated)" if updated < (d.spec.replicas or 0) else ""
         parts.append(f"{d.metadata.name} {d.status.ready_replicas or 0}/{d.spec.replicas}{rolling}")
-    for s in apps.list_namespaced_stateful_set(namespace).items:
+    for s in apps.list_namespaced_stateful_set(target.namespace).items:
         parts.append(f"{s.metadata.name} {s.status.ready_replicas or 0}/{s.spec.replicas}")
-    for ds in apps.list_namespaced_daemon_set(namespace).items:
+    for ds in apps.list_namespaced_daemon_set(target.namespace).items:
         parts.append(f"{ds.metadata.name} {ds.status.number_ready or 0}/{ds.status.desired_number_scheduled or 0}")
     return ", ".join(sorted(parts)) or "no workloads yet"
 
 
-def _safe_summary() -> str | None:
+def _safe_summary(target: Target) -> str | None:
     try:
-        return summary()
+        return summary(target)
     except Exception:  # noqa: BLE001 - progress output must never break a deploy
         return None
 
 
-def _not_ready_error(what: str, timeout: float) -> LabError:
+def _not_ready_error(target: Target, what: str, timeout: float) -> LabError:
     try:
-        found = problems()
+        found = problems(target)
     except Exception as error:  # noqa: BLE001 - the API may be what failed
         return LabError(f"{what}: could not inspect the namespace ({type(error).__name__}: {error})",
-                        hint=_cluster_hint())
+                        hint=_cluster_hint(target))
     if not found:
-        return LabError(f"{what} did not finish within {timeout:.0f}s", hint=_cluster_hint())
+        return LabError(f"{what} did not finish within {timeout:.0f}s", hint=_cluster_hint(target))
     first = found[0]
     others = "".join(f"\n  {p.ref}: {p.detail}" for p in found[1:])
     return LabError(f"{what}: {first.ref} did not become ready: {first.detail}"
                     + (f"\n  also not ready:{others}" if others else ""),
-                    hint=f"look with {first.hint()}")
+                    hint=f"look with {first.hint(target)}")
 
 
-def wait_ready(timeout: float = DEFAULT_TIMEOUT_S, what: str = "deploy") -> None:
-    """Wait until every workload and claim in the namespace is ready; LabError names the laggard."""
+def wait_ready(target: Target, timeout: float = DEFAULT_TIMEOUT_S, what: str = "deploy") -> None:
+    """Wait until every workload and claim in the namespace is ready; LabError names the laggard.
+
+    The progress line shows ready/desired per workload while it waits."""
     deadline = time.monotonic() + timeout
-    last = None
     time.sleep(1)  # give controllers a moment to notice freshly applied objects
-    while True:
-        try:
-            pending = problems()
-        except Exception:  # noqa: BLE001 - a transient API error: try again until the deadline
-            pending = [Problem("namespace", "the API server did not answer")]
-        line = _safe_summary()
-        if line and line != last:
-            info(line)
-            last = line
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise _not_ready_error(what, timeout)
-        time.sleep(2)
+    with step(f"waiting for the workloads in {target.namespace}") as progress:
+        while True:
+            try:
+                pending = problems(target)
+            except Exception:  # noqa: BLE001 - a transient API error: try again until the deadline
+                pending = [Problem("namespace", "the API server did not answer")]
+            progress.update(_safe_summary(target) or "")
+            if not pending:
+                info(progress.detail)
+                return
+            if time.monotonic() > deadline:
+                raise _not_ready_error(target, what, timeout)
+            time.sleep(2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,11 +396,9 @@ def _normalise(ref: str) -> str:
     return name
 
 
-def missing_images(refs: Iterable[str]) -> dict[str, list[str]]:
+def missing_images(target: Target, refs: Iterable[str]) -> dict[str, list[str]]:
     """Image -> nodes that do not have it (from the nodes' status)."""
-    from lab.cluster import kube
-
-    nodes = kube.core().list_node().items
+    nodes = kube.core(target).list_node().items
     missing: dict[str, list[str]] = {}
     for ref in refs:
         wanted = _normalise(ref)
@@ -377,14 +409,14 @@ def missing_images(refs: Iterable[str]) -> dict[str, list[str]]:
     return missing
 
 
-def check_images(mode: str, wait_s: float = 30) -> None:
+def check_images(target: Target, mode: str, wait_s: float = 30) -> None:
     """The lab's own images (k8s-lab/...) must be loaded into the nodes: nothing pulls them."""
     from lab.build.images import image_names
 
     local = sorted({ref for ref in image_names(mode).values() if ref.startswith("k8s-lab/")})
     deadline = time.monotonic() + wait_s
     while True:
-        missing = missing_images(local)
+        missing = missing_images(target, local)
         if not missing or time.monotonic() > deadline:
             break
         time.sleep(5)  # a node reports newly loaded images with its next status update
@@ -398,42 +430,38 @@ def check_images(mode: str, wait_s: float = 30) -> None:
 # Which method deployed what
 
 
-def installed_method() -> str | None:
+def installed_method(target: Target) -> str | None:
     """"helm" when a Helm release of the lab exists, "manifests" when lab objects exist without
     one, None when nothing of the lab is in the namespace."""
     from kubernetes.client.exceptions import ApiException
 
-    from lab.cluster import kube
-
-    core = kube.core()
+    core = kube.core(target)
     try:
-        core.read_namespace(config.NAMESPACE)
+        core.read_namespace(target.namespace)
     except ApiException as error:
         if error.status == 404:
             return None
         raise
-    releases = core.list_namespaced_secret(config.NAMESPACE, label_selector=f"owner=helm,name={RELEASE}").items
+    releases = core.list_namespaced_secret(target.namespace, label_selector=f"owner=helm,name={RELEASE}").items
     if releases:
         return "helm"
     selector = "app.kubernetes.io/part-of=k8s-lab"
-    apps = kube.apps()
-    if (apps.list_namespaced_deployment(config.NAMESPACE, label_selector=selector).items
-            or apps.list_namespaced_stateful_set(config.NAMESPACE, label_selector=selector).items
-            or core.list_namespaced_config_map(config.NAMESPACE, label_selector=selector).items):
+    apps = kube.apps(target)
+    if (apps.list_namespaced_deployment(target.namespace, label_selector=selector).items
+            or apps.list_namespaced_stateful_set(target.namespace, label_selector=selector).items
+            or core.list_namespaced_config_map(target.namespace, label_selector=selector).items):
         return "manifests"
     return None
 
 
-def _require_cluster() -> None:
-    from lab.cluster import kube
-
+def _require_cluster(target: Target) -> None:
     kube.forget()  # the cluster may have been recreated since the client was made
     try:
-        kube.core().list_namespace(limit=1, _request_timeout=10)
+        kube.core(target).list_namespace(limit=1, _request_timeout=10)
     except LabError:
         raise
     except Exception as error:  # noqa: BLE001 - refused, timed out, TLS, auth: all mean "not up"
-        raise LabError(f"the cluster {config.CLUSTER_NAME!r} does not answer "
+        raise LabError(f"the cluster {target.cluster!r} does not answer "
                        f"({type(error).__name__}: {str(error)[:200]})",
                        hint="start it with `lab cluster up`; `lab cluster status` shows its state") from error
 
@@ -447,7 +475,7 @@ def _check_method(method: str) -> None:
 # Deploy and undeploy
 
 
-def deploy(method: str = "helm", mode: str = "auto", wait: bool = True,
+def deploy(target: Target, method: str = "helm", mode: str = "auto", wait: bool = True,
            timeout: float = DEFAULT_TIMEOUT_S, helm_args: Sequence[str] = ()) -> DeployResult:
     """Install (or update) the whole system in the namespace k8s-assignment.
 
@@ -458,70 +486,66 @@ def deploy(method: str = "helm", mode: str = "auto", wait: bool = True,
     _check_method(method)
     mode = resolve_mode(mode)
     names = image_names(mode)
-    _require_cluster()
-    other = installed_method()
+    _require_cluster(target)
+    if method == "manifests" and target.namespace != config.NAMESPACE:
+        raise LabError(f"manifests/ names its namespace ({config.NAMESPACE}) in every object",
+                       hint=f"deploy into {target.namespace} with --helm, which installs the chart there")
+    other = installed_method(target)
     if other is not None and other != method:
-        raise LabError(f"the lab is already deployed in {config.NAMESPACE} with {other}; "
+        raise LabError(f"the lab is already deployed in {target.namespace} with {other}; "
                        f"{method} would fight over the same objects",
                        hint=f"remove it first with `lab deploy --delete --{other}`, "
                             f"or deploy with --{other}")
-    check_images(mode)
+    check_images(target, mode)
     start = time.monotonic()
     if method == "helm":
-        objects = _deploy_helm(mode, wait, timeout, helm_args)
+        objects = _deploy_helm(target, mode, wait, timeout, helm_args)
     else:
         if helm_args:
             raise LabError("helm_args only apply to the helm method")
-        objects = _deploy_manifests(mode, wait, timeout)
+        objects = _deploy_manifests(target, mode, wait, timeout)
     seconds = time.monotonic() - start
-    info(f"the lab system is {'ready' if wait else 'applied'} in {config.NAMESPACE} "
-         f"({method}, {mode} images, {seconds:.0f}s); web: http://127.0.0.1:{config.WEB_NODEPORT}/")
+    info(f"the lab system is {'ready' if wait else 'applied'} in {target.namespace} "
+         f"({method}, {mode} images, {seconds:.0f}s); web: NodePort {config.WEB_NODEPORT}")
     return DeployResult(method, mode, names, seconds, wait, objects)
 
 
-def _deploy_manifests(mode: str, wait: bool, timeout: float) -> list[str]:
+def _deploy_manifests(target: Target, mode: str, wait: bool, timeout: float) -> list[str]:
     secrets = _known_secrets()
     applied: list[str] = []
     for layer in layers():
         text = render_layer(layer, mode)
         secrets |= _secret_values(yaml.safe_load_all(text))
         with step(f"kubectl apply -f manifests/{layer.name}"):
-            result = _run(kubectl_cmd("apply", "-f", "-"), f"kubectl apply of manifests/{layer.name}",
+            result = _run(target, kubectl_cmd(target, "apply", "-f", "-"), f"kubectl apply of manifests/{layer.name}",
                           stdin=text, timeout=120)
             _print_output(result.stdout, secrets)
             applied += [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
     if wait:
-        with step(f"waiting for every workload in {config.NAMESPACE} to be ready"):
-            wait_ready(timeout, what="kubectl apply of manifests/")
+        wait_ready(target, timeout, what="kubectl apply of manifests/")
     return applied
 
 
-def _deploy_helm(mode: str, wait: bool, timeout: float, helm_args: Sequence[str]) -> list[str]:
-    cmd = helm_cmd("upgrade", "--install", RELEASE, str(CHART_DIR), "--namespace", config.NAMESPACE,
+def _deploy_helm(target: Target, mode: str, wait: bool, timeout: float, helm_args: Sequence[str]) -> list[str]:
+    cmd = helm_cmd(target, "upgrade", "--install", RELEASE, str(CHART_DIR), "--namespace", target.namespace,
                    "--create-namespace", "--history-max", str(HELM_HISTORY_MAX),
                    *helm_image_args(mode), *helm_args)
     if wait:
         cmd += ["--wait", "--timeout", f"{int(timeout)}s"]
     secrets = _known_secrets() | _values_in_args(helm_args)
     what = f"helm upgrade --install {RELEASE}"
-    with step(what + (" --wait" if wait else "")):
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=tools.env_with_tools())
-        last = None
-        while proc.poll() is None:
-            time.sleep(3)
-            line = _safe_summary()
-            if line and line != last and line != "no workloads yet":
-                info(line)
-                last = line
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            text = redact((err or out or "").strip(), secrets)
+    with step(what + (" --wait" if wait else "")) as progress:
+        # helm prints nothing while it waits: the progress line polls the workloads instead.
+        with progress.following(lambda: _safe_summary(target)):
+            result = runner.run(cmd, what=what, env=tools.env_with_tools(), timeout=timeout + 120,
+                                check=False, hint=_cluster_hint(target))
+        if result.returncode != 0:
+            text = redact((result.stderr or result.stdout or "").strip(), secrets)
             if wait and ("timed out" in text or "context deadline exceeded" in text):
-                raise _not_ready_error(what, timeout)
-            raise LabError(f"{what} failed (exit {proc.returncode}):\n{text[-3000:]}",
-                           hint=_cluster_hint())
-        _print_output(out.split("NOTES:", 1)[0], secrets)
+                raise _not_ready_error(target, what, timeout)
+            raise LabError(f"{what} failed (exit {result.returncode}):\n{text[-3000:]}",
+                           hint=_cluster_hint(target))
+        _print_output(result.stdout.split("NOTES:", 1)[0], secrets)
     return [f"release/{RELEASE}"]
 
 
@@ -535,73 +559,71 @@ def _values_in_args(args: Sequence[str]) -> set[str]:
     return found
 
 
-def helm_values(revision: int | None = None) -> dict:
+def helm_values(target: Target, revision: int | None = None) -> dict:
     """The user-supplied values of the release (of one revision)."""
-    args = ["get", "values", RELEASE, "--namespace", config.NAMESPACE, "--output", "yaml"]
+    args = ["get", "values", RELEASE, "--namespace", target.namespace, "--output", "yaml"]
     if revision is not None:
         args += ["--revision", str(revision)]
-    return yaml.safe_load(_run(helm_cmd(*args), "helm get values", timeout=60).stdout) or {}
+    return yaml.safe_load(_run(target, helm_cmd(target, *args), "helm get values", timeout=60).stdout) or {}
 
 
-def helm_rollback(revision: int | None = None, wait: bool = True,
+def helm_rollback(target: Target, revision: int | None = None, wait: bool = True,
                   timeout: float = DEFAULT_TIMEOUT_S) -> None:
     """Roll the release back (to the previous revision unless one is named)."""
     args = ["rollback", RELEASE, *([str(revision)] if revision is not None else []),
-            "--namespace", config.NAMESPACE, "--history-max", str(HELM_HISTORY_MAX)]
+            "--namespace", target.namespace, "--history-max", str(HELM_HISTORY_MAX)]
     if wait:
         args += ["--wait", "--timeout", f"{int(timeout)}s"]
     with step(f"helm rollback {RELEASE}" + (f" {revision}" if revision is not None else "")):
-        _run(helm_cmd(*args), "helm rollback", timeout=timeout + 60)
+        _run(target, helm_cmd(target, *args), "helm rollback", timeout=timeout + 60)
         if wait:
-            wait_ready(timeout, what="helm rollback")
+            wait_ready(target, timeout, what="helm rollback")
 
 
-def undeploy(method: str | None = None, wait: bool = True, timeout: float = 300) -> str | None:
+def undeploy(target: Target, method: str | None = None, wait: bool = True, timeout: float = 300) -> str | None:
     """Remove the system: the Helm release or the manifests' objects, then the namespace (with
     the database's claim) and the PersistentVolume. Files on the host stay. Returns the method
     that had deployed it (None when nothing was there)."""
     if method is not None:
         _check_method(method)
-    _require_cluster()
-    found = installed_method()
+    _require_cluster(target)
+    found = installed_method(target)
     method = method or found
     if method is None:
-        info(f"no lab release or workloads in {config.NAMESPACE}; removing whatever is left")
+        info(f"no lab release or workloads in {target.namespace}; removing whatever is left")
         method = "manifests"  # still remove a leftover PersistentVolume or empty namespace
     _check_method(method)
     if method == "helm" and found == "helm":
         # No --wait: the PersistentVolume stays (pv-protection) until the claim, which is not
         # the release's, goes with the namespace below; that wait comes after.
         with step(f"helm uninstall {RELEASE}"):
-            result = _run(helm_cmd("uninstall", RELEASE, "--namespace", config.NAMESPACE),
+            result = _run(target, helm_cmd(target, "uninstall", RELEASE, "--namespace", target.namespace),
                           "helm uninstall", check=False, timeout=timeout + 60)
             if result.returncode != 0 and "not found" not in (result.stderr or ""):
                 raise LabError(f"helm uninstall failed: {(result.stderr or '').strip()[-2000:]}",
-                               hint=_cluster_hint())
+                               hint=_cluster_hint(target))
             _print_output(result.stdout, ())
     elif method == "manifests":
         for layer in reversed(layers()):
             with step(f"kubectl delete -f manifests/{layer.name}"):
-                result = _run(kubectl_cmd("delete", "--ignore-not-found", "--wait=false", "-f", "-"),
+                result = _run(target, kubectl_cmd(target, "delete", "--ignore-not-found", "--wait=false", "-f", "-"),
                               f"kubectl delete of manifests/{layer.name}",
                               stdin=render_layer(layer, "offline"), timeout=120)
                 _print_output(result.stdout, ())
-    with step(f"deleting namespace {config.NAMESPACE} and the lab's PersistentVolumes"):
-        _run(kubectl_cmd("delete", "namespace", config.NAMESPACE, "--ignore-not-found", "--wait=false"),
+    with step(f"deleting namespace {target.namespace} and the lab's PersistentVolumes"):
+        _run(target, kubectl_cmd(target, "delete", "namespace", target.namespace, "--ignore-not-found", "--wait=false"),
              "kubectl delete namespace", timeout=60)
-        _run(kubectl_cmd("delete", "persistentvolume", *PERSISTENT_VOLUMES, "--ignore-not-found",
+        _run(target, kubectl_cmd(target, "delete", "persistentvolume", *PERSISTENT_VOLUMES, "--ignore-not-found",
                          "--wait=false"), "kubectl delete persistentvolume", timeout=60)
         if wait:
-            _wait_gone(timeout)
-    info(f"files on the host stay: {config.data_dir()} (pv/database, backups)")
+            _wait_gone(target, timeout)
+    info(f"files on the host stay: {target.data_dir} (pv/database, backups)")
     return found
 
 
-def _wait_gone(timeout: float) -> None:
-    from lab.cluster import kube
-
-    core = kube.core()
-    reads = {f"namespace/{config.NAMESPACE}": (core.read_namespace, config.NAMESPACE),
+def _wait_gone(target: Target, timeout: float) -> None:
+    core = kube.core(target)
+    reads = {f"namespace/{target.namespace}": (core.read_namespace, target.namespace),
              **{f"persistentvolume/{pv}": (core.read_persistent_volume, pv) for pv in PERSISTENT_VOLUMES}}
     remaining = list(reads)
 
@@ -614,5 +636,5 @@ def _wait_gone(timeout: float) -> None:
     except LabError:
         # What is left, and where to see what holds it, says more than wait_until's timeout.
         raise LabError(f"{', '.join(remaining)} still there after {timeout:.0f}s",
-                       hint=f"`kubectl --context {config.KUBE_CONTEXT} describe {remaining[0]}` "
+                       hint=f"`kubectl --context {target.kube_context} describe {remaining[0]}` "
                             "shows what holds it (finalizers)") from None

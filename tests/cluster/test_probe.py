@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from lab import config
 from lab.build import images
 from lab.cluster import kube
 from lab.ops import probe
 from lab.host import tools
+from tests.support import TARGET
 
 pytestmark = pytest.mark.cluster
 
@@ -82,7 +82,7 @@ WRONG = {"app.kubernetes.io/name": "k8s-lab-probe"}  # the non-web probe Pod's l
 
 
 def set_policies(policies: list[client.V1NetworkPolicy]) -> None:
-    net = client.NetworkingV1Api(kube.api_client())
+    net = client.NetworkingV1Api(kube.api_client(TARGET))
     for existing in net.list_namespaced_network_policy(NS).items:
         net.delete_namespaced_network_policy(existing.metadata.name, NS)
     for p in policies:
@@ -106,8 +106,8 @@ def service(name: str, labels: dict, port: int) -> client.V1Service:
 
 @pytest.fixture(scope="module")
 def system():
-    core = kube.core()
-    kube.delete_namespace(NS)  # left over from an interrupted run
+    core = kube.core(TARGET)
+    kube.delete_namespace(NS, target=TARGET)  # left over from an interrupted run
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
     try:
         for i in range(2):
@@ -120,7 +120,7 @@ def system():
         probe._wait_ready(core, NS, ["web-0", "web-1", "db-0"], 120)
         yield NS
     finally:
-        kube.delete_namespace(NS)
+        kube.delete_namespace(NS, target=TARGET)
 
 
 def explain(df) -> str:
@@ -129,7 +129,7 @@ def explain(df) -> str:
     import io
     out = io.StringIO()
     probe.report(df, file=out)
-    return out.getvalue() + probe.cni_note()
+    return out.getvalue() + probe.cni_note(TARGET)
 
 
 def cells(df) -> set[tuple[str, str, int]]:
@@ -138,7 +138,7 @@ def cells(df) -> set[tuple[str, str, int]]:
 
 def test_correct_policy_every_cell_as_expected(system):
     set_policies(lab_policies(CORRECT))
-    df = probe.matrix(NS, SOURCES, DESTINATIONS, PORTS, expected=expected)
+    df = probe.matrix(NS, SOURCES, DESTINATIONS, PORTS, expected=expected, target=TARGET)
     # 4 source Pods x (database:3306 + web:80 + db-0:3306 + db-0:80); Services skip ports they
     # do not declare.
     assert len(df) == 4 * 4
@@ -156,7 +156,7 @@ def test_refused_and_timeout_are_told_apart(system):
     closed = probe.Destination.pods("db-pod", "app.kubernetes.io/component=database",
                                     ports=[3307])
     df = probe.matrix(NS, SOURCES, [closed], expected=lambda s, d, p: (
-        "refused" if s in ("web", "web-probe") else "timeout"))
+        "refused" if s in ("web", "web-probe") else "timeout"), target=TARGET)
     assert probe.wrong(df).empty, explain(df)
     observed = dict(zip(df.source, df.observed))
     assert observed == {"web-0": "refused", "web-1": "refused", "probe-web-probe-0": "refused",
@@ -165,7 +165,7 @@ def test_refused_and_timeout_are_told_apart(system):
 
 def test_wrong_policy_reports_exactly_the_wrong_cells(system):
     set_policies(lab_policies(WRONG))  # the database lets in the non-web Pods instead of web
-    df = probe.matrix(NS, SOURCES, DESTINATIONS, PORTS, expected=expected)
+    df = probe.matrix(NS, SOURCES, DESTINATIONS, PORTS, expected=expected, target=TARGET)
     bad = probe.wrong(df)
     assert cells(bad) == {
         *[(s, d, 3306) for s in WEB_SOURCES for d in ("database", "db-0")],
@@ -176,7 +176,7 @@ def test_wrong_policy_reports_exactly_the_wrong_cells(system):
     assert (bad.attempts >= 3).all()  # first pass, retries for ~10 s, a final pass
     # Every wrong cell carries the exact command that shows it again.
     row = bad[(bad.source == "probe-other-0") & (bad.destination == "db-0")].iloc[0]
-    assert row.reproduce.startswith(f"kubectl --context {config.KUBE_CONTEXT} -n {NS} exec "
+    assert row.reproduce.startswith(f"kubectl --context {TARGET.kube_context} -n {NS} exec "
                                     f"probe-other-0 -c probe -- bash -c '")
     args = shlex.split(row.reproduce)
     out = subprocess.run([str(tools.ensure("kubectl")), *args[1:]], capture_output=True,
@@ -188,7 +188,7 @@ def test_wrong_policy_reports_exactly_the_wrong_cells(system):
 def test_kubectl_transport_sees_the_same(system):
     set_policies(lab_policies(CORRECT))
     df = probe.matrix(NS, SOURCES[1:], DESTINATIONS[:2], PORTS, expected=expected,
-                      transport="kubectl")
+                      transport="kubectl", target=TARGET)
     assert probe.wrong(df).empty, explain(df)
     assert len(df) == 2 * 2
 
@@ -211,11 +211,11 @@ def test_lab_probe_command_without_the_system_names_lab_deploy():
 
 
 def test_canary_proves_policies_are_enforced():
-    result = probe.canary(CANARY_NS)
+    result = probe.canary(CANARY_NS, target=TARGET)
     assert result.enforced
     assert (result.before, result.blocked, result.restored) == ("connected", "timeout", "connected")
     assert "enforced" in str(result)
     try:  # the canary removes the namespace it created
-        assert kube.core().read_namespace(CANARY_NS).status.phase == "Terminating"
+        assert kube.core(TARGET).read_namespace(CANARY_NS).status.phase == "Terminating"
     except ApiException as error:
         assert error.status == 404

@@ -15,7 +15,9 @@ from click.testing import CliRunner
 from lab.ops import backup
 from lab.cli import cli
 from lab.errors import LabError
+from lab.target import Target
 
+TARGET = Target("k8s-lab", "test-ns")
 MOMENT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 # Like a real dump: a header, rows that do not compress to nothing, mysqldump's closing line.
 SQL = (b"-- MariaDB dump 10.19\n"
@@ -242,7 +244,7 @@ class LocalDatabase(backup.Database):
     """Runs the scripts locally: `mysqldump` and `mysql` are shell functions given by the test."""
 
     def __init__(self, functions: str, running: bool = True):
-        super().__init__("test-ns")
+        super().__init__(TARGET)
         self.functions = functions
         self.running = running
         self.statements: list[str] = []
@@ -277,7 +279,7 @@ GOOD_DUMP = ('mysqldump() { [ "$MYSQL_PWD" = s3cret-pw ] || exit 7; '
 
 def test_create_writes_backup_and_metadata_and_no_partial(tmp_path):
     db = LocalDatabase(GOOD_DUMP)
-    made = backup.create("lab", directory=tmp_path, db=db)
+    made = backup.create(TARGET, "lab", directory=tmp_path, db=db)
     assert backup.is_backup_name(made.path.name) and made.path.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([made.path.name, made.metadata_path.name])
     meta = json.loads(made.metadata_path.read_text())
@@ -293,7 +295,7 @@ def test_create_writes_backup_and_metadata_and_no_partial(tmp_path):
 
 
 def test_create_of_every_database_skips_system_schemas(tmp_path):
-    made = backup.create(None, directory=tmp_path, db=LocalDatabase(GOOD_DUMP))
+    made = backup.create(TARGET, None, directory=tmp_path, db=LocalDatabase(GOOD_DUMP))
     assert made.metadata["databases"] == ["lab"]
     assert made.path.name.startswith("k8s-lab-2")
     sql = gzip.decompress(made.path.read_bytes())
@@ -310,14 +312,14 @@ def test_create_of_every_database_skips_system_schemas(tmp_path):
 ])
 def test_a_failed_dump_leaves_no_file(tmp_path, functions):
     with pytest.raises(LabError) as error:
-        backup.create("lab", directory=tmp_path, db=LocalDatabase(functions))
+        backup.create(TARGET, "lab", directory=tmp_path, db=LocalDatabase(functions))
     assert list(tmp_path.iterdir()) == []
     assert "s3cret-pw" not in str(error.value)
 
 
 def test_a_dump_while_the_database_is_down_leaves_no_file(tmp_path):
     with pytest.raises(LabError, match="down"):
-        backup.create("lab", directory=tmp_path / "backups", db=LocalDatabase(GOOD_DUMP, running=False))
+        backup.create(TARGET, "lab", directory=tmp_path / "backups", db=LocalDatabase(GOOD_DUMP, running=False))
     assert not (tmp_path / "backups").exists() or list((tmp_path / "backups").iterdir()) == []
 
 
@@ -342,7 +344,7 @@ def test_restore_refuses_bad_files_before_touching_the_database(tmp_path, damage
         backup.metadata_path(path).write_text("[]")
     db = LocalDatabase(LOADER)
     with pytest.raises(LabError):
-        backup.restore(path, db=db)
+        backup.restore(TARGET, path, db=db)
     assert db.statements == []
 
 
@@ -351,7 +353,7 @@ def test_restore_loads_a_good_file_into_a_fresh_database(tmp_path, monkeypatch):
     loaded = tmp_path / "loaded.sql"
     monkeypatch.setenv("LOADED", str(loaded))
     db = LocalDatabase(LOADER)
-    result = backup.restore(path, into="lab_copy", db=db)
+    result = backup.restore(TARGET, path, into="lab_copy", db=db)
     assert result.databases == ["lab_copy"]
     assert loaded.read_bytes() == SQL
     assert any("DROP DATABASE IF EXISTS `lab_copy`" in s and "CREATE DATABASE `lab_copy`" in s
@@ -373,7 +375,7 @@ def test_restore_of_a_failing_load_is_an_error(tmp_path):
     path = write_backup(tmp_path)
     db = LocalDatabase('mysql() { echo "ERROR 1064 (42000) at line 3" >&2; exit 1; }')
     with pytest.raises(LabError, match="ERROR 1064"):
-        backup.restore(path, db=db)
+        backup.restore(TARGET, path, db=db)
 
 
 # --------------------------------------------------------------------------- namespace snapshots
