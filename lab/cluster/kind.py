@@ -82,8 +82,12 @@ def render_config(workers: int, data_dir: Path, host_port: int = config.WEB_HOST
     """The kind config from the repo, with the data directory and `workers` worker nodes."""
     if workers < 0:
         raise LabError(f"--workers must be 0 or more, not {workers}")
-    document = yaml.safe_load(KIND_CONFIG.read_text().replace("LAB_DATA_DIR", str(data_dir)))
+    document = yaml.safe_load(KIND_CONFIG.read_text())
     worker = document.pop("worker")
+    for node in (document["nodes"][0], worker):
+        for mount in node["extraMounts"]:
+            if mount["containerPath"] == NODE_DATA_PATH:
+                mount["hostPath"] = str(data_dir)
     document["nodes"][0]["extraPortMappings"][0]["hostPort"] = host_port
     document["nodes"].extend(copy.deepcopy(worker) for _ in range(workers))
     if host_lacks_sys_resource():

@@ -90,19 +90,31 @@ def image_substitutions(mode: str = "auto") -> dict[str, str]:
     return {offline[role]: wanted[role] for role in offline if offline[role] != wanted[role]}
 
 
-_IMAGE_LINE = re.compile(r"^(\s*(?:-\s+)?image:\s*)([\"']?)([^\s\"'#]+)\2(\s*(?:#.*)?)$", re.MULTILINE)
+def _pod_specs(document: dict) -> list[dict]:
+    """The Pod specs inside one object: a Pod's own, a workload's template, a CronJob's job's."""
+    spec = document.get("spec") or {}
+    found = [spec] if document.get("kind") == "Pod" else []
+    for path in (("template",), ("jobTemplate", "spec", "template")):
+        node = spec
+        for key in path:
+            node = (node or {}).get(key) or {}
+        if node.get("spec"):
+            found.append(node["spec"])
+    return found
 
 
 def substitute_images(text: str, substitutions: dict[str, str]) -> str:
-    """Replace whole image references in ``image:`` lines of YAML text."""
-    if not substitutions:
-        return text
-
-    def replace(match: re.Match) -> str:
-        ref = substitutions.get(match.group(3), match.group(3))
-        return f"{match.group(1)}{match.group(2)}{ref}{match.group(2)}{match.group(4)}"
-
-    return _IMAGE_LINE.sub(replace, text)
+    """YAML text with every container's whole image reference replaced per `substitutions`
+    (parsed and written again as YAML; unchanged text when there is nothing to replace)."""
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    changed = False
+    for document in documents:
+        for pod in _pod_specs(document):
+            for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+                if container.get("image") in substitutions:
+                    container["image"] = substitutions[container["image"]]
+                    changed = True
+    return yaml.safe_dump_all(documents, sort_keys=False) if changed else text
 
 
 def render_layer(layer: Path, mode: str = "auto") -> str:

@@ -14,20 +14,20 @@ import time
 
 import pytest
 
-from lab import config
 from lab.ops import backup
 from lab.system import deploy
-from lab.cluster import kube
+from lab.cluster import kind, kube
 from lab.errors import LabError
-from tests.support import helm, kubectl, lab_cli, say
+from tests.support import TARGET, helm, kubectl, lab_cli, say
 
 pytestmark = pytest.mark.cluster
 
 NS = "k8s-lab-backup-test"
+HERE = TARGET.in_namespace(NS)  # the test's own database, never the lab's
 RELEASE = "k8s-lab"
 PV = "k8s-lab-backup-test-data"
 NODE_DIR = "/var/local/k8s-lab/pv/backup-test"
-HOST_DIR = config.data_dir() / "pv" / "backup-test"
+HOST_DIR = TARGET.data_dir / "pv" / "backup-test"
 MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
 
 SEED = """
@@ -67,9 +67,10 @@ def database_image() -> str:
 
     mode = images.resolve_mode(MODE)
     image = images.image_names(mode)["database"]
-    if image.startswith("k8s-lab/") and deploy.missing_images([image]):
+    if image.startswith("k8s-lab/") and deploy.missing_images(TARGET, [image]):
         say(f"loading the lab images into the cluster (lab images build, {mode})")
-        images.build(mode=mode, load=True)
+        images.build(mode)
+        kind.load_images(TARGET, images.to_load(mode))
     return image
 
 
@@ -84,7 +85,7 @@ def db():
          "--set", "watcher.enabled=false", "--set", "backup.enabled=false",
          "--set", f"storage.persistentVolumeName={PV}", "--set", f"storage.hostPath={NODE_DIR}",
          "--set", f"database.image={image}", "--wait", "--timeout", "300s", timeout=360)
-    database = backup.Database(NS)
+    database = backup.Database(HERE)
     kube.wait_until(database.ping, 300, what="the database to answer SQL")
     database.sql(SEED, database="lab")
     yield database
@@ -108,7 +109,7 @@ def rows(database: backup.Database, query: str, name: str = "lab") -> list[list[
 
 
 def test_round_trip_into_a_fresh_database_verifies(db, backups):
-    made = backup.create("lab", namespace=NS, directory=backups)
+    made = backup.create(HERE, "lab", directory=backups)
     meta = made.metadata
     assert made.path.parent == backups and backup.parse_name(made.path.name)[0] == "lab"
     assert sorted(p.name for p in backups.iterdir()) == sorted([made.path.name, made.metadata_path.name])
@@ -120,15 +121,15 @@ def test_round_trip_into_a_fresh_database_verifies(db, backups):
     assert all(isinstance(t["checksum"], int) for t in tables.values())
     assert meta["objects"]["lab"] == {"views": 1, "routines": 1, "triggers": 1, "events": 1}
 
-    result = backup.restore(made.path, into="lab_restored", namespace=NS)
+    result = backup.restore(HERE, made.path, into="lab_restored")
     assert result.databases == ["lab_restored"]
-    frame = backup.verify(made.path, into="lab_restored", namespace=NS)
+    frame = backup.verify(HERE, made.path, into="lab_restored")
     assert list(frame.columns) == ["table", "rows_before", "rows_after", "checksum_before",
                                    "checksum_after", "ok"]
     assert frame["ok"].all() and frame.attrs["ok"], frame.to_string()
     assert set(frame["table"]) >= {"items", "audit", "empty_one", "(views)", "(routines)", "(triggers)", "(events)"}
     # The live source agrees too, and the odd values came through byte for byte.
-    assert backup.verify(source="lab", into="lab_restored", namespace=NS).attrs["ok"]
+    assert backup.verify(HERE, source="lab", into="lab_restored").attrs["ok"]
     query = "SELECT name, HEX(data), note, created FROM items WHERE id <= 3 ORDER BY id"
     assert rows(db, query, "lab_restored") == rows(db, query, "lab")
     # The procedure and the trigger work in the copy.
@@ -139,20 +140,20 @@ def test_round_trip_into_a_fresh_database_verifies(db, backups):
 
 
 def test_restore_into_the_same_database_undoes_changes(db, backups):
-    made = backup.create("lab", namespace=NS, directory=backups)
+    made = backup.create(HERE, "lab", directory=backups)
     rows(db, "DELETE FROM items WHERE name LIKE 'bulk-%'; UPDATE items SET price = 99 WHERE name = 'pear';"
              "CREATE TABLE stray (id INT);")
-    assert not backup.verify(made.path, namespace=NS, record=False).attrs["ok"]
-    backup.restore(made.path, namespace=NS)
-    frame = backup.verify(made.path, namespace=NS)
+    assert not backup.verify(HERE, made.path, record=False).attrs["ok"]
+    backup.restore(HERE, made.path)
+    frame = backup.verify(HERE, made.path)
     assert frame.attrs["ok"], frame.to_string()
     assert "stray" not in set(frame["table"])
     # --into an existing database with tables needs replace=True.
     rows(db, "CREATE DATABASE IF NOT EXISTS other; CREATE TABLE IF NOT EXISTS other.t (i INT);")
     with pytest.raises(LabError, match="already exists"):
-        backup.restore(made.path, into="other", namespace=NS)
-    backup.restore(made.path, into="other", namespace=NS, replace=True)
-    assert backup.verify(made.path, into="other", namespace=NS).attrs["ok"]
+        backup.restore(HERE, made.path, into="other")
+    backup.restore(HERE, made.path, into="other", replace=True)
+    assert backup.verify(HERE, made.path, into="other").attrs["ok"]
 
 
 def test_cli_round_trip_keeps_the_password_out_of_output(db, backups):
@@ -171,7 +172,7 @@ def test_cli_round_trip_keeps_the_password_out_of_output(db, backups):
 @pytest.mark.parametrize("damage", ["corrupt", "truncated", "empty", "corrupt-no-metadata",
                                     "truncated-no-metadata"])
 def test_bad_files_are_refused_and_the_live_database_is_untouched(db, backups, damage):
-    made = backup.create("lab", namespace=NS, directory=backups)
+    made = backup.create(HERE, "lab", directory=backups)
     sentinel = f"written-after-the-backup-{damage}"
     rows(db, f"INSERT INTO items (name) VALUES ('{sentinel}');")
     before = live_state(db)
@@ -191,13 +192,13 @@ def test_bad_files_are_refused_and_the_live_database_is_untouched(db, backups, d
         made.metadata_path.unlink()
         require_metadata = False
     with pytest.raises(LabError) as refused:
-        backup.restore(made.path, namespace=NS, require_metadata=require_metadata)
+        backup.restore(HERE, made.path, require_metadata=require_metadata)
     expected = {"corrupt": "does not match its metadata", "truncated": "metadata records",
                 "empty": "is empty", "corrupt-no-metadata": "gzip",
                 "truncated-no-metadata": "gzip"}[damage]
     assert expected in str(refused.value)
     with pytest.raises(LabError):
-        backup.restore(made.path, into="lab_never", namespace=NS, require_metadata=require_metadata)
+        backup.restore(HERE, made.path, into="lab_never", require_metadata=require_metadata)
     assert live_state(db) == before
     assert db.user_databases() == databases_before
     assert rows(db, f"SELECT COUNT(*) FROM items WHERE name = '{sentinel}'") == [["1"]]
@@ -208,7 +209,7 @@ def test_bad_files_are_refused_and_the_live_database_is_untouched(db, backups, d
 
 def test_backup_while_the_database_is_down_fails_and_leaves_no_file(db, backups):
     kubectl("-n", NS, "scale", "statefulset/database", "--replicas=0")
-    core = kube.core()
+    core = kube.core(TARGET)
 
     def pod_gone():
         return not [p for p in core.list_namespaced_pod(NS).items if p.metadata.name == "database-0"]
@@ -216,37 +217,37 @@ def test_backup_while_the_database_is_down_fails_and_leaves_no_file(db, backups)
     try:
         kube.wait_until(pod_gone, 180, what="database-0 to stop")
         with pytest.raises(LabError, match="down"):
-            backup.create("lab", namespace=NS, directory=backups)
+            backup.create(HERE, "lab", directory=backups)
         with pytest.raises(LabError, match="down"):
-            backup.create(None, namespace=NS, directory=backups)
+            backup.create(HERE, None, directory=backups)
         cli = lab_cli("backup", "create", "lab", "-n", NS, "--dir", str(backups))
         assert cli.returncode != 0 and "down" in cli.stderr
         assert not backups.exists() or list(backups.iterdir()) == []
     finally:
         kubectl("-n", NS, "scale", "statefulset/database", "--replicas=1")
         backup.wait_database(db, 300)
-    made = backup.create("lab", namespace=NS, directory=backups)
-    assert backup.verify(made.path, namespace=NS).attrs["ok"]
+    made = backup.create(HERE, "lab", directory=backups)
+    assert backup.verify(HERE, made.path).attrs["ok"]
 
 
 def test_disaster_drill_recovers_the_data_at_every_stage(db, backups):
-    frame = backup.drill(NS, database="lab", directory=backups, timeout=400)
+    frame = backup.drill(HERE, database="lab", directory=backups, timeout=400)
     assert frame["stage"].tolist() == ["pod", "statefulset", "namespace"]
     assert frame["ok"].all(), frame.to_string()
     # The volume kept the files (Retain): nothing had to be restored.
     assert frame["survived"].all(), frame.to_string()
-    pv = kube.core().read_persistent_volume(PV)
+    pv = kube.core(TARGET).read_persistent_volume(PV)
     assert pv.status.phase == "Bound" and pv.spec.claim_ref.namespace == NS
     assert helm("status", RELEASE, "--namespace", NS).returncode == 0
     # And the backup taken by the drill restores into a fresh database that verifies.
-    backup.restore(frame.attrs["backup"], into="lab_after_drill", namespace=NS)
-    assert backup.verify(frame.attrs["backup"], into="lab_after_drill", namespace=NS).attrs["ok"]
+    backup.restore(HERE, frame.attrs["backup"], into="lab_after_drill")
+    assert backup.verify(HERE, frame.attrs["backup"], into="lab_after_drill").attrs["ok"]
 
 
 def test_drill_restores_a_dropped_database(db, backups):
     """No volume keeps a dropped database: the drill must bring it back from the backup."""
-    made = backup.create("lab", namespace=NS, directory=backups)
-    frame = backup.drill(NS, directory=backups, stages=["database"], backup=made.path, timeout=300)
+    made = backup.create(HERE, "lab", directory=backups)
+    frame = backup.drill(HERE, directory=backups, stages=["database"], backup=made.path, timeout=300)
     record = frame.to_dict("records")[0]
     assert (record["stage"], record["survived"], record["restored"], record["ok"]) == ("database", False, True, True)
-    assert backup.verify(made.path, namespace=NS).attrs["ok"]
+    assert backup.verify(HERE, made.path).attrs["ok"]

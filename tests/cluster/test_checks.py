@@ -15,7 +15,7 @@ import pytest
 
 from lab import checks, config
 from lab.system import deploy
-from tests.support import kubectl, run, say
+from tests.support import TARGET, kubectl, run, say
 
 pytestmark = pytest.mark.cluster
 
@@ -122,7 +122,7 @@ def objects(tmp_path_factory):
         data: {release: "{{ .Release.Name }}"}
         """))
     try:
-        run(deploy.helm_cmd("install", RELEASE, str(chart), "-n", NS, "--wait", "--timeout", "120s"))
+        run(deploy.helm_cmd(TARGET, "install", RELEASE, str(chart), "-n", NS, "--wait", "--timeout", "120s"))
         for kind, name in (("deployment", "pause"), ("statefulset", "store"), ("daemonset", "everywhere")):
             kubectl("rollout", "status", f"{kind}/{name}", "-n", NS, "--timeout=240s", timeout=300)
         kubectl("wait", "-n", NS, "--for=jsonpath={.status.phase}=Bound", "pvc/data-store-0", "--timeout=120s",
@@ -135,7 +135,7 @@ def objects(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def fresh_settings(monkeypatch):
-    monkeypatch.setattr(checks, "settings", checks.Settings(namespace=NS, context=config.KUBE_CONTEXT))
+    monkeypatch.setattr(checks, "settings", checks.Settings(namespace=NS, context=TARGET.kube_context))
     monkeypatch.setattr(checks, "_session", checks.Session())
 
 
@@ -146,7 +146,7 @@ def test_cluster_identity_is_read_from_the_cluster():
     checks._identity_cache.clear()
     identity = checks.cluster_identity()
     assert "error" not in identity, identity
-    assert identity["context"] == config.KUBE_CONTEXT
+    assert identity["context"] == TARGET.kube_context
     assert identity["kube_system_uid"] == uid("namespace", "kube-system", None)
     version = json.loads(kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
     assert identity["server_version"] == version

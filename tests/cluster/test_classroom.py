@@ -24,7 +24,7 @@ from lab import config
 from lab.cluster import classroom
 from lab.cluster import kube
 from lab.host import tools
-from tests.support import lab_cli, say
+from tests.support import TARGET, lab_cli, say
 
 pytestmark = pytest.mark.cluster
 
@@ -149,7 +149,7 @@ def test_a_student_cannot_reach_another_students_database(bobs_database):
     assert bob.stdout.strip() == "connected", bob.stderr
     ann = as_student(room, "ann", "exec", "client", "--", "probe-tcp", target, "3306", "3")
     assert ann.stdout.strip() == "timeout", ann.stdout + ann.stderr
-    pod_ip = kube.core().read_namespaced_pod("database", "student-bob").status.pod_ip
+    pod_ip = kube.core(TARGET).read_namespaced_pod("database", "student-bob").status.pod_ip
     direct = as_student(room, "ann", "exec", "client", "--", "probe-tcp", pod_ip, "3306", "3")
     assert direct.stdout.strip() == "timeout", direct.stdout + direct.stderr
 
@@ -172,7 +172,8 @@ def submission(folder, cells: list[str]):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell('cluster = "k8s-lab"\nnamespace = "k8s-assignment"\nsolutions = True')
     params.metadata["tags"] = ["parameters"]
-    setup = nbformat.v4.new_code_cell("from lab import checks\nfrom lab.cluster import kube\ncontext = f'kind-{cluster}'\n"
+    setup = nbformat.v4.new_code_cell("from lab import checks\nfrom lab.cluster import kube\nfrom lab.target import Target\n"
+                                      "context = f'kind-{cluster}'\ntarget = Target(cluster, namespace)\n"
                                       "checks.configure(namespace=namespace, context=context)")
     nb.cells = [params, setup, *map(nbformat.v4.new_code_cell, cells)]
     folder.mkdir(parents=True)
@@ -180,11 +181,11 @@ def submission(folder, cells: list[str]):
 
 
 HONEST = ("from kubernetes import client\n"
-          "kube.core(context).create_namespaced_config_map(namespace, client.V1ConfigMap(\n"
+          "kube.core(target).create_namespaced_config_map(namespace, client.V1ConfigMap(\n"
           "    metadata=client.V1ObjectMeta(name='database-config'), data={'my.cnf': '[mysqld]\\n'}))")
 ESCAPE = ("from kubernetes import client\n"
           "try:\n"
-          "    kube.core(context).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name='escaped')))\n"
+          "    kube.core(target).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name='escaped')))\n"
           "    print('ESCAPED')\n"
           "except client.exceptions.ApiException as error:\n"
           "    print('REFUSED', error.status)")

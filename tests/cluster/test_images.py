@@ -18,6 +18,7 @@ import pytest
 
 from lab.build import images
 from lab.host.docker import image_label
+from lab.progress import Step
 
 pytestmark = pytest.mark.cluster
 
@@ -39,7 +40,7 @@ def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.C
 @pytest.fixture(scope="module")
 def offline_images() -> list[str]:
     """Build (or find up to date) every offline image, plus the firewall helper these tests use."""
-    tags = images.build("offline", load=False)
+    tags = images.build("offline")  # builds only: loading into a cluster is kind.load_images
     label = images.plan_hashes("offline")[images.DEBIAN_BASE][:12]
     if image_label(FIREWALL_IMAGE, "k8s-lab.test") != label:
         docker("build", "-q", "--label", f"k8s-lab.test={label}", "--build-arg", f"BASE_IMAGE={images.DEBIAN_BASE}",
@@ -364,7 +365,7 @@ def test_images_carry_their_inputs_and_a_second_build_changes_nothing(offline_im
         assert image_label(tag, images.INPUTS_LABEL) == hashes[tag], tag
         before[tag] = docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
     started = time.monotonic()
-    assert images.build("offline", load=False) == offline_images
+    assert images.build("offline") == offline_images
     assert time.monotonic() - started < 60
     for tag in offline_images:
         assert docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip() == before[tag]
@@ -386,7 +387,7 @@ def test_a_failed_build_leaves_no_half_tagged_image(offline_images, tmp_path, mo
     try:
         spec = images.ImageSpec(tag, "broken", (("BASE_IMAGE", images.DEBIAN_BASE),))
         with pytest.raises(images.LabError) as err:
-            images._docker_build(spec, "offline", "0" * 64)
+            images._docker_build(spec, "offline", "0" * 64, Step(f"building {tag}"))
         assert "failing on purpose" in err.value.message
         assert "broken.log" in (err.value.hint or "")
         assert docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip() == good

@@ -16,31 +16,37 @@ from kubernetes import client
 
 from lab.cluster import kube
 from lab.ops import eventlog
-from lab.cluster.kube import kubectl, wait_until as eventually
-from tests.support import watcher_state_problems
+from lab.cluster.kube import wait_until as eventually
+from tests.support import TARGET, watcher_state_problems
 
 pytestmark = pytest.mark.cluster
 
 NS = "k8s-lab-watch-test"
+HERE = TARGET.in_namespace(NS)  # the watcher under test lives in NS, never in the lab's namespace
 TRANSITIONS = ("ADDED", "MODIFIED", "DELETED", "RESYNC")
+
+
+def kubectl(*args: str, **kwargs):
+    """The lab's kubectl against the cluster under test (namespaces named with -n)."""
+    return kube.kubectl(*args, target=TARGET, **kwargs)
 
 
 def every_watcher_snapshotted(lines: list[str]) -> bool:
     """One watcher per node: on a multi-node cluster each must be watching before Pods start."""
-    pods = {p.metadata.name for p in eventlog.watcher_pods(NS) if p.status.phase == "Running"}
+    pods = {p.metadata.name for p in eventlog.watcher_pods(HERE) if p.status.phase == "Running"}
     done = {json.loads(line).get("watcher") for line in lines if '"status":"snapshot"' in line}
     return bool(pods) and pods <= done
 
 
 @pytest.fixture(scope="module")
 def watcher_image() -> str:
-    return eventlog.ensure_image(load=True)
+    return eventlog.ensure_image(load_into=TARGET)
 
 
 @pytest.fixture(scope="module")
 def namespace():
-    kube.delete_namespace(NS, timeout=180)  # a leftover of an interrupted run
-    core = kube.core()
+    kube.delete_namespace(NS, target=TARGET, timeout=180)  # a leftover of an interrupted run
+    core = kube.core(TARGET)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
     yield NS
     core.delete_namespace(NS)  # not waited for: the next run's setup waits for it
@@ -50,10 +56,11 @@ def namespace():
 def deployed(namespace, watcher_image):
     """deployed(env) puts the watcher into the namespace; it is removed after the test."""
     def deploy(env: dict[str, str] | None = None) -> None:
-        eventlog.deploy_watcher(namespace, image=watcher_image, env=env, timeout=180)
+        eventlog.deploy_watcher(TARGET.in_namespace(namespace), image=watcher_image, env=env, timeout=180)
     yield deploy
-    eventlog.remove_watcher(namespace, wait=True)
-    eventually(lambda: not eventlog.watcher_pods(namespace), timeout=120, what="watcher Pods to go away")
+    eventlog.remove_watcher(TARGET.in_namespace(namespace), wait=True)
+    eventually(lambda: not eventlog.watcher_pods(TARGET.in_namespace(namespace)), timeout=120,
+               what="watcher Pods to go away")
 
 
 def sleeper_pod(name: str, label: str) -> client.V1Pod:
@@ -69,11 +76,11 @@ def sleeper_pod(name: str, label: str) -> client.V1Pod:
 
 
 def create(name: str, label: str) -> str:
-    return kube.core().create_namespaced_pod(NS, sleeper_pod(name, label)).metadata.uid
+    return kube.core(TARGET).create_namespaced_pod(NS, sleeper_pod(name, label)).metadata.uid
 
 
 def delete(name: str) -> None:
-    kube.core().delete_namespaced_pod(name, NS)
+    kube.core(TARGET).delete_namespaced_pod(name, NS)
 
 
 class IndependentWatch:
@@ -87,7 +94,7 @@ class IndependentWatch:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> "IndependentWatch":
-        core = kube.core()
+        core = kube.core(TARGET)
         listed = core.list_namespaced_pod(NS, label_selector=f"test={self.label}")
         assert not listed.items
         self._response = core.list_namespaced_pod(
@@ -127,7 +134,7 @@ def transition_rows(events, uids):
 
 def test_each_transition_is_logged_exactly_once(deployed):
     deployed()
-    eventually(lambda: every_watcher_snapshotted(eventlog.read_logs(NS)), timeout=60,
+    eventually(lambda: every_watcher_snapshotted(eventlog.read_logs(HERE)), timeout=60,
                what="every watcher's snapshot")
     independent = IndependentWatch("once").start()
     names = [f"once-{i}" for i in range(4)]
@@ -138,7 +145,7 @@ def test_each_transition_is_logged_exactly_once(deployed):
     kubectl("-n", NS, "wait", "--for=delete", "pod", "-l", "test=once", "--timeout=120s", timeout=130)
 
     def all_deleted_logged():
-        events = eventlog.parse_lines(eventlog.read_logs(NS))
+        events = eventlog.parse_lines(eventlog.read_logs(HERE))
         deleted = set(events.loc[events["type"] == "DELETED", "uid"])
         return [events] if uids <= deleted else None
 
@@ -170,7 +177,7 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(deployed
     deployed({"WATCH_TIMEOUT_SECONDS": "2", "WATCHER_TEST_STALE_RESOURCE_VERSION": "1",
               "WATCHER_TEST_RELIST_DELAY_SECONDS": "1"})
     uids: set[str] = set()
-    with eventlog.LogFollower(NS) as follower:
+    with eventlog.LogFollower(HERE) as follower:
         eventually(lambda: every_watcher_snapshotted(follower.lines), timeout=60,
                    what="every watcher's snapshot")
         steps, live = 24, 10  # each Pod lives 10 steps, longer than a watcher takes to come back
@@ -180,11 +187,11 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(deployed
                 delete(f"churn-{step - live}")
             # One watcher per node: every one of them goes through the same trouble.
             if step == 6:  # the watcher's process is killed: its container restarts in the same Pod
-                for pod in eventlog.watcher_pods(NS):
+                for pod in eventlog.watcher_pods(HERE):
                     kubectl("-n", NS, "exec", pod.metadata.name, "-c", eventlog.CONTAINER, "--", "sh", "-c",
                             "kill 1")
             if step == 15:  # its Pod is deleted: the DaemonSet makes a new one
-                for pod in eventlog.watcher_pods(NS):
+                for pod in eventlog.watcher_pods(HERE):
                     delete(pod.metadata.name)
             time.sleep(0.8)
         kubectl("-n", NS, "wait", "--for=condition=Ready", *[f"pod/churn-{i}" for i in range(steps - live, steps)],
@@ -192,7 +199,7 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(deployed
         for step in range(steps - live, steps - 2):  # delete some of the rest too; keep two
             delete(f"churn-{step}")
         kubectl("-n", NS, "wait", "--for=delete", f"pod/churn-{steps - live}", "--timeout=60s", timeout=70)
-        eventually(lambda: len(kube.core().list_namespaced_pod(NS, label_selector="test=churn").items) == 2,
+        eventually(lambda: len(kube.core(TARGET).list_namespaced_pod(NS, label_selector="test=churn").items) == 2,
                    timeout=90, what="the deleted Pods to go away")
         eventually(lambda: not watcher_state_problems(NS, follower.lines, uids, "churn"), timeout=60,
                    what="the watcher's last state of every Pod to match a list")

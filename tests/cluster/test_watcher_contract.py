@@ -19,10 +19,12 @@ import pytest
 from kubernetes import client
 from kubernetes import watch as kwatch
 
+from lab import runner
 from lab.cluster import kube
+from lab.host import tools
 from lab.ops import eventlog
-from lab.cluster.kube import kubectl, wait_until as eventually
-from tests.support import watcher_state_problems
+from lab.cluster.kube import wait_until as eventually
+from tests.support import TARGET, watcher_state_problems
 
 pytestmark = pytest.mark.cluster
 
@@ -33,19 +35,29 @@ POD_KEYS = ["time", "type", "change", "namespace", "pod", "uid", "phase", "node"
             "resource_version", "created", "deleting", "watcher_node", "watcher", "session"]
 
 
+def kubectl(*args: str, **kwargs):
+    """The lab's kubectl against the cluster under test (namespaces named with -n)."""
+    return kube.kubectl(*args, target=TARGET, **kwargs)
+
+
+def at(namespace: str):
+    """The cluster under test, in a test namespace (where a watcher is deployed and read)."""
+    return TARGET.in_namespace(namespace)
+
+
 @pytest.fixture(scope="module", params=IMPLEMENTATIONS)
 def implementation(request) -> str:
-    eventlog.ensure_image(load=True, implementation=request.param)
+    eventlog.ensure_image(load_into=TARGET, implementation=request.param)
     return request.param
 
 
 @pytest.fixture
 def namespace(implementation):
     name = f"k8s-lab-contract-{implementation}"
-    kube.delete_namespace(name, timeout=180)  # a leftover of an interrupted run
-    kube.core().create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    kube.delete_namespace(name, target=TARGET, timeout=180)  # a leftover of an interrupted run
+    kube.core(TARGET).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
-    kube.core().delete_namespace(name)  # not waited for: the next run's setup waits for it
+    kube.core(TARGET).delete_namespace(name)  # not waited for: the next run's setup waits for it
 
 
 def deploy(namespace: str, implementation: str, env: dict[str, str] | None = None, rbac: bool = True) -> list[dict]:
@@ -64,7 +76,7 @@ def apply(namespace: str, objects: list[dict]) -> None:
 
 
 def every_watcher_snapshotted(namespace: str, lines: list[str]) -> bool:
-    pods = {p.metadata.name for p in eventlog.watcher_pods(namespace) if p.status.phase == "Running"}
+    pods = {p.metadata.name for p in eventlog.watcher_pods(at(namespace)) if p.status.phase == "Running"}
     done = {json.loads(line).get("watcher") for line in lines if '"status":"snapshot"' in line}
     return bool(pods) and pods <= done
 
@@ -86,7 +98,7 @@ class HostWatch:
     """An independent watch from the host with the official client: every event's type and Pod."""
 
     def __init__(self, namespace: str, label: str):
-        core = kube.core()
+        core = kube.core(TARGET)
         listed = core.list_namespaced_pod(namespace, label_selector=f"test={label}")
         assert not listed.items
         self.events: list[tuple[str, client.V1Pod]] = []
@@ -116,17 +128,17 @@ class HostWatch:
 
 
 def pod_ready(namespace: str, name: str) -> bool | None:
-    pod = kube.core().read_namespaced_pod(name, namespace)
+    pod = kube.core(TARGET).read_namespaced_pod(name, namespace)
     ready = [c.status for c in pod.status.conditions or [] if c.type == "Ready"]
     return ready[0] == "True" if ready else None
 
 
 def test_create_update_delete_are_each_logged_once_in_the_contracts_lines(implementation, namespace):
     deploy(namespace, implementation)
-    eventually(lambda: every_watcher_snapshotted(namespace, eventlog.read_logs(namespace)), timeout=90,
+    eventually(lambda: every_watcher_snapshotted(namespace, eventlog.read_logs(at(namespace))), timeout=90,
                what="every watcher's snapshot")
     host = HostWatch(namespace, "life")
-    core = kube.core()
+    core = kube.core(TARGET)
     names = ["life-0", "life-1"]
     uids = {core.create_namespaced_pod(namespace, sleeper_pod(name, "life", probe=True)).metadata.uid for name in names}
     kubectl("-n", namespace, "wait", "--for=jsonpath={.status.phase}=Running", "pod", "-l", "test=life",
@@ -144,7 +156,7 @@ def test_create_update_delete_are_each_logged_once_in_the_contracts_lines(implem
     kubectl("-n", namespace, "wait", "--for=delete", "pod", "-l", "test=life", "--timeout=120s", timeout=130)
 
     def all_deleted_logged():
-        lines = eventlog.read_logs(namespace)
+        lines = eventlog.read_logs(at(namespace))
         events = eventlog.parse_lines(lines)
         return (lines, events) if uids <= set(events.loc[events["type"] == "DELETED", "uid"]) else None
 
@@ -181,11 +193,13 @@ def kill_watcher_processes(namespace: str) -> None:
     `kill` from): the kubelet restarts the container in the same Pod."""
     from lab.host import docker
 
-    for pod in eventlog.watcher_pods(namespace):
+    for pod in eventlog.watcher_pods(at(namespace)):
         [status] = [s for s in pod.status.container_statuses if s.name == eventlog.CONTAINER]
         container_id = status.container_id.split("://", 1)[1]
-        kube.run([docker.executable(), "exec", pod.spec.node_name, "crictl", "stop", "--timeout", "10",
-                  container_id], what=f"crictl stop {pod.metadata.name}", timeout=60)
+        # The exit code is left alone, as before: the sessions counted below show whether it stopped.
+        runner.run([docker.executable(), "exec", pod.spec.node_name, "crictl", "stop", "--timeout", "10",
+                    container_id], what=f"crictl stop {pod.metadata.name}", timeout=60, check=False,
+                   env=tools.env_with_tools())
 
 
 def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(implementation, namespace):
@@ -193,9 +207,9 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(implemen
     # answers 410 Gone every 2 s and the watcher re-lists, 1 s later, so changes land in the diff.
     deploy(namespace, implementation, {"WATCH_TIMEOUT_SECONDS": "2", "WATCHER_TEST_STALE_RESOURCE_VERSION": "1",
                                        "WATCHER_TEST_RELIST_DELAY_SECONDS": "1"})
-    core = kube.core()
+    core = kube.core(TARGET)
     uids: set[str] = set()
-    with eventlog.LogFollower(namespace) as follower:
+    with eventlog.LogFollower(at(namespace)) as follower:
         eventually(lambda: every_watcher_snapshotted(namespace, follower.lines), timeout=90,
                    what="every watcher's snapshot")
         steps, live = 24, 10
@@ -206,7 +220,7 @@ def test_killed_watcher_and_expiring_watches_lose_and_duplicate_nothing(implemen
             if step == 6:  # the watcher's process is stopped: its container restarts in the same Pod
                 kill_watcher_processes(namespace)
             if step == 15:  # its Pod is deleted: the DaemonSet makes a new one
-                for pod in eventlog.watcher_pods(namespace):
+                for pod in eventlog.watcher_pods(at(namespace)):
                     core.delete_namespaced_pod(pod.metadata.name, namespace)
             time.sleep(0.8)
         for step in range(steps - live, steps - 2):  # delete most of the rest; keep two
@@ -240,7 +254,7 @@ def test_without_rbac_the_watcher_logs_a_clear_error_backs_off_and_recovers(impl
     objects = deploy(namespace, implementation, {"WATCH_BACKOFF_MAX_SECONDS": "8"}, rbac=False)
 
     def errors() -> list[dict]:
-        return [json.loads(line) for line in eventlog.read_logs(namespace) if '"status":"error"' in line]
+        return [json.loads(line) for line in eventlog.read_logs(at(namespace)) if '"status":"error"' in line]
 
     found = eventually(lambda: len(errors()) >= 5 and errors()[:5], timeout=150, interval=2, what="five error lines")
     for line in found:
@@ -250,13 +264,13 @@ def test_without_rbac_the_watcher_logs_a_clear_error_backs_off_and_recovers(impl
     gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
     # Exponential backoff (with jitter): the fourth wait is at least twice the first.
     assert gaps[-1] >= 1.5 and gaps[-1] > 2 * gaps[0], f"no backoff between retries: {gaps}"
-    for line in eventlog.read_logs(namespace):
+    for line in eventlog.read_logs(at(namespace)):
         json.loads(line)  # one JSON line per event: no stack traces, no library logging
-    for pod in eventlog.watcher_pods(namespace):  # alive and probed healthy all along: no crash loop
+    for pod in eventlog.watcher_pods(at(namespace)):  # alive and probed healthy all along: no crash loop
         [state] = pod.status.container_statuses
         assert state.restart_count == 0 and state.ready, state
 
     apply(namespace, [o for o in objects if o["kind"] in ("Role", "RoleBinding")])
-    eventually(lambda: every_watcher_snapshotted(namespace, eventlog.read_logs(namespace)), timeout=150, interval=2,
+    eventually(lambda: every_watcher_snapshotted(namespace, eventlog.read_logs(at(namespace))), timeout=150, interval=2,
                what="the watcher to list Pods once it may")
-    assert all(p.status.container_statuses[0].restart_count == 0 for p in eventlog.watcher_pods(namespace))
+    assert all(p.status.container_statuses[0].restart_count == 0 for p in eventlog.watcher_pods(at(namespace)))

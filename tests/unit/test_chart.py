@@ -386,10 +386,28 @@ def test_online_images_are_substituted(helm):
     assert {c["image"] for c in containers(online[("CronJob", NS, "database-backup")])} == {"mysql:8.4"}
 
 
-def test_substitute_images_touches_only_whole_image_references():
-    text = "image: a/b:1\n  - image: 'a/b:1'  # note\nimage: a/b:10\nname: a/b:1\n"
-    assert deploy.substitute_images(text, {"a/b:1": "c:2"}) == \
-        "image: c:2\n  - image: 'c:2'  # note\nimage: a/b:10\nname: a/b:1\n"
+def test_substitute_images_touches_only_whole_container_image_references():
+    text = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: a/b:1}
+spec:
+  template:
+    spec:
+      initContainers: [{name: init, image: a/b:1}]
+      containers: [{name: c, image: a/b:10, env: [{name: image, value: a/b:1}]}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: job}
+spec: {jobTemplate: {spec: {template: {spec: {containers: [{name: c, image: a/b:1}]}}}}}
+"""
+    out = list(yaml.safe_load_all(deploy.substitute_images(text, {"a/b:1": "c:2"})))
+    pod = out[0]["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["image"] == "c:2"
+    assert pod["containers"][0]["image"] == "a/b:10"  # a longer tag is another image
+    assert pod["containers"][0]["env"][0]["value"] == "a/b:1" and out[0]["metadata"]["name"] == "a/b:1"
+    assert out[1]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] == "c:2"
+    assert deploy.substitute_images(text, {"x:1": "y:2"}) is text
 
 
 def test_redact():

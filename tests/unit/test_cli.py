@@ -13,6 +13,7 @@ import lab
 from lab.cli import cli, main
 from lab.cluster.kind import ClusterInfo
 from lab.errors import LabError
+from lab.target import Target
 
 
 def all_commands(group: click.Group, prefix=()):
@@ -77,7 +78,7 @@ def fake(monkeypatch):
     return install
 
 
-def _info(**kw):
+def _info(target, **kw):
     return ClusterInfo("k8s-lab", "kind-k8s-lab", "k8s-lab/node:v1.34.4", ["k8s-lab-control-plane"],
                        created=kw.get("recreate", False))
 
@@ -86,7 +87,7 @@ def test_cluster_up_defaults(fake):
     mod = fake("cluster.kind", up=_info)
     result = CliRunner().invoke(cli, ["cluster", "up"])
     assert result.exit_code == 0, result.output
-    assert mod.calls == [("up", (), {"workers": None, "mode": "auto", "recreate": False})]
+    assert mod.calls == [("up", (Target.of(),), {"workers": None, "mode": "auto", "recreate": False})]
     assert "cluster k8s-lab reused" in result.output
 
 
@@ -95,26 +96,26 @@ def test_cluster_up_passes_flags(fake, flags, mode):
     mod = fake("cluster.kind", up=_info)
     result = CliRunner().invoke(cli, ["cluster", "up", "--workers", "2", "--recreate", *flags])
     assert result.exit_code == 0, result.output
-    assert mod.calls == [("up", (), {"workers": 2, "mode": mode, "recreate": True})]
+    assert mod.calls == [("up", (Target.of(),), {"workers": 2, "mode": mode, "recreate": True})]
 
 
 def test_cluster_up_rejects_negative_workers(fake):
-    mod = fake("cluster.kind", up=lambda **kw: None)
+    mod = fake("cluster.kind", up=lambda target, **kw: None)
     result = CliRunner().invoke(cli, ["cluster", "up", "--workers", "-1"])
     assert result.exit_code == 2
     assert mod.calls == []
 
 
 def test_cluster_down(fake):
-    mod = fake("cluster.kind", down=lambda: None)
+    mod = fake("cluster.kind", down=lambda target: None)
     result = CliRunner().invoke(cli, ["cluster", "down"])
     assert result.exit_code == 0, result.output
-    assert mod.calls == [("down", (), {})]
+    assert mod.calls == [("down", (Target.of(),), {})]
 
 
 def test_cluster_status_prints_a_table(fake, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")
-    fake("cluster.kind", status=lambda: {"name": "k8s-lab", "nodes": ["control-plane", "worker"], "ready": True})
+    fake("cluster.kind", status=lambda target: {"name": "k8s-lab", "nodes": ["control-plane", "worker"], "ready": True})
     result = CliRunner().invoke(cli, ["cluster", "status"])
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.output.splitlines() if line.count("│") == 3}
@@ -135,21 +136,26 @@ def test_tools_resolves_every_tool_and_prints_where(fake, flags, mode, tmp_path,
 
 
 def test_images_build_defaults_and_flags(fake):
-    mod = fake("build.images", build=lambda **kw: ["k8s-lab/web:1", "k8s-lab/db:1"])
+    mod = fake("build.images", build=lambda **kw: ["k8s-lab/web:1", "k8s-lab/db:1"],
+               to_load=lambda mode: [f"k8s-lab/web:{mode}"])
+    kind = fake("cluster.kind", load_images=lambda target, tags: None)
     runner = CliRunner()
     first = runner.invoke(cli, ["images", "build"])
     second = runner.invoke(cli, ["images", "build", "--offline", "--no-load"])
     assert first.exit_code == 0 and second.exit_code == 0, (first.output, second.output)
     assert mod.calls == [
-        ("build", (), {"mode": "auto", "load": True}),
-        ("build", (), {"mode": "offline", "load": False}),
+        ("build", (), {"mode": "auto"}),
+        ("to_load", ("auto",), {}),
+        ("build", (), {"mode": "offline"}),
     ]
+    # only the first (--load, the default) loads, into the cluster the CLI's options name
+    assert kind.calls == [("load_images", (Target.of(), ["k8s-lab/web:auto"]), {})]
     assert "k8s-lab/web:1" in first.output and "2 images ready" in first.output
     assert "not loaded" in second.output
 
 
 def test_lab_error_is_printed_without_traceback(fake):
-    def boom():
+    def boom(target):
         raise LabError("kind is not installed", "run `lab cluster up --offline` to build it")
 
     fake("cluster.kind", down=boom)
@@ -173,7 +179,7 @@ def test_lab_error_without_hint_prints_one_line(fake):
 
 
 def test_other_exceptions_are_not_swallowed(fake):
-    def broken():
+    def broken(target):
         raise RuntimeError("a bug")
 
     fake("cluster.kind", down=broken)
