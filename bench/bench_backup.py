@@ -27,14 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import config  # noqa: E402
 from lab.ops import backup  # noqa: E402
 from lab.system import deploy  # noqa: E402
+from lab.target import Target  # noqa: E402
 
+TARGET = Target.of()  # the lab's cluster, or the one LAB_CLUSTER names
 NS = "k8s-lab-backup-bench"
+HERE = TARGET.in_namespace(NS)
 PV = "k8s-lab-backup-bench-data"
 NODE_DIR = "/var/local/k8s-lab/pv/backup-bench"
-HOST_DIR = config.data_dir() / "pv" / "backup-bench"
+HOST_DIR = TARGET.data_dir / "pv" / "backup-bench"
 CREDENTIAL_FILE = "/etc/k8s-lab/database-credentials/root-password"
 # Plain runs read the password from the Secret mounted in the Pod (as the probes do).
 PLAIN_LOGIN = f'export MYSQL_PWD="$(cat {CREDENTIAL_FILE})"; set -o pipefail; '
@@ -60,7 +62,7 @@ def run(cmd, **kwargs) -> subprocess.CompletedProcess:
 
 
 def plain_exec(script: str, stdin=None, stdout=None) -> None:
-    cmd = deploy.kubectl_cmd("exec", *(["-i"] if stdin is not None else []), "-n", NS, "database-0",
+    cmd = deploy.kubectl_cmd(TARGET, "exec", *(["-i"] if stdin is not None else []), "-n", NS, "database-0",
                              "-c", "database", "--", "bash", "-c", PLAIN_LOGIN + script)
     result = subprocess.run(cmd, stdin=stdin, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE)
     if result.returncode != 0:
@@ -68,10 +70,10 @@ def plain_exec(script: str, stdin=None, stdout=None) -> None:
 
 
 def remove() -> None:
-    subprocess.run(deploy.helm_cmd("uninstall", "k8s-lab", "--namespace", NS), capture_output=True)
-    subprocess.run(deploy.kubectl_cmd("delete", "namespace", NS, "--ignore-not-found", "--timeout=180s"),
+    subprocess.run(deploy.helm_cmd(TARGET, "uninstall", "k8s-lab", "--namespace", NS), capture_output=True)
+    subprocess.run(deploy.kubectl_cmd(TARGET, "delete", "namespace", NS, "--ignore-not-found", "--timeout=180s"),
                    capture_output=True)
-    subprocess.run(deploy.kubectl_cmd("delete", "pv", PV, "--ignore-not-found", "--timeout=60s"),
+    subprocess.run(deploy.kubectl_cmd(TARGET, "delete", "pv", PV, "--ignore-not-found", "--timeout=60s"),
                    capture_output=True)
     shutil.rmtree(HOST_DIR, ignore_errors=True)
 
@@ -80,12 +82,12 @@ def install() -> backup.Database:
     from lab.build import images
 
     image = images.image_names(images.resolve_mode("auto"))["database"]
-    run(deploy.helm_cmd("upgrade", "--install", "k8s-lab", str(deploy.CHART_DIR), "--namespace", NS,
+    run(deploy.helm_cmd(TARGET, "upgrade", "--install", "k8s-lab", str(deploy.CHART_DIR), "--namespace", NS,
                         "--create-namespace", "--set", "web.enabled=false", "--set", "networkPolicy.enabled=false",
                         "--set", "watcher.enabled=false", "--set", "backup.enabled=false",
                         "--set", f"storage.persistentVolumeName={PV}", "--set", f"storage.hostPath={NODE_DIR}",
                         "--set", f"database.image={image}", "--wait", "--timeout", "300s"))
-    db = backup.Database(NS)
+    db = backup.Database(HERE)
     backup.wait_database(db, 300)
     return db
 
@@ -130,14 +132,14 @@ def main() -> None:
         size = data_mb(db)
         print(f"database bench: {rows} rows, {size:.1f} MiB InnoDB data+index", flush=True)
 
-        made = timed("lab backup create", lambda: backup.create("bench", namespace=NS, directory=workdir))
+        made = timed("lab backup create", lambda: backup.create(HERE, "bench", directory=workdir))
         meta = made.metadata
         results[-1] = (*results[-1][:2], f"{backup.human_size(made.size)} gz, "
                        f"{backup.human_size(meta['sizes']['uncompressed_bytes'])} SQL; "
                        + ", ".join(f"{k} {v:.1f}s" for k, v in meta["durations"].items()))
         timed("lab restore --into (checks first)",
-              lambda: backup.restore(made.path, into="bench_lab", namespace=NS))
-        frame = timed("lab verify", lambda: backup.verify(made.path, into="bench_lab", namespace=NS))
+              lambda: backup.restore(HERE, made.path, into="bench_lab"))
+        frame = timed("lab verify", lambda: backup.verify(HERE, made.path, into="bench_lab"))
         assert frame.attrs["ok"], frame.to_string()
 
         plain_file = workdir / "plain.sql.gz"
@@ -153,7 +155,7 @@ def main() -> None:
         timed("plain mysqldump | mysql (in Pod)", lambda: plain_exec(
             "mysqldump --user=root --single-transaction --routines --triggers --events bench "
             "| mysql --user=root bench_pipe"))
-        assert backup.verify(source="bench", into="bench_pipe", namespace=NS, record=False).attrs["ok"]
+        assert backup.verify(HERE, source="bench", into="bench_pipe", record=False).attrs["ok"]
 
         by = {label: seconds for label, seconds, _ in results}
         lab_total = by["lab backup create"] + by["lab restore --into (checks first)"] + by["lab verify"]

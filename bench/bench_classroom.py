@@ -33,7 +33,7 @@ CONTEXT = Target.of().kube_context
 PREFIX = "bench-"
 WORK = """from kubernetes import client
 import time
-apps = client.AppsV1Api(kube.api_client(context))
+apps = client.AppsV1Api(kube.api_client(target))
 labels = {"app": "work-%(n)s"}
 apps.create_namespaced_deployment(namespace, client.V1Deployment(
     metadata=client.V1ObjectMeta(name="work-%(n)s"),
@@ -44,7 +44,7 @@ apps.create_namespaced_deployment(namespace, client.V1Deployment(
 deadline = time.monotonic() + 180
 while not checks.deployment_ready("work-%(n)s").passed and time.monotonic() < deadline:
     time.sleep(1)
-kube.core(context).create_namespaced_config_map(namespace, client.V1ConfigMap(
+kube.core(target).create_namespaced_config_map(namespace, client.V1ConfigMap(
     metadata=client.V1ObjectMeta(name="database-config" if %(n)s == 1 else "web-nginx"),
     data={"my.cnf": "[mysqld]", "default.conf": "location = /healthz {}"}))"""
 CHECK = 'checks.checkpoint("bench.work-%(n)s", points=1, verify=lambda: checks.deployment_ready("work-%(n)s", replicas=1))'
@@ -57,7 +57,8 @@ def submission(folder: Path) -> None:
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         params = nbformat.v4.new_code_cell('cluster = "k8s-lab"\nnamespace = "k8s-assignment"\nsolutions = True')
         params.metadata["tags"] = ["parameters"]
-        setup = nbformat.v4.new_code_cell("from lab import checks\nfrom lab.cluster import kube\ncontext = f'kind-{cluster}'\n"
+        setup = nbformat.v4.new_code_cell("from lab import checks\nfrom lab.cluster import kube\nfrom lab.target import Target\n"
+                                          "context = f'kind-{cluster}'\ntarget = Target(cluster, namespace)\n"
                                           "checks.configure(namespace=namespace, context=context)")
         nb.cells = [params, setup, nbformat.v4.new_code_cell(WORK % {"n": n}), nbformat.v4.new_code_cell(CHECK % {"n": n})]
         nbformat.write(nb, str(folder / name))

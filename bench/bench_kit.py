@@ -27,6 +27,9 @@ from lab import config  # noqa: E402
 from lab.build import nodeimage  # noqa: E402
 from lab.cluster import kind  # noqa: E402
 from lab.host import tools  # noqa: E402
+from lab.target import Target  # noqa: E402
+
+TARGET = Target.of()  # LAB_CLUSTER, set above: the benchmark's own cluster, never the lab's
 
 PLAIN_NAME = "k8s-lab-bench-plain"
 
@@ -55,7 +58,7 @@ def plain_kind(image: str) -> float:
     kind = str(tools.ensure("kind"))
     rendered = config.cache_dir() / "kind-config-bench.yaml"
     import yaml
-    rendered.write_text(yaml.safe_dump(kind.render_config(0, config.data_dir())))
+    rendered.write_text(yaml.safe_dump(kind.render_config(0, TARGET.data_dir)))
     # The plain cluster cannot share the host port with the benchmark's lab cluster; drop it.
     document = yaml.safe_load(rendered.read_text())
     document["nodes"][0].pop("extraPortMappings", None)
@@ -76,11 +79,11 @@ def main() -> None:
     args = parser.parse_args()
     node_image_build(cold=args.cold)
     image = nodeimage.build()
-    if kind.exists():
-        kind.down()
+    if kind.exists(TARGET):
+        kind.down(TARGET)
     lab_up = timed("warm `lab cluster up` (to nodes Ready + DNS)",
-                   lambda: kind.up(mode="offline"))
-    kind.down()
+                   lambda: kind.up(TARGET, mode="offline"))
+    kind.down(TARGET)
     plain = plain_kind(image)
     print(f"{'ratio lab/plain':<48} {lab_up / plain:8.2f} x   (target <= 1.20)")
 

@@ -20,9 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import config  # noqa: E402
 from lab.system import deploy  # noqa: E402
 from lab.cluster import kube  # noqa: E402
+from lab.target import Target  # noqa: E402
+
+TARGET = Target.of()  # the lab's cluster (or LAB_CLUSTER's), in the lab's namespace
 
 
 def lab_run(out: Path) -> float:
@@ -38,12 +40,12 @@ def lab_run(out: Path) -> float:
 def plain_script() -> float:
     start = time.monotonic()
     for layer in deploy.layers():
-        kube.kubectl("apply", "-f", "-", stdin=deploy.render_layer(layer))
+        kube.kubectl("apply", "-f", "-", stdin=deploy.render_layer(layer), target=TARGET)
         for kind in ("statefulset", "deployment"):
-            names = kube.kubectl("-n", config.NAMESPACE, "get", kind, "-o", "name").stdout.split()
+            names = kube.kubectl("-n", TARGET.namespace, "get", kind, "-o", "name", target=TARGET).stdout.split()
             for name in names:
-                kube.kubectl("-n", config.NAMESPACE, "rollout", "status", name, "--timeout=300s",
-                             timeout=320)
+                kube.kubectl("-n", TARGET.namespace, "rollout", "status", name, "--timeout=300s",
+                             timeout=320, target=TARGET)
     return time.monotonic() - start
 
 
@@ -51,11 +53,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="k8s-lab-bench-") as scratch:
         notebooks = lab_run(Path(scratch))
     print(f"{'lab run (all notebooks, headless)':<48} {notebooks:8.1f} s")
-    deploy.undeploy()  # the plain script starts from the same empty namespace the notebooks did
+    deploy.undeploy(TARGET)  # the plain script starts from the same empty namespace the notebooks did
     plain = plain_script()
     print(f"{'plain script (kubectl apply + rollout status)':<48} {plain:8.1f} s")
     print(f"{'ratio lab run / plain':<48} {notebooks / plain:8.1f} x")
-    deploy.undeploy()
+    deploy.undeploy(TARGET)
 
 
 if __name__ == "__main__":

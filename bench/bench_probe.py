@@ -25,12 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client  # noqa: E402
 
-from lab import config  # noqa: E402
 from lab.build import images  # noqa: E402
 from lab.cluster import kube  # noqa: E402
 from lab.ops import probe  # noqa: E402
 from lab.host import tools  # noqa: E402
+from lab.target import Target  # noqa: E402
 
+TARGET = Target.of()  # the lab's cluster, or the one LAB_CLUSTER names
 NS = "k8s-lab-probe-bench"
 LAB = {"app.kubernetes.io/name": "k8s-lab", "app.kubernetes.io/instance": "k8s-lab"}
 WEB = {**LAB, "app.kubernetes.io/component": "web"}
@@ -57,7 +58,7 @@ def selector(labels: dict) -> client.V1LabelSelector:
 
 
 def setup(core) -> None:
-    net = client.NetworkingV1Api(kube.api_client())
+    net = client.NetworkingV1Api(kube.api_client(TARGET))
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
 
     def pod(name, image, labels, command, port):
@@ -91,7 +92,7 @@ def setup(core) -> None:
                                             policy_types=["Ingress"], ingress=ingress)))
     probe._wait_ready(core, NS, ["web-0", "db-0"], 120)
     for source in SOURCES:
-        probe.ensure_probe_pods(source, NS)
+        probe.ensure_probe_pods(source, NS, TARGET)
 
 
 def naive(cells) -> tuple[float, int]:
@@ -100,7 +101,7 @@ def naive(cells) -> tuple[float, int]:
     start, cpu = time.monotonic(), cpu_seconds()
     wrong = 0
     for row in cells.itertuples():
-        out = subprocess.run([kubectl, "--context", config.KUBE_CONTEXT, "-n", NS, "exec",
+        out = subprocess.run([kubectl, *TARGET.kubectl_flags(), "-n", NS, "exec",
                               row.source, "-c", "probe", "--", "probe-tcp", row.target,
                               str(row.port), "1.5"], capture_output=True, text=True,
                              timeout=60).stdout.strip()
@@ -117,7 +118,8 @@ def cpu_seconds() -> float:
 
 def engine(transport: str):
     start, cpu = time.monotonic(), cpu_seconds()
-    df = probe.matrix(NS, SOURCES, DESTINATIONS, PORTS, expected=expected, transport=transport)
+    df = probe.matrix(NS, SOURCES, DESTINATIONS, PORTS, expected=expected, transport=transport,
+                      target=TARGET)
     df.attrs["cpu"] = cpu_seconds() - cpu
     return time.monotonic() - start, df
 
@@ -126,8 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the namespace in place")
     args = parser.parse_args()
-    core = kube.core()
-    kube.delete_namespace(NS)
+    core = kube.core(TARGET)
+    kube.delete_namespace(NS, target=TARGET)
     start = time.monotonic()
     setup(core)
     print(f"{'setup (servers, policies, 6 probe pods)':<46} {time.monotonic() - start:7.1f} s")
@@ -151,14 +153,14 @@ def main() -> None:
         print(f"{'speed-up naive / engine (stream)':<46} {t_naive / t_stream:7.1f} x   "
               f"(target >= 5)")
         print(f"{'wrong cells (engine)':<46} {w_stream:7d}      (target 0)")
-        cni = probe.cni_note()
+        cni = probe.cni_note(TARGET)
         if cni:  # policies are not enforced while kindnet restarts
             print("note:" + cni.lstrip(";"))
         if w_stream:
             probe.report(df)
     finally:
         if not args.keep:
-            kube.delete_namespace(NS)
+            kube.delete_namespace(NS, target=TARGET)
 
 
 if __name__ == "__main__":

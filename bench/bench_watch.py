@@ -31,12 +31,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import config  # noqa: E402
+from lab.cluster import kube  # noqa: E402
 from lab.ops import eventlog  # noqa: E402
-from lab.cluster.kube import kubectl  # noqa: E402
+from lab.target import Target  # noqa: E402
+
+TARGET = Target.of()  # the lab's cluster, or the one LAB_CLUSTER names
 
 NS = "k8s-lab-watch-bench"
 IMPLEMENTATIONS = tuple(eventlog.IMPLEMENTATIONS)  # python, go
 WATCHER_PATH = config.REPO_ROOT / "images" / "watcher" / "k8s_lab_watcher.py"
+
+
+def kubectl(*args: str, **kwargs):
+    """The lab's kubectl against the cluster under test (namespaces named with -n)."""
+    return kube.kubectl(*args, target=TARGET, **kwargs)
 
 
 def load_watcher_module():
@@ -100,7 +108,7 @@ def working_set(namespace: str) -> dict[str, float]:
     """MiB of memory working set per watcher Pod, as the kubelet reports it (its stats summary,
     the number the kubelet evicts by and `kubectl top` shows); needs no shell in the image."""
     result = {}
-    for pod in eventlog.watcher_pods(namespace):
+    for pod in eventlog.watcher_pods(TARGET.in_namespace(namespace)):
         raw = kubectl("get", "--raw", f"/api/v1/nodes/{pod.spec.node_name}/proxy/stats/summary").stdout
         for stats in json.loads(raw)["pods"]:
             if stats["podRef"]["name"] == pod.metadata.name and stats["podRef"]["namespace"] == namespace:
@@ -130,20 +138,21 @@ def bench_cluster(n_pods: int, spacing_s: float, implementations=IMPLEMENTATIONS
     """Both watchers at once, each in its own namespace, under the same load: the same Pods are
     created in both namespaces at the same moment, then deleted."""
     from lab.build import images
-    from lab.cluster import kube
+    from lab.cluster import kind
 
-    core = kube.core()
-    images.build(load=False)
-    images.load_into_kind([eventlog.IMPLEMENTATIONS[i] for i in implementations])
+    core = kube.core(TARGET)
+    images.build()
+    kind.load_images(TARGET, [eventlog.IMPLEMENTATIONS[i] for i in implementations])
     spaces = {impl: f"{NS}-{impl}" for impl in implementations}
     for ns in spaces.values():
         kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=300)
         kubectl("create", "namespace", ns)
     try:
         for impl, ns in spaces.items():
-            eventlog.deploy_watcher(ns, implementation=impl, timeout=180)
+            eventlog.deploy_watcher(TARGET.in_namespace(ns), implementation=impl, timeout=180)
         deadline = time.monotonic() + 90
-        while not all(any('"status":"snapshot"' in line for line in eventlog.read_logs(ns)) for ns in spaces.values()):
+        while not all(any('"status":"snapshot"' in line for line in eventlog.read_logs(TARGET.in_namespace(ns)))
+                      for ns in spaces.values()):
             if time.monotonic() > deadline:
                 raise SystemExit("the watchers did not start")
             time.sleep(0.5)
@@ -163,7 +172,7 @@ def bench_cluster(n_pods: int, spacing_s: float, implementations=IMPLEMENTATIONS
             kubectl("-n", ns, "delete", "pod", "-l", "bench=lag", "--wait=true", timeout=300)
         results = {}
         for impl, ns in spaces.items():
-            rows = eventlog.pod_events(eventlog.load_events(ns))
+            rows = eventlog.pod_events(eventlog.load_events(TARGET.in_namespace(ns)))
             first = rows[rows["uid"].isin(list(sent[impl]))].groupby("uid")["time"].min()
             lags = [first[uid].timestamp() - t for uid, t in sent[impl].items() if uid in first.index]
             results[impl] = {"pods": len(sent[impl]), "missing": len(sent[impl]) - len(lags),

@@ -346,21 +346,11 @@ def _as_result(value: Any) -> Result:
     return Result(False, f"the verification returned {type(value).__name__}, not (passed, message, uids)", {})
 
 
-def evaluate(
-    check_id: str,
-    points: float,
-    verify: Verify,
-    *,
-    hint: str = "",
-    description: str = "",
-    namespace: str | None = None,
-    context: str | None = None,
-    notebook: str | None = None,
-    kind: str = "notebook",
-    session: Session | None = None,
-) -> dict:
+def evaluate(check_id: str, points: float, verify: Verify, *, namespace: str | None = None,
+             context: str | None = None, notebook: str | None = None, **record: Any) -> dict:
     """Run ``verify`` and return its record sealed into ``session`` (this kernel's by default),
-    without displaying anything.
+    without displaying anything. ``record`` passes the rest of :func:`lab.evidence.make_record`'s
+    fields through (hint, description, kind, session).
 
     An exception inside ``verify`` is a failed check whose message says what went wrong.
     """
@@ -376,10 +366,9 @@ def evaluate(
         result = Result(False, f"could not verify: {text}", {})
     finished = _now()
     return make_record(
-        check_id, points, result, hint=hint, description=description, started=started,
-        finished=finished, notebook=_notebook_name(notebook), namespace=_ns(namespace),
-        context=_ctx(context), cluster=cluster_identity(context), cell_source=_current_cell_source(),
-        kind=kind, session=session,
+        check_id, points, result, started=started, finished=finished, notebook=_notebook_name(notebook),
+        namespace=_ns(namespace), context=_ctx(context), cluster=cluster_identity(context),
+        cell_source=_current_cell_source(), **record,
     )
 
 
@@ -604,7 +593,13 @@ def namespace_exists(name: str | None = None, context: str | None = None) -> Res
     return ok(f"namespace {name} exists", uids)
 
 
-def _rollout(kind: str, obj, name: str, namespace: str, replicas: int | None, context: str | None) -> Result:
+def _rollout(kind: str, read: Callable[..., Any], name: str, namespace: str | None, replicas: int | None,
+             context: str | None) -> Result:
+    """Whether the workload `read` finds is rolled out: all wanted replicas ready and current."""
+    namespace = _ns(namespace)
+    obj = _read(read, name, namespace)
+    if obj is None:
+        return fail(f"{kind} {name} not found in namespace {namespace}")
     uids = {_key(kind, namespace, name): obj.metadata.uid}
     want = obj.spec.replicas if obj.spec.replicas is not None else 1
     if replicas is not None and want != replicas:
@@ -629,21 +624,14 @@ def _rollout(kind: str, obj, name: str, namespace: str, replicas: int | None, co
 def deployment_ready(name: str, replicas: int | None = None, namespace: str | None = None,
                      context: str | None = None) -> Result:
     """The Deployment exists, asks for ``replicas`` (when given) and all of them are ready and current."""
-    namespace = _ns(namespace)
-    obj = _read(_apis(context).apps.read_namespaced_deployment, name, namespace)
-    if obj is None:
-        return fail(f"Deployment {name} not found in namespace {namespace}")
-    return _rollout("Deployment", obj, name, namespace, replicas, context)
+    return _rollout("Deployment", _apis(context).apps.read_namespaced_deployment, name, namespace, replicas, context)
 
 
 def statefulset_ready(name: str, replicas: int | None = None, namespace: str | None = None,
                       context: str | None = None) -> Result:
     """The StatefulSet exists, asks for ``replicas`` (when given) and all of them are ready and current."""
-    namespace = _ns(namespace)
-    obj = _read(_apis(context).apps.read_namespaced_stateful_set, name, namespace)
-    if obj is None:
-        return fail(f"StatefulSet {name} not found in namespace {namespace}")
-    return _rollout("StatefulSet", obj, name, namespace, replicas, context)
+    return _rollout("StatefulSet", _apis(context).apps.read_namespaced_stateful_set, name, namespace, replicas,
+                    context)
 
 
 def service_has_port(name: str, port: int, node_port: int | None = None, protocol: str = "TCP",
@@ -1013,11 +1001,10 @@ def _instructor_quota(namespace: str, context: str) -> Result:
           hint="kubectl get pv k8s-lab-database-data -o jsonpath='{.spec.persistentVolumeReclaimPolicy}'")
 def _instructor_pv_retain(namespace: str, context: str) -> Result:
     """The database's volume is kept when its claim goes (reclaim policy Retain)."""
-    core = _apis(context).core
-    pvc = _read(core.read_namespaced_persistent_volume_claim, "data-database-0", namespace)
+    pvc = _read(_apis(context).core.read_namespaced_persistent_volume_claim, "data-database-0", namespace)
     if pvc is None or not pvc.spec.volume_name:
         return fail(f"PersistentVolumeClaim data-database-0 in {namespace} is missing or unbound")
-    pv = _read(core.read_persistent_volume, pvc.spec.volume_name)
+    pv = _read(_apis(context).core.read_persistent_volume, pvc.spec.volume_name)
     if pv is None:
         return fail(f"PersistentVolume {pvc.spec.volume_name} not found")
     uids = {_key("PersistentVolume", None, pv.metadata.name): pv.metadata.uid}

@@ -26,6 +26,13 @@ from lab.target import Target
 RELEASE = "k8s-lab"
 
 
+def _recheck(check_id: str, library_check, *args, points: float, notebook: str, hint: str, **kwargs) -> None:
+    """Register a grader check that runs one check of the library with fixed arguments."""
+    checks.register(check_id, points=points, notebook=notebook, hint=hint,
+                    description=(library_check.__doc__ or "").strip().split("\n")[0])(
+        lambda namespace, context: library_check(*args, namespace=namespace, context=context, **kwargs))
+
+
 def _first_failure(*results: Result) -> Result:
     uids: dict[str, str] = {}
     for result in results:
@@ -85,18 +92,12 @@ def _storage_pv(namespace: str, context: str) -> Result:
 # ------------------------------------------------------------------------------ 03-database
 
 
-@checks.register("db.secret", points=1, notebook="03-database.ipynb",
-                 hint="kubectl describe secret database-credentials")
-def _db_secret(namespace: str, context: str) -> Result:
-    return checks.secret_has_keys("database-credentials", ["root-password", "username", "password"],
-                                  namespace=namespace, context=context)
+_recheck("db.secret", checks.secret_has_keys, "database-credentials", ["root-password", "username", "password"],
+         points=1, notebook="03-database.ipynb", hint="kubectl describe secret database-credentials")
 
 
-@checks.register("db.config", points=1, notebook="03-database.ipynb",
-                 hint="kubectl get configmap database-config -o yaml")
-def _db_config(namespace: str, context: str) -> Result:
-    return checks.configmap_has_key("database-config", "my.cnf", contains="[mysqld]", namespace=namespace,
-                                    context=context)
+_recheck("db.config", checks.configmap_has_key, "database-config", "my.cnf", contains="[mysqld]",
+         points=1, notebook="03-database.ipynb", hint="kubectl get configmap database-config -o yaml")
 
 
 @checks.register("db.services", points=1, notebook="03-database.ipynb",
@@ -113,10 +114,8 @@ def _db_services(namespace: str, context: str) -> Result:
     return ok("Services database and database-headless listen on 3306", both.uids)
 
 
-@checks.register("db.statefulset-ready", points=2, notebook="03-database.ipynb",
-                 hint="kubectl describe statefulset database")
-def _db_ready(namespace: str, context: str) -> Result:
-    return checks.statefulset_ready("database", replicas=1, namespace=namespace, context=context)
+_recheck("db.statefulset-ready", checks.statefulset_ready, "database", replicas=1,
+         points=2, notebook="03-database.ipynb", hint="kubectl describe statefulset database")
 
 
 @checks.register("db.claim-bound", points=1, notebook="03-database.ipynb",
@@ -132,29 +131,20 @@ def _db_claim(namespace: str, context: str) -> Result:
 # ------------------------------------------------------------------------------ 04-web-server
 
 
-@checks.register("web.config", points=1, notebook="04-web-server.ipynb",
-                 hint="kubectl get configmap web-nginx -o yaml")
-def _web_config(namespace: str, context: str) -> Result:
-    return checks.configmap_has_key("web-nginx", "default.conf", contains="location = /healthz",
-                                    namespace=namespace, context=context)
+_recheck("web.config", checks.configmap_has_key, "web-nginx", "default.conf", contains="location = /healthz",
+         points=1, notebook="04-web-server.ipynb", hint="kubectl get configmap web-nginx -o yaml")
 
 
-@checks.register("web.deployment-ready", points=2, notebook="04-web-server.ipynb",
-                 hint="kubectl describe deployment web")
-def _web_ready(namespace: str, context: str) -> Result:
-    return checks.deployment_ready("web", replicas=3, namespace=namespace, context=context)
+_recheck("web.deployment-ready", checks.deployment_ready, "web", replicas=3,
+         points=2, notebook="04-web-server.ipynb", hint="kubectl describe deployment web")
 
 
-@checks.register("web.nodeport", points=1, notebook="04-web-server.ipynb",
-                 hint="kubectl get service web -o yaml: type NodePort, port 80")
-def _web_nodeport(namespace: str, context: str) -> Result:
-    return checks.web_nodeport(namespace, context)
+_recheck("web.nodeport", checks.web_nodeport,
+         points=1, notebook="04-web-server.ipynb", hint="kubectl get service web -o yaml: type NodePort, port 80")
 
 
-@checks.register("web.endpoints", points=2, notebook="04-web-server.ipynb",
-                 hint="kubectl get endpointslices -l kubernetes.io/service-name=web")
-def _web_endpoints(namespace: str, context: str) -> Result:
-    return checks.service_has_endpoints("web", minimum=3, namespace=namespace, context=context)
+_recheck("web.endpoints", checks.service_has_endpoints, "web", minimum=3,
+         points=2, notebook="04-web-server.ipynb", hint="kubectl get endpointslices -l kubernetes.io/service-name=web")
 
 
 # ------------------------------------------------------------------------------ 05-network-policy
@@ -215,18 +205,15 @@ def _helm_rollback(namespace: str, context: str) -> Result:
     return checks.Result(web.passed, f"{entries[-1]['description']}; {web.message}", web.uids)
 
 
-@checks.register("helm.system-ready", points=2, notebook="07-helm.ipynb", hint="helm status k8s-lab; kubectl get pods")
-def _helm_system(namespace: str, context: str) -> Result:
-    return checks.system_ready(RELEASE, namespace=namespace, context=context)
+_recheck("helm.system-ready", checks.system_ready, RELEASE,
+         points=2, notebook="07-helm.ipynb", hint="helm status k8s-lab; kubectl get pods")
 
 
 # ------------------------------------------------------------------------------ 08-backup
 
 
-@checks.register("backup.system-back", points=2, notebook="08-backup.ipynb",
-                 hint="helm status k8s-lab; kubectl get pods")
-def _backup_system(namespace: str, context: str) -> Result:
-    return checks.system_ready(RELEASE, namespace=namespace, context=context)
+_recheck("backup.system-back", checks.system_ready, RELEASE,
+         points=2, notebook="08-backup.ipynb", hint="helm status k8s-lab; kubectl get pods")
 
 
 @checks.register("instructor.backup-job-succeeded", points=1, instructor_only=True, notebook="08-backup.ipynb",

@@ -319,21 +319,13 @@ def lifecycles(events: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=_LIFECYCLE_DTYPES.get(c, "object")) for c in LIFECYCLE_COLUMNS})
     pods = pods.sort_values("time", kind="stable").assign(_gone=lambda f: f["time"].where(is_deletion(f)))
     g = pods.groupby("uid", sort=False, observed=True)
-    out = pd.DataFrame({
-        "namespace": g["namespace"].last(),
-        "pod": g["pod"].last(),
-        "node": g["node"].last(),
-        "phase": g["phase"].last(),
-        "created": g["created"].min(),
-        "scheduled": g["scheduled_at"].min(),
-        "initialized": g["initialized_at"].min(),
-        "ready": g["ready_at"].min(),
-        "deletion_requested": g["deleting"].min(),
-        "deleted": g["_gone"].min(),
-        "first_seen": g["time"].min(),
-        "last_seen": g["time"].max(),
-        "events": g.size(),
-    })
+    # Names and phase as last seen; each moment of the life cycle as first seen.
+    latest = {"namespace": "namespace", "pod": "pod", "node": "node", "phase": "phase"}
+    earliest = {"created": "created", "scheduled": "scheduled_at", "initialized": "initialized_at",
+                "ready": "ready_at", "deletion_requested": "deleting", "deleted": "_gone", "first_seen": "time"}
+    out = pd.DataFrame({**{name: g[column].last() for name, column in latest.items()},
+                        **{name: g[column].min() for name, column in earliest.items()},
+                        "last_seen": g["time"].max(), "events": g.size()})
     for column, since in (("to_scheduled_s", "scheduled"), ("to_ready_s", "ready"), ("lifetime_s", "deleted")):
         out[column] = (out[since] - out["created"]).dt.total_seconds()
     out = out.rename_axis("uid").reset_index()

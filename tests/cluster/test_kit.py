@@ -16,21 +16,29 @@ from lab import config
 from lab.cluster import kind
 from lab.build import images
 from lab.cluster import kube
-from lab.cluster.kube import kubectl, wait_until as eventually
+from lab.cluster.kube import wait_until as eventually
+from tests.support import TARGET
 
 pytestmark = pytest.mark.cluster
 
 NS = "k8s-lab-kit-test"
 
 
+def kubectl(*args: str, **kwargs):
+    """The lab's kubectl against the cluster under test (namespaces named with -n)."""
+    return kube.kubectl(*args, target=TARGET, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def lab_images() -> dict[str, str]:
-    images.build(load=True)
-    return images.image_names()
+    mode = images.resolve_mode()
+    images.build(mode)
+    kind.load_images(TARGET, images.to_load(mode))
+    return images.image_names(mode)
 
 
 def kindnetd_restarts() -> dict[str, int]:
-    pods = kube.core().list_namespaced_pod("kube-system", label_selector="app=kindnet").items
+    pods = kube.core(TARGET).list_namespaced_pod("kube-system", label_selector="app=kindnet").items
     return {p.metadata.name: sum(c.restart_count for c in p.status.container_statuses or []) for p in pods}
 
 
@@ -43,12 +51,12 @@ def kindnetd_restarts_before() -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def namespace():
-    core = kube.core()
+    core = kube.core(TARGET)
     # A previous run's namespace may still be terminating.
     kube.wait_deleted(core.read_namespace, NS, what=f"namespace {NS} from an earlier run")
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
     yield NS
-    kube.delete_namespace(NS)
+    kube.delete_namespace(NS, target=TARGET)
 
 
 def pod_manifest(name: str, image: str, labels: dict, command: list[str] | None = None,
@@ -63,7 +71,7 @@ def pod_manifest(name: str, image: str, labels: dict, command: list[str] | None 
 
 
 def run_pod(pod: client.V1Pod, namespace: str) -> client.V1Pod:
-    core = kube.core()
+    core = kube.core(TARGET)
     core.create_namespaced_pod(namespace, pod)
     kubectl("-n", namespace, "wait", "--for=condition=Ready", f"pod/{pod.metadata.name}",
             "--timeout=120s", timeout=130)
@@ -71,7 +79,7 @@ def run_pod(pod: client.V1Pod, namespace: str) -> client.V1Pod:
 
 
 def test_nodes_ready_at_pinned_minor():
-    nodes = kube.core().list_node().items
+    nodes = kube.core(TARGET).list_node().items
     assert nodes, "the cluster has no nodes"
     minor = ".".join(config.KUBERNETES_VERSION.split(".")[:2])  # v1.34
     for node in nodes:
@@ -81,7 +89,7 @@ def test_nodes_ready_at_pinned_minor():
 
 
 def test_deployment_pods_run(namespace, lab_images):
-    apps = kube.apps()
+    apps = kube.apps(TARGET)
     labels = {"app": "kit-web"}
     deployment = client.V1Deployment(
         metadata=client.V1ObjectMeta(name="kit-web"),
@@ -95,13 +103,13 @@ def test_deployment_pods_run(namespace, lab_images):
     apps.create_namespaced_deployment(namespace, deployment)
     kubectl("-n", namespace, "rollout", "status", "deployment/kit-web", "--timeout=120s",
             timeout=130)
-    pods = kube.core().list_namespaced_pod(namespace, label_selector="app=kit-web").items
+    pods = kube.core(TARGET).list_namespaced_pod(namespace, label_selector="app=kit-web").items
     assert len(pods) == 2
     assert all(p.status.phase == "Running" for p in pods)
 
 
 def test_service_dns_resolves_from_a_pod(namespace, lab_images):
-    core = kube.core()
+    core = kube.core(TARGET)
     core.create_namespaced_service(namespace, client.V1Service(
         metadata=client.V1ObjectMeta(name="kit-dns"),
         spec=client.V1ServiceSpec(selector={"app": "none"},
@@ -115,7 +123,7 @@ def test_service_dns_resolves_from_a_pod(namespace, lab_images):
 
 
 def nodeport_owner(port: int) -> str | None:
-    for svc in kube.core().list_service_for_all_namespaces().items:
+    for svc in kube.core(TARGET).list_service_for_all_namespaces().items:
         if any(p.node_port == port for p in svc.spec.ports or []):
             return f"{svc.metadata.namespace}/{svc.metadata.name}"
     return None
@@ -131,7 +139,7 @@ def host_get(port: int) -> int | None:
 
 def test_nodeport_30080_answers_from_host(namespace, lab_images):
     """Host port 30080 -> kind's port mapping -> node -> kube-proxy -> a pod, end to end."""
-    core = kube.core()
+    core = kube.core(TARGET)
     owner = nodeport_owner(config.WEB_NODEPORT)
     if owner is None:
         run_pod(pod_manifest("kit-nodeport", lab_images["web"], {"app": "kit-nodeport"}, port=80),
@@ -142,9 +150,12 @@ def test_nodeport_30080_answers_from_host(namespace, lab_images):
                                       ports=[client.V1ServicePort(port=80, target_port=80,
                                                                   node_port=config.WEB_NODEPORT)])))
     # When the lab's web Service already holds the port, the same path is proven through it.
+    host_port = kind.web_host_port(TARGET)  # kind's mapping of the NodePort on this host
+    if TARGET.cluster == config.DEFAULT_CLUSTER:  # the lab's own cluster: the documented port
+        assert host_port == config.WEB_HOST_PORT, host_port
     try:
-        assert eventually(lambda: host_get(config.WEB_HOST_PORT), timeout=60,
-                          what=f"NodePort {config.WEB_NODEPORT} to answer on host port {config.WEB_HOST_PORT}") == 200
+        assert eventually(lambda: host_get(host_port), timeout=60,
+                          what=f"NodePort {config.WEB_NODEPORT} to answer on host port {host_port}") == 200
     finally:
         if owner is None:
             core.delete_namespaced_service("kit-nodeport", namespace)
@@ -166,7 +177,7 @@ def test_network_policy_default_deny_then_allow(namespace, lab_images):
     ip = server.status.pod_ip
     assert eventually(lambda: tcp_connect(namespace, "kit-np-client", ip, 80), timeout=30,
                       what="connect before any policy")
-    net = client.NetworkingV1Api(kube.api_client())
+    net = client.NetworkingV1Api(kube.api_client(TARGET))
     net.create_namespaced_network_policy(namespace, client.V1NetworkPolicy(
         metadata=client.V1ObjectMeta(name="default-deny"),
         spec=client.V1NetworkPolicySpec(pod_selector=client.V1LabelSelector(),
@@ -187,7 +198,7 @@ def test_network_policy_default_deny_then_allow(namespace, lab_images):
 
 
 def test_hostpath_pvc_survives_pod_deletion(namespace, lab_images):
-    core = kube.core()
+    core = kube.core(TARGET)
     token = uuid.uuid4().hex[:8]
     pv_name = f"kit-pv-{token}"
     node_dir = f"{kind.NODE_DATA_PATH}/test/{pv_name}"
@@ -222,13 +233,13 @@ def test_hostpath_pvc_survives_pod_deletion(namespace, lab_images):
         read = kubectl("-n", namespace, "exec", "kit-reader", "--", "cat", "/data/proof")
         assert read.stdout.strip() == token
         # The bytes live in the host directory mounted into the node, so they outlive the cluster.
-        on_host = config.data_dir() / "test" / pv_name / "proof"
+        on_host = TARGET.data_dir / "test" / pv_name / "proof"
         assert on_host.read_text().strip() == token
     finally:
         core.delete_namespaced_pod("kit-reader", namespace, grace_period_seconds=0)
         core.delete_namespaced_persistent_volume_claim("kit-data", namespace)
         core.delete_persistent_volume(pv_name)
-        shutil.rmtree(config.data_dir() / "test" / pv_name, ignore_errors=True)
+        shutil.rmtree(TARGET.data_dir / "test" / pv_name, ignore_errors=True)
 
 
 def test_policy_engine_survived_the_traffic_above(kindnetd_restarts_before):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
 import gzip
 import json
 import os
@@ -22,14 +23,13 @@ import pytest
 
 from lab import config
 from lab.system import deploy
-from lab.cluster import kube
-from tests.support import helm, kubectl, lab_cli, say
+from lab.cluster import kind, kube
+from tests.support import TARGET, helm, kubectl, lab_cli, say
 
 pytestmark = pytest.mark.cluster
 
-NS = config.NAMESPACE
+NS = TARGET.namespace  # the lab's namespace: this module installs the system itself
 MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
-WEB_URL = f"http://127.0.0.1:{config.WEB_NODEPORT}/"
 CREDENTIALS = "/etc/k8s-lab/database-credentials"
 _META = re.compile(r'<meta name="([a-z-]+)" content="([^"]*)">')
 
@@ -37,8 +37,14 @@ _META = re.compile(r'<meta name="([a-z-]+)" content="([^"]*)">')
 # ------------------------------------------------------------------------------------ helpers
 
 
+@functools.cache
+def web_url() -> str:
+    """The web NodePort where this host reaches it (kind's port mapping of the cluster under test)."""
+    return f"http://127.0.0.1:{kind.web_host_port(TARGET)}/"
+
+
 def credentials() -> dict[str, str]:
-    secret = kube.core().read_namespaced_secret("database-credentials", NS)
+    secret = kube.core(TARGET).read_namespaced_secret("database-credentials", NS)
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
@@ -52,16 +58,16 @@ def sql(query: str, database: str = "lab") -> str:
 
 def web_pods() -> dict[str, dict]:
     """Ready web Pods: name -> {ip, node}."""
-    pods = kube.core().list_namespaced_pod(
+    pods = kube.core(TARGET).list_namespaced_pod(
         NS, label_selector="app.kubernetes.io/component=web,app.kubernetes.io/instance=k8s-lab").items
     return {p.metadata.name: {"ip": p.status.pod_ip, "node": p.spec.node_name} for p in pods
             if p.metadata.deletion_timestamp is None
             and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])}
 
 
-def fetch(url: str = WEB_URL) -> tuple[dict[str, str], dict[str, str]]:
+def fetch(url: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """One fresh connection: (the page's <meta> fields, response headers)."""
-    request = urllib.request.Request(url, headers={"Connection": "close"})
+    request = urllib.request.Request(url or web_url(), headers={"Connection": "close"})
     with urllib.request.urlopen(request, timeout=5) as response:
         body = response.read().decode()
         headers = {k.lower(): v for k, v in response.headers.items()}
@@ -87,9 +93,10 @@ def ensure_images() -> None:
 
     mode = images.resolve_mode(MODE)
     local = sorted({r for r in images.image_names(mode).values() if r.startswith("k8s-lab/")})
-    if deploy.missing_images(local):
+    if deploy.missing_images(TARGET, local):
         say(f"loading the lab images into the cluster (lab images build, {mode})")
-        images.build(mode=mode, load=True)
+        images.build(mode)
+        kind.load_images(TARGET, images.to_load(mode))
 
 
 # ------------------------------------------------------------------------------------ the system
@@ -100,28 +107,28 @@ def system():
     """The system installed with Helm; removed (host files kept) when the module is done."""
     kube.forget()
     ensure_images()
-    if deploy.installed_method() is not None:
-        deploy.undeploy()
+    if deploy.installed_method(TARGET) is not None:
+        deploy.undeploy(TARGET)
     start = time.monotonic()
-    result = deploy.deploy("helm", mode=MODE, wait=True)
+    result = deploy.deploy(TARGET, "helm", mode=MODE, wait=True)
     seconds = time.monotonic() - start
     say(f"helm upgrade --install --wait: {seconds:.1f}s ({result.mode} images)")
     yield {"install_seconds": seconds, "result": result}
     start = time.monotonic()
-    deploy.undeploy()
+    deploy.undeploy(TARGET)
     say(f"undeploy: {time.monotonic() - start:.1f}s")
 
 
 def assert_a_watcher_on_every_node():
-    watchers = kube.apps().read_namespaced_daemon_set("watcher", NS).status
-    nodes = len(kube.core().list_node().items)
+    watchers = kube.apps(TARGET).read_namespaced_daemon_set("watcher", NS).status
+    nodes = len(kube.core(TARGET).list_node().items)
     assert watchers.desired_number_scheduled == watchers.number_ready == nodes, \
         f"watcher DaemonSet: {watchers.number_ready} of {watchers.desired_number_scheduled} Pods ready on {nodes} nodes"
 
 
 def test_helm_install_makes_everything_ready(system):
-    assert deploy.problems() == []
-    core, apps = kube.core(), kube.apps()
+    assert deploy.problems(TARGET) == []
+    core, apps = kube.core(TARGET), kube.apps(TARGET)
     assert apps.read_namespaced_deployment("web", NS).status.ready_replicas == 3
     assert apps.read_namespaced_stateful_set("database", NS).status.ready_replicas == 1
     pvc = core.read_namespaced_persistent_volume_claim("data-database-0", NS)
@@ -136,7 +143,7 @@ def test_helm_install_makes_everything_ready(system):
     assert_a_watcher_on_every_node()
     release = helm("status", deploy.RELEASE, "--namespace", NS, "--output", "json").stdout
     assert '"status":"deployed"' in release.replace(" ", "")
-    say(f"ready: {deploy.summary()}; install took {system['install_seconds']:.1f}s")
+    say(f"ready: {deploy.summary(TARGET)}; install took {system['install_seconds']:.1f}s")
 
 
 def test_helm_test_hook_passes(system):
@@ -149,7 +156,7 @@ def test_thirty_requests_reach_all_three_pods(system):
     pods = web_pods()
     assert len(pods) == 3
     counts, pages = spread(30)
-    say("30 requests to " + WEB_URL + ": "
+    say("30 requests to " + web_url() + ": "
         + ", ".join(f"{ip}={n}" for ip, n in sorted(counts.items())))
     assert set(counts) == {p["ip"] for p in pods.values()}
     for page in pages:  # every page describes the Pod that served it
@@ -167,7 +174,7 @@ def test_a_row_survives_the_deletion_of_its_pod(system):
     sql("CREATE TABLE IF NOT EXISTS survival (id INT AUTO_INCREMENT PRIMARY KEY, token CHAR(32) NOT NULL)")
     sql(f"INSERT INTO survival (token) VALUES ('{token}')")
     assert token in sql("SELECT token FROM survival")
-    core = kube.core()
+    core = kube.core(TARGET)
     old_uid = core.read_namespaced_pod("database-0", NS).metadata.uid
     start = time.monotonic()
     core.delete_namespaced_pod("database-0", NS)
@@ -183,12 +190,12 @@ def test_a_row_survives_the_deletion_of_its_pod(system):
     kube.wait_until(replaced_and_ready, 300, what="database-0 to come back Ready")
     say(f"database-0 deleted and back Ready in {time.monotonic() - start:.1f}s")
     assert token in sql("SELECT token FROM survival")
-    datadir = config.data_dir() / "pv" / "database"
+    datadir = TARGET.data_dir / "pv" / "database"
     assert (datadir / "lab").is_dir(), f"the schema's files should be on the host in {datadir}"
 
 
 def test_backup_job_writes_a_dump_to_the_host(system):
-    backups = config.data_dir() / "backups"
+    backups = TARGET.data_dir / "backups"
     before = set(backups.glob("k8s-lab-*.sql.gz")) if backups.is_dir() else set()
     name = f"backup-test-{uuid.uuid4().hex[:6]}"
     kubectl("create", "job", "-n", NS, "--from=cronjob/database-backup", name)
@@ -207,7 +214,7 @@ def test_backup_job_writes_a_dump_to_the_host(system):
 
 def _web_rollout_done(replicas: int, exclude: set[str] = frozenset()):
     def check():
-        d = kube.apps().read_namespaced_deployment("web", NS)
+        d = kube.apps(TARGET).read_namespaced_deployment("web", NS)
         pods = web_pods()
         return (d.status.observed_generation >= d.metadata.generation
                 and (d.status.updated_replicas or 0) == replicas and (d.status.ready_replicas or 0) == replicas
@@ -218,7 +225,7 @@ def _web_rollout_done(replicas: int, exclude: set[str] = frozenset()):
 
 def test_helm_upgrade_rolls_out_replicas_and_nginx_config(system, tmp_path):
     start = time.monotonic()
-    deploy.deploy("helm", mode=MODE, helm_args=["--set", "web.replicas=2"])
+    deploy.deploy(TARGET, "helm", mode=MODE, helm_args=["--set", "web.replicas=2"])
     kube.wait_until(_web_rollout_done(2), 120, what="2 web replicas")
     say(f"upgrade to 2 replicas: {time.monotonic() - start:.1f}s")
 
@@ -229,7 +236,7 @@ def test_helm_upgrade_rolls_out_replicas_and_nginx_config(system, tmp_path):
                                             "add_header X-Served-By $hostname always;\n"
                                             "    add_header X-Lab-Config v2 always;"))
     start = time.monotonic()
-    deploy.deploy("helm", mode=MODE, helm_args=["--set-file", f"web.nginxConfig={config_file}"])
+    deploy.deploy(TARGET, "helm", mode=MODE, helm_args=["--set-file", f"web.nginxConfig={config_file}"])
     pods = kube.wait_until(_web_rollout_done(3, exclude=before), 180,
                            what="web Pods replaced with the new config")
     say(f"upgrade of nginx config (and back to 3 replicas): {time.monotonic() - start:.1f}s, "
@@ -245,14 +252,14 @@ def test_helm_rollback_restores(system):
     say("helm history before rollback: " + ", ".join(f"{h['revision']} {h['status']}" for h in history))
     assert [h["revision"] for h in history][:3] == [1, 2, 3]
     start = time.monotonic()
-    deploy.helm_rollback(1)
+    deploy.helm_rollback(TARGET, 1)
     kube.wait_until(_web_rollout_done(3, exclude=system.get("upgraded_pods", set())), 180,
                     what="web Pods back on the original config")
     say(f"helm rollback to revision 1: {time.monotonic() - start:.1f}s")
     for _ in range(6):
         _, headers = fetch()
         assert "x-lab-config" not in headers
-    configmap = kube.core().read_namespaced_config_map("web-nginx", NS)
+    configmap = kube.core(TARGET).read_namespaced_config_map("web-nginx", NS)
     assert configmap.data["default.conf"] == (config.REPO_ROOT / "chart/files/default.conf").read_text()
     counts, _ = spread(30)
     assert len(counts) == 3
@@ -263,7 +270,7 @@ def test_a_failed_rollout_names_the_object_and_how_to_look(system):
     from lab.errors import LabError
 
     with pytest.raises(LabError) as caught:
-        deploy.deploy("helm", mode=MODE, timeout=40,
+        deploy.deploy(TARGET, "helm", mode=MODE, timeout=40,
                       helm_args=["--set-string", "web.nginxConfig=this is not an nginx config"])
     error = caught.value
     say(f"failed rollout reported as: {error.message.splitlines()[0][:300]}")
@@ -294,7 +301,7 @@ def test_watcher_service_account_can_read_pods_but_not_secrets(system):
 def test_no_credential_in_config_maps_or_in_lab_deploy_output(system):
     secrets = {v for k, v in credentials().items() if k != "username"}
     assert len(secrets) == 2 and all(len(v) >= 8 for v in secrets)
-    for cm in kube.core().list_namespaced_config_map(NS).items:
+    for cm in kube.core(TARGET).list_namespaced_config_map(NS).items:
         text = "\n".join([*(cm.data or {}).values(), *(str(v) for v in (cm.metadata.annotations or {}).values())])
         assert not any(s in text for s in secrets), f"a credential is in ConfigMap {cm.metadata.name}"
     result = lab_cli("deploy", "--helm", *mode_flag())
@@ -313,7 +320,7 @@ def mode_flag() -> list[str]:
 
 def test_manifests_pass_a_server_side_dry_run(system):
     """With the namespace there but empty, every layer is accepted by the API server as is."""
-    deploy.undeploy("helm")
+    deploy.undeploy(TARGET, "helm")
     kubectl("apply", "-f", "-", stdin=deploy.render_layer(deploy.layers()[0], MODE))
     problems = []
     for layer in deploy.layers():
@@ -339,8 +346,8 @@ def test_lab_deploy_with_manifests_is_ready_and_keeps_the_data(system):
         assert f"manifests/{layer.name}" in output
     secrets = {v for k, v in credentials().items() if k != "username"}
     assert not any(s in output for s in secrets), "lab deploy printed a credential"
-    assert deploy.installed_method() == "manifests"
-    assert deploy.problems() == []
+    assert deploy.installed_method(TARGET) == "manifests"
+    assert deploy.problems(TARGET) == []
     counts, _ = spread(30)
     say("30 requests (manifests): " + ", ".join(f"{ip}={n}" for ip, n in sorted(counts.items())))
     assert len(counts) == 3
@@ -355,7 +362,7 @@ def test_deploy_refuses_to_mix_methods(system):
     from lab.errors import LabError
 
     with pytest.raises(LabError, match="already deployed .* with manifests"):
-        deploy.deploy("helm", mode=MODE)
+        deploy.deploy(TARGET, "helm", mode=MODE)
 
 
 def test_network_policy_admits_web_pods_only(system):
@@ -384,7 +391,7 @@ def test_network_policy_admits_web_pods_only(system):
 def test_lab_deploy_delete_removes_everything_but_host_files(system):
     result = lab_cli("deploy", "--delete")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert deploy.installed_method() is None
-    pvs = [pv.metadata.name for pv in kube.core().list_persistent_volume().items]
+    assert deploy.installed_method(TARGET) is None
+    pvs = [pv.metadata.name for pv in kube.core(TARGET).list_persistent_volume().items]
     assert "k8s-lab-database-data" not in pvs
-    assert (config.data_dir() / "pv" / "database").is_dir()
+    assert (TARGET.data_dir / "pv" / "database").is_dir()

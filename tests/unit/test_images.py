@@ -14,6 +14,7 @@ import pytest
 from lab.host import docker
 from lab.build import images
 from lab.errors import LabError
+from lab.target import Target
 
 SOURCES = [
     images.AptSource("http://deb.debian.org/debian", "bookworm", ("main",)),
@@ -78,7 +79,7 @@ def test_bad_mode_is_a_lab_error(bad):
 def test_build_rejects_a_bad_mode_before_touching_docker(monkeypatch):
     monkeypatch.setattr(docker, "require_engine", lambda: pytest.fail("docker was asked"))
     with pytest.raises(LabError):
-        images.build("sideways", load=False)
+        images.build("sideways")
 
 
 def test_auto_mode_follows_the_registry_check(monkeypatch):
@@ -347,7 +348,7 @@ def test_up_to_date_images_are_not_rebuilt(monkeypatch):
     monkeypatch.setattr(docker, "image_label", lambda ref, label: hashes[ref])
     monkeypatch.setattr(docker, "require_free_space", lambda *a: pytest.fail("disk checked for nothing"))
     monkeypatch.setattr(images, "_docker_build", lambda *a, **k: pytest.fail("rebuilt an up-to-date image"))
-    assert images.build("online", load=False) == ["k8s-lab/web:1", "k8s-lab/probe:1", "k8s-lab/watcher:1",
+    assert images.build("online") == ["k8s-lab/web:1", "k8s-lab/probe:1", "k8s-lab/watcher:1",
                                                   "k8s-lab/watcher-go:1"]
 
 
@@ -356,8 +357,9 @@ def test_stale_images_are_rebuilt_after_the_disk_check(monkeypatch):
     monkeypatch.setattr(docker, "require_engine", lambda: None)
     monkeypatch.setattr(docker, "image_label", lambda ref, label: "stale")
     monkeypatch.setattr(docker, "require_free_space", lambda *a: checked.append(True))
-    monkeypatch.setattr(images, "_docker_build", lambda spec, mode, inputs: built.append((spec.tag, mode)))
-    images.build("online", load=False)
+    monkeypatch.setattr(images, "_docker_build",
+                        lambda spec, mode, inputs, progress: built.append((spec.tag, mode)))
+    images.build("online")
     assert checked == [True]
     assert built == [("k8s-lab/web:1", "online"), ("k8s-lab/probe:1", "online"),
                      ("k8s-lab/watcher:1", "online"), ("k8s-lab/watcher-go:1", "online")]
@@ -406,28 +408,43 @@ def _fake_kind(tmp_path: Path, clusters: str) -> Path:
     return kind
 
 
+def _use_kind(monkeypatch, kind: Path | None) -> None:
+    """lab.host.tools finds `kind` (or no kind at all) and never downloads or builds a tool."""
+    from lab.host import tools
+
+    monkeypatch.setattr(tools, "find", lambda name: kind if name == "kind" else None)
+    monkeypatch.setattr(tools, "ensure", lambda name, online=None: kind if name == "kind" and kind
+                        else pytest.fail(f"{name} was downloaded or built just to load images"))
+
+
 def test_loading_without_a_cluster_points_to_lab_cluster_up(monkeypatch, tmp_path):
-    kind = _fake_kind(tmp_path, "other\\n")
-    monkeypatch.setattr(images, "_find_kind", lambda: kind)
+    from lab.cluster import kind as lab_kind
+
+    _use_kind(monkeypatch, _fake_kind(tmp_path, "other\\n"))
     with pytest.raises(LabError) as err:
-        images.load_into_kind(["k8s-lab/web:1"])
-    assert err.value.hint == "lab cluster up"
+        lab_kind.load_images(Target.of(), ["k8s-lab/web:1"])
+    assert Target.of().cluster in err.value.message
+    assert "lab cluster up" in err.value.hint
+    assert not (tmp_path / "kind-calls").exists()
 
 
 def test_loading_without_kind_points_to_lab_cluster_up(monkeypatch):
-    monkeypatch.setattr(images, "_find_kind", lambda: None)
+    from lab.cluster import kind as lab_kind
+
+    _use_kind(monkeypatch, None)
     with pytest.raises(LabError) as err:
-        images.load_into_kind(["k8s-lab/web:1"])
-    assert err.value.hint == "lab cluster up"
+        lab_kind.load_images(Target.of(), ["k8s-lab/web:1"])
+    assert "lab cluster up" in err.value.hint
 
 
 def test_loading_calls_kind_load_with_the_cluster_name(monkeypatch, tmp_path):
+    from lab.cluster import kind as lab_kind
+
     monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
-    kind = _fake_kind(tmp_path, "k8s-lab\\n")
-    monkeypatch.setattr(images, "_find_kind", lambda: kind)
-    images.load_into_kind(["k8s-lab/web:1", "k8s-lab/probe:1"])
+    _use_kind(monkeypatch, _fake_kind(tmp_path, "k8s-lab\\nk8s-lab-b\\n"))
+    lab_kind.load_images(Target("k8s-lab-b", "k8s-assignment"), ["k8s-lab/web:1", "k8s-lab/probe:1"])
     calls = (tmp_path / "kind-calls").read_text().split()
-    assert calls == ["load", "docker-image", "--name", "k8s-lab", "k8s-lab/web:1", "k8s-lab/probe:1"]
+    assert calls == ["load", "docker-image", "--name", "k8s-lab-b", "k8s-lab/web:1", "k8s-lab/probe:1"]
 
 
 def test_render_page_is_posix_sh():

@@ -10,6 +10,9 @@ from lab.host import gobuild
 from lab.build import nodeimage
 from lab.host import tools
 from lab.errors import LabError
+from lab.target import Target
+
+TARGET = Target("k8s-lab", "k8s-assignment")
 
 
 def test_single_node_config_maps_nodeport_and_data_dir(tmp_path):
@@ -102,7 +105,7 @@ def test_no_docker_says_what_to_install(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert docker.engine_ready() is False
     with pytest.raises(LabError) as error:
-        kind.up()
+        kind.up(TARGET)
     assert "docker.io" in error.value.hint
 
 
@@ -113,7 +116,7 @@ def test_a_stopped_engine_fails_with_its_own_complaint(monkeypatch, tmp_path):
     stub.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(LabError) as error:
-        kind.up()
+        kind.up(TARGET)
     assert "Cannot connect to the Docker daemon" in error.value.message
     assert "scripts/setup-host" in error.value.hint
 
@@ -132,12 +135,12 @@ def test_cluster_up_brings_every_tool_first(monkeypatch, mode):
     monkeypatch.setattr(docker, "require_engine", lambda: None)
     monkeypatch.setattr(tools, "ensure_all", lambda mode: calls.append(mode))
 
-    def exists(name=config.CLUSTER_NAME):
+    def exists(target):
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(kind, "exists", exists)
     with pytest.raises(RuntimeError, match="stop here"):
-        kind.up(mode=mode)
+        kind.up(TARGET, mode=mode)
     assert calls == [mode]
 
 
@@ -146,31 +149,31 @@ def healthy_three_nodes(monkeypatch):
     nodes = ["k8s-lab-control-plane", "k8s-lab-worker", "k8s-lab-worker2"]
     monkeypatch.setattr(docker, "require_engine", lambda: None)
     monkeypatch.setattr(tools, "ensure_all", lambda mode: {})
-    monkeypatch.setattr(kind, "exists", lambda name=config.CLUSTER_NAME: True)
-    monkeypatch.setattr(kind, "_start_stopped_nodes", lambda name, context: None)
-    monkeypatch.setattr(kind, "health", lambda context=config.KUBE_CONTEXT: (True, "all nodes Ready", nodes))
+    monkeypatch.setattr(kind, "exists", lambda target: True)
+    monkeypatch.setattr(kind, "_start_stopped_nodes", lambda target: None)
+    monkeypatch.setattr(kind, "health", lambda target: (True, "all nodes Ready", nodes))
     monkeypatch.setattr(kind, "_node_image_of", lambda name: config.OFFLINE_NODE_IMAGE)
     return nodes
 
 
 def test_cluster_up_without_workers_keeps_a_grown_cluster(healthy_three_nodes):
     # Notebook 09 grows the cluster to three nodes; `make lab` or `make test` afterwards must reuse it.
-    info = kind.up()
+    info = kind.up(TARGET)
     assert info.nodes == healthy_three_nodes and not info.created
 
 
 def test_cluster_up_with_other_workers_points_to_recreate(healthy_three_nodes):
     with pytest.raises(LabError) as error:
-        kind.up(workers=0)
+        kind.up(TARGET, workers=0)
     assert "has 3 nodes, you asked for 1" in error.value.message and "--recreate" in error.value.hint
 
 
 def test_broken_cluster_points_to_recreate(monkeypatch):
     monkeypatch.setattr(docker, "require_engine", lambda: None)
     monkeypatch.setattr(tools, "ensure_all", lambda mode: {})
-    monkeypatch.setattr(kind, "exists", lambda name=config.CLUSTER_NAME: True)
-    monkeypatch.setattr(kind, "health", lambda context=config.KUBE_CONTEXT:
+    monkeypatch.setattr(kind, "exists", lambda target: True)
+    monkeypatch.setattr(kind, "health", lambda target:
                         (False, "nodes not Ready: k8s-lab-control-plane", ["k8s-lab-control-plane"]))
     with pytest.raises(LabError) as error:
-        kind.up()
+        kind.up(TARGET)
     assert "broken" in error.value.message and "--recreate" in error.value.hint

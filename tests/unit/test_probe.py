@@ -16,6 +16,9 @@ from click.testing import CliRunner
 
 from lab.ops import probe
 from lab.errors import LabError
+from lab.target import Target
+
+TARGET = Target("k8s-lab", "k8s-assignment")
 
 # --------------------------------------------------------------------------------- the script
 
@@ -110,7 +113,7 @@ def test_parse_output_ignores_noise_and_marks_missing_tokens():
 
 def test_reproduce_command_is_the_exact_kubectl_exec(listener):
     command = probe.reproduce_command("k8s-lab-probe-test", "web-1", "nginx", "127.0.0.1",
-                                      listener, timeout=1.5)
+                                      listener, timeout=1.5, target=TARGET)
     args = shlex.split(command)
     assert args[:12] == ["kubectl", "--context", "kind-k8s-lab", "-n", "k8s-lab-probe-test",
                          "exec", "web-1", "-c", "nginx", "--", "bash", "-c"]
@@ -208,7 +211,8 @@ class FakeCluster:
         self.answers = {k: list(v) for k, v in answers.items()}
         self.execs = []  # (source pod, [(host, port)])
 
-    def exec(self, source, script, timeout, context):
+    def exec(self, source, script, timeout, target):
+        assert target == TARGET
         calls = re.findall(r"\bp (\S+) (\S+) (\d+)", script)
         self.execs.append((source.name, [(h, int(p)) for _, h, p in calls]))
         lines = []
@@ -222,15 +226,19 @@ class FakeCluster:
 def fake(monkeypatch):
     def install(answers):
         cluster = FakeCluster(answers)
-        monkeypatch.setattr(probe, "_core", lambda context: None)
+        from lab.cluster import kube
+
+        monkeypatch.setattr(kube, "core", lambda target: None)
         monkeypatch.setattr(probe, "_namespace_exists", lambda core, ns: True)
         monkeypatch.setattr(probe, "_exec_stream", cluster.exec)
 
-        def source_pods(source, namespace, context):
+        def source_pods(source, namespace, target):
+            assert target == TARGET
             return [probe._SourcePod(source.name, f"{source.name}-{i}", namespace, "main")
                     for i in range(2)]
 
-        def targets(dest, namespace, ports, context):
+        def targets(dest, namespace, ports, target):
+            assert target == TARGET
             host = {"database": "10.96.0.10", "web": "10.96.0.20"}[dest.name]
             return [(dest.name, host, p) for p in dest.ports or ports], []
 
@@ -259,7 +267,7 @@ def lab_answers(**overrides):
 
 def test_matrix_dataframe_shape_and_one_exec_per_source(fake):
     cluster = fake(lab_answers())
-    df = probe.matrix("ns", SOURCES, DESTS, expected=probe.lab_expected, retry_s=1)
+    df = probe.matrix("ns", SOURCES, DESTS, expected=probe.lab_expected, retry_s=1, target=TARGET)
     assert list(df.columns[:8]) == ["source", "destination", "port", "expected", "observed",
                                     "correct", "attempts", "reproduce"]
     assert list(df.columns) == list(probe.COLUMNS)
@@ -277,7 +285,7 @@ def test_matrix_dataframe_shape_and_one_exec_per_source(fake):
 def test_matrix_retries_only_wrong_cells_until_they_match(fake):
     # other-0 -> database is open for two probes (a policy still on its way), then blocked.
     cluster = fake(lab_answers(other_0__db=["connected", "connected", "timeout"]))
-    df = probe.matrix("ns", SOURCES, DESTS, expected=probe.lab_expected, retry_s=5)
+    df = probe.matrix("ns", SOURCES, DESTS, expected=probe.lab_expected, retry_s=5, target=TARGET)
     assert df["correct"].all()
     flaky = df[(df.source == "other-0") & (df.destination == "database")].iloc[0]
     assert flaky.attempts == 3
@@ -288,7 +296,7 @@ def test_matrix_retries_only_wrong_cells_until_they_match(fake):
 
 def test_matrix_reports_a_cell_that_stays_wrong_after_a_final_pass(fake):
     fake(lab_answers(web_1__db=["timeout"]))
-    df = probe.matrix("ns", SOURCES, DESTS, expected=probe.lab_expected, retry_s=0.6)
+    df = probe.matrix("ns", SOURCES, DESTS, expected=probe.lab_expected, retry_s=0.6, target=TARGET)
     bad = probe.wrong(df)
     assert [(r.source, r.destination, r.port) for r in bad.itertuples()] == [
         ("web-1", "database", 3306)]
@@ -298,7 +306,7 @@ def test_matrix_reports_a_cell_that_stays_wrong_after_a_final_pass(fake):
 
 def test_matrix_without_expectations_does_not_retry(fake):
     fake(lab_answers(web_1__db=["timeout"]))
-    df = probe.matrix("ns", SOURCES, DESTS, expected=None)
+    df = probe.matrix("ns", SOURCES, DESTS, expected=None, target=TARGET)
     assert df["correct"].all() and (df["attempts"] == 1).all()
     assert df["expected"].isna().all()
 
@@ -306,13 +314,13 @@ def test_matrix_without_expectations_does_not_retry(fake):
 def test_exec_failure_marks_that_sources_cells_as_errors(fake, monkeypatch):
     cluster = fake(lab_answers())
 
-    def broken(source, script, timeout, context):
+    def broken(source, script, timeout, target):
         if source.name == "web-1":
             return "", "exec failed: pod not found"
-        return cluster.exec(source, script, timeout, context)
+        return cluster.exec(source, script, timeout, target)
 
     monkeypatch.setattr(probe, "_exec_stream", broken)
-    df = probe.matrix("ns", SOURCES, DESTS, expected=probe.lab_expected, retry_s=0)
+    df = probe.matrix("ns", SOURCES, DESTS, expected=probe.lab_expected, retry_s=0, target=TARGET)
     bad = probe.wrong(df)
     assert set(bad.source) == {"web-1"}
     assert set(bad.observed) == {"error"} and set(bad.detail) == {"exec failed: pod not found"}
@@ -390,10 +398,12 @@ def test_cli_probe_exits_non_zero_and_shows_the_reproduce_command(monkeypatch):
     from lab.cli import cli
 
     df = sample_df()
-    monkeypatch.setattr(probe, "lab_matrix", lambda namespace: df)
-    monkeypatch.setattr(probe, "cni_note", lambda context=None: "; kindnet Pods: restarted")
+    asked = []
+    monkeypatch.setattr(probe, "lab_matrix", lambda target: asked.append(target) or df)
+    monkeypatch.setattr(probe, "cni_note", lambda target: "; kindnet Pods: restarted")
     result = CliRunner().invoke(cli, ["probe", "-n", "somewhere"])
     assert result.exit_code == 1
+    assert asked == [Target.of(namespace="somewhere")]
     assert "kubectl exec other-0 -- probe database:3306" in result.output
     assert "2 of 6 cells differ" in result.output
     assert "kindnet Pods: restarted" in result.output
@@ -403,7 +413,7 @@ def test_cli_probe_passes_when_every_cell_matches(monkeypatch):
     from lab.cli import cli
 
     df = sample_df()
-    monkeypatch.setattr(probe, "lab_matrix", lambda namespace: df[df.correct])
+    monkeypatch.setattr(probe, "lab_matrix", lambda target: df[df.correct])
     result = CliRunner().invoke(cli, ["probe"])
     assert result.exit_code == 0, result.output
     assert "all 4 cells match" in result.output
@@ -412,7 +422,7 @@ def test_cli_probe_passes_when_every_cell_matches(monkeypatch):
 def test_cli_probe_not_deployed_names_lab_deploy(monkeypatch):
     from lab.cli import cli
 
-    def not_deployed(namespace):
+    def not_deployed(target):
         raise LabError("the lab system is not deployed", hint="deploy it with `lab deploy`")
 
     monkeypatch.setattr(probe, "lab_matrix", not_deployed)
