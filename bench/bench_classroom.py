@@ -104,7 +104,7 @@ def main() -> None:
                   lambda: grade.execute_all([subs], work / f"out-{jobs}", jobs=jobs, sandboxes=sandboxes, timeout=600))
             book = grade.grade([work / f"out-{jobs}"], reference_dir=reference, verified=True)
             print("  " + ", ".join(f"{s.student} {s.earned:g}/{s.possible:g} {s.status}" for s in book.submissions))
-            classroom.down(prefix=prefix)
+            classroom.down(context=CONTEXT, prefix=prefix)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

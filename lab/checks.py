@@ -593,14 +593,21 @@ def namespace_exists(name: str | None = None, context: str | None = None) -> Res
     return ok(f"namespace {name} exists", uids)
 
 
+def _lookup(kind: str, read: Callable[..., Any], name: str, namespace: str) -> tuple[Any, Any]:
+    """(the object, its uids), or (None, the FAIL that says it is missing)."""
+    obj = _read(read, name, namespace)
+    if obj is None:
+        return None, fail(f"{kind} {name} not found in namespace {namespace}")
+    return obj, {_key(kind, namespace, name): obj.metadata.uid}
+
+
 def _rollout(kind: str, read: Callable[..., Any], name: str, namespace: str | None, replicas: int | None,
              context: str | None) -> Result:
     """Whether the workload `read` finds is rolled out: all wanted replicas ready and current."""
     namespace = _ns(namespace)
-    obj = _read(read, name, namespace)
+    obj, uids = _lookup(kind, read, name, namespace)
     if obj is None:
-        return fail(f"{kind} {name} not found in namespace {namespace}")
-    uids = {_key(kind, namespace, name): obj.metadata.uid}
+        return uids
     want = obj.spec.replicas if obj.spec.replicas is not None else 1
     if replicas is not None and want != replicas:
         return fail(f"{kind} {name} asks for {want} replicas, expected {replicas}", uids)
@@ -639,10 +646,9 @@ def service_has_port(name: str, port: int, node_port: int | None = None, protoco
                      context: str | None = None) -> Result:
     """The Service exposes ``port`` (and ``node_port`` / ``target_port`` when given)."""
     namespace = _ns(namespace)
-    svc = _read(_apis(context).core.read_namespaced_service, name, namespace)
+    svc, uids = _lookup("Service", _apis(context).core.read_namespaced_service, name, namespace)
     if svc is None:
-        return fail(f"Service {name} not found in namespace {namespace}")
-    uids = {_key("Service", namespace, name): svc.metadata.uid}
+        return uids
     ports = svc.spec.ports or []
     listed = ", ".join(f"{p.port}/{p.protocol}" + (f" (nodePort {p.node_port})" if p.node_port else "")
                        for p in ports) or "no ports"
@@ -665,10 +671,9 @@ def service_has_endpoints(name: str, minimum: int = 1, namespace: str | None = N
     """At least ``minimum`` ready endpoints back the Service (its selector matches ready Pods)."""
     namespace = _ns(namespace)
     apis = _apis(context)
-    svc = _read(apis.core.read_namespaced_service, name, namespace)
+    svc, uids = _lookup("Service", apis.core.read_namespaced_service, name, namespace)
     if svc is None:
-        return fail(f"Service {name} not found in namespace {namespace}")
-    uids = {_key("Service", namespace, name): svc.metadata.uid}
+        return uids
     slices = apis.discovery.list_namespaced_endpoint_slice(
         namespace, label_selector=f"kubernetes.io/service-name={name}", _request_timeout=REQUEST_TIMEOUT_S).items
     ready = 0
@@ -688,10 +693,9 @@ def configmap_has_key(name: str, key: str, contains: str | None = None, namespac
                       context: str | None = None) -> Result:
     """The ConfigMap has ``key`` (whose text contains ``contains``, when given)."""
     namespace = _ns(namespace)
-    cm = _read(_apis(context).core.read_namespaced_config_map, name, namespace)
+    cm, uids = _lookup("ConfigMap", _apis(context).core.read_namespaced_config_map, name, namespace)
     if cm is None:
-        return fail(f"ConfigMap {name} not found in namespace {namespace}")
-    uids = {_key("ConfigMap", namespace, name): cm.metadata.uid}
+        return uids
     data, binary = cm.data or {}, cm.binary_data or {}
     if key not in data and key not in binary:
         keys = ", ".join(sorted([*data, *binary])) or "none"
@@ -706,10 +710,9 @@ def secret_has_keys(name: str, keys: Iterable[str] | str, namespace: str | None 
     """The Secret has every key, each non-empty. Values are never read into the record."""
     namespace = _ns(namespace)
     wanted = [keys] if isinstance(keys, str) else list(keys)
-    secret = _read(_apis(context).core.read_namespaced_secret, name, namespace)
+    secret, uids = _lookup("Secret", _apis(context).core.read_namespaced_secret, name, namespace)
     if secret is None:
-        return fail(f"Secret {name} not found in namespace {namespace}")
-    uids = {_key("Secret", namespace, name): secret.metadata.uid}
+        return uids
     present = {k: bool(v) for k, v in {**(secret.data or {}), **(secret.string_data or {})}.items()}
     del secret  # only key names and emptiness are kept
     missing = [k for k in wanted if k not in present]
@@ -725,10 +728,9 @@ def pvc_bound(name: str, namespace: str | None = None, context: str | None = Non
     """The PersistentVolumeClaim is Bound to a volume."""
     namespace = _ns(namespace)
     apis = _apis(context)
-    pvc = _read(apis.core.read_namespaced_persistent_volume_claim, name, namespace)
+    pvc, uids = _lookup("PersistentVolumeClaim", apis.core.read_namespaced_persistent_volume_claim, name, namespace)
     if pvc is None:
-        return fail(f"PersistentVolumeClaim {name} not found in namespace {namespace}")
-    uids = {_key("PersistentVolumeClaim", namespace, name): pvc.metadata.uid}
+        return uids
     phase = pvc.status.phase if pvc.status else None
     if phase != "Bound":
         return fail(f"PersistentVolumeClaim {name} is {phase or 'not bound'}"
@@ -747,10 +749,9 @@ def networkpolicy_exists(name: str, policy_types: Iterable[str] | None = None, n
                          context: str | None = None) -> Result:
     """The NetworkPolicy exists (and covers ``policy_types``, e.g. ["Ingress"], when given)."""
     namespace = _ns(namespace)
-    policy = _read(_apis(context).networking.read_namespaced_network_policy, name, namespace)
+    policy, uids = _lookup("NetworkPolicy", _apis(context).networking.read_namespaced_network_policy, name, namespace)
     if policy is None:
-        return fail(f"NetworkPolicy {name} not found in namespace {namespace}")
-    uids = {_key("NetworkPolicy", namespace, name): policy.metadata.uid}
+        return uids
     if policy_types is not None:
         have = set(policy.spec.policy_types or [])
         lacking = [t for t in policy_types if t not in have]
