@@ -25,9 +25,10 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 def print_lab_error(exc: LabError) -> None:
-    err_console.print(f"[bold red]error:[/] [red]{escape(exc.message)}[/]")
+    # soft_wrap: a message is never cut into lines at the terminal's width (grep finds it whole)
+    err_console.print(f"[bold red]error:[/] [red]{escape(exc.message)}[/]", soft_wrap=True)
     if exc.hint:
-        err_console.print(f"[yellow]hint: {escape(exc.hint)}[/]")
+        err_console.print(f"[yellow]hint: {escape(exc.hint)}[/]", soft_wrap=True)
 
 
 class LabGroup(click.Group):
@@ -455,8 +456,8 @@ def backup_list(directory: Path | None, output: str, target) -> None:
     if frame.empty and output in ("table", "wide"):
         console.print(f"no backups in {escape(str(directory))}")
         return
-    shown = frame.assign(time=frame["time"].dt.strftime("%Y-%m-%d %H:%M:%SZ"),
-                         size=frame["size"].map(lab_backup.human_size))
+    shown = frame if frame.empty else frame.assign(time=frame["time"].dt.strftime("%Y-%m-%d %H:%M:%SZ"),
+                                                   size=frame["size"].map(lab_backup.human_size))
     emit(shown, output, f"backups in {directory}")
 
 

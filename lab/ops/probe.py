@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from lab import config
+from lab.cluster import kube
 from lab.errors import LabError
 from lab.target import Target
 
@@ -305,8 +306,6 @@ def _exec_stream(source: _SourcePod, script: str, timeout: float, target: Target
     from kubernetes import client
     from kubernetes.stream import stream
 
-    from lab.cluster import kube
-
     # stream() swaps the ApiClient's transport while it connects, so every exec gets its own.
     api = client.ApiClient(kube.api_client(target).configuration)
     ws = None
@@ -393,7 +392,6 @@ def _pod_ready(pod, container: str | None = None) -> bool:
 
 
 def _namespace_exists(core, namespace: str) -> bool:
-    from lab.cluster import kube
     return not kube.not_found(core.read_namespace, namespace)
 
 
@@ -462,8 +460,6 @@ def _check_labels_safe(namespace: str, labels: Mapping[str, str], target: Target
     replica count) nor receive a Service's traffic (it listens on nothing)."""
     from kubernetes import client
 
-    from lab.cluster import kube
-
     core = kube.core(target)
     for svc in core.list_namespaced_service(namespace).items:
         if _selector_matches(svc.spec.selector, labels):
@@ -494,7 +490,6 @@ def ensure_probe_pods(source: Source, namespace: str, target: Target,
     are ready. Returns their names."""
     from kubernetes.client.exceptions import ApiException
 
-    from lab.cluster import kube
     from lab.progress import step
 
     core = kube.core(target)
@@ -914,7 +909,6 @@ def canary(namespace: str = CANARY_NAMESPACE, *, target: Target,
     from kubernetes import client
 
     from lab.build import images
-    from lab.cluster import kube
     from lab.progress import step
 
     start = time.monotonic()

@@ -19,6 +19,7 @@ import pytest
 from lab import config
 from lab.ops import eventlog
 from lab.errors import LabError
+from lab.target import Target
 
 WATCHER_PATH = config.REPO_ROOT / "images" / "watcher" / "k8s_lab_watcher.py"
 
@@ -536,10 +537,10 @@ def test_fill_restart_gaps_infers_deletions_missed_between_two_watchers():
 
 def test_load_events_parses_fills_dedupes_and_cuts_at_since():
     lines = restart_feeds()
-    events = eventlog.load_events(lines=lines + lines[:5])
+    events = eventlog.load_events(None, lines=lines + lines[:5])
     assert events["inferred"].sum() == 1
     assert not eventlog.pod_events(events)[["uid", "resource_version", "type"]].duplicated().any()
-    later = eventlog.load_events(lines=lines, since="2024-05-01T12:00:05Z")
+    later = eventlog.load_events(None, lines=lines, since="2024-05-01T12:00:05Z")
     assert later["time"].min() >= pd.Timestamp("2024-05-01T12:00:05Z")
 
 
@@ -558,7 +559,7 @@ def test_parse_since():
 def test_timeline_is_a_figure_with_a_bar_per_pod():
     from matplotlib.figure import Figure
 
-    events = eventlog.load_events(lines=restart_feeds())
+    events = eventlog.load_events(None, lines=restart_feeds())
     fig = eventlog.timeline(events)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
@@ -604,10 +605,10 @@ def test_lab_events_prints_a_lifecycle_table_and_writes_csv(monkeypatch, tmp_pat
     from lab.cli import cli
 
     asked = {}
-    events = eventlog.load_events(lines=restart_feeds())
+    events = eventlog.load_events(None, lines=restart_feeds())
 
-    def fake_load(namespace, since=None):
-        asked.update(namespace=namespace, since=since)
+    def fake_load(target, since=None):
+        asked.update(target=target, since=since)
         return events
 
     monkeypatch.setattr(eventlog, "load_events", fake_load)
@@ -620,7 +621,7 @@ def test_lab_events_prints_a_lifecycle_table_and_writes_csv(monkeypatch, tmp_pat
     result = CliRunner().invoke(cli, ["events", "-n", "team", "--since", "10m", "--csv", str(out)],
                                 terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert asked == {"namespace": "team", "since": "10m"}
+    assert asked == {"target": Target.of(namespace="team"), "since": "10m"}
     assert "gone-in-gap" in result.output and "born-in-gap" in result.output
     assert "6 Pods" in result.output and "from 3 watcher runs" in result.output
     written = pd.read_csv(out)
@@ -633,7 +634,7 @@ def test_lab_events_without_a_watcher_says_how_to_get_one(monkeypatch):
 
     from lab.cli import cli
 
-    def no_watcher(namespace, since=None):
+    def no_watcher(target, since=None):
         raise LabError("no watcher Pods (app.kubernetes.io/component=watcher) in namespace x", hint="deploy it")
 
     monkeypatch.setattr(eventlog, "load_events", no_watcher)
