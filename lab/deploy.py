@@ -124,11 +124,13 @@ def _secret_values(documents: Iterable[dict]) -> set[str]:
     for doc in documents:
         if not isinstance(doc, dict) or doc.get("kind") != "Secret":
             continue
-        for value in (doc.get("stringData") or {}).values():
-            values.add(str(value))
-        for value in (doc.get("data") or {}).values():
+        for key, value in (doc.get("stringData") or {}).items():
+            if not key.endswith("username"):  # account names are not secret
+                values.add(str(value))
+        for key, value in (doc.get("data") or {}).items():
             try:
-                values.add(base64.b64decode(str(value)).decode())
+                if not key.endswith("username"):
+                    values.add(base64.b64decode(str(value)).decode())
             except (ValueError, UnicodeDecodeError):
                 pass
     return {v for v in values if len(v) >= 4}
