@@ -11,15 +11,12 @@ keeps the data readable, and ``lab deploy --helm`` hands the same values to the 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import string
 import tempfile
 from pathlib import Path
-from typing import Iterator
-
 import yaml
 
 from . import config
@@ -56,17 +53,22 @@ def _read(path: Path) -> dict[str, str]:
     return document
 
 
-def _write(path: Path, values: dict[str, str]) -> None:
+def _write(path: Path, values: dict, dump=lambda v, out: json.dump(v, out, indent=2, sort_keys=True)) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
     try:
         with os.fdopen(fd, "w") as out:
-            json.dump(values, out, indent=2, sort_keys=True)
+            dump(values, out)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def existing(namespace: str) -> dict[str, str]:
+    """The namespace's saved values (none when nothing was generated yet); never creates any."""
+    return _read(credentials_file(namespace))
 
 
 def passwords(namespace: str, keys: list[str] | tuple[str, ...] = tuple(HELM_KEYS)) -> dict[str, str]:
@@ -101,16 +103,10 @@ def fill(text: str) -> str:
     return yaml.safe_dump_all([d for d in documents if d is not None], sort_keys=False)
 
 
-@contextlib.contextmanager
-def helm_values_file(namespace: str) -> Iterator[Path]:
-    """A values file (mode 0600, removed afterwards) with the namespace's passwords, for
+def helm_values_file(namespace: str) -> Path:
+    """A values file (mode 0600, next to the credentials) with the namespace's passwords, for
     ``helm upgrade -f``: never on a command line, where ``ps`` would show them."""
     values = passwords(namespace)
-    auth = {HELM_KEYS[k]: v for k, v in values.items()}
-    fd, name = tempfile.mkstemp(prefix="k8s-lab-credentials-", suffix=".yaml")
-    try:
-        with os.fdopen(fd, "w") as out:
-            yaml.safe_dump({"database": {"auth": auth}}, out)
-        yield Path(name)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    path = credentials_file(namespace).with_suffix(".helm-values.yaml")
+    _write(path, {"database": {"auth": {HELM_KEYS[k]: v for k, v in values.items()}}}, yaml.safe_dump)
+    return path

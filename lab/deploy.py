@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from . import config, tools
+from . import config, credentials, hostdirs, tools
 from .errors import LabError
 from .progress import info, step
 
@@ -35,7 +35,7 @@ MANIFESTS_DIR = config.REPO_ROOT / "manifests"
 METHODS = ("helm", "manifests")
 DEFAULT_TIMEOUT_S = 600
 HELM_HISTORY_MAX = 5
-PERSISTENT_VOLUMES = ("k8s-lab-database-data",)
+PERSISTENT_VOLUMES = ("k8s-lab-database-data", "k8s-lab-backups")
 _LAYER_PATTERN = re.compile(r"^\d{2}-[a-z0-9-]+$")
 
 # Where each image role goes in the chart's values.
@@ -137,7 +137,8 @@ def _secret_values(documents: Iterable[dict]) -> set[str]:
 
 
 def _known_secrets() -> set[str]:
-    """Credential values the repository's manifests and chart defaults carry."""
+    """Credential values the repository's manifests and chart defaults carry, and the ones
+    generated for the lab's namespace."""
     docs: list[dict] = []
     for layer in layers():
         for path in layer_files(layer):
@@ -146,7 +147,7 @@ def _known_secrets() -> set[str]:
     chart_values = yaml.safe_load((CHART_DIR / "values.yaml").read_text()) or {}
     auth = ((chart_values.get("database") or {}).get("auth") or {})
     values |= {str(auth[k]) for k in ("rootPassword", "password") if auth.get(k)}
-    return values
+    return values | set(credentials.existing(config.NAMESPACE).values())
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -484,8 +485,10 @@ def _deploy_manifests(mode: str, wait: bool, timeout: float) -> list[str]:
     secrets = _known_secrets()
     applied: list[str] = []
     for layer in layers():
-        text = render_layer(layer, mode)
-        secrets |= _secret_values(yaml.safe_load_all(text))
+        text = credentials.fill(render_layer(layer, mode))
+        documents = list(yaml.safe_load_all(text))
+        secrets |= _secret_values(documents)
+        hostdirs.prepare(documents, config.CLUSTER_NAME)
         with step(f"kubectl apply -f manifests/{layer.name}"):
             result = _run(kubectl_cmd("apply", "-f", "-"), f"kubectl apply of manifests/{layer.name}",
                           stdin=text, timeout=120)
@@ -498,8 +501,10 @@ def _deploy_manifests(mode: str, wait: bool, timeout: float) -> list[str]:
 
 
 def _deploy_helm(mode: str, wait: bool, timeout: float, helm_args: Sequence[str]) -> list[str]:
+    _prepare_for_helm([*helm_image_args(mode), *helm_args])
     cmd = helm_cmd("upgrade", "--install", RELEASE, str(CHART_DIR), "--namespace", config.NAMESPACE,
                    "--create-namespace", "--history-max", str(HELM_HISTORY_MAX),
+                   "--values", str(credentials.helm_values_file(config.NAMESPACE)),
                    *helm_image_args(mode), *helm_args)
     if wait:
         cmd += ["--wait", "--timeout", f"{int(timeout)}s"]
@@ -524,6 +529,23 @@ def _deploy_helm(mode: str, wait: bool, timeout: float, helm_args: Sequence[str]
                            hint=_cluster_hint())
         _print_output(out.split("NOTES:", 1)[0], secrets)
     return [f"release/{RELEASE}"]
+
+
+def _prepare_for_helm(args: Sequence[str]) -> None:
+    """What the release cannot do for itself: the namespace with the chart's Pod Security labels
+    (Helm keeps its records there, so the release must not own it) and the host directories of
+    its PersistentVolumes, owned by the uid that uses them (no Pod may run as root to chown)."""
+    rendered = _run(helm_cmd("template", RELEASE, str(CHART_DIR), "--namespace", config.NAMESPACE,
+                             "--set", "namespace.create=true", *args), "helm template", timeout=120).stdout
+    documents = [d for d in yaml.safe_load_all(rendered) if d]
+    [namespace] = [d for d in documents if d.get("kind") == "Namespace"]
+    labels = [f"{k}={v}" for k, v in namespace["metadata"]["labels"].items() if k.startswith("pod-security.")]
+    exists = _run(kubectl_cmd("get", "namespace", config.NAMESPACE), "kubectl get namespace", check=False, timeout=60)
+    if exists.returncode != 0:
+        _run(kubectl_cmd("create", "namespace", config.NAMESPACE), "kubectl create namespace", timeout=60)
+    _run(kubectl_cmd("label", "namespace", config.NAMESPACE, "--overwrite", *labels),
+         "kubectl label namespace", timeout=60)
+    hostdirs.prepare(documents, config.CLUSTER_NAME)
 
 
 def _values_in_args(args: Sequence[str]) -> set[str]:

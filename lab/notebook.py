@@ -483,14 +483,18 @@ class Lab:
             text = deploy.render_layer(full, self.image_mode)
         else:
             text = deploy.substitute_images(full.read_text(), deploy.image_substitutions(self.image_mode))
-        return rewrite_namespace(text, self.namespace)
+        from lab import credentials
+
+        return credentials.fill(rewrite_namespace(text, self.namespace))
 
     def apply(self, path: str | Path) -> Command:
         """``kubectl apply`` of a manifest layer or file; prints the command a student would type."""
         text = self.render(path)
-        from lab import deploy
+        from lab import deploy, hostdirs
 
-        self.remember_secret(*deploy._secret_values(d for d in yaml.safe_load_all(text) if d))
+        documents = [d for d in yaml.safe_load_all(text) if d]
+        self.remember_secret(*deploy._secret_values(documents))
+        hostdirs.prepare(documents, self.cluster)
         rel = Path(path)
         shown_path = f"manifests/{rel}" + ("/" if (MANIFESTS_DIR / rel).is_dir() else "")
         print(f"$ kubectl --context {self.context} apply -f {shown_path}"
@@ -801,6 +805,8 @@ def rewrite_namespace(text: str, namespace: str) -> str:
                 meta["name"] = f"{DEFAULT_PV}-{namespace}"
                 if "hostPath" in spec:
                     spec["hostPath"]["path"] = f"{spec['hostPath']['path'].rstrip('/')}-{namespace}"
+            elif spec.get("claimRef", {}).get("namespace") == config.NAMESPACE:
+                meta["name"] = f"{meta['name']}-{namespace}"  # another namespace's claim: same directory
             if spec.get("claimRef", {}).get("namespace") == config.NAMESPACE:
                 spec["claimRef"]["namespace"] = namespace
         elif kind not in _CLUSTER_SCOPED:
@@ -828,7 +834,8 @@ def helm_set_args(lab: Lab) -> list[str]:
 
     args = deploy.helm_image_args(lab.image_mode)
     if not lab.default_namespace:
-        args += ["--set", f"storage.persistentVolumeName={lab.pv_name}", "--set", f"storage.hostPath={lab.pv_node_path}"]
+        args += ["--set", f"storage.persistentVolumeName={lab.pv_name}", "--set", f"storage.hostPath={lab.pv_node_path}",
+                 "--set", f"backup.persistentVolumeName=k8s-lab-backups-{lab.namespace}"]
         svc = lab.read("Service", "web")
         port = next((p.node_port for p in (svc.spec.ports if svc else None) or [] if p.node_port), None)
         if port:
