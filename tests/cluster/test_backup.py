@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from lab import backup, config, deploy, kube
+from lab import backup, config, deploy, hostdirs, kube
 from lab.errors import LabError
 from tests.support import helm, kubectl, lab_cli, say
 
@@ -76,6 +76,10 @@ def db():
     remove_everything()
     image = database_image()
     say(f"installing the database into {NS} ({image})")
+    # uid 999 runs the database and no Pod may chown (restricted): the lab prepares the directory.
+    hostdirs.prepare([{"kind": "PersistentVolume", "metadata": {"name": PV, "annotations": {
+        hostdirs.OWNER_ANNOTATION: "999:999", hostdirs.MODE_ANNOTATION: "0750"}},
+        "spec": {"hostPath": {"path": NODE_DIR}}}], config.CLUSTER_NAME)
     helm("upgrade", "--install", RELEASE, str(deploy.CHART_DIR), "--namespace", NS, "--create-namespace",
          "--set", "web.enabled=false", "--set", "networkPolicy.enabled=false",
          "--set", "watcher.enabled=false", "--set", "backup.enabled=false",

@@ -27,9 +27,17 @@ pytestmark = pytest.mark.cluster
 
 NS = config.NAMESPACE
 MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
-WEB_URL = f"http://127.0.0.1:{config.WEB_NODEPORT}/"
+WEB_URL = f"http://127.0.0.1:{config.WEB_HOST_PORT}/"
 CREDENTIALS = "/etc/k8s-lab/database-credentials"
 _META = re.compile(r'<meta name="([a-z-]+)" content="([^"]*)">')
+
+
+def restricted_overrides(container: str) -> str:
+    """For `kubectl run` in the namespace, which enforces Pod Security "restricted"."""
+    return json.dumps({"spec": {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": container, "securityContext": {
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}})
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -290,8 +298,8 @@ def test_watcher_service_account_can_read_pods_but_not_secrets(system):
 
 
 def test_no_credential_in_config_maps_or_in_lab_deploy_output(system):
-    secrets = {v for k, v in credentials().items() if k != "username"}
-    assert len(secrets) == 2 and all(len(v) >= 8 for v in secrets)
+    secrets = {v for k, v in credentials().items() if not k.endswith("username")}
+    assert len(secrets) == 3 and all(len(v) >= 12 for v in secrets)
     for cm in kube.core().list_namespaced_config_map(NS).items:
         text = "\n".join([*(cm.data or {}).values(), *(str(v) for v in (cm.metadata.annotations or {}).values())])
         assert not any(s in text for s in secrets), f"a credential is in ConfigMap {cm.metadata.name}"
@@ -335,7 +343,7 @@ def test_lab_deploy_with_manifests_is_ready_and_keeps_the_data(system):
     say(f"lab deploy --manifests (kubectl apply per layer + wait): {time.monotonic() - start:.1f}s")
     for layer in deploy.layers():
         assert f"manifests/{layer.name}" in output
-    secrets = {v for k, v in credentials().items() if k != "username"}
+    secrets = {v for k, v in credentials().items() if not k.endswith("username")}
     assert not any(s in output for s in secrets), "lab deploy printed a credential"
     assert deploy.installed_method() == "manifests"
     assert deploy.problems() == []
@@ -369,7 +377,9 @@ def test_network_policy_admits_web_pods_only(system):
                          ("probe-web-peer", "app.kubernetes.io/name=k8s-lab,app.kubernetes.io/component=web")):
         kubectl("delete", "pod", name, "-n", NS, "--ignore-not-found", "--wait=true")
         kubectl("run", name, "-n", NS, f"--image={probe}", "--image-pull-policy=IfNotPresent",
-                f"--labels={labels}", "--restart=Never", "--command", "--", "sleep", "300")
+                f"--labels={labels}", "--restart=Never", "--override-type=strategic",
+                f"--overrides={restricted_overrides(name)}",
+                "--command", "--", "sleep", "300")
         kubectl("wait", "-n", NS, "--for=condition=Ready", f"pod/{name}", "--timeout=120s", timeout=150)
         result = kubectl("exec", "-n", NS, name, "--", "probe-tcp", "database", str(config.DB_PORT), "4",
                          check=False)
