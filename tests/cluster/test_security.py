@@ -118,6 +118,32 @@ def test_the_backup_user_reads_but_cannot_write(system):
         assert result.returncode != 0 and "denied" in result.stderr, (query, result.stderr)
 
 
+def test_policies_from_outside_the_namespace_and_for_outgoing_traffic(system):
+    """The probe matrix's new cells: a Pod in another namespace, and one there that borrows the web
+    labels, reach the web but never the database. And egress is closed by default: the web Pods
+    reach the database and the web, not the Kubernetes API, which a plain Pod does reach."""
+    from lab import probe
+
+    outside = probe.LAB_OUTSIDE_NAMESPACE
+    kubectl("create", "namespace", outside, check=False)
+    try:
+        api = probe.Destination.service("kubernetes", name="api", ports=[443], namespace="default")
+
+        def expected(source: str, destination: str, port: int) -> str:
+            if destination == "api":
+                return "timeout" if source == "web" else "connected"
+            return probe.lab_expected(source, destination, port)
+
+        frame = probe.matrix(NS, [*probe.lab_sources(), *probe.lab_outside_sources()],
+                             [*probe.lab_destinations(), api], ports=probe.LAB_PORTS, expected=expected)
+        say(f"{len(frame)} cells, {len(probe.wrong(frame))} wrong")
+        assert set(frame["source_group"]) == {"web", "other", "elsewhere", "borrowed"}
+        assert probe.wrong(frame).empty, probe.wrong(frame).to_string()
+    finally:
+        kubectl("delete", "namespace", outside, "--wait=false", check=False)
+        probe.delete_probe_pods(NS)
+
+
 def test_the_cronjob_writes_a_trusted_dump_through_its_claim(system):
     backups = backup.backup_dir()
     before = set(backups.glob("k8s-lab-*.sql.gz")) if backups.is_dir() else set()
