@@ -47,3 +47,14 @@ def lab_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """The `lab` command as a student runs it, in a wide terminal so that tables do not wrap."""
     return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=dict(os.environ, COLUMNS="200"), cwd=config.REPO_ROOT)
+
+
+def ensure_images(mode: str) -> None:
+    """The lab's own images for ``mode`` in the cluster's nodes (built and loaded when missing)."""
+    from lab import images
+
+    mode = images.resolve_mode(mode)
+    local = sorted({r for r in images.image_names(mode).values() if r.startswith("k8s-lab/")})
+    if deploy.missing_images(local):
+        say(f"loading the lab images into the cluster (lab images build, {mode})")
+        images.build(mode=mode, load=True)

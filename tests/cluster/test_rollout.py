@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from lab import config, deploy, kube
-from tests.support import kubectl, say
+from tests.support import ensure_images, kubectl, say
 
 pytestmark = pytest.mark.cluster
 
@@ -83,13 +83,8 @@ def wait_replaced(before: set[str], replicas: int = 3) -> None:
 
 @pytest.fixture(scope="module")
 def system():
-    from lab import images
-
     kube.forget()
-    mode = images.resolve_mode(MODE)
-    local = sorted({r for r in images.image_names(mode).values() if r.startswith("k8s-lab/")})
-    if deploy.missing_images(local):
-        images.build(mode=mode, load=True)
+    ensure_images(MODE)
     if deploy.installed_method() not in (None, "helm"):
         deploy.undeploy()
     deploy.deploy("helm", mode=MODE, wait=True)

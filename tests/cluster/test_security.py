@@ -16,22 +16,13 @@ import uuid
 import pytest
 
 from lab import backup, config, deploy, kube
-from tests.support import helm, kubectl, say
+from tests.support import ensure_images, helm, kubectl, say
 
 pytestmark = pytest.mark.cluster
 
 NS = config.NAMESPACE
 MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
 ENFORCE = "pod-security.kubernetes.io/enforce=restricted"
-
-
-def ensure_images() -> None:
-    from lab import images
-
-    mode = images.resolve_mode(MODE)
-    local = sorted({r for r in images.image_names(mode).values() if r.startswith("k8s-lab/")})
-    if deploy.missing_images(local):
-        images.build(mode=mode, load=True)
 
 
 def mysql(user_key: str, password_key: str, query: str, check: bool = True, network: bool | None = None):
@@ -63,7 +54,7 @@ def restricted_dry_run() -> str:
 @pytest.fixture(scope="module")
 def system():
     kube.forget()
-    ensure_images()
+    ensure_images(MODE)
     if deploy.installed_method() is not None:
         deploy.undeploy()
     started = time.monotonic()

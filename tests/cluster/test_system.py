@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 from lab import config, deploy, kube
-from tests.support import helm, kubectl, lab_cli, say
+from tests.support import ensure_images, helm, kubectl, lab_cli, say
 
 pytestmark = pytest.mark.cluster
 
@@ -88,16 +88,6 @@ def spread(n: int = 30) -> tuple[collections.Counter, list[dict[str, str]]]:
                            what=f"{n} requests to reach all of {sorted(ready)}")
 
 
-def ensure_images() -> None:
-    from lab import images
-
-    mode = images.resolve_mode(MODE)
-    local = sorted({r for r in images.image_names(mode).values() if r.startswith("k8s-lab/")})
-    if deploy.missing_images(local):
-        say(f"loading the lab images into the cluster (lab images build, {mode})")
-        images.build(mode=mode, load=True)
-
-
 # ------------------------------------------------------------------------------------ the system
 
 
@@ -105,7 +95,7 @@ def ensure_images() -> None:
 def system():
     """The system installed with Helm; removed (host files kept) when the module is done."""
     kube.forget()
-    ensure_images()
+    ensure_images(MODE)
     if deploy.installed_method() is not None:
         deploy.undeploy()
     start = time.monotonic()
