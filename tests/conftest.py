@@ -6,9 +6,12 @@ cluster can never pass as a green run.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
-CLUSTER_CONTEXT = "kind-k8s-lab"  # lab.config.KUBE_CONTEXT; spelled out so this file stands alone
+# lab.config.KUBE_CONTEXT, spelled out so this file stands alone: LAB_CLUSTER names a second cluster.
+CLUSTER_CONTEXT = f"kind-{os.environ.get('LAB_CLUSTER', 'k8s-lab')}"
 PROBE_TIMEOUT_S = 10
 
 _probe_result: dict[str, str | None] = {}

@@ -324,7 +324,7 @@ def test_database_security_and_placement(rendered):
     db = rendered[("StatefulSet", NS, "database")]
     spec = pod_spec(db)
     assert spec["securityContext"]["runAsNonRoot"] is True
-    assert spec["securityContext"]["runAsUser"] == 999
+    assert spec["securityContext"]["runAsUser"] == 999 and spec["securityContext"]["fsGroup"] == 999
     [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert term["matchExpressions"] == [{"key": "k8s-lab/database", "operator": "In", "values": ["true"]}]
     [main] = spec["containers"]
