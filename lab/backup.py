@@ -858,9 +858,10 @@ def _staging_name(database: str, stamp: str) -> str:
 
 
 def _dump_sections(path: Path) -> list[str]:
-    """The databases a --databases / --all-databases dump holds, in order."""
+    """The databases a --databases / --all-databases dump holds, in order (a database's views
+    come in a second section of its own at the end)."""
     with gzip.open(path, "rb") as sql:
-        return [m.group(1).replace(b"``", b"`").decode() for m in map(_SECTION.match, sql) if m]
+        return list(dict.fromkeys(m.group(1).replace(b"``", b"`").decode() for m in map(_SECTION.match, sql) if m))
 
 
 def _sql_chunks(path: Path, rename: dict[str, str], keep: set[str] | None = None) -> Iterable[bytes]:

@@ -466,6 +466,12 @@ CREATE DATABASE /*!32312 IF NOT EXISTS*/ `mysql` /*!40100 DEFAULT CHARACTER SET 
 
 USE `mysql`;
 INSERT INTO global_priv VALUES ('%','root','{"old":"password"}');
+--
+-- Current Database: `lab`
+--
+
+USE `lab`;
+CREATE VIEW v AS SELECT 1;
 /*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
 
 -- Dump completed on 2025-03-04  5:06:07
