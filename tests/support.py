@@ -7,9 +7,11 @@ what it printed are the whole story.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -58,3 +60,21 @@ def ensure_images(mode: str) -> None:
     if deploy.missing_images(local):
         say(f"loading the lab images into the cluster (lab images build, {mode})")
         images.build(mode=mode, load=True)
+
+
+@contextlib.contextmanager
+def deployed(method: str, mode: str):
+    """The lab system installed afresh with ``method`` ("helm" or "manifests"), waited for, and
+    removed (host files kept) afterwards; yields lab.deploy's result."""
+    kube.forget()
+    ensure_images(mode)
+    if deploy.installed_method() is not None:
+        deploy.undeploy()
+    result = deploy.deploy(method, mode=mode, wait=True)
+    say(f"lab deploy --{method}: {result.seconds:.1f}s ({result.mode} images)")
+    try:
+        yield result
+    finally:
+        start = time.monotonic()
+        deploy.undeploy()
+        say(f"undeploy: {time.monotonic() - start:.1f}s")

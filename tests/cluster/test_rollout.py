@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from lab import config, deploy, kube
-from tests.support import ensure_images, kubectl, say
+from tests.support import deployed, kubectl, say
 
 pytestmark = pytest.mark.cluster
 
@@ -83,13 +83,8 @@ def wait_replaced(before: set[str], replicas: int = 3) -> None:
 
 @pytest.fixture(scope="module")
 def system():
-    kube.forget()
-    ensure_images(MODE)
-    if deploy.installed_method() not in (None, "helm"):
-        deploy.undeploy()
-    deploy.deploy("helm", mode=MODE, wait=True)
-    yield
-    deploy.undeploy()
+    with deployed("helm", MODE):
+        yield
 
 
 def check(client: Client, what: str, seconds: float) -> None:

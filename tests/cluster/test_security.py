@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from lab import backup, config, deploy, kube
-from tests.support import ensure_images, helm, kubectl, say
+from tests.support import deployed, helm, kubectl, say
 
 pytestmark = pytest.mark.cluster
 
@@ -53,16 +53,8 @@ def restricted_dry_run() -> str:
 
 @pytest.fixture(scope="module")
 def system():
-    kube.forget()
-    ensure_images(MODE)
-    if deploy.installed_method() is not None:
-        deploy.undeploy()
-    started = time.monotonic()
-    deploy.deploy("manifests", mode=MODE, wait=True)
-    say(f"lab deploy --manifests: {time.monotonic() - started:.0f}s")
-    state = {"token": uuid.uuid4().hex}
-    yield state
-    deploy.undeploy()
+    with deployed("manifests", MODE):
+        yield {"token": uuid.uuid4().hex}
 
 
 def test_manifests_run_under_restricted(system):

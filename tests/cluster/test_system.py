@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 from lab import config, deploy, kube
-from tests.support import ensure_images, helm, kubectl, lab_cli, say
+from tests.support import deployed, helm, kubectl, lab_cli, say
 
 pytestmark = pytest.mark.cluster
 
@@ -94,18 +94,8 @@ def spread(n: int = 30) -> tuple[collections.Counter, list[dict[str, str]]]:
 @pytest.fixture(scope="module")
 def system():
     """The system installed with Helm; removed (host files kept) when the module is done."""
-    kube.forget()
-    ensure_images(MODE)
-    if deploy.installed_method() is not None:
-        deploy.undeploy()
-    start = time.monotonic()
-    result = deploy.deploy("helm", mode=MODE, wait=True)
-    seconds = time.monotonic() - start
-    say(f"helm upgrade --install --wait: {seconds:.1f}s ({result.mode} images)")
-    yield {"install_seconds": seconds, "result": result}
-    start = time.monotonic()
-    deploy.undeploy()
-    say(f"undeploy: {time.monotonic() - start:.1f}s")
+    with deployed("helm", MODE) as result:
+        yield {"install_seconds": result.seconds, "result": result}
 
 
 def assert_a_watcher_on_every_node():
