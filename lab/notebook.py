@@ -389,7 +389,7 @@ class Lab:
         try:
             from lab.system import deploy
 
-            secrets |= deploy._known_secrets()
+            secrets |= deploy._known_secrets(self.target)
         except Exception:  # noqa: BLE001 - redaction of the committed defaults is a courtesy
             pass
         for value in sorted(secrets, key=len, reverse=True):
@@ -484,14 +484,19 @@ class Lab:
             text = deploy.render_layer(full, self.image_mode)
         else:
             text = deploy.substitute_images(full.read_text(), deploy.image_substitutions(self.image_mode))
-        return rewrite_namespace(text, self.namespace)
+        from lab.system import credentials
+
+        return credentials.fill(rewrite_namespace(text, self.namespace), self.target)
 
     def apply(self, path: str | Path) -> Command:
         """``kubectl apply`` of a manifest layer or file; prints the command a student would type."""
         text = self.render(path)
+        from lab.system import hostdirs
         from lab.system import deploy
 
-        self.remember_secret(*deploy._secret_values(d for d in yaml.safe_load_all(text) if d))
+        documents = [d for d in yaml.safe_load_all(text) if d]
+        self.remember_secret(*deploy._secret_values(documents))
+        hostdirs.prepare(documents, self.cluster)
         rel = Path(path)
         shown_path = f"manifests/{rel}" + ("/" if (MANIFESTS_DIR / rel).is_dir() else "")
         print(f"$ kubectl --context {self.context} apply -f {shown_path}"
@@ -787,7 +792,8 @@ def helm_set_args(lab: Lab) -> list[str]:
 
     args = deploy.helm_image_args(lab.image_mode)
     if not lab.default_namespace:
-        args += ["--set", f"storage.persistentVolumeName={lab.pv_name}", "--set", f"storage.hostPath={lab.pv_node_path}"]
+        args += ["--set", f"storage.persistentVolumeName={lab.pv_name}", "--set", f"storage.hostPath={lab.pv_node_path}",
+                 "--set", f"backup.persistentVolumeName=k8s-lab-backups-{lab.namespace}"]
         svc = lab.read("Service", "web")
         port = next((p.node_port for p in (svc.spec.ports if svc else None) or [] if p.node_port), None)
         if port:

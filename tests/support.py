@@ -7,15 +7,17 @@ what it printed are the whole story.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
 import pytest
 
 from lab import config, runner
-from lab.cluster import kube
+from lab.cluster import kind, kube
 from lab.host import tools
 from lab.ops import eventlog
 from lab.system import deploy
@@ -81,3 +83,33 @@ def watcher_state_problems(namespace: str, lines: list[str], uids: set[str], lab
         elif not gone[uid]:
             problems.append(f"{last.loc[uid, 'pod']}: deleted, last logged {last.loc[uid, 'type']}")
     return problems
+
+
+def ensure_images(mode: str) -> None:
+    """The lab's own images for ``mode`` in the cluster's nodes (built and loaded when missing)."""
+    from lab.build import images
+
+    mode = images.resolve_mode(mode)
+    local = sorted({r for r in images.image_names(mode).values() if r.startswith("k8s-lab/")})
+    if deploy.missing_images(TARGET, local):
+        say(f"loading the lab images into the cluster (lab images build, {mode})")
+        images.build(mode)
+        kind.load_images(TARGET, images.to_load(mode))
+
+
+@contextlib.contextmanager
+def deployed(method: str, mode: str):
+    """The lab system installed afresh with ``method`` ("helm" or "manifests"), waited for, and
+    removed (host files kept) afterwards; yields lab.system.deploy's result."""
+    kube.forget()
+    ensure_images(mode)
+    if deploy.installed_method(TARGET) is not None:
+        deploy.undeploy(TARGET)
+    result = deploy.deploy(TARGET, method, mode=mode, wait=True)
+    say(f"lab deploy --{method}: {result.seconds:.1f}s ({result.mode} images)")
+    try:
+        yield result
+    finally:
+        start = time.monotonic()
+        deploy.undeploy(TARGET)
+        say(f"undeploy: {time.monotonic() - start:.1f}s")

@@ -72,3 +72,43 @@ nodeSelectorTerms:
         values:
           - {{ .Values.databaseNodeLabel.value | quote }}
 {{- end -}}
+
+{{/*
+Pod Security Admission labels of the namespace: "restricted", enforced, warned and audited.
+`lab deploy --helm` puts them on the namespace before installing (helm --create-namespace makes
+it without labels, and the release cannot own the namespace that holds its records).
+*/}}
+{{- define "k8s-lab.podSecurityLabels" -}}
+pod-security.kubernetes.io/enforce: restricted
+pod-security.kubernetes.io/enforce-version: latest
+pod-security.kubernetes.io/warn: restricted
+pod-security.kubernetes.io/warn-version: latest
+pod-security.kubernetes.io/audit: restricted
+pod-security.kubernetes.io/audit-version: latest
+{{- end -}}
+
+{{/* Egress rules shared by the network policies: DNS, and the database's port. */}}
+{{- define "k8s-lab.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end -}}
+
+{{- define "k8s-lab.databaseEgress" -}}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "k8s-lab.selectorLabels" (dict "root" . "component" "database") | nindent 10 }}
+  ports:
+    - protocol: TCP
+      port: 3306
+{{- end -}}

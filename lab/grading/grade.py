@@ -42,6 +42,7 @@ from lab.grading import intake
 from lab.grading import grader_checks  # noqa: F401 - registers the checks the grader runs itself
 from lab.config import REPO_ROOT
 from lab.errors import LabError
+from lab.target import Target
 
 GRADEBOOK_CSV = "gradebook.csv"
 DETAILS_CSV = "details.csv"

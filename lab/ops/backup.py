@@ -21,8 +21,10 @@ How it works:
   the Pod on the exec's stdin; the script there puts it in ``MYSQL_PWD``. It never appears on a
   command line (``ps``), in output or in error messages.
 * ``restore`` checks the file (size, sha256 against the metadata, ``gzip -t``, the closing line)
-  BEFORE it touches the live database, then drops and recreates the target database and loads
-  the dump into it. ``verify`` compares row counts and ``CHECKSUM TABLE`` per table (and the
+  BEFORE it touches the live database, takes a safety dump of it (``<backups>/safety/``), loads
+  the dump into a staging database and verifies it there; only then does it replace the target
+  database, and a failure on the way leaves the live database as it was. The ``mysql`` schema of
+  an all-databases dump is left out unless asked for. ``verify`` compares row counts and ``CHECKSUM TABLE`` per table (and the
   number of views, routines, triggers and events) between the metadata, or a live source
   database, and the restored database.
 * "Every database" means every user database: ``mysql``, ``sys``, ``information_schema`` and
@@ -32,6 +34,7 @@ How it works:
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import json
@@ -39,6 +42,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -48,7 +52,7 @@ from typing import Iterable, Sequence
 
 from kubernetes.client.exceptions import ApiException
 
-from lab import config, runner
+from lab import runner
 from lab.cluster import kube
 from lab.errors import LabError
 from lab.host import tools
@@ -293,9 +297,16 @@ def load_metadata(path: Path) -> dict | None:
     except (OSError, ValueError) as error:
         raise LabError(f"the metadata {meta.name} is not valid JSON ({error})",
                        hint="restore without it (--without-metadata) only if you trust the file") from error
+    if not isinstance(document, dict):
+        raise LabError(f"the metadata {meta.name} is not a JSON object",
+                       hint="it was not written by lab.ops.backup, or it was edited")
     missing = [k for k in ("format", "databases", "tables", "sha256", "sizes") if k not in document]
-    if not isinstance(document, dict) or missing:
-        raise LabError(f"the metadata {meta.name} lacks {', '.join(missing) or 'its fields'}",
+    if missing:
+        raise LabError(f"the metadata {meta.name} lacks {', '.join(missing)}",
+                       hint="it was not written by lab.ops.backup, or it was edited")
+    # Without a checksum the metadata proves nothing about the file: never trust it then.
+    if not isinstance(document["sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", document["sha256"]):
+        raise LabError(f"the metadata {meta.name} carries no valid sha256 of its backup",
                        hint="it was not written by lab.ops.backup, or it was edited")
     return document
 
@@ -563,10 +574,9 @@ def _stream_to_file(cmd: Sequence[str], stdin: bytes, target: Path, timeout: flo
     """Run ``cmd`` with ``stdin``, its stdout into ``target``: (sha256, bytes, exit code, stderr)."""
     digest = hashlib.sha256()
     size = 0
-    deadline = time.monotonic() + timeout
     with tempfile.TemporaryFile() as errors, open(target, "wb") as out:
         proc = runner.start(cmd, stdin=runner.PIPE, stdout=runner.PIPE, stderr=errors)
-        try:
+        with _deadline(proc, timeout) as expired:
             try:
                 proc.stdin.write(stdin)
                 proc.stdin.close()
@@ -576,13 +586,9 @@ def _stream_to_file(cmd: Sequence[str], stdin: bytes, target: Path, timeout: flo
                 out.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
-                if time.monotonic() > deadline:
-                    raise LabError(f"the dump did not finish within {timeout:.0f}s")
-            code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
+            code = proc.wait()
+        if expired():
+            raise LabError(f"the dump did not finish within {timeout:.0f}s")
         errors.seek(0)
         stderr = errors.read().decode(errors="replace")
     return digest.hexdigest(), size, code, stderr
@@ -764,12 +770,22 @@ def _restore_targets(path: Path, meta: dict | None, into: str | None) -> tuple[l
 
 def restore(target: Target, backup: str | Path, into: str | None = None,
             directory: Path | None = None, replace: bool = False, require_metadata: bool = True,
-            timeout: float = DEFAULT_TIMEOUT_S, db: Database | None = None) -> RestoreResult:
-    """Load a backup into its own database, or with ``into`` into another one (created fresh).
+            timeout: float = DEFAULT_TIMEOUT_S, db: Database | None = None,
+            system_schemas: bool = False) -> RestoreResult:
+    """Load a backup into its own database(s), or with ``into`` into another one.
 
     The file is checked first (size, sha256 against the metadata, ``gzip -t``, the closing
-    line); a bad file raises LabError before the live database is touched. The target database
-    is then dropped and recreated, so afterwards it holds exactly the backup. ``into`` an
+    line); a bad file raises LabError before anything happens in the database. Then:
+
+    1. a safety dump of every target database that exists (``<backups>/safety/``);
+    2. the dump is loaded into new staging databases and, with metadata, verified there (row
+       counts and CHECKSUM TABLE); a dump that breaks halfway fails here, and the live
+       databases are untouched;
+    3. only then each target is replaced by the verified dump; should that load fail, the
+       safety dump is loaded back and the error says so.
+
+    Sections of the system schemas (``mysql``: accounts and passwords) in an all-databases dump
+    are left out unless ``system_schemas``; then they are loaded last, as they are. ``into`` an
     existing database other than the backup's own that has tables needs ``replace=True``.
     """
     started = time.monotonic()
@@ -782,6 +798,10 @@ def restore(target: Target, backup: str | Path, into: str | None = None,
     with step(f"checking {path.name}"):
         check = check_file(path, meta)
     databases, single = _restore_targets(path, meta, into)
+    sections = [] if single else _dump_sections(path)
+    system = [d for d in sections if d in SYSTEM_SCHEMAS]
+    if not single:
+        databases = [check_database_name(d) for d in sections if d not in SYSTEM_SCHEMAS]
     db.require_running()
     original = (meta or {}).get("database") or (parse_name(path.name) or (None,))[0]
     if into is not None and into != original and not replace and db.database_exists(into):
@@ -790,49 +810,167 @@ def restore(target: Target, backup: str | Path, into: str | None = None,
             raise LabError(f"database {into!r} already exists in {db.namespace} and has tables",
                            hint="choose another name, or pass --replace to overwrite it")
     what = f"{path.name} into {', '.join(databases) or 'the databases it names'} in {db.namespace}/{db.pod}"
+    charset = ((meta or {}).get("charsets") or {}).get(original or "", {})
     with step(f"restore of {what}"):
-        if single is not None:
-            charset = ((meta or {}).get("charsets") or {}).get(original or "", {})
-            create_sql = f"CREATE DATABASE {quote_identifier(single)}"
-            if charset.get("character_set") and charset.get("collation"):
-                create_sql += f" CHARACTER SET {charset['character_set']} COLLATE {charset['collation']}"
-            db.sql(f"DROP DATABASE IF EXISTS {quote_identifier(single)};\n{create_sql};\n")
-        script = ('gzip -dc | mysql --user=root --default-character-set=utf8mb4 '
-                  '${1:+--database="$1"}')
-        _stream_from_file(db.cmd(script, single or ""), (db.password() + "\n").encode(), path,
-                          timeout, db.password(), what)
+        safety = _safety_dumps(db, [d for d in databases if db.database_exists(d)],
+                               (Path(directory) if directory else backup_dir(target)) / SAFETY_DIR, timeout)
+        kept = f"; safety dump{'s' if len(safety) > 1 else ''}: {', '.join(map(str, safety))}" if safety else ""
+        stamp = timestamp()
+        staging = {d: _staging_name(d, stamp) for d in databases}
+        try:
+            _load(db, path, staging, single and staging[single], charset, timeout, what)
+            if meta is not None:
+                _verify_staging(db, meta, staging, bool(single))
+        except LabError as error:
+            raise LabError(f"{error.message}\nthe live database{'s are' if len(databases) > 1 else ' is'} "
+                           f"untouched{kept}", hint=error.hint) from None
+        finally:
+            db.sql("".join(f"DROP DATABASE IF EXISTS {quote_identifier(s)};\n" for s in staging.values()))
+        try:
+            _load(db, path, {d: d for d in databases}, single, charset, timeout, what)
+        except LabError as error:
+            for dump in safety:
+                restore(dump, namespace=db.namespace, directory=dump.parent, timeout=timeout, db=db)
+            raise LabError(f"{error.message}\nthe dump loaded and verified in a staging database, but "
+                           f"not into the live one; the safety dump was loaded back{kept}",
+                           hint=error.hint) from None
+        if system and system_schemas:
+            _stream_from_file(db.cmd(_LOAD_SCRIPT, ""), (db.password() + "\n").encode(),
+                              _sql_chunks(path, {}, keep=set(system)), timeout, db.password(), what)
+        elif system:
+            info(f"left out of {path.name}: {', '.join(system)} (accounts and passwords come from "
+                 f"the database's Secret; restore them with system_schemas=True)")
     seconds = time.monotonic() - started
     info(f"restored {', '.join(databases) or path.name} ({human_size(check.size)} compressed, "
-         f"{human_size(check.uncompressed_bytes)} SQL) in {seconds:.1f}s")
+         f"{human_size(check.uncompressed_bytes)} SQL) in {seconds:.1f}s" + kept)
     return RestoreResult(path, databases, seconds, check.size, meta)
 
 
-def _stream_from_file(cmd: Sequence[str], header: bytes, path: Path, timeout: float,
+SAFETY_DIR = "safety"
+_LOAD_SCRIPT = 'mysql --user=root --default-character-set=utf8mb4 ${1:+--database="$1"}'
+# The lines of a mysqldump --databases dump that name a database: the section header, DROP,
+# CREATE, USE, and the ALTER DATABASE around routines.
+_SECTION = re.compile(rb"^-- Current Database: `((?:[^`]|``)+)`")
+_NAMES_DATABASE = re.compile(rb"^((?:/\*!\d+ )?(?:DROP DATABASE IF EXISTS|CREATE DATABASE /\*!32312 IF NOT EXISTS\*/"
+                             rb"|USE|ALTER DATABASE)) `((?:[^`]|``)+)`")
+# After the last section: mysqldump's closing lines, which restore session settings.
+_FOOTER = re.compile(rb"^/\*!40103 SET TIME_ZONE=@OLD_TIME_ZONE \*/;")
+
+
+def _staging_name(database: str, stamp: str) -> str:
+    return check_database_name(f"{database[:44]}-restore-{stamp}")
+
+
+def _dump_sections(path: Path) -> list[str]:
+    """The databases a --databases / --all-databases dump holds, in order (a database's views
+    come in a second section of its own at the end)."""
+    with gzip.open(path, "rb") as sql:
+        return list(dict.fromkeys(m.group(1).replace(b"``", b"`").decode() for m in map(_SECTION.match, sql) if m))
+
+
+def _sql_chunks(path: Path, rename: dict[str, str], keep: set[str] | None = None) -> Iterable[bytes]:
+    """The dump's SQL with its database names mapped by ``rename``. Sections of databases not in
+    ``rename`` (or, given ``keep``, not in ``keep``) are left out."""
+    wanted = set(keep) if keep is not None else set(rename)
+    mapped = {k.encode(): v.replace("`", "``").encode() for k, v in rename.items()}
+    including = True
+    with gzip.open(path, "rb") as sql:
+        for line in sql:
+            section = _SECTION.match(line)
+            if section:
+                including = section.group(1).replace(b"``", b"`").decode() in wanted
+                if section.group(1) in mapped:
+                    line = b"-- Current Database: `%s`%s" % (mapped[section.group(1)], line[section.end():])
+            elif _FOOTER.match(line):
+                including = True
+            if not including:
+                continue
+            named = _NAMES_DATABASE.match(line)
+            if named and named.group(2) in mapped:
+                line = b"%s `%s`%s" % (named.group(1), mapped[named.group(2)], line[named.end():])
+            yield line
+
+
+def _load(db: Database, path: Path, rename: dict[str, str], single: str | None, charset: dict,
+          timeout: float, what: str) -> None:
+    """Load the dump into fresh databases: ``single`` for a one-database dump, else the dump's
+    own (renamed by ``rename``)."""
+    targets = [single] if single else list(rename.values())
+    create = ""
+    for name in targets:
+        create += f"DROP DATABASE IF EXISTS {quote_identifier(name)};\n"
+        if single:
+            create += f"CREATE DATABASE {quote_identifier(name)}"
+            if charset.get("character_set") and charset.get("collation"):
+                create += f" CHARACTER SET {charset['character_set']} COLLATE {charset['collation']}"
+            create += ";\n"
+    db.sql(create)
+    # A one-database dump has no sections and names no database: every line belongs to it.
+    with contextlib.closing(gzip.open(path, "rb") if single else _sql_chunks(path, rename)) as chunks:
+        _stream_from_file(db.cmd(_LOAD_SCRIPT, single or ""), (db.password() + "\n").encode(), chunks,
+                          timeout, db.password(), what)
+
+
+def _verify_staging(db: Database, meta: dict, staging: dict[str, str], single: bool) -> None:
+    """Row counts and CHECKSUM TABLE of the staging databases against the metadata."""
+    names = list(staging.values())
+    back = {s: d for d, s in staging.items()}
+    tables = [{**t, "database": back[t["database"]]} for t in table_stats(db, names)]
+    objects = {back[s]: counts for s, counts in object_counts(db, names).items()}
+    frame = compare(_keyed(meta["tables"], meta.get("objects") or {}, single), _keyed(tables, objects, single))
+    if not frame.attrs["ok"]:
+        wrong = frame[~frame["ok"]]["table"].tolist()
+        raise LabError(f"the loaded dump does not match its metadata: {', '.join(wrong[:10])}",
+                       hint="the backup is not what its metadata describes: use another one")
+
+
+def _safety_dumps(db: Database, databases: Sequence[str], directory: Path, timeout: float) -> list[Path]:
+    return [create(name, directory=directory, timeout=timeout, db=db).path for name in databases]
+
+
+def _stream_from_file(cmd: Sequence[str], header: bytes, chunks: Iterable[bytes], timeout: float,
                       password: str, what: str) -> None:
-    deadline = time.monotonic() + timeout
     with tempfile.TemporaryFile() as output:
         proc = runner.start(cmd, stdin=runner.PIPE, stdout=output, stderr=output)
-        try:
+        with _deadline(proc, timeout) as expired:
             try:
                 proc.stdin.write(header)
-                with open(path, "rb") as source:
-                    for chunk in iter(lambda: source.read(CHUNK), b""):
-                        proc.stdin.write(chunk)
-                        if time.monotonic() > deadline:
-                            raise LabError(f"restore of {what} did not finish within {timeout:.0f}s")
+                for chunk in chunks:
+                    proc.stdin.write(chunk)
                 proc.stdin.close()
-            except BrokenPipeError:
-                pass  # the other side gave up; its exit code and output say why
-            code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
+            except (BrokenPipeError, ValueError):
+                pass  # the other side gave up (or was stopped); its exit code and output say why
+            code = proc.wait()
+        if expired():
+            raise LabError(f"restore of {what} did not finish within {timeout:.0f}s")
         if code != 0:
             output.seek(0)
             message = _redact(output.read().decode(errors="replace").strip(), password)
             raise LabError(f"restore of {what} failed (exit {code}): {message[-1500:]}",
-                           hint="the target database may be incomplete: fix the cause and restore again")
+                           hint="the file loads with errors: use another backup")
+
+
+@contextlib.contextmanager
+def _deadline(proc: runner.Process, timeout: float):
+    """Kill ``proc`` when ``timeout`` passes, even while a read or write on it hangs (a hung
+    exec); yields a function that tells whether that happened. Any exception kills it too."""
+    fired = threading.Event()
+
+    def stop() -> None:
+        fired.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired.is_set
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        timer.cancel()
 
 
 # --------------------------------------------------------------------------------------------

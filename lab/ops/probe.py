@@ -818,7 +818,9 @@ def report(df, file=None) -> int:
 
 def lab_expected(source: str, destination: str, port: int) -> str:
     """What the lab's policy (manifests/04-network-policy) allows: only web reaches the database
-    (on 3306), everyone reaches web on 80, the rest is dropped."""
+    (on 3306), everyone reaches web on 80, the rest is dropped. The sources of
+    :func:`lab_outside_sources` are not "web": a Pod in another namespace never reaches the
+    database, not even with the web labels (the policy's podSelector matches its own namespace)."""
     if destination == LAB_WEB_SERVICE:
         return "connected" if port == 80 else "timeout"
     if destination == LAB_DATABASE_SERVICE:
@@ -829,6 +831,17 @@ def lab_expected(source: str, destination: str, port: int) -> str:
 def lab_sources() -> list[Source]:
     return [Source.pods("web", LAB_WEB_SELECTOR),
             Source.probe("other", LAB_OTHER_LABELS)]
+
+
+# Probe Pods outside the lab's namespace: one plain, one that borrows the web Pods' labels.
+LAB_OUTSIDE_NAMESPACE = "k8s-lab-probe-outside"
+LAB_BORROWED_LABELS = {"app.kubernetes.io/name": "k8s-lab", "app.kubernetes.io/component": "web"}
+
+
+def lab_outside_sources(namespace: str = LAB_OUTSIDE_NAMESPACE) -> list[Source]:
+    """Sources in another namespace (which must exist) for the lab's matrix: expected as "other"."""
+    return [Source.probe("elsewhere", LAB_OTHER_LABELS, namespace=namespace),
+            Source.probe("borrowed", LAB_BORROWED_LABELS, namespace=namespace)]
 
 
 def lab_destinations() -> list[Destination]:

@@ -25,6 +25,8 @@ from typing import Iterable, Sequence
 import yaml
 
 from lab import config, runner
+from lab.system import credentials
+from lab.system import hostdirs
 from lab.cluster import kube
 from lab.errors import LabError
 from lab.host import tools
@@ -41,7 +43,7 @@ _CLUSTER_SCOPED = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleB
 METHODS = ("helm", "manifests")
 DEFAULT_TIMEOUT_S = 600
 HELM_HISTORY_MAX = 5
-PERSISTENT_VOLUMES = (DEFAULT_PV,)
+PERSISTENT_VOLUMES = (DEFAULT_PV, "k8s-lab-backups")
 _LAYER_PATTERN = re.compile(r"^\d{2}-[a-z0-9-]+$")
 
 # Where each image role goes in the chart's values.
@@ -142,18 +144,21 @@ def _secret_values(documents: Iterable[dict]) -> set[str]:
     for doc in documents:
         if not isinstance(doc, dict) or doc.get("kind") != "Secret":
             continue
-        for value in (doc.get("stringData") or {}).values():
-            values.add(str(value))
-        for value in (doc.get("data") or {}).values():
+        for key, value in (doc.get("stringData") or {}).items():
+            if not key.endswith("username"):  # account names are not secret
+                values.add(str(value))
+        for key, value in (doc.get("data") or {}).items():
             try:
-                values.add(base64.b64decode(str(value)).decode())
+                if not key.endswith("username"):
+                    values.add(base64.b64decode(str(value)).decode())
             except (ValueError, UnicodeDecodeError):
                 pass
     return {v for v in values if len(v) >= 4}
 
 
-def _known_secrets() -> set[str]:
-    """Credential values the repository's manifests and chart defaults carry."""
+def _known_secrets(target: Target) -> set[str]:
+    """Credential values the repository's manifests and chart defaults carry, and the ones
+    generated for the lab's namespace."""
     docs: list[dict] = []
     for layer in layers():
         for path in layer_files(layer):
@@ -162,7 +167,7 @@ def _known_secrets() -> set[str]:
     chart_values = yaml.safe_load((CHART_DIR / "values.yaml").read_text()) or {}
     auth = ((chart_values.get("database") or {}).get("auth") or {})
     values |= {str(auth[k]) for k in ("rootPassword", "password") if auth.get(k)}
-    return values
+    return values | set(credentials.existing(target).values())
 
 
 redact = runner.redact
@@ -188,6 +193,8 @@ def rewrite_namespace(text: str, namespace: str) -> str:
                 meta["name"] = f"{DEFAULT_PV}-{namespace}"
                 if "hostPath" in spec:
                     spec["hostPath"]["path"] = f"{spec['hostPath']['path'].rstrip('/')}-{namespace}"
+            elif spec.get("claimRef", {}).get("namespace") == config.NAMESPACE:
+                meta["name"] = f"{meta['name']}-{namespace}"  # another namespace's claim: same directory
             if spec.get("claimRef", {}).get("namespace") == config.NAMESPACE:
                 spec["claimRef"]["namespace"] = namespace
         elif kind not in _CLUSTER_SCOPED:
@@ -233,7 +240,7 @@ def _run(target: Target, cmd: Sequence[str], what: str, stdin: str | None = None
     result = runner.run(cmd, what=what, input=stdin, timeout=timeout, env=tools.env_with_tools(),
                         check=False, hint=_cluster_hint(target))
     if check and result.returncode != 0:
-        raise runner.failure(result, what, hint=_cluster_hint(target), secrets=_known_secrets())
+        raise runner.failure(result, what, hint=_cluster_hint(target), secrets=_known_secrets(target))
     return result
 
 
@@ -523,11 +530,13 @@ def deploy(target: Target, method: str = "helm", mode: str = "auto", wait: bool 
 
 
 def _deploy_manifests(target: Target, mode: str, wait: bool, timeout: float) -> list[str]:
-    secrets = _known_secrets()
+    secrets = _known_secrets(target)
     applied: list[str] = []
     for layer in layers():
-        text = render_layer(layer, mode)
-        secrets |= _secret_values(yaml.safe_load_all(text))
+        text = credentials.fill(render_layer(layer, mode), target)
+        documents = list(yaml.safe_load_all(text))
+        secrets |= _secret_values(documents)
+        hostdirs.prepare(documents, target.cluster)
         with step(f"kubectl apply -f manifests/{layer.name}"):
             result = _run(target, kubectl_cmd(target, "apply", "-f", "-"), f"kubectl apply of manifests/{layer.name}",
                           stdin=text, timeout=120)
@@ -539,12 +548,14 @@ def _deploy_manifests(target: Target, mode: str, wait: bool, timeout: float) -> 
 
 
 def _deploy_helm(target: Target, mode: str, wait: bool, timeout: float, helm_args: Sequence[str]) -> list[str]:
+    _prepare_for_helm(target, [*helm_image_args(mode), *helm_args])
     cmd = helm_cmd(target, "upgrade", "--install", RELEASE, str(CHART_DIR), "--namespace", target.namespace,
                    "--create-namespace", "--history-max", str(HELM_HISTORY_MAX),
+                   "--values", str(credentials.helm_values_file(target)),
                    *helm_image_args(mode), *helm_args)
     if wait:
         cmd += ["--wait", "--timeout", f"{int(timeout)}s"]
-    secrets = _known_secrets() | _values_in_args(helm_args)
+    secrets = _known_secrets(target) | _values_in_args(helm_args)
     what = f"helm upgrade --install {RELEASE}"
     with step(what + (" --wait" if wait else "")) as progress:
         # helm prints nothing while it waits: the progress line polls the workloads instead.
@@ -559,6 +570,25 @@ def _deploy_helm(target: Target, mode: str, wait: bool, timeout: float, helm_arg
                            hint=_cluster_hint(target))
         _print_output(result.stdout.split("NOTES:", 1)[0], secrets)
     return [f"release/{RELEASE}"]
+
+
+def _prepare_for_helm(target: Target, args: Sequence[str]) -> None:
+    """What the release cannot do for itself: the namespace with the chart's Pod Security labels
+    (Helm keeps its records there, so the release must not own it) and the host directories of
+    its PersistentVolumes, owned by the uid that uses them (no Pod may run as root to chown)."""
+    rendered = _run(target, helm_cmd(target, "template", RELEASE, str(CHART_DIR), "--namespace", target.namespace,
+                                     "--set", "namespace.create=true", *args), "helm template", timeout=120).stdout
+    documents = [d for d in yaml.safe_load_all(rendered) if d]
+    [namespace] = [d for d in documents if d.get("kind") == "Namespace"]
+    labels = [f"{k}={v}" for k, v in namespace["metadata"]["labels"].items() if k.startswith("pod-security.")]
+    namespace = target.namespace
+    exists = _run(target, kubectl_cmd(target, "get", "namespace", namespace), "kubectl get namespace", check=False,
+                  timeout=60)
+    if exists.returncode != 0:
+        _run(target, kubectl_cmd(target, "create", "namespace", namespace), "kubectl create namespace", timeout=60)
+    _run(target, kubectl_cmd(target, "label", "namespace", namespace, "--overwrite", *labels),
+         "kubectl label namespace", timeout=60)
+    hostdirs.prepare(documents, target.cluster)
 
 
 def _values_in_args(args: Sequence[str]) -> set[str]:

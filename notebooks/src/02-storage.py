@@ -138,8 +138,13 @@ def storage_quota_and_limits():
 # the result, but stores nothing.
 #
 # ```bash
-# kubectl -n k8s-assignment run dry --image=k8s-lab/probe:1 --restart=Never --dry-run=server -o json
+# kubectl -n k8s-assignment run dry --image=k8s-lab/probe:1 --restart=Never --dry-run=server -o json \
+#   --override-type=strategic --overrides="$RESTRICTED"
 # ```
+#
+# The namespace enforces Pod Security **restricted** (its labels, layer 00): every Pod must run as
+# a non-root user, drop all capabilities, forbid privilege escalation and use the RuntimeDefault
+# seccomp profile, or the API server refuses it, dry run or not. `RESTRICTED` below says so.
 #
 # Set `defaults` to the container's `resources` from that answer (a dict with `requests` and
 # `limits`), e.g. `{"requests": {"cpu": ..., "memory": ...}, "limits": {...}}`.
@@ -150,8 +155,12 @@ import json
 
 defaults = None
 if solutions:
+    RESTRICTED = json.dumps({"spec": {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "dry", "securityContext": {"allowPrivilegeEscalation": False,
+                                                           "capabilities": {"drop": ["ALL"]}}}]}})
     answer = nb.kubectl("run", "dry", f"--image={nb.images()['probe']}", "--restart=Never", "--dry-run=server",
-                        "-o", "json", show=False)
+                        "--override-type=strategic", f"--overrides={RESTRICTED}", "-o", "json", show=False)
     defaults = json.loads(answer.stdout)["spec"]["containers"][0]["resources"]
 else:
     # TODO: run the dry run above (nb.kubectl(...) returns its output in .stdout) and set `defaults`

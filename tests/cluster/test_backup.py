@@ -14,9 +14,10 @@ import time
 
 import pytest
 
-from lab.ops import backup
-from lab.system import deploy
+from lab import config
 from lab.cluster import kind, kube
+from lab.ops import backup
+from lab.system import deploy, hostdirs
 from lab.errors import LabError
 from tests.support import TARGET, helm, kubectl, lab_cli, say
 
@@ -80,6 +81,10 @@ def db():
     remove_everything()
     image = database_image()
     say(f"installing the database into {NS} ({image})")
+    # uid 999 runs the database and no Pod may chown (restricted): the lab prepares the directory.
+    hostdirs.prepare([{"kind": "PersistentVolume", "metadata": {"name": PV, "annotations": {
+        hostdirs.OWNER_ANNOTATION: "999:999", hostdirs.MODE_ANNOTATION: "0750"}},
+        "spec": {"hostPath": {"path": NODE_DIR}}}], config.CLUSTER_NAME)
     helm("upgrade", "--install", RELEASE, str(deploy.CHART_DIR), "--namespace", NS, "--create-namespace",
          "--set", "web.enabled=false", "--set", "networkPolicy.enabled=false",
          "--set", "watcher.enabled=false", "--set", "backup.enabled=false",

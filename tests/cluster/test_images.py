@@ -275,10 +275,16 @@ def test_web_init_script_marks_missing_values(sandbox, tmp_path):
 def test_web_serves_the_rendered_page_with_the_serving_host(sandbox, tmp_path):
     out = private_dir(tmp_path / "html")
     render(sandbox, out, POD_NAME="web-abc", POD_IP="10.244.3.3", NODE_NAME="node-a")
-    web = sandbox.start("web", WEB, opts=("--hostname", "web-abc", "-v", f"{out}:/usr/share/nginx/html:ro"))
-    bare = sandbox.start("bare", WEB)  # no init container: says so instead of showing stale values
+    # As in the Pod (Pod Security "restricted"): the image's own uid 101, a read-only root file
+    # system with a tmpfs at /tmp, no capabilities; nginx listens on 8080.
+    restricted = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+    web = sandbox.start("web", WEB, opts=("--hostname", "web-abc", "-v", f"{out}:/usr/share/nginx/html:ro",
+                                          *restricted))
+    bare = sandbox.start("bare", WEB, opts=restricted)  # no init container: says so instead of stale values
     for name in (web, bare):
-        sandbox.run(PROBE, "sh", "-c", f"for i in $(seq 50); do probe-tcp {name} 80 1 && exit 0; sleep 0.2; done; exit 1")
+        sandbox.run(PROBE, "sh", "-c", f"for i in $(seq 50); do probe-tcp {name} 8080 1 && exit 0; sleep 0.2; done; exit 1")
+    assert docker("exec", web, "id", "-u").stdout.strip() == "101"
+    web, bare = f"{web}:8080", f"{bare}:8080"
 
     headers = sandbox.run(PROBE, "curl", "-sS", "-D", "-", "-o", "/dev/null", f"http://{web}/").stdout
     assert re.search(r"^X-Served-By: web-abc\r?$", headers, re.M | re.I), headers
@@ -292,7 +298,7 @@ def test_web_serves_the_rendered_page_with_the_serving_host(sandbox, tmp_path):
     assert sandbox.run(PROBE, "curl", "-sS", f"http://{web}/healthz").stdout == "ok\n"
     assert 'name="page-rendered" content="no"' in sandbox.run(PROBE, "curl", "-sS", f"http://{bare}/").stdout
     # The official image's logging contract: access log on stdout.
-    assert "GET /whoami.json" in docker("logs", web).stdout
+    assert "GET /whoami.json" in docker("logs", web.split(":")[0]).stdout
 
 
 def test_nginx_base_has_the_official_layout(offline_images):

@@ -22,9 +22,9 @@ import uuid
 import pytest
 
 from lab import config
-from lab.system import deploy
 from lab.cluster import kind, kube
-from tests.support import TARGET, helm, kubectl, lab_cli, say
+from lab.system import deploy
+from tests.support import TARGET, deployed, helm, kubectl, lab_cli, say
 
 pytestmark = pytest.mark.cluster
 
@@ -32,6 +32,14 @@ NS = TARGET.namespace  # the lab's namespace: this module installs the system it
 MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
 CREDENTIALS = "/etc/k8s-lab/database-credentials"
 _META = re.compile(r'<meta name="([a-z-]+)" content="([^"]*)">')
+
+
+def restricted_overrides(container: str) -> str:
+    """For `kubectl run` in the namespace, which enforces Pod Security "restricted"."""
+    return json.dumps({"spec": {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": container, "securityContext": {
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}})
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -88,35 +96,14 @@ def spread(n: int = 30) -> tuple[collections.Counter, list[dict[str, str]]]:
                            what=f"{n} requests to reach all of {sorted(ready)}")
 
 
-def ensure_images() -> None:
-    from lab.build import images
-
-    mode = images.resolve_mode(MODE)
-    local = sorted({r for r in images.image_names(mode).values() if r.startswith("k8s-lab/")})
-    if deploy.missing_images(TARGET, local):
-        say(f"loading the lab images into the cluster (lab images build, {mode})")
-        images.build(mode)
-        kind.load_images(TARGET, images.to_load(mode))
-
-
 # ------------------------------------------------------------------------------------ the system
 
 
 @pytest.fixture(scope="module")
 def system():
     """The system installed with Helm; removed (host files kept) when the module is done."""
-    kube.forget()
-    ensure_images()
-    if deploy.installed_method(TARGET) is not None:
-        deploy.undeploy(TARGET)
-    start = time.monotonic()
-    result = deploy.deploy(TARGET, "helm", mode=MODE, wait=True)
-    seconds = time.monotonic() - start
-    say(f"helm upgrade --install --wait: {seconds:.1f}s ({result.mode} images)")
-    yield {"install_seconds": seconds, "result": result}
-    start = time.monotonic()
-    deploy.undeploy(TARGET)
-    say(f"undeploy: {time.monotonic() - start:.1f}s")
+    with deployed("helm", MODE) as result:
+        yield {"install_seconds": result.seconds, "result": result}
 
 
 def assert_a_watcher_on_every_node():
@@ -299,8 +286,8 @@ def test_watcher_service_account_can_read_pods_but_not_secrets(system):
 
 
 def test_no_credential_in_config_maps_or_in_lab_deploy_output(system):
-    secrets = {v for k, v in credentials().items() if k != "username"}
-    assert len(secrets) == 2 and all(len(v) >= 8 for v in secrets)
+    secrets = {v for k, v in credentials().items() if not k.endswith("username")}
+    assert len(secrets) == 3 and all(len(v) >= 12 for v in secrets)
     for cm in kube.core(TARGET).list_namespaced_config_map(NS).items:
         text = "\n".join([*(cm.data or {}).values(), *(str(v) for v in (cm.metadata.annotations or {}).values())])
         assert not any(s in text for s in secrets), f"a credential is in ConfigMap {cm.metadata.name}"
@@ -344,7 +331,7 @@ def test_lab_deploy_with_manifests_is_ready_and_keeps_the_data(system):
     say(f"lab deploy --manifests (kubectl apply per layer + wait): {time.monotonic() - start:.1f}s")
     for layer in deploy.layers():
         assert f"manifests/{layer.name}" in output
-    secrets = {v for k, v in credentials().items() if k != "username"}
+    secrets = {v for k, v in credentials().items() if not k.endswith("username")}
     assert not any(s in output for s in secrets), "lab deploy printed a credential"
     assert deploy.installed_method(TARGET) == "manifests"
     assert deploy.problems(TARGET) == []
@@ -378,7 +365,9 @@ def test_network_policy_admits_web_pods_only(system):
                          ("probe-web-peer", "app.kubernetes.io/name=k8s-lab,app.kubernetes.io/component=web")):
         kubectl("delete", "pod", name, "-n", NS, "--ignore-not-found", "--wait=true")
         kubectl("run", name, "-n", NS, f"--image={probe}", "--image-pull-policy=IfNotPresent",
-                f"--labels={labels}", "--restart=Never", "--command", "--", "sleep", "300")
+                f"--labels={labels}", "--restart=Never", "--override-type=strategic",
+                f"--overrides={restricted_overrides(name)}",
+                "--command", "--", "sleep", "300")
         kubectl("wait", "-n", NS, "--for=condition=Ready", f"pod/{name}", "--timeout=120s", timeout=150)
         result = kubectl("exec", "-n", NS, name, "--", "probe-tcp", "database", str(config.DB_PORT), "4",
                          check=False)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +21,12 @@ from lab.target import Target
 
 TARGET = Target("k8s-lab", "test-ns")
 MOMENT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    """Nothing here may write into the real lab data directory (safety dumps default to it)."""
+    monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path / "data"))
 # Like a real dump: a header, rows that do not compress to nothing, mysqldump's closing line.
 SQL = (b"-- MariaDB dump 10.19\n"
        + b"".join(b"INSERT INTO t VALUES (%d,'%s');\n" % (i, os.urandom(8).hex().encode()) for i in range(200))
@@ -191,6 +199,28 @@ def test_metadata_missing_is_none_and_broken_is_an_error(tmp_path):
     backup.metadata_path(path).write_text(json.dumps({"format": 1}))
     with pytest.raises(LabError, match="lacks"):
         backup.load_metadata(path)
+    backup.metadata_path(path).write_text("5")
+    with pytest.raises(LabError, match="not a JSON object"):
+        backup.load_metadata(path)
+
+
+@pytest.mark.parametrize("sha256", ["", None, "abc", "0" * 63 + "g"])
+def test_metadata_without_a_valid_checksum_is_not_trusted(tmp_path, sha256):
+    """An empty sha256 used to switch the hash check off: now the metadata is refused."""
+    path = write_backup(tmp_path)
+    meta = json.loads(backup.metadata_path(path).read_text())
+    backup.metadata_path(path).write_text(json.dumps({**meta, "sha256": sha256}))
+    with pytest.raises(LabError, match="no valid sha256"):
+        backup.load_metadata(path)
+    with pytest.raises(LabError, match="no valid sha256"):
+        backup.restore(path, db=LocalDatabase(LOADER))
+
+
+def test_list_survives_metadata_that_is_not_an_object(tmp_path):
+    path = write_backup(tmp_path)
+    backup.metadata_path(path).write_text("5")
+    frame = backup.list_backups(tmp_path)
+    assert frame["file"].tolist() == [path.name] and frame["verified"].tolist() == [False]
 
 
 def test_list_shows_backups_with_and_without_metadata(tmp_path):
@@ -259,6 +289,12 @@ class LocalDatabase(backup.Database):
 
     def sql(self, statements, database=None, timeout=600):
         self.statements.append(statements)
+        # table_stats: one table t per database, as write_backup's metadata records it
+        if "TABLE_TYPE = 'BASE TABLE'" in statements:
+            return [[s, "t", "16384"] for s in re.findall(r"'([^']+)'", statements.split(" IN (")[1])]
+        if "CHECKSUM TABLE" in statements:
+            n = statements.count("CHECKSUM TABLE")
+            return [["200"]] * n + [["x.t", "42"]] * n
         if "SCHEMATA" in statements and "SCHEMA_NAME =" in statements:
             return [["lab"]] if "'lab'" in statements else []
         if "COUNT(*) FROM information_schema.TABLES" in statements:
@@ -356,8 +392,48 @@ def test_restore_loads_a_good_file_into_a_fresh_database(tmp_path, monkeypatch):
     result = backup.restore(TARGET, path, into="lab_copy", db=db)
     assert result.databases == ["lab_copy"]
     assert loaded.read_bytes() == SQL
-    assert any("DROP DATABASE IF EXISTS `lab_copy`" in s and "CREATE DATABASE `lab_copy`" in s
-               for s in db.statements)
+    creates = [s for s in db.statements if "CREATE DATABASE" in s]
+    # first into a staging database, verified there, then into the target
+    assert len(creates) == 2 and "-restore-" in creates[0] and "CREATE DATABASE `lab_copy`" in creates[1]
+    assert not (tmp_path / backup.SAFETY_DIR).exists()  # lab_copy did not exist: nothing to keep
+
+
+def test_restore_over_a_live_database_keeps_a_safety_dump(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOADED", str(tmp_path / "loaded.sql"))
+    path = write_backup(tmp_path)
+    db = LocalDatabase(GOOD_DUMP + "\n" + LOADER)
+    backup.restore(path, directory=tmp_path, db=db)
+    [safety] = backup._backup_files(tmp_path / backup.SAFETY_DIR)
+    assert backup.parse_name(safety.name)[0] == "lab" and backup.load_metadata(safety)
+    assert backup.list_backups(tmp_path)["file"].tolist() == [path.name]  # not among the backups
+
+
+def test_a_dump_that_breaks_halfway_leaves_the_live_database_alone(tmp_path, monkeypatch):
+    """Valid gzip, header and trailer, a broken statement in the middle: the load into the staging
+    database fails, the live database is never dropped, and the error names the safety dump."""
+    path = write_backup(tmp_path)
+    failing = 'mysql() { head -c 100 >/dev/null; echo "ERROR 1064 (42000) at line 3" >&2; exit 1; }'
+    db = LocalDatabase(GOOD_DUMP + "\n" + failing)
+    with pytest.raises(LabError) as error:
+        backup.restore(path, directory=tmp_path, db=db)
+    assert "ERROR 1064" in error.value.message and "the live database is untouched" in error.value.message
+    [safety] = backup._backup_files(tmp_path / backup.SAFETY_DIR)
+    assert str(safety) in error.value.message
+    touched = [s for s in db.statements if "`lab`" in s and ("DROP" in s or "CREATE" in s)]
+    assert touched == []
+    assert all("-restore-" in s for s in db.statements if "DROP DATABASE" in s)
+
+
+def test_restore_refuses_a_dump_that_does_not_match_its_metadata(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOADED", str(tmp_path / "loaded.sql"))
+    path = write_backup(tmp_path)
+    meta = json.loads(backup.metadata_path(path).read_text())
+    meta["tables"][0]["rows"] = 199
+    backup.metadata_path(path).write_text(json.dumps(meta))
+    db = LocalDatabase(LOADER)
+    with pytest.raises(LabError, match="does not match its metadata: t"):
+        backup.restore(path, into="copy", db=db)
+    assert not any("CREATE DATABASE `copy`" in s for s in db.statements)
 
 
 def test_restore_into_needs_a_single_database_backup_and_no_system_schema(tmp_path):
@@ -371,11 +447,79 @@ def test_restore_into_needs_a_single_database_backup_and_no_system_schema(tmp_pa
     assert backup._restore_targets(path, meta, None) == (["lab", "shop"], None)
 
 
+ALL_DATABASES = b"""-- MariaDB dump 10.19
+/*!40101 SET NAMES utf8mb4 */;
+--
+-- Current Database: `lab`
+--
+
+/*!40000 DROP DATABASE IF EXISTS `lab`*/;
+
+CREATE DATABASE /*!32312 IF NOT EXISTS*/ `lab` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;
+
+USE `lab`;
+INSERT INTO t VALUES (1);
+ALTER DATABASE `lab` CHARACTER SET latin1 ;
+--
+-- Current Database: `mysql`
+--
+
+CREATE DATABASE /*!32312 IF NOT EXISTS*/ `mysql` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;
+
+USE `mysql`;
+INSERT INTO global_priv VALUES ('%','root','{"old":"password"}');
+--
+-- Current Database: `lab`
+--
+
+USE `lab`;
+CREATE VIEW v AS SELECT 1;
+/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
+
+-- Dump completed on 2025-03-04  5:06:07
+"""
+
+
+def test_an_all_databases_dump_is_renamed_and_never_brings_back_the_mysql_schema(tmp_path):
+    path = tmp_path / "k8s-lab-20250304T050607Z.sql.gz"
+    path.write_bytes(gzip.compress(ALL_DATABASES))
+    assert backup._dump_sections(path) == ["lab", "mysql"]
+    sql = b"".join(backup._sql_chunks(path, {"lab": "lab-restore-1"}))
+    assert b"global_priv" not in sql and b"`mysql`" not in sql
+    assert b"/*!40000 DROP DATABASE IF EXISTS `lab-restore-1`*/;" in sql
+    assert b"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `lab-restore-1` /*!40100" in sql
+    assert b"USE `lab-restore-1`;" in sql and b"ALTER DATABASE `lab-restore-1` CHARACTER SET" in sql
+    assert b"`lab`" not in sql and b"-- Current Database: `lab-restore-1`" in sql
+    assert b"SET TIME_ZONE=@OLD_TIME_ZONE" in sql
+    only_system = b"".join(backup._sql_chunks(path, {}, keep={"mysql"}))
+    assert b"global_priv" in only_system and b"INSERT INTO t" not in only_system
+
+
+def test_restore_of_an_all_databases_dump_loads_only_user_databases(tmp_path, monkeypatch):
+    loaded = tmp_path / "loaded.sql"
+    monkeypatch.setenv("LOADED", str(loaded))
+    path = tmp_path / "k8s-lab-20250304T050607Z.sql.gz"
+    path.write_bytes(gzip.compress(ALL_DATABASES + b"-- " + b"x" * 400 + b"\n-- Dump completed\n"))
+    result = backup.restore(path, directory=tmp_path, db=LocalDatabase(GOOD_DUMP + "\n" + LOADER),
+                            require_metadata=False)
+    assert result.databases == ["lab"]
+    assert b"global_priv" not in loaded.read_bytes() and b"USE `lab`;" in loaded.read_bytes()
+
+
 def test_restore_of_a_failing_load_is_an_error(tmp_path):
     path = write_backup(tmp_path)
     db = LocalDatabase('mysql() { echo "ERROR 1064 (42000) at line 3" >&2; exit 1; }')
     with pytest.raises(LabError, match="ERROR 1064"):
-        backup.restore(TARGET, path, db=db)
+        backup.restore(TARGET, path, into="copy", db=db)
+
+
+def test_a_hung_dump_is_stopped_at_its_deadline(tmp_path):
+    """The deadline used to be checked only between reads: an exec that hung sending nothing
+    hung `lab backup create` for ever."""
+    started = time.monotonic()
+    with pytest.raises(LabError, match="did not finish within 1s"):
+        backup._stream_to_file(["sleep", "30"], b"", tmp_path / "out", timeout=1)
+    assert time.monotonic() - started < 5
 
 
 # --------------------------------------------------------------------------- namespace snapshots

@@ -5,6 +5,7 @@ they never skip.
 """
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import difflib
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from lab import config
+from lab.system import credentials
 from lab.system import deploy
 
 CHART = config.REPO_ROOT / "chart"
@@ -63,9 +65,25 @@ def by_key(objects: list[dict]) -> dict[tuple[str, str, str], dict]:
     return {key(o): o for o in objects}
 
 
+def blank_generated(obj: dict) -> dict:
+    """A Secret as the manifests write it: stringData, the generated keys (annotation
+    k8s-lab/generated) empty, no Helm annotation. The chart fills them with random values."""
+    if obj.get("kind") != "Secret":
+        return obj
+    values = {**{k: base64.b64decode(v).decode() for k, v in (obj.pop("data", None) or {}).items()},
+              **(obj.get("stringData") or {})}
+    annotations = obj["metadata"].get("annotations") or {}
+    annotations.pop("helm.sh/resource-policy", None)
+    for k in credentials.generated_keys(obj):
+        values[k] = ""
+    obj["stringData"] = values
+    return obj
+
+
 def normalise(obj: dict) -> dict:
-    """A copy without the labels only Helm adds (at every level: Pod templates, job templates)."""
-    obj = copy.deepcopy(obj)
+    """A copy without the labels only Helm adds (at every level: Pod templates, job templates),
+    and with generated passwords blanked."""
+    obj = blank_generated(copy.deepcopy(obj))
 
     def walk(node):
         if isinstance(node, dict):
@@ -213,14 +231,17 @@ def test_selectors_survive_a_new_chart_version_and_new_values(helm, tmp_path, re
 
 
 def test_network_policies(rendered, manifests):
+    dns = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+           "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
     for objects in (rendered, manifests):
         policies = {k[2]: o["spec"] for k, o in objects.items() if k[0] == "NetworkPolicy"}
-        assert set(policies) == {"default-deny-ingress", "web-allow-http", "database-allow-clients"}
+        assert set(policies) == {"default-deny-ingress", "web-allow-http", "database-allow-clients",
+                                 "web-egress", "backup-egress", "watcher-egress"}
         for name, spec in policies.items():
             assert spec.get("policyTypes"), f"{name} must say its policyTypes"
         assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
         web = policies["web-allow-http"]
-        assert web["ingress"] == [{"ports": [{"protocol": "TCP", "port": 80}]}]  # from anywhere
+        assert web["ingress"] == [{"ports": [{"protocol": "TCP", "port": "http"}]}]  # from anywhere
         db = policies["database-allow-clients"]
         assert db["policyTypes"] == ["Ingress", "Egress"]
         assert db["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "database"
@@ -230,12 +251,27 @@ def test_network_policies(rendered, manifests):
         assert peers == ["web", "backup"]
         assert all(set(p) == {"podSelector"} for p in rule["from"])  # no namespaces, no IP blocks
         [egress] = db["egress"]
+        assert egress["to"] == [dns]
         assert {(p["protocol"], p["port"]) for p in egress["ports"]} == {("UDP", 53), ("TCP", 53)}
         # The web Pods and the backup Pods really carry the peer labels.
         web_labels = objects[("Deployment", NS, "web")]["spec"]["template"]["metadata"]["labels"]
         assert rule["from"][0]["podSelector"]["matchLabels"].items() <= web_labels.items()
         backup = objects[("CronJob", NS, "database-backup")]["spec"]["jobTemplate"]["spec"]["template"]
         assert rule["from"][1]["podSelector"]["matchLabels"].items() <= backup["metadata"]["labels"].items()
+        # Default-deny egress per part: each names exactly what it may reach.
+        reach = {}
+        for name in ("web-egress", "backup-egress", "watcher-egress"):
+            assert policies[name]["policyTypes"] == ["Egress"], name
+            reach[name] = [(r.get("to", [{}])[0].get("podSelector", {}).get("matchLabels", {})
+                            .get("app.kubernetes.io/component", "dns" if r.get("to") == [dns] else "any"),
+                            sorted(p["port"] for p in r["ports"])) for r in policies[name]["egress"]]
+        assert reach["web-egress"] == [("dns", [53, 53]), ("database", [3306]), ("web", [8080])]
+        assert reach["backup-egress"] == [("dns", [53, 53]), ("database", [3306])]
+        assert reach["watcher-egress"] == [("any", [443, 6443])]  # the API server only
+        assert policies["web-egress"]["podSelector"] == db["ingress"][0]["from"][0]["podSelector"]
+        assert policies["backup-egress"]["podSelector"] == db["ingress"][0]["from"][1]["podSelector"]
+        watcher = objects[("DaemonSet", NS, "watcher")]["spec"]["template"]["metadata"]["labels"]
+        assert policies["watcher-egress"]["podSelector"]["matchLabels"].items() <= watcher.items()
 
 
 def test_helm_test_pod_is_a_web_peer_but_gets_no_web_traffic(helm, rendered):
@@ -253,17 +289,18 @@ def test_helm_test_pod_is_a_web_peer_but_gets_no_web_traffic(helm, rendered):
 def test_config_maps_match_the_chart_files_and_carry_no_credentials(rendered, manifests):
     for objects in (rendered, manifests):
         web = objects[("ConfigMap", NS, "web-nginx")]["data"]["default.conf"]
-        db = objects[("ConfigMap", NS, "database-config")]["data"]["my.cnf"]
+        db = objects[("ConfigMap", NS, "database-config")]["data"]
         assert web == (CHART / "files" / "default.conf").read_text()
-        assert db == (CHART / "files" / "my.cnf").read_text()
-        assert "no-store" in web and "ssi on;" in web
-        secret = objects[("Secret", NS, "database-credentials")]["stringData"]
-        assert set(secret) == {"root-password", "username", "password"}
-        for k, obj in objects.items():
-            if k[0] == "ConfigMap":
-                text = yaml.safe_dump(obj)
-                for name in ("root-password", "password"):
-                    assert secret[name] not in text, f"a credential is in {k}"
+        assert db["my.cnf"] == (CHART / "files" / "my.cnf").read_text()
+        assert db["10-accounts.sh"] == (CHART / "files" / "accounts.sh").read_text()
+        assert "no-store" in web and "ssi on;" in web and "listen 8080;" in web
+    secret = rendered[("Secret", NS, "database-credentials")]["data"]
+    assert set(secret) == {"root-password", "username", "password", "backup-username", "backup-password"}
+    for k, obj in rendered.items():
+        if k[0] == "ConfigMap":
+            text = yaml.safe_dump(obj)
+            for name in ("root-password", "password", "backup-password"):
+                assert base64.b64decode(secret[name]).decode() not in text, f"a credential is in {k}"
 
 
 def test_checksum_annotations_are_the_config_hashes(rendered, manifests):
@@ -293,12 +330,15 @@ def test_database_security_and_placement(rendered):
     [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert term["matchExpressions"] == [{"key": "k8s-lab/database", "operator": "In", "values": ["true"]}]
     [main] = spec["containers"]
+    assert "initContainers" not in spec  # nothing runs as root; the lab prepares the directory
     assert {"startupProbe", "readinessProbe", "livenessProbe", "resources"} <= set(main)
+    assert main["readinessProbe"]["exec"] != main["livenessProbe"]["exec"]
     assert "runAsUser" not in main.get("securityContext", {})  # the server runs as the Pod's uid 999
     env = {e["name"]: e for e in main["env"]}
     assert all("value" in env[n] and n.endswith("_FILE") for n in env if "PASSWORD" in n)
-    [init] = spec["initContainers"]  # only this chown step runs as root, with CHOWN only
-    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert env["MYSQL_ROOT_HOST"]["value"] == "localhost"  # no root@'%'
+    pv = rendered[("PersistentVolume", "", "k8s-lab-database-data")]
+    assert pv["metadata"]["annotations"]["k8s-lab/host-owner"] == "999:999"
 
 
 def test_web_spreads_and_renders_from_the_downward_api(rendered):
@@ -311,7 +351,9 @@ def test_web_spreads_and_renders_from_the_downward_api(rendered):
     fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in init["env"] if "valueFrom" in e}
     assert fields == {"POD_NAME": "metadata.name", "POD_IP": "status.podIP",
                       "NODE_NAME": "spec.nodeName", "POD_NAMESPACE": "metadata.namespace"}
-    assert spec["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    nginx = spec["containers"][0]
+    assert nginx["readinessProbe"]["httpGet"]["path"] == "/"  # the rendered page, not just nginx
+    assert nginx["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
 def test_watcher_rbac_reads_pods_only(rendered):
@@ -366,11 +408,13 @@ def test_backup_job_and_cronjob_run_the_same_pod():
     assert job["kind"] == "Job" and job["metadata"]["generateName"]
     assert job["spec"]["template"] == cronjob["spec"]["jobTemplate"]["spec"]["template"]
     spec = job["spec"]["template"]["spec"]
-    assert spec["volumes"][0]["hostPath"]["path"] == "/var/local/k8s-lab/backups"
+    assert spec["volumes"][0] == {"name": "backups", "persistentVolumeClaim": {"claimName": "database-backups"}}
+    assert not any("hostPath" in v for v in spec["volumes"])
     script = spec["containers"][0]["command"][-1]
     assert script == (CHART / "files" / "backup.sh").read_text()
     env = {e["name"]: e for e in spec["containers"][0]["env"]}
-    assert env["MYSQL_PWD"]["valueFrom"]["secretKeyRef"] == {"name": "database-credentials", "key": "root-password"}
+    assert env["MYSQL_PWD"]["valueFrom"]["secretKeyRef"] == {"name": "database-credentials", "key": "backup-password"}
+    assert env["DATABASE_USER"]["valueFrom"]["secretKeyRef"]["key"] == "backup-username"
 
 
 def test_online_images_are_substituted(helm):
@@ -473,13 +517,14 @@ def test_notes_name_the_url_and_no_credentials(helm, tmp_path):
 def test_backup_retention_prunes_only_the_cronjobs_own_dumps(tmp_path):
     """The backup directory is shared (lab backup writes k8s-lab-<db>-<stamp> files there too)."""
     script = (CHART / "files" / "backup.sh").read_text()
-    [prune] = [line for line in script.splitlines() if line.startswith("ls -1t /backups/")]
+    prune = script[script.index("ls -1t /backups/"):]
     names = [f"k8s-lab-2026010{d}T020000Z.sql.gz" for d in range(1, 6)]
+    metas = [n.replace(".sql.gz", ".meta.json") for n in names]
     others = ["k8s-lab-lab-20260101T020000Z.sql.gz", "k8s-lab-lab-20260101T020000Z.meta.json", "notes.txt"]
-    for age, name in enumerate([*names, *others]):
+    for age, name in enumerate([*metas, *names, *others]):
         path = tmp_path / name
         path.write_text(name)
         os.utime(path, (1_700_000_000 + age * 60, 1_700_000_000 + age * 60))
     subprocess.run(["bash", "-c", "set -euo pipefail\n" + prune.replace("/backups/", f"{tmp_path}/")],
                    env={"BACKUP_KEEP": "2", "PATH": os.environ["PATH"]}, check=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[-2:], *others])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[-2:], *metas[-2:], *others])

@@ -71,3 +71,39 @@ def test_submission_names_become_unique_ids():
     students = [classroom.Student("ann-lee", "Ann Lee", "al@example.org")]
     assert classroom.ids_for(["Ann_Lee_1234.zip", "Zoe Q", "zoe-q"], students) == {
         "Ann_Lee_1234.zip": "ann-lee", "Zoe Q": "zoe-q", "zoe-q": "zoe-q-2"}
+
+
+def test_classroom_status_reads_the_cluster_its_context_names(monkeypatch):
+    """`lab classroom status`'s table: one row per student, from the cluster of the given context."""
+    import types
+
+    from lab.cluster import kube
+    from lab.grading import grade
+    from lab.target import Target
+
+    asked = []
+
+    def pod(phase):
+        return types.SimpleNamespace(status=types.SimpleNamespace(phase=phase))
+
+    class Core:
+        def list_namespace(self, label_selector, **kwargs):
+            assert label_selector == f"{classroom.LABEL}=student"
+            return types.SimpleNamespace(items=[types.SimpleNamespace(
+                metadata=types.SimpleNamespace(name="student-ann"), status=types.SimpleNamespace(phase="Active"))])
+
+        def list_namespaced_pod(self, namespace, **kwargs):
+            assert namespace == "student-ann"
+            return types.SimpleNamespace(items=[pod("Running"), pod("Pending")])
+
+    monkeypatch.setattr(kube, "core", lambda target: asked.append(target) or Core())
+    monkeypatch.setattr(grade, "live_gradebook",
+                        lambda namespaces, context=None, jobs=4: types.SimpleNamespace(submissions=[]))
+    frame = grade.classroom_status([classroom.Student("ann"), classroom.Student("bob")], context="kind-grading")
+    assert asked == [Target.for_context("kind-grading")]
+    assert frame.to_dict("records") == [
+        {"student": "ann", "name": "", "namespace": "student-ann", "state": "Active", "pods": "1/2",
+         "checks": "", "points": ""},
+        {"student": "bob", "name": "", "namespace": "student-bob", "state": "missing", "pods": "0/0",
+         "checks": "", "points": ""},
+    ]

@@ -285,8 +285,11 @@ def test_manifests_for_another_namespace():
             if doc["kind"] == "Namespace":
                 assert meta["name"] == "grade-alice"
             elif doc["kind"] == "PersistentVolume":
-                assert meta["name"] == "k8s-lab-database-data-grade-alice"
-                assert doc["spec"]["hostPath"]["path"] == "/var/local/k8s-lab/pv/database-grade-alice"
+                # Each namespace's claims get volumes of their own: the database its own directory,
+                # the backups the shared backup directory (where `lab backup` looks).
+                paths = {"k8s-lab-database-data-grade-alice": "/var/local/k8s-lab/pv/database-grade-alice",
+                         "k8s-lab-backups-grade-alice": "/var/local/k8s-lab/backups"}
+                assert doc["spec"]["hostPath"]["path"] == paths[meta["name"]]
                 assert doc["spec"]["claimRef"]["namespace"] == "grade-alice"
             else:
                 assert meta["namespace"] == "grade-alice", f"{doc['kind']}/{meta['name']}"
@@ -306,12 +309,16 @@ def test_lab_paths_for_another_namespace():
     assert (default.pv_name, default.pv_node_path) == ("k8s-lab-database-data", "/var/local/k8s-lab/pv/database")
 
 
-def test_redaction_hides_remembered_secrets():
+def test_redaction_hides_remembered_secrets(tmp_path, monkeypatch):
+    from lab.system import credentials
+
+    monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
     lab = notebook.Lab("x.ipynb", notebook.validate_parameters(**EXPECTED_PARAMETERS, clusters={"k8s-lab"}))
     lab.remember_secret("s3cr3t-value", "ab")
     assert lab.redact("pw=s3cr3t-value ab") == "pw=<redacted> ab"
-    # the committed lab credentials are always redacted
-    assert "<redacted>" in lab.redact("apppw-Tx4nR8sLw3")
+    # the passwords generated for the lab's namespace are always redacted
+    generated = credentials.passwords(config.NAMESPACE)["password"]
+    assert lab.redact(f"pw={generated}") == "pw=<redacted>"
 
 
 def test_nbval_compares_the_pass_line_not_the_record():

@@ -165,6 +165,13 @@ def test_lab_expected_follows_the_lab_policy():
     assert probe.lab_expected("web", "database", 80) == "timeout"
     assert probe.lab_expected("other", "web", 80) == "connected"
     assert probe.lab_expected("web", "web", 80) == "connected"
+    # Another namespace: nobody there reaches the database, a borrowed web label included.
+    outside = {s.name: s for s in probe.lab_outside_sources("elsewhere-ns")}
+    assert outside["borrowed"].labels.items() >= {"app.kubernetes.io/component": "web"}.items()
+    assert {s.namespace for s in outside.values()} == {"elsewhere-ns"}
+    for source in outside:
+        assert probe.lab_expected(source, "database", 3306) == "timeout"
+        assert probe.lab_expected(source, "web", 80) == "connected"
 
 
 # ---------------------------------------------------------------------------- labels and pods

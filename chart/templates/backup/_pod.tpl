@@ -12,35 +12,6 @@ spec:
     runAsGroup: 999
     seccompProfile:
       type: RuntimeDefault
-  initContainers:
-    # The host's backup directory is root-owned when kubelet creates it; hand it to uid 999.
-    - name: backup-dir-owner
-      image: {{ include "k8s-lab.backup.image" . }}
-      imagePullPolicy: {{ .Values.imagePullPolicy }}
-      command:
-        - sh
-        - -c
-        - '[ "$(stat -c %u:%g /backups)" = 999:999 ] || chown 999:999 /backups'
-      securityContext:
-        runAsNonRoot: false
-        runAsUser: 0
-        runAsGroup: 0
-        allowPrivilegeEscalation: false
-        capabilities:
-          drop:
-            - ALL
-          add:
-            - CHOWN
-      resources:
-        requests:
-          cpu: 10m
-          memory: 16Mi
-        limits:
-          cpu: 100m
-          memory: 64Mi
-      volumeMounts:
-        - name: backups
-          mountPath: /backups
   containers:
     - name: mysqldump
       image: {{ include "k8s-lab.backup.image" . }}
@@ -57,13 +28,24 @@ spec:
           value: {{ .Values.database.servicePort | quote }}
         - name: BACKUP_KEEP
           value: {{ .Values.backup.keep | quote }}
+        - name: POD_NAMESPACE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.namespace
+        # The read-only backup account, not root.
+        - name: DATABASE_USER
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "k8s-lab.database.secretName" . }}
+              key: backup-username
         - name: MYSQL_PWD
           valueFrom:
             secretKeyRef:
               name: {{ include "k8s-lab.database.secretName" . }}
-              key: root-password
+              key: backup-password
       securityContext:
         allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
         capabilities:
           drop:
             - ALL
@@ -72,9 +54,14 @@ spec:
       volumeMounts:
         - name: backups
           mountPath: /backups
+        - name: tmp
+          mountPath: /tmp
   volumes:
+    # The claim binds to the PersistentVolume of the host's backup directory.
     - name: backups
-      hostPath:
-        path: {{ .Values.backup.hostPath }}
-        type: DirectoryOrCreate
+      persistentVolumeClaim:
+        claimName: database-backups
+    - name: tmp
+      emptyDir:
+        sizeLimit: 64Mi
 {{- end -}}
