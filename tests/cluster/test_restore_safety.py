@@ -15,20 +15,20 @@ import shutil
 import pytest
 import yaml
 
-from lab import config
 from lab.ops import backup
 from lab.system import deploy
 from lab.system import hostdirs
-from lab.cluster import kube
+from lab.cluster import kind, kube
 from lab.errors import LabError
-from tests.support import helm, kubectl, say
+from tests.support import TARGET, helm, kubectl, say
 
 pytestmark = pytest.mark.cluster
 
 NS = "k8s-lab-restore-test"
+HERE = TARGET.in_namespace(NS)  # the test's own database, never the lab's
 PV = "k8s-lab-restore-test-data"
 NODE_DIR = "/var/local/k8s-lab/pv/restore-test"
-HOST_DIR = config.data_dir() / "pv" / "restore-test"
+HOST_DIR = TARGET.data_dir / "pv" / "restore-test"
 MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
 CHART_ARGS = ("--set", "web.enabled=false", "--set", "networkPolicy.enabled=false", "--set", "watcher.enabled=false",
               "--set", "backup.enabled=false", "--set", f"storage.persistentVolumeName={PV}",
@@ -51,15 +51,17 @@ def db():
     from lab.build import images
 
     remove_everything()
-    image = images.image_names(images.resolve_mode(MODE))["database"]
-    if image.startswith("k8s-lab/") and deploy.missing_images([image]):
-        images.build(mode=images.resolve_mode(MODE), load=True)
+    mode = images.resolve_mode(MODE)
+    image = images.image_names(mode)["database"]
+    if image.startswith("k8s-lab/") and deploy.missing_images(TARGET, [image]):
+        images.build(mode)
+        kind.load_images(TARGET, images.to_load(mode))
     args = [*CHART_ARGS, "--set", f"database.image={image}"]
     rendered = helm("template", deploy.RELEASE, str(deploy.CHART_DIR), "--namespace", NS, *args).stdout
-    hostdirs.prepare([d for d in yaml.safe_load_all(rendered) if d], config.CLUSTER_NAME)
+    hostdirs.prepare([d for d in yaml.safe_load_all(rendered) if d], TARGET.cluster)
     helm("upgrade", "--install", deploy.RELEASE, str(deploy.CHART_DIR), "--namespace", NS, "--create-namespace",
          *args, "--wait", "--timeout", "300s", timeout=360)
-    database = backup.Database(NS)
+    database = backup.Database(HERE)
     kube.wait_until(database.ping, 300, what="the database to answer SQL")
     database.sql(SEED, database="lab")
     yield database
@@ -87,13 +89,13 @@ def broken_copy(good: backup.Backup, directory) -> backup.Backup:
 
 
 def test_a_dump_broken_halfway_leaves_the_live_database_identical(db, tmp_path):
-    good = backup.create("lab", namespace=NS, directory=tmp_path / "good")
+    good = backup.create(HERE, "lab", directory=tmp_path / "good")
     bad = broken_copy(good, tmp_path / "bad")
     backup.check_file(bad.path, backup.load_metadata(bad.path))  # the file itself looks fine
     db.sql("UPDATE notes SET note = 'changed after the backup' WHERE id = 1;", database="lab")
     before = live(db)
     with pytest.raises(LabError) as error:
-        backup.restore(bad.path, namespace=NS, directory=tmp_path / "bad", db=db)
+        backup.restore(HERE, bad.path, directory=tmp_path / "bad", db=db)
     say(error.value.message.splitlines()[-1])
     assert "the live database is untouched" in error.value.message
     [safety] = backup._backup_files(tmp_path / "bad" / backup.SAFETY_DIR)
@@ -104,11 +106,11 @@ def test_a_dump_broken_halfway_leaves_the_live_database_identical(db, tmp_path):
 
 
 def test_a_good_restore_replaces_the_live_database_and_keeps_a_safety_dump(db, tmp_path):
-    good = backup.create("lab", namespace=NS, directory=tmp_path)
+    good = backup.create(HERE, "lab", directory=tmp_path)
     db.sql("DELETE FROM readings WHERE id > 1000; UPDATE notes SET note = 'after';", database="lab")
     changed = live(db)
-    backup.restore(good.path, namespace=NS, directory=tmp_path, db=db)
-    assert backup.verify(good.path, namespace=NS, directory=tmp_path, record=False).attrs["ok"]
+    backup.restore(HERE, good.path, directory=tmp_path, db=db)
+    assert backup.verify(HERE, good.path, directory=tmp_path, record=False).attrs["ok"]
     [safety] = backup._backup_files(tmp_path / backup.SAFETY_DIR)
     assert {t["table"]: t["rows"] for t in backup.load_metadata(safety)["tables"]} == \
         {t["table"]: t["rows"] for t in changed}
@@ -125,6 +127,6 @@ def test_an_all_databases_dump_never_restores_the_mysql_schema(db, tmp_path):
     assert b"intruder" in gzip.decompress(path.read_bytes())
     db.sql("DROP USER 'intruder'@'%';")
     before = db.sql("SELECT User, Host FROM mysql.user ORDER BY 1, 2;")
-    result = backup.restore(path, namespace=NS, directory=tmp_path, db=db, require_metadata=False)
+    result = backup.restore(HERE, path, directory=tmp_path, db=db, require_metadata=False)
     assert result.databases == ["lab"]
     assert db.sql("SELECT User, Host FROM mysql.user ORDER BY 1, 2;") == before

@@ -12,6 +12,7 @@ bounded time. The module installs the system with Helm and removes it at the end
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -23,14 +24,20 @@ import pytest
 from lab import config
 from lab.system import deploy
 from lab.cluster import kube
-from tests.support import deployed, kubectl, say
+from lab.cluster import kind
+from tests.support import TARGET, deployed, kubectl, say
 
 pytestmark = pytest.mark.cluster
 
-NS = config.NAMESPACE
+NS = TARGET.namespace  # the lab's namespace: this module installs the system itself
 MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
-URL = f"http://127.0.0.1:{config.WEB_HOST_PORT}/"
 MAX_SECONDS = 300
+
+
+@functools.cache
+def url() -> str:
+    """The web NodePort where this host reaches it (the kind port mapping of LAB_CLUSTER's cluster)."""
+    return f"http://127.0.0.1:{kind.web_host_port(TARGET)}/"
 
 
 @dataclass
@@ -45,7 +52,7 @@ class Client:
     def run(self) -> None:
         deadline = time.monotonic() + MAX_SECONDS
         while not self._stop.is_set() and time.monotonic() < deadline:
-            request = urllib.request.Request(URL, headers={"Connection": "close"})
+            request = urllib.request.Request(url(), headers={"Connection": "close"})
             try:
                 with urllib.request.urlopen(request, timeout=3) as response:
                     body = response.read()
@@ -67,14 +74,14 @@ class Client:
 
 
 def web_pod_names() -> set[str]:
-    pods = kube.core().list_namespaced_pod(NS, label_selector="app.kubernetes.io/component=web,"
+    pods = kube.core(TARGET).list_namespaced_pod(NS, label_selector="app.kubernetes.io/component=web,"
                                                                "app.kubernetes.io/instance=k8s-lab").items
     return {p.metadata.name for p in pods}
 
 
 def wait_replaced(before: set[str], replicas: int = 3) -> None:
     def done():
-        d = kube.apps().read_namespaced_deployment("web", NS)
+        d = kube.apps(TARGET).read_namespaced_deployment("web", NS)
         names = web_pod_names()
         return (d.status.observed_generation >= d.metadata.generation
                 and (d.status.updated_replicas or 0) == (d.status.ready_replicas or 0) == replicas
@@ -118,9 +125,9 @@ def test_no_failed_request_during_a_helm_upgrade_that_rolls_the_pods(system, tmp
     started = time.monotonic()
     with Client() as client:
         time.sleep(2)
-        deploy.deploy("helm", mode=MODE, helm_args=["--set-file", f"web.nginxConfig={changed}"])
+        deploy.deploy(TARGET, "helm", mode=MODE, helm_args=["--set-file", f"web.nginxConfig={changed}"])
         wait_replaced(before)
         time.sleep(5)
     check(client, "helm upgrade (new nginx config)", time.monotonic() - started)
-    with urllib.request.urlopen(URL, timeout=3) as response:
+    with urllib.request.urlopen(url(), timeout=3) as response:
         assert response.headers.get("X-Lab-Rollout") == "test"

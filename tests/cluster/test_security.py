@@ -15,15 +15,14 @@ import uuid
 
 import pytest
 
-from lab import config
 from lab.ops import backup
 from lab.system import deploy
 from lab.cluster import kube
-from tests.support import deployed, helm, kubectl, say
+from tests.support import TARGET, deployed, helm, kubectl, say
 
 pytestmark = pytest.mark.cluster
 
-NS = config.NAMESPACE
+NS = TARGET.namespace  # the lab's namespace: this module deploys the system itself
 MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
 ENFORCE = "pod-security.kubernetes.io/enforce=restricted"
 
@@ -43,7 +42,7 @@ def mysql(user_key: str, password_key: str, query: str, check: bool = True, netw
 def _credentials() -> dict[str, str]:
     import base64
 
-    data = kube.core().read_namespaced_secret("database-credentials", NS).data or {}
+    data = kube.core(TARGET).read_namespaced_secret("database-credentials", NS).data or {}
     return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
@@ -61,7 +60,7 @@ def system():
 
 
 def test_manifests_run_under_restricted(system):
-    labels = kube.core().read_namespace(NS).metadata.labels
+    labels = kube.core(TARGET).read_namespace(NS).metadata.labels
     assert {labels[f"pod-security.kubernetes.io/{m}"] for m in ("enforce", "warn", "audit")} == {"restricted"}
     assert restricted_dry_run() == ""
 
@@ -123,17 +122,18 @@ def test_policies_from_outside_the_namespace_and_for_outgoing_traffic(system):
             return probe.lab_expected(source, destination, port)
 
         frame = probe.matrix(NS, [*probe.lab_sources(), *probe.lab_outside_sources()],
-                             [*probe.lab_destinations(), dns], ports=probe.LAB_PORTS, expected=expected)
+                             [*probe.lab_destinations(), dns], ports=probe.LAB_PORTS, expected=expected,
+                             target=TARGET)
         say(f"{len(frame)} cells, {len(probe.wrong(frame))} wrong")
         assert set(frame["source_group"]) == {"web", "other", "elsewhere", "borrowed"}
         assert probe.wrong(frame).empty, probe.wrong(frame).to_string()
     finally:
         kubectl("delete", "namespace", outside, "--wait=false", check=False)
-        probe.delete_probe_pods(NS)
+        probe.delete_probe_pods(NS, target=TARGET)
 
 
 def test_the_cronjob_writes_a_trusted_dump_through_its_claim(system):
-    backups = backup.backup_dir()
+    backups = backup.backup_dir(TARGET)
     before = set(backups.glob("k8s-lab-*.sql.gz")) if backups.is_dir() else set()
     name = f"backup-sec-{uuid.uuid4().hex[:6]}"
     kubectl("create", "job", "-n", NS, "--from=cronjob/database-backup", name)
@@ -147,7 +147,7 @@ def test_the_cronjob_writes_a_trusted_dump_through_its_claim(system):
     backup.check_file(new, meta)  # sha256 and size as recorded
     rows = int(mysql("root", "root-password", "SELECT COUNT(*) FROM lab.survival").stdout)
     assert {t["table"]: t["rows"] for t in meta["tables"]}["survival"] == rows >= 1
-    assert backup.verify(new, namespace=NS, record=False).attrs["ok"]
+    assert backup.verify(TARGET, new, record=False).attrs["ok"]
     assert not list(backups.glob(".*.partial")), "the Job left a partial file"
     assert b"`mysql`" not in gzip.decompress(new.read_bytes())
     kubectl("delete", "job", "-n", NS, name, "--wait=false")
@@ -155,9 +155,9 @@ def test_the_cronjob_writes_a_trusted_dump_through_its_claim(system):
 
 
 def test_helm_install_runs_under_restricted_and_keeps_the_data(system):
-    deploy.undeploy("manifests")
+    deploy.undeploy(TARGET, "manifests")
     started = time.monotonic()
-    deploy.deploy("helm", mode=MODE, wait=True)
+    deploy.deploy(TARGET, "helm", mode=MODE, wait=True)
     say(f"lab deploy --helm: {time.monotonic() - started:.0f}s")
     assert restricted_dry_run() == ""
     # The same generated passwords: the database files from the manifests' run open with them.
