@@ -276,13 +276,14 @@ def cluster_system_pods():
 # %%
 # NBVAL_CHECK_OUTPUT
 components = set()
-if solutions:
-    for pod in kube.core(nb.context).list_namespaced_pod("kube-system", _request_timeout=10).items:
-        labels = pod.metadata.labels or {}
-        components.add(labels.get("component") or labels.get("k8s-app"))
-else:
-    # TODO: fill the set `components` with the component name of every kube-system Pod
-    pass
+# BEGIN SOLUTION NO PROMPT
+for pod in kube.core(nb.context).list_namespaced_pod("kube-system", _request_timeout=10).items:
+    labels = pod.metadata.labels or {}
+    components.add(labels.get("component") or labels.get("k8s-app"))
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: fill the set `components` with the component name of every kube-system Pod
+# END PROMPT
 print(sorted(components))
 
 # %% [markdown]

@@ -149,13 +149,14 @@ def storage_quota_and_limits():
 import json
 
 defaults = None
-if solutions:
-    answer = nb.kubectl("run", "dry", f"--image={nb.images()['probe']}", "--restart=Never", "--dry-run=server",
-                        "-o", "json", show=False)
-    defaults = json.loads(answer.stdout)["spec"]["containers"][0]["resources"]
-else:
-    # TODO: run the dry run above (nb.kubectl(...) returns its output in .stdout) and set `defaults`
-    pass
+# BEGIN SOLUTION NO PROMPT
+answer = nb.kubectl("run", "dry", f"--image={nb.images()['probe']}", "--restart=Never", "--dry-run=server",
+                    "-o", "json", show=False)
+defaults = json.loads(answer.stdout)["spec"]["containers"][0]["resources"]
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: run the dry run above (nb.kubectl(...) returns its output in .stdout) and set `defaults`
+# END PROMPT
 print(json.dumps(defaults, indent=2, sort_keys=True))
 
 # %% [markdown]

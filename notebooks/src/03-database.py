@@ -290,14 +290,15 @@ def db_stable_name():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-if solutions:
-    nb.mysql("""
-        CREATE TABLE IF NOT EXISTS notes (id INT PRIMARY KEY, author VARCHAR(64), note VARCHAR(255));
-        REPLACE INTO notes (id, author, note) VALUES (1, 'reference solution', 'hello from notebook 03');
-    """)
-else:
-    # TODO: nb.mysql("...") with the CREATE TABLE and REPLACE statements above, your name as author
-    pass
+# BEGIN SOLUTION NO PROMPT
+nb.mysql("""
+    CREATE TABLE IF NOT EXISTS notes (id INT PRIMARY KEY, author VARCHAR(64), note VARCHAR(255));
+    REPLACE INTO notes (id, author, note) VALUES (1, 'reference solution', 'hello from notebook 03');
+""")
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: nb.mysql("...") with the CREATE TABLE and REPLACE statements above, your name as author
+# END PROMPT
 
 # %% [markdown]
 # Read it back:

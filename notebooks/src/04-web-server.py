@@ -227,16 +227,17 @@ print(json.dumps(first, indent=2))
 # %%
 # NBVAL_IGNORE_OUTPUT
 endpoint_ips = []
-if solutions:
-    from kubernetes import client
+# BEGIN SOLUTION NO PROMPT
+from kubernetes import client
 
-    slices = client.DiscoveryV1Api(kube.api_client(nb.context)).list_namespaced_endpoint_slice(
-        nb.namespace, label_selector="kubernetes.io/service-name=web", _request_timeout=10).items
-    endpoint_ips = sorted(address for s in slices for ep in s.endpoints or [] for address in ep.addresses
-                          if ep.conditions is None or ep.conditions.ready is not False)
-else:
-    # TODO: set endpoint_ips to the sorted list of ready endpoint addresses of Service web
-    pass
+slices = client.DiscoveryV1Api(kube.api_client(nb.context)).list_namespaced_endpoint_slice(
+    nb.namespace, label_selector="kubernetes.io/service-name=web", _request_timeout=10).items
+endpoint_ips = sorted(address for s in slices for ep in s.endpoints or [] for address in ep.addresses
+                      if ep.conditions is None or ep.conditions.ready is not False)
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: set endpoint_ips to the sorted list of ready endpoint addresses of Service web
+# END PROMPT
 print(endpoint_ips)
 
 # %% [markdown]

@@ -305,13 +305,14 @@ checks.checkpoint(
 # NBVAL_IGNORE_OUTPUT
 import json
 
-if solutions:
-    broken_patch = [{"op": "replace", "path": "/spec/ingress/0/from/0/podSelector/matchLabels/app.kubernetes.io~1component",
-                     "value": "frontend"}]
-    nb.kubectl("patch", "networkpolicy", "database-allow-clients", "--type=json", "-p", json.dumps(broken_patch))
-else:
-    # TODO: nb.kubectl("patch", "networkpolicy", "database-allow-clients", "--type=json", "-p", ...)
-    pass
+# BEGIN SOLUTION NO PROMPT
+broken_patch = [{"op": "replace", "path": "/spec/ingress/0/from/0/podSelector/matchLabels/app.kubernetes.io~1component",
+                 "value": "frontend"}]
+nb.kubectl("patch", "networkpolicy", "database-allow-clients", "--type=json", "-p", json.dumps(broken_patch))
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: nb.kubectl("patch", "networkpolicy", "database-allow-clients", "--type=json", "-p", ...)
+# END PROMPT
 
 # %% [markdown]
 # Measure again with the *same* expectation. A change that removes access needs care: a cell that

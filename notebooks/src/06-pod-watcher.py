@@ -397,12 +397,13 @@ def watcher_lifecycles():
 # %%
 # NBVAL_IGNORE_OUTPUT
 to_ready = pd.Series(dtype=float)
-if solutions:
-    created_here = lifecycles[lifecycles["pod"].str.startswith("web-") & lifecycles["created"].ge(started)]
-    to_ready = created_here.set_index("pod")["to_ready_s"]
-else:
-    # TODO: to_ready = ... (a Series: Pod name -> seconds from created to ready, for the web Pods created in step 4)
-    pass
+# BEGIN SOLUTION NO PROMPT
+created_here = lifecycles[lifecycles["pod"].str.startswith("web-") & lifecycles["created"].ge(started)]
+to_ready = created_here.set_index("pod")["to_ready_s"]
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: to_ready = ... (a Series: Pod name -> seconds from created to ready, for the web Pods created in step 4)
+# END PROMPT
 to_ready.describe()
 
 # %% [markdown]

@@ -316,13 +316,14 @@ def helm_history_check():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-if solutions:
-    before_upgrade = notebook.helm_history(nb)[-2]["revision"]
-    nb.helm("rollback", RELEASE, str(before_upgrade), "--history-max", str(notebook.HELM_HISTORY_MAX),
-            "--wait", "--timeout", "300s", progress=True)
-else:
-    # TODO: find the revision before the upgrade and roll back to it with nb.helm("rollback", ...)
-    pass
+# BEGIN SOLUTION NO PROMPT
+before_upgrade = notebook.helm_history(nb)[-2]["revision"]
+nb.helm("rollback", RELEASE, str(before_upgrade), "--history-max", str(notebook.HELM_HISTORY_MAX),
+        "--wait", "--timeout", "300s", progress=True)
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: find the revision before the upgrade and roll back to it with nb.helm("rollback", ...)
+# END PROMPT
 
 # %% [markdown]
 # **Checkpoint.** The latest revision is a rollback and the web server runs 3 ready replicas again.

@@ -379,15 +379,16 @@ def backup_restored():
 # %%
 # NBVAL_IGNORE_OUTPUT
 my_checksums = {}
-if solutions:
-    answer = nb.mysql("CHECKSUM TABLE lab.readings, lab_restored.readings;", user_key="root",
-                      password_key="root-password", show=False)
-    for line in answer.stdout.splitlines()[1:]:
-        table, value = line.split("\t")
-        my_checksums[table.split(".")[0]] = int(value)
-else:
-    # TODO: run CHECKSUM TABLE as root and fill my_checksums = {"lab": ..., "lab_restored": ...}
-    pass
+# BEGIN SOLUTION NO PROMPT
+answer = nb.mysql("CHECKSUM TABLE lab.readings, lab_restored.readings;", user_key="root",
+                  password_key="root-password", show=False)
+for line in answer.stdout.splitlines()[1:]:
+    table, value = line.split("\t")
+    my_checksums[table.split(".")[0]] = int(value)
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: run CHECKSUM TABLE as root and fill my_checksums = {"lab": ..., "lab_restored": ...}
+# END PROMPT
 my_checksums
 
 # %% [markdown]
@@ -559,11 +560,12 @@ def backup_drill_namespace():
 # %%
 # NBVAL_IGNORE_OUTPUT
 drill_db = None
-if solutions:
-    drill_db = backup.drill(nb.namespace, database="lab", stages=("database",), backup=path)
-else:
-    # TODO: drill_db = backup.drill(...) with stages=("database",)
-    pass
+# BEGIN SOLUTION NO PROMPT
+drill_db = backup.drill(nb.namespace, database="lab", stages=("database",), backup=path)
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: drill_db = backup.drill(...) with stages=("database",)
+# END PROMPT
 drill_db
 
 # %% [markdown]

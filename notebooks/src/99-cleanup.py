@@ -267,16 +267,17 @@ def cleanup_files_stay():
 # %%
 # NBVAL_IGNORE_OUTPUT
 leftovers = None
-if solutions:
-    leftovers = []
-    if have_cluster:
-        listed = nb.kubectl("get", "namespaces,persistentvolumes", "-l", "app.kubernetes.io/part-of=k8s-lab",
-                            "-o", "name", namespaced=False, show=False).stdout.split()
-        mine = {f"namespace/{nb.namespace}", f"persistentvolume/{nb.pv_name}"}
-        leftovers = [name for name in listed if name in mine]
-else:
-    # TODO: leftovers = [...] from kubectl get namespaces,persistentvolumes -l app.kubernetes.io/part-of=k8s-lab -o name
-    pass
+# BEGIN SOLUTION NO PROMPT
+leftovers = []
+if have_cluster:
+    listed = nb.kubectl("get", "namespaces,persistentvolumes", "-l", "app.kubernetes.io/part-of=k8s-lab",
+                        "-o", "name", namespaced=False, show=False).stdout.split()
+    mine = {f"namespace/{nb.namespace}", f"persistentvolume/{nb.pv_name}"}
+    leftovers = [name for name in listed if name in mine]
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: leftovers = [...] from kubectl get namespaces,persistentvolumes -l app.kubernetes.io/part-of=k8s-lab -o name
+# END PROMPT
 print("leftovers:", leftovers)
 
 # %% [markdown]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the lab notebooks from their sources, and store executed outputs back into them.
+"""Build the lab notebooks from their sources: the student handouts and the reference notebooks.
 
 The notebooks are written as Python files in the "percent" format (``notebooks/src/NN-name.py``)::
 
@@ -13,16 +13,33 @@ The notebooks are written as Python files in the "percent" format (``notebooks/s
     # %%
     print("a code cell")
 
+One source, two products. Solutions are marked the way otter-grader's Otter Assign marks them::
+
+    # BEGIN SOLUTION            the lines up to `# END SOLUTION` are the reference answer: the
+    ...                         handout has `...` in their place (nothing with `# BEGIN SOLUTION NO PROMPT`)
+    # END SOLUTION
+    # BEGIN PROMPT              lines up to `# END PROMPT` appear only in the handout
+    x = compute()  # SOLUTION   one line: the handout keeps `x = ...` (YAML `key: value  # SOLUTION`
+                                keeps `key:`, an empty value)
+
+- ``notebooks/NN-name.ipynb``, the **handouts** students open: no solution, ``solutions = False``,
+  no outputs (so no checkpoint evidence and no paths of the machine that built them);
+- ``notebooks/reference/NN-name.ipynb``, the **reference**: the solutions, ``solutions = True``,
+  stored with the outputs of a real run (nbval compares them; instructors read them).
+
+A cell's first line ``# NBVAL_CHECK_OUTPUT`` / ``# NBVAL_IGNORE_OUTPUT`` becomes the cell tag
+``nbval-check-output`` / ``nbval-ignore-output`` (nbval reads either), so students do not see it.
+
 Usage (from the repository root)::
 
-    python notebooks/src/build.py [NN ...]         # write notebooks/NN-name.ipynb from the sources
-    python notebooks/src/build.py --check          # exit 1 when a notebook is out of step with its source
-    python notebooks/src/build.py --store DIR      # take executed notebooks from DIR (a `lab run --out`
-                                                   # directory) into notebooks/, minus papermill's additions
+    python notebooks/src/build.py [NN ...]         # write the handouts and reference notebooks
+    python notebooks/src/build.py --check          # exit 1 when a product is out of step with its source
+    python notebooks/src/build.py --store DIR      # take executed reference notebooks from DIR (a
+                                                   # `lab run --out` directory), minus papermill's additions
 
-Building keeps the stored outputs of every code cell whose source did not change, so editing the
-prose does not throw away an execution. ``--store`` refuses a notebook whose cells differ from its
-source (rebuild and run again) or that did not execute cleanly.
+Building keeps the stored outputs of every reference code cell whose source did not change, so
+editing the prose does not throw away an execution. ``--store`` refuses a notebook whose cells
+differ from its reference source (rebuild and run again) or that did not execute cleanly.
 """
 from __future__ import annotations
 
@@ -36,6 +53,8 @@ import nbformat
 
 SRC_DIR = Path(__file__).resolve().parent
 NOTEBOOKS_DIR = SRC_DIR.parent
+REFERENCE_DIR = NOTEBOOKS_DIR / "reference"
+HANDOUT, REFERENCE = "handout", "reference"
 SOURCE_PATTERN = re.compile(r"^\d{2}-[a-z0-9-]+\.py$")
 MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -81,21 +100,99 @@ def parse(text: str) -> list[dict]:
     return out
 
 
-def build_notebook(source: Path, previous: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
-    """The notebook for ``source``; code cells whose source is unchanged keep ``previous``'s
-    outputs, execution count and id."""
+# Otter Assign's markers (otter-grader docs/otter_assign/notebook_format.rst).
+BEGIN_SOLUTION = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?P<quiet> NO PROMPT)?\s*$")
+END_SOLUTION = re.compile(r"^\s*# END SOLUTION\s*$")
+BEGIN_PROMPT = re.compile(r"^\s*# BEGIN PROMPT\s*$")
+END_PROMPT = re.compile(r"^\s*# END PROMPT\s*$")
+SOLUTION_LINE = re.compile(r"^(?P<code>.*?)\s*# SOLUTION\s*$")
+PYTHON_ASSIGNMENT = re.compile(r"^(?P<lhs>\s*[\w.\[\]'\", ]+?\s*=)(?!=)")
+YAML_KEY = re.compile(r"^(?P<key>\s*(?:- )?[^:#]+:)")
+NBVAL_MARK = re.compile(r"^# NBVAL_(?P<mode>CHECK|IGNORE)_OUTPUT\s*$")
+SOLUTIONS_PARAMETER = re.compile(r"^solutions = True\b", re.MULTILINE)
+
+
+class MarkerError(ValueError):
+    pass
+
+
+def _blank_line(code: str, cell_magic: bool) -> str:
+    """A `# SOLUTION` line in the handout: the assignment's target or the YAML key, value left out."""
+    match = (YAML_KEY if cell_magic else PYTHON_ASSIGNMENT).match(code)
+    if match is None:
+        raise MarkerError(f"`# SOLUTION` on a line that is not an assignment or a key: {code.strip()!r}")
+    return match.group(1).rstrip() + ("" if cell_magic else " ...")
+
+
+def split_solutions(source: str, product: str) -> str:
+    """``source`` (a code cell) with the solution markers resolved for ``product``."""
+    lines, out, block = source.splitlines(), [], None
+    cell_magic = bool(lines) and lines[0].startswith("%%")
+    for number, line in enumerate(lines, 1):
+        if block is not None and block["end"].match(line):
+            block = None
+            continue
+        begin_solution, begin_prompt = BEGIN_SOLUTION.match(line), BEGIN_PROMPT.match(line)
+        if begin_solution or begin_prompt:
+            if block is not None:
+                raise MarkerError(f"line {number}: a block opens inside another block")
+            block = {"kind": "solution" if begin_solution else "prompt",
+                     "end": END_SOLUTION if begin_solution else END_PROMPT, "line": number}
+            if begin_solution and product == HANDOUT and not (begin_solution.group("quiet") or cell_magic):
+                out.append(begin_solution.group("indent") + "...")
+            continue
+        if END_SOLUTION.match(line) or END_PROMPT.match(line):
+            raise MarkerError(f"line {number}: {line.strip()} without its BEGIN")
+        if block is not None:
+            if (block["kind"] == "solution") == (product == REFERENCE):
+                out.append(line)
+            continue
+        solution = SOLUTION_LINE.match(line)
+        if solution:
+            out.append(solution.group("code") if product == REFERENCE else _blank_line(solution.group("code"), cell_magic))
+            continue
+        out.append(line)
+    if block is not None:
+        raise MarkerError(f"line {block['line']}: the block is not closed")
+    return "\n".join(out)
+
+
+def product_cell(spec: dict, product: str) -> dict:
+    """One parsed source cell as ``product`` has it: solutions resolved, the nbval mark as a tag,
+    and in the handout ``solutions = False``."""
+    if spec["type"] != "code":
+        return spec
+    source, tags = split_solutions(spec["source"], product), list(spec["tags"])
+    first, _, rest = source.partition("\n")
+    mark = NBVAL_MARK.match(first)
+    if mark:
+        source = rest
+        tags.append(f"nbval-{mark.group('mode').lower()}-output")
+    if product == HANDOUT and "parameters" in tags:
+        source = SOLUTIONS_PARAMETER.sub("solutions = False", source)
+    return {**spec, "source": source, "tags": tags}
+
+
+def build_notebook(source: Path, previous: nbformat.NotebookNode | None = None,
+                   product: str = REFERENCE) -> nbformat.NotebookNode:
+    """The ``product`` notebook of ``source``. Reference code cells whose source is unchanged keep
+    ``previous``'s outputs and execution count; handouts carry no outputs."""
     kept: dict[str, list] = {}
     for cell in (previous.cells if previous is not None else []):
         kept.setdefault(cell.cell_type + "\0" + cell.source, []).append(cell)
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
-    for spec in parse(source.read_text()):
+    for number, raw in enumerate(parse(source.read_text()), 1):
+        try:
+            spec = product_cell(raw, product)
+        except MarkerError as error:
+            raise SystemExit(f"{source.name}, cell {number}: {error}") from None
         old = (kept.get(spec["type"] + "\0" + spec["source"]) or [None]).pop(0)
         if spec["type"] == "markdown":
             cell = nbformat.v4.new_markdown_cell(spec["source"])
         else:
             cell = nbformat.v4.new_code_cell(spec["source"])
-            if old is not None:
+            if old is not None and product == REFERENCE:
                 cell.outputs = old.outputs
                 cell.execution_count = old.execution_count
         if old is not None and "id" in old:
@@ -106,8 +203,8 @@ def build_notebook(source: Path, previous: nbformat.NotebookNode | None = None) 
     return nb
 
 
-def target(source: Path) -> Path:
-    return NOTEBOOKS_DIR / (source.stem + ".ipynb")
+def target(source: Path, product: str = REFERENCE) -> Path:
+    return (REFERENCE_DIR if product == REFERENCE else NOTEBOOKS_DIR) / (source.stem + ".ipynb")
 
 
 def _read(path: Path) -> nbformat.NotebookNode | None:
@@ -118,24 +215,32 @@ def cell_sources(nb: nbformat.NotebookNode) -> list[tuple[str, str, list]]:
     return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
 
 
+def _stored_state(nb: nbformat.NotebookNode) -> list:
+    """What a handout must not carry beyond its cells: outputs and execution counts."""
+    return [(c.get("outputs"), c.get("execution_count")) for c in nb.cells if c.cell_type == "code"]
+
+
 def _selected(source: Path, names: list[str] | None) -> bool:
     return not names or source.stem[:2] in names or source.stem in names or target(source).name in names
 
 
 def build(check: bool = False, names: list[str] | None = None) -> list[str]:
-    """Write (or with ``check``, compare) the notebooks (those ``names``d: NN, stem or file name;
-    default every one); returns the names out of step."""
+    """Write (or with ``check``, compare) both products of the notebooks (those ``names``d: NN,
+    stem or file name; default every one); returns the paths out of step, relative to notebooks/."""
     stale = []
     for source in sources():
         if not _selected(source, names):
             continue
-        path = target(source)
-        previous = _read(path)
-        nb = build_notebook(source, previous)
-        if previous is None or cell_sources(previous) != cell_sources(nb):
-            stale.append(path.name)
-        if not check:
-            nbformat.write(nb, str(path))
+        for product in (HANDOUT, REFERENCE):
+            path = target(source, product)
+            previous = _read(path)
+            nb = build_notebook(source, previous, product)
+            if (previous is None or cell_sources(previous) != cell_sources(nb)
+                    or (product == HANDOUT and _stored_state(previous) != _stored_state(nb))):
+                stale.append(str(path.relative_to(NOTEBOOKS_DIR)))
+            if not check:
+                path.parent.mkdir(exist_ok=True)
+                nbformat.write(nb, str(path))
     return stale
 
 
@@ -155,7 +260,8 @@ def clean_executed(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def store(run_dir: Path, names: list[str] | None = None) -> list[str]:
-    """Copy executed notebooks from ``run_dir`` into notebooks/ (only those with a source here)."""
+    """Copy executed reference notebooks from ``run_dir`` into notebooks/reference/ (only those with
+    a source here)."""
     stored = []
     for source in sources():
         executed_path = run_dir / (source.stem + ".ipynb")
@@ -173,7 +279,7 @@ def store(run_dir: Path, names: list[str] | None = None) -> list[str]:
         if errors or unexecuted:
             raise SystemExit(f"{executed_path}: cells {errors or unexecuted} failed or did not run; not storing it")
         nbformat.write(executed, str(target(source)))
-        stored.append(target(source).name)
+        stored.append(str(target(source).relative_to(NOTEBOOKS_DIR)))
     return stored
 
 
@@ -190,11 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     stale = build(check=args.check, names=args.names)
     if args.check:
         if stale:
-            print("out of step with notebooks/src: " + ", ".join(stale))
+            print("out of step with notebooks/src: " + ", ".join(stale)
+                  + " (python notebooks/src/build.py rebuilds them)")
             return 1
-        print("notebooks match their sources")
+        print("handouts and reference notebooks match their sources")
         return 0
-    built = [target(s).name for s in sources() if _selected(s, args.names)]
+    built = [s.stem for s in sources() if _selected(s, args.names)]
     print("built: " + ", ".join(built) + (f" (changed: {', '.join(stale)})" if stale else ""))
     return 0
 
