@@ -13,14 +13,7 @@ The notebooks are written as Python files in the "percent" format (``notebooks/s
     # %%
     print("a code cell")
 
-One source, two products. Solutions are marked the way otter-grader's Otter Assign marks them::
-
-    # BEGIN SOLUTION            the lines up to `# END SOLUTION` are the reference answer: the
-    ...                         handout has `...` in their place (nothing with `# BEGIN SOLUTION NO PROMPT`)
-    # END SOLUTION
-    # BEGIN PROMPT              lines up to `# END PROMPT` appear only in the handout
-    x = compute()  # SOLUTION   one line: the handout keeps `x = ...` (YAML `key: value  # SOLUTION`
-                                keeps `key:`, an empty value)
+One source, two products; solutions are marked with Otter Assign's markers (see lab.solutions):
 
 - ``notebooks/NN-name.ipynb``, the **handouts** students open: no solution, ``solutions = False``,
   no outputs (so no checkpoint evidence and no paths of the machine that built them);
@@ -51,10 +44,13 @@ from pathlib import Path
 
 import nbformat
 
+from lab.solutions import HANDOUT, REFERENCE, MarkerError, split_solutions  # noqa: F401 - MarkerError for callers
+
 SRC_DIR = Path(__file__).resolve().parent
 NOTEBOOKS_DIR = SRC_DIR.parent
 REFERENCE_DIR = NOTEBOOKS_DIR / "reference"
-HANDOUT, REFERENCE = "handout", "reference"
+NBVAL_MARK = re.compile(r"^# NBVAL_(?P<mode>CHECK|IGNORE)_OUTPUT\s*$")
+SOLUTIONS_PARAMETER = re.compile(r"^solutions = True\b", re.MULTILINE)
 SOURCE_PATTERN = re.compile(r"^\d{2}-[a-z0-9-]+\.py$")
 MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -64,8 +60,8 @@ ERROR_TAG = "papermill-error-cell-tag"
 CELL_METADATA_NOISE = ("papermill", "execution", "collapsed", "scrolled")
 
 
-def sources(directory: Path = SRC_DIR) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if SOURCE_PATTERN.match(p.name))
+def sources(directory: Path | None = None) -> list[Path]:
+    return sorted(p for p in (directory or SRC_DIR).iterdir() if SOURCE_PATTERN.match(p.name))
 
 
 def parse(text: str) -> list[dict]:
@@ -98,63 +94,6 @@ def parse(text: str) -> list[dict]:
             lines.pop(0)
         out.append({**cell, "source": "\n".join(lines)})
     return out
-
-
-# Otter Assign's markers (otter-grader docs/otter_assign/notebook_format.rst).
-BEGIN_SOLUTION = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?P<quiet> NO PROMPT)?\s*$")
-END_SOLUTION = re.compile(r"^\s*# END SOLUTION\s*$")
-BEGIN_PROMPT = re.compile(r"^\s*# BEGIN PROMPT\s*$")
-END_PROMPT = re.compile(r"^\s*# END PROMPT\s*$")
-SOLUTION_LINE = re.compile(r"^(?P<code>.*?)\s*# SOLUTION\s*$")
-PYTHON_ASSIGNMENT = re.compile(r"^(?P<lhs>\s*[\w.\[\]'\", ]+?\s*=)(?!=)")
-YAML_KEY = re.compile(r"^(?P<key>\s*(?:- )?[^:#]+:)")
-NBVAL_MARK = re.compile(r"^# NBVAL_(?P<mode>CHECK|IGNORE)_OUTPUT\s*$")
-SOLUTIONS_PARAMETER = re.compile(r"^solutions = True\b", re.MULTILINE)
-
-
-class MarkerError(ValueError):
-    pass
-
-
-def _blank_line(code: str, cell_magic: bool) -> str:
-    """A `# SOLUTION` line in the handout: the assignment's target or the YAML key, value left out."""
-    match = (YAML_KEY if cell_magic else PYTHON_ASSIGNMENT).match(code)
-    if match is None:
-        raise MarkerError(f"`# SOLUTION` on a line that is not an assignment or a key: {code.strip()!r}")
-    return match.group(1).rstrip() + ("" if cell_magic else " ...")
-
-
-def split_solutions(source: str, product: str) -> str:
-    """``source`` (a code cell) with the solution markers resolved for ``product``."""
-    lines, out, block = source.splitlines(), [], None
-    cell_magic = bool(lines) and lines[0].startswith("%%")
-    for number, line in enumerate(lines, 1):
-        if block is not None and block["end"].match(line):
-            block = None
-            continue
-        begin_solution, begin_prompt = BEGIN_SOLUTION.match(line), BEGIN_PROMPT.match(line)
-        if begin_solution or begin_prompt:
-            if block is not None:
-                raise MarkerError(f"line {number}: a block opens inside another block")
-            block = {"kind": "solution" if begin_solution else "prompt",
-                     "end": END_SOLUTION if begin_solution else END_PROMPT, "line": number}
-            if begin_solution and product == HANDOUT and not (begin_solution.group("quiet") or cell_magic):
-                out.append(begin_solution.group("indent") + "...")
-            continue
-        if END_SOLUTION.match(line) or END_PROMPT.match(line):
-            raise MarkerError(f"line {number}: {line.strip()} without its BEGIN")
-        if block is not None:
-            if (block["kind"] == "solution") == (product == REFERENCE):
-                out.append(line)
-            continue
-        solution = SOLUTION_LINE.match(line)
-        if solution:
-            out.append(solution.group("code") if product == REFERENCE else _blank_line(solution.group("code"), cell_magic))
-            continue
-        out.append(line)
-    if block is not None:
-        raise MarkerError(f"line {block['line']}: the block is not closed")
-    return "\n".join(out)
 
 
 def product_cell(spec: dict, product: str) -> dict:
