@@ -773,6 +773,9 @@ def start(notebook: str, *, cluster: Any = DEFAULTS["cluster"], namespace: Any =
     print(f"{lab.notebook}: cluster {params.cluster} (context {params.context}), namespace {params.namespace}, "
           f"mode {params.mode}, solutions {'shown' if params.solutions else 'left to you'}")
     lab.require(*requires)
+    from lab import tasks
+
+    tasks.work_dir()  # where the build tasks' %%writefile cells write
     return lab
 
 

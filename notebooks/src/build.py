@@ -101,12 +101,13 @@ def product_cell(spec: dict, product: str) -> dict:
     and in the handout ``solutions = False``."""
     if spec["type"] != "code":
         return spec
-    source, tags = split_solutions(spec["source"], product), list(spec["tags"])
+    source, tags = spec["source"], list(spec["tags"])
     first, _, rest = source.partition("\n")
     mark = NBVAL_MARK.match(first)
-    if mark:
+    if mark:  # first, so that a cell magic such as %%writefile is the first line again
         source = rest
         tags.append(f"nbval-{mark.group('mode').lower()}-output")
+    source = split_solutions(source, product)
     if product == HANDOUT and "parameters" in tags:
         source = SOLUTIONS_PARAMETER.sub("solutions = False", source)
     return {**spec, "source": source, "tags": tags}

@@ -1,0 +1,419 @@
+"""Build tasks: the objects students write themselves, applied without a traceback and checked live.
+
+A build task is a ``%%writefile work/NAME.yaml`` cell (the student's object, with blanks in the
+handout) followed by ``tasks.apply(nb, "work/NAME.yaml", "Kind")``, which reads the file, says
+what is wrong with it (not YAML: the line; the wrong kind or namespace; kubectl's refusal, which
+names the field) and never raises, so the notebook goes on to the next step. The checkpoint after it
+is a registered check (``checks.check("build.pv")``): it reads the object from the cluster and
+says what is wrong in it without printing the answer; ``lab grade --live`` runs the same checks.
+
+Later steps that need a student's object ask :func:`missing` (inside a checkpoint) or :func:`have`
+(in a cell) first, and fail with "finish step N of 03 first" instead of a traceback or a wait
+that cannot end.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from lab import checks, config
+from lab.errors import LabError
+
+WORK_DIR = "work"  # the student's folder, next to the notebooks (created by work_dir())
+MISSING = object()
+
+
+def work_dir() -> Path:
+    """The folder the build tasks' %%writefile cells write to (relative to the notebook)."""
+    path = Path.cwd() / WORK_DIR
+    path.mkdir(exist_ok=True)
+    return path
+
+
+# ============================================================================================
+# The student's file
+# ============================================================================================
+
+
+def read_objects(path: str | Path) -> tuple[list[dict], list[str]]:
+    """The objects in a YAML file and what is wrong with the file itself (missing, not YAML,
+    a document that is not an object)."""
+    path = Path(path)
+    if not path.exists():
+        return [], [f"{path} does not exist: run the %%writefile cell above first"]
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        return [], [f"{path} is not valid YAML ({where}): {problem}"]
+    if not documents:
+        return [], [f"{path} is empty"]
+    problems = [f"{path}: document {i} is a {type(d).__name__}, not an object with kind and metadata"
+                for i, d in enumerate(documents, 1) if not isinstance(d, dict)]
+    return [d for d in documents if isinstance(d, dict)], problems
+
+
+def _named(doc: dict) -> str:
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    return f"{doc.get('kind') or '(no kind)'} {meta.get('name') or '(no metadata.name)'}"
+
+
+def file_problems(path: str | Path, kinds: tuple[str, ...], namespace: str | None) -> list[str]:
+    """What is wrong with the student's file before the API sees it."""
+    documents, problems = read_objects(path)
+    for doc in documents:
+        kind = doc.get("kind")
+        if kind not in kinds:
+            problems.append(f"{path}: {_named(doc)}: this step wants {' and '.join(kinds)}, "
+                            f"{'not ' + repr(kind) if kind else 'kind is missing'}")
+        meta = doc.get("metadata")
+        if not isinstance(meta, dict) or not meta.get("name"):
+            problems.append(f"{path}: {_named(doc)}: metadata.name is missing")
+            continue
+        wrong_ns = meta.get("namespace")
+        if namespace and wrong_ns and wrong_ns != namespace and kind not in ("PersistentVolume", "Namespace"):
+            problems.append(f"{path}: {_named(doc)}: metadata.namespace is {wrong_ns!r}, the lab works in {namespace!r}")
+    found = {d.get("kind") for d in documents}
+    problems += [f"{path}: there is no {kind} in it" for kind in kinds if kind not in found and documents]
+    return problems
+
+
+def _as_applied(lab, path: Path) -> str:
+    """The file as kubectl gets it: images for the lab's mode, another namespace rewritten."""
+    from lab import deploy, notebook
+
+    text = deploy.substitute_images(path.read_text(), deploy.image_substitutions(lab.image_mode))
+    return notebook.rewrite_namespace(text, lab.namespace)
+
+
+def apply(lab, path: str | Path, *kinds: str, dry_run: bool = False) -> bool:
+    """``kubectl apply -f PATH`` of the student's file: prints what is wrong (file or API) and
+    returns whether it was applied. Never raises for a bad file; the checkpoint after it grades."""
+    path = Path(path)
+    shown = f"kubectl --context {lab.context} apply -f {path}" + (" --dry-run=server" if dry_run else "")
+    problems = file_problems(path, kinds, lab.namespace)
+    if problems:
+        print("not applied:\n  " + "\n  ".join(problems))
+        print(f"fix {path} (the %%writefile cell), then run it and this cell again")
+        return False
+    print(f"$ {shown}")
+    extra = ["--dry-run=server"] if dry_run else []
+    result = lab.kubectl("apply", "-f", "-", *extra, stdin=_as_applied(lab, path), namespaced=False,
+                         check=False, show=False)
+    if result.output.strip():
+        print(result.output.rstrip())
+    if not result.ok:
+        print(f"kubectl refused {path}: its message names the field; fix the %%writefile cell and run both cells again")
+    return result.ok
+
+
+def api_refusal(lab, path: str | Path) -> str | None:
+    """Why the API refuses the student's file (a server-side dry run), or None when it accepts it."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    result = lab.kubectl("apply", "-f", "-", "--dry-run=server", stdin=_as_applied(lab, path), namespaced=False,
+                         check=False, show=False)
+    if result.ok:
+        return None
+    return " ".join(result.output.split())[-400:] or f"kubectl exit {result.returncode}"
+
+
+# ============================================================================================
+# Reading the live object
+# ============================================================================================
+
+
+def as_dict(obj: Any) -> dict:
+    """A client object as the API's JSON (camelCase field names, as in the student's YAML)."""
+    from kubernetes import client
+
+    return client.ApiClient().sanitize_for_serialization(obj) or {}
+
+
+def field(obj: dict, dotted: str) -> Any:
+    """``spec.capacity.storage`` of ``obj``; MISSING when a part is absent."""
+    value: Any = obj
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def quantity(value: Any) -> float | None:
+    """A Kubernetes quantity ("1Gi", "500Mi", "2") in bytes or cores; None when it is not one."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3, "": 1}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|m)?", str(value).strip())
+    return float(match.group(1)) * units[match.group(2) or ""] if match else None
+
+
+def _lab(namespace: str, context: str):
+    """A lab.notebook.Lab for a registered check, which gets only (namespace, context)."""
+    from lab import notebook
+
+    cluster = context[len("kind-"):] if context.startswith("kind-") else context
+    return notebook.Lab("(check)", notebook.Parameters(cluster, namespace, "auto", False))
+
+
+def _file_hint(lab, path: str, kinds: tuple[str, ...]) -> str:
+    """Why the student's object is not in the cluster, as far as the file tells (for the FAIL)."""
+    full = Path.cwd() / path
+    if not full.exists():
+        return f"{path} was not written yet"
+    problems = file_problems(full, kinds, lab.namespace)
+    if problems:
+        return problems[0]
+    refusal = api_refusal(lab, full)
+    return f"the API refuses {path}: {refusal}" if refusal else f"{path} is fine: run the cell that applies it"
+
+
+# ============================================================================================
+# Objects later steps need: "finish step N of NN first"
+# ============================================================================================
+
+
+@dataclass(frozen=True)
+class Built:
+    notebook: str
+    step: int
+    what: str
+    kind: str
+    name: str | None  # None: the lab's PersistentVolume, whose name depends on the namespace
+    verify: Callable[[Any], checks.Result]  # verify(lab): ready to be used
+
+    def exists(self, lab) -> bool:
+        return lab.read(self.kind, self.name or lab.pv_name) is not None
+
+
+BUILT: dict[str, Built] = {
+    "pv": Built("02", 3, "the database's PersistentVolume", "PersistentVolume", None,
+                lambda lab: checks.ok("found") if BUILT["pv"].exists(lab) else checks.fail(f"{lab.pv_name} does not exist")),
+    "database": Built("03", 4, "the StatefulSet database", "StatefulSet", "database",
+                      lambda lab: checks.statefulset_ready("database", replicas=1)),
+    "database-service": Built("03", 3, "the Service database", "Service", "database",
+                              lambda lab: checks.service_has_endpoints("database")),
+    "web": Built("04", 2, "the Deployment web", "Deployment", "web", lambda lab: checks.deployment_ready("web")),
+    "web-service": Built("04", 4, "the Service web", "Service", "web", lambda lab: checks.service_has_endpoints("web")),
+}
+
+
+def missing(lab, *names: str) -> checks.Result | None:
+    """None when the student's objects ``names`` are there and ready; else a FAIL saying which step
+    of which notebook builds them (for a checkpoint: ``return tasks.missing(nb, "database") or ...``)."""
+    for name in names:
+        built = BUILT[name]
+        try:
+            result = checks._as_result(built.verify(lab))
+        except Exception as error:  # noqa: BLE001 - an API error is "not there yet", not a crash
+            result = checks.fail(f"{type(error).__name__}: {error}"[:200])
+        if not result.passed:
+            return checks.fail(f"{built.what} is not ready ({result.message}): finish step {built.step} of "
+                               f"{built.notebook} first")
+    return None
+
+
+def have(lab, *names: str) -> bool:
+    """In a cell: True when ``names`` are ready; otherwise print which step to finish and return False."""
+    problem = missing(lab, *names)
+    if problem is not None:
+        print(f"skipped: {problem.message}")
+    return problem is None
+
+
+def wait_built(lab, name: str, verify: Callable[[], Any], what: str, timeout: float = 300) -> bool:
+    """Wait for a student's object to become ready, but only when it exists: a missing or refused
+    object is reported at once, a wait that times out is printed, never raised."""
+    built = BUILT[name]
+    if not built.exists(lab):
+        print(f"skipped: {built.what} does not exist: finish step {built.step} of {built.notebook} first")
+        return False
+    try:
+        lab.wait_for(verify, what, timeout=timeout)
+    except LabError as error:
+        print(f"{error.message}\nhint: {error.hint}")
+        return False
+    return True
+
+
+# ============================================================================================
+# The build tasks' checks
+# ============================================================================================
+
+
+def _problems_result(subject: str, problems: list[str], uids: dict, passed: str) -> checks.Result:
+    if problems:
+        return checks.fail(f"{subject}: " + "; ".join(problems), uids)
+    return checks.ok(passed, uids)
+
+
+@checks.register("build.pv", points=3, hint="read the task's list again; `kubectl get pv -o yaml` shows what you made")
+def check_pv(namespace: str, context: str) -> checks.Result:
+    """02: the database's PersistentVolume, written by the student."""
+    lab = _lab(namespace, context)
+    pv = lab.read("PersistentVolume", lab.pv_name)
+    if pv is None:
+        return checks.fail(f"PersistentVolume {lab.pv_name} does not exist: "
+                           + _file_hint(lab, f"{WORK_DIR}/pv.yaml", ("PersistentVolume",)))
+    obj, problems = as_dict(pv), []
+    policy = field(obj, "spec.persistentVolumeReclaimPolicy")
+    if policy != "Retain":
+        problems.append(f"spec.persistentVolumeReclaimPolicy is {policy}: the data would go with the claim")
+    size = quantity(field(obj, "spec.capacity.storage"))
+    if size is None or size < 2**30:
+        problems.append(f"spec.capacity.storage is {field(obj, 'spec.capacity.storage')}: "
+                        "smaller than the database's claim asks for, which would never bind")
+    klass = field(obj, "spec.storageClassName")
+    if klass != "manual":
+        problems.append(f"spec.storageClassName is {klass if klass is not MISSING else 'missing'}: "
+                        "not the class without a provisioner that the task names")
+    claim = field(obj, "spec.claimRef")
+    if not isinstance(claim, dict) or (claim.get("namespace"), claim.get("name")) != (namespace, "data-database-0"):
+        problems.append("spec.claimRef does not reserve the volume for the database's claim in this namespace")
+    if field(obj, "spec.hostPath.path") != lab.pv_node_path:
+        problems.append(f"spec.hostPath.path is {field(obj, 'spec.hostPath.path')}: not the lab's data directory "
+                        "in the node (see step 4)")
+    return _problems_result(f"PersistentVolume {lab.pv_name}", problems,
+                            {f"PersistentVolume/{lab.pv_name}": pv.metadata.uid},
+                            f"PersistentVolume {lab.pv_name}: your volume is retained, big enough, of the right class")
+
+
+@checks.register("build.db-service", points=2,
+                 hint="kubectl -n k8s-assignment get service database -o yaml; kubectl explain service.spec.ports")
+def check_db_service(namespace: str, context: str) -> checks.Result:
+    """03: the database's ClusterIP Service on 3306, written by the student."""
+    lab = _lab(namespace, context)
+    svc = lab.read("Service", "database")
+    if svc is None:
+        return checks.fail("Service database does not exist: "
+                           + _file_hint(lab, f"{WORK_DIR}/database-service.yaml", ("Service",)))
+    obj, problems = as_dict(svc), []
+    kind = field(obj, "spec.type")
+    if kind != "ClusterIP" or field(obj, "spec.clusterIP") in (None, "None", MISSING):
+        problems.append(f"spec.type is {kind} with clusterIP {field(obj, 'spec.clusterIP')}: clients need a virtual IP "
+                        "inside the cluster and nothing outside it")
+    ports = field(obj, "spec.ports") or []
+    if not any(p.get("port") == 3306 for p in ports):
+        problems.append(f"spec.ports has {[p.get('port') for p in ports]}: clients connect to MySQL's usual port")
+    selector = field(obj, "spec.selector") or {}
+    if selector.get("app.kubernetes.io/component") != "database":
+        problems.append("spec.selector does not select the database Pods (compare with the StatefulSet's labels)")
+    return _problems_result("Service database", problems, {f"Service/{namespace}/database": svc.metadata.uid},
+                            "Service database: a cluster IP on the database's port, selecting the database Pods")
+
+
+@checks.register("build.db-claims", points=3,
+                 hint="kubectl -n k8s-assignment get statefulset database -o yaml; kubectl explain statefulset.spec.volumeClaimTemplates")
+def check_db_claims(namespace: str, context: str) -> checks.Result:
+    """03: the StatefulSet's volumeClaimTemplates, written by the student."""
+    lab = _lab(namespace, context)
+    sts = lab.read("StatefulSet", "database")
+    if sts is None:
+        return checks.fail("StatefulSet database does not exist: "
+                           + _file_hint(lab, f"{WORK_DIR}/database.yaml", ("StatefulSet",)))
+    obj, problems = as_dict(sts), []
+    templates = field(obj, "spec.volumeClaimTemplates")
+    if not isinstance(templates, list) or not templates:
+        return checks.fail("StatefulSet database: spec.volumeClaimTemplates is missing")
+    data = next((t for t in templates if field(t, "metadata.name") == "data"), None)
+    mounts = {m.get("name") for c in field(obj, "spec.template.spec.containers") or [] for m in c.get("volumeMounts") or []}
+    if data is None:
+        problems.append(f"spec.volumeClaimTemplates has {[field(t, 'metadata.name') for t in templates]}: "
+                        f"none is named like the volume the containers mount ({', '.join(sorted(mounts))})")
+    else:
+        if field(data, "spec.storageClassName") != "manual":
+            problems.append(f"the claim's spec.storageClassName is {field(data, 'spec.storageClassName')}: "
+                            "it would not bind to the volume of notebook 02")
+        if "ReadWriteOnce" not in (field(data, "spec.accessModes") or []):
+            problems.append(f"the claim's spec.accessModes is {field(data, 'spec.accessModes')}: not one the volume offers")
+        size = quantity(field(data, "spec.resources.requests.storage"))
+        if size is None or size > 2**30:
+            problems.append(f"the claim's spec.resources.requests.storage is "
+                            f"{field(data, 'spec.resources.requests.storage')}: not what the volume offers")
+    return _problems_result("StatefulSet database", problems, {f"StatefulSet/{namespace}/database": sts.metadata.uid},
+                            "StatefulSet database: its claim template matches the volume of notebook 02")
+
+
+DOWNWARD = {"POD_NAME": "metadata.name", "POD_IP": "status.podIP", "NODE_NAME": "spec.nodeName"}
+
+
+@checks.register("build.web-init", points=3,
+                 hint="kubectl -n k8s-assignment get deployment web -o yaml; kubectl explain pod.spec.containers.env.valueFrom.fieldRef")
+def check_web_init(namespace: str, context: str) -> checks.Result:
+    """04: the web Deployment's init container, fed by the downward API, written by the student."""
+    lab = _lab(namespace, context)
+    deployment = lab.read("Deployment", "web")
+    if deployment is None:
+        return checks.fail("Deployment web does not exist: "
+                           + _file_hint(lab, f"{WORK_DIR}/web.yaml", ("Deployment",)))
+    obj, problems = as_dict(deployment), []
+    inits = field(obj, "spec.template.spec.initContainers") or []
+    init = next((c for c in inits if c.get("name") == "render-page"), None)
+    if init is None:
+        return checks.fail(f"Deployment web: spec.template.spec.initContainers has no container render-page "
+                           f"({[c.get('name') for c in inits] or 'none'})")
+    env = {e.get("name"): e for e in init.get("env") or []}
+    for name, path in DOWNWARD.items():
+        got = field(env.get(name, {}), "valueFrom.fieldRef.fieldPath")
+        if got is MISSING:
+            problems.append(f"env {name} does not come from the downward API (valueFrom.fieldRef)" if name in env
+                            else f"env {name} is missing")
+        elif got != path:
+            problems.append(f"env {name} comes from {got}, which is not the Pod's {name.split('_')[1].lower()}")
+    mounts = {m.get("mountPath") for m in init.get("volumeMounts") or []}
+    nginx_mounts = {m.get("mountPath") for c in field(obj, "spec.template.spec.containers") or []
+                    for m in c.get("volumeMounts") or []}
+    if not mounts & nginx_mounts:
+        problems.append("render-page writes into no volume that nginx mounts")
+    return _problems_result("Deployment web, init container render-page", problems,
+                            {f"Deployment/{namespace}/web": deployment.metadata.uid},
+                            "Deployment web: render-page gets the Pod's name, IP and node from the downward API")
+
+
+@checks.register("build.web-service", points=2,
+                 hint="kubectl -n k8s-assignment get service web -o yaml; kubectl explain service.spec.ports.nodePort")
+def check_web_service(namespace: str, context: str) -> checks.Result:
+    """04: the web NodePort Service, written by the student."""
+    lab = _lab(namespace, context)
+    svc = lab.read("Service", "web")
+    if svc is None:
+        return checks.fail("Service web does not exist: " + _file_hint(lab, f"{WORK_DIR}/web-service.yaml", ("Service",)))
+    obj, problems = as_dict(svc), []
+    if field(obj, "spec.type") != "NodePort":
+        problems.append(f"spec.type is {field(obj, 'spec.type')}: nothing outside the cluster reaches it")
+    ports = field(obj, "spec.ports") or []
+    http = next((p for p in ports if p.get("port") == 80), None)
+    if http is None:
+        problems.append(f"spec.ports has {[p.get('port') for p in ports]}: inside the cluster it should answer on HTTP's port")
+    elif namespace == config.NAMESPACE and http.get("nodePort") != config.WEB_NODEPORT:
+        problems.append(f"spec.ports[].nodePort is {http.get('nodePort')}: the kind config maps another port to this machine")
+    if (field(obj, "spec.selector") or {}).get("app.kubernetes.io/component") != "web":
+        problems.append("spec.selector does not select the web Pods")
+    return _problems_result("Service web", problems, {f"Service/{namespace}/web": svc.metadata.uid},
+                            "Service web: a node port this machine reaches, port 80 inside, selecting the web Pods")
+
+
+def quota_rejection(lab, path: str | Path, why: Any) -> checks.Result:
+    """02: the student's Pod is refused by the ResourceQuota (not the LimitRange), and ``why``
+    (their sentence) names the quota and a resource it caps."""
+    problems = file_problems(path, ("Pod",), lab.namespace)
+    if problems:
+        return checks.fail(problems[0])
+    refusal = api_refusal(lab, path)
+    if refusal is None:
+        return checks.fail(f"the API server accepts {path}: together its containers stay within the quota")
+    if "exceeded quota" not in refusal:
+        return checks.fail(f"the API server refuses {path}, but not because of the quota: {refusal[-200:]}")
+    if not isinstance(why, str) or not why.strip():
+        return checks.fail(f"why_rejected is {type(why).__name__} {why!r}: write your explanation as text")
+    exceeded = set(re.findall(r"([a-z.]+)=", refusal.split("limited:")[-1]))
+    words = why.lower()
+    if "quota" not in words or not any(r.split(".")[-1] in words for r in exceeded):
+        return checks.fail("why_rejected does not say which object refused the Pod and which resource it caps")
+    return checks.ok(f"the quota refuses {path}, and you said why")
