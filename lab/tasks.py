@@ -184,11 +184,13 @@ class Built:
     notebook: str
     step: int
     what: str
-    kind: str
+    kind: str | None  # None: nothing lab.notebook.Lab.read reads; verify says whether it exists
     name: str | None  # None: the lab's PersistentVolume, whose name depends on the namespace
     verify: Callable[[Any], checks.Result]  # verify(lab): ready to be used
 
     def exists(self, lab) -> bool:
+        if self.kind is None:  # no object to look for (permissions, a DaemonSet's Pods): is it working?
+            return checks._as_result(self.verify(lab)).passed
         return lab.read(self.kind, self.name or lab.pv_name) is not None
 
 
@@ -201,7 +203,26 @@ BUILT: dict[str, Built] = {
                               lambda lab: checks.service_has_endpoints("database")),
     "web": Built("04", 2, "the Deployment web", "Deployment", "web", lambda lab: checks.deployment_ready("web")),
     "web-service": Built("04", 4, "the Service web", "Service", "web", lambda lab: checks.service_has_endpoints("web")),
+    "watcher-rbac": Built("06", 1, "the watcher's permissions", None, None,
+                          lambda lab: watcher_permissions(lab, ("list", "pods"), ("watch", "pods"))),
+    "watcher": Built("06", 2, "the watcher DaemonSet", None, None,
+                     lambda lab: checks.pods_on_every_node("app.kubernetes.io/component=watcher")),
 }
+
+
+def can(lab, verb: str, resource: str) -> bool:
+    """``kubectl auth can-i VERB RESOURCE --as`` the watcher's ServiceAccount."""
+    answer = lab.kubectl("auth", "can-i", verb, resource, f"--as=system:serviceaccount:{lab.namespace}:watcher",
+                         show=False, check=False)
+    return answer.stdout.strip() == "yes"
+
+
+def watcher_permissions(lab, *wanted: tuple[str, str]) -> checks.Result:
+    """The watcher may do each (verb, resource) of ``wanted``."""
+    lacking = [f"{verb} {resource}" for verb, resource in wanted if not can(lab, verb, resource)]
+    if lacking:
+        return checks.fail(f"the watcher's ServiceAccount may not {', '.join(lacking)}")
+    return checks.ok("the watcher may " + ", ".join(f"{v} {r}" for v, r in wanted))
 
 
 def missing(lab, *names: str) -> checks.Result | None:

@@ -71,28 +71,92 @@ apps = kube.apps(nb.context)
 WEB = "app.kubernetes.io/component=web"
 
 # %% [markdown]
-# ## Step 1: the watcher's identity and permissions (RBAC)
+# ## Step 1: the watcher's identity and permissions (you write them)
 #
-# Layer `05-watcher` has two files. `rbac.yaml` makes the ServiceAccount `watcher`, the Role
-# `watcher-pod-reader` (`get`, `list`, `watch` on `pods`) and the RoleBinding between them; give the
-# program its identity before running it. `kubectl auth can-i --as` asks the API server what that
-# account may do, without being it:
+# The watcher program runs as the ServiceAccount `watcher`. It reads the Pods of this namespace,
+# as they are now (`get`, `list`) and as they change (`watch`), and needs nothing else: no
+# Secrets, no writes, no other kinds. That is **least privilege**: if the watcher is ever
+# compromised, it can do no more than it needs.
+#
+# **Your part:** in `work/watcher-rbac.yaml`, the ServiceAccount and the names are given. Write
+# the Role's `rules` (the API group of Pods is the core group, `""`) and the RoleBinding's
+# `subjects` (who gets the Role). `kubectl auth can-i --as` asks the API server what the account
+# may do, without being it:
 #
 # ```bash
-# kubectl apply -f manifests/05-watcher/rbac.yaml
+# kubectl apply -f work/watcher-rbac.yaml
 # kubectl -n k8s-assignment auth can-i watch pods   --as=system:serviceaccount:k8s-assignment:watcher   # yes
 # kubectl -n k8s-assignment auth can-i get secrets  --as=system:serviceaccount:k8s-assignment:watcher   # no
 # ```
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.apply("05-watcher/rbac.yaml")
+%%writefile work/watcher-rbac.yaml
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: watcher
+  namespace: k8s-assignment
+  labels:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/part-of: k8s-lab
+    app.kubernetes.io/component: watcher
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: watcher-pod-reader
+  namespace: k8s-assignment
+  labels:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/part-of: k8s-lab
+    app.kubernetes.io/component: watcher
+rules:
+# BEGIN SOLUTION
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [get, list, watch]
+# END SOLUTION
+# BEGIN PROMPT
+  # TODO: what the watcher may do, and nothing more
+# END PROMPT
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: watcher-pod-reader
+  namespace: k8s-assignment
+  labels:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/part-of: k8s-lab
+    app.kubernetes.io/component: watcher
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: watcher-pod-reader
+subjects:
+# BEGIN SOLUTION
+  - kind: ServiceAccount
+    name: watcher
+    namespace: k8s-assignment
+# END SOLUTION
+# BEGIN PROMPT
+  # TODO: who gets the Role
+# END PROMPT
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lab import tasks
+
+tasks.apply(nb, "work/watcher-rbac.yaml", "ServiceAccount", "Role", "RoleBinding")
 ACCOUNT = f"system:serviceaccount:{nb.namespace}:watcher"
 
 
 def can(verb, resource):
-    answer = nb.kubectl("auth", "can-i", verb, resource, f"--as={ACCOUNT}", show=False, check=False)
-    return answer.stdout.strip() == "yes"
+    return tasks.can(nb, verb, resource)
 
 
 permissions = pd.DataFrame([{"verb": v, "resource": r, "allowed": can(v, r)}
@@ -106,13 +170,16 @@ permissions
 # %%
 # NBVAL_CHECK_OUTPUT
 @checks.checkpoint("watcher.rbac", points=1,
-                   hint="kubectl apply -f manifests/05-watcher/rbac.yaml; kubectl -n k8s-assignment auth can-i --list --as=system:serviceaccount:k8s-assignment:watcher")
+                   hint="kubectl -n k8s-assignment auth can-i --list --as=system:serviceaccount:k8s-assignment:watcher; kubectl -n k8s-assignment get role,rolebinding -o yaml")
 def watcher_rbac():
-    wanted = {("get", "pods"), ("list", "pods"), ("watch", "pods")}
+    needed = {("get", "pods"), ("list", "pods"), ("watch", "pods")}
     for verb, resource in [("get", "pods"), ("list", "pods"), ("watch", "pods"), ("delete", "pods"),
-                           ("get", "secrets"), ("list", "deployments")]:
-        if can(verb, resource) != ((verb, resource) in wanted):
-            return checks.fail(f"the watcher {'may' if can(verb, resource) else 'may not'} {verb} {resource}")
+                           ("get", "secrets"), ("list", "deployments"), ("create", "pods")]:
+        allowed = can(verb, resource)
+        if allowed and (verb, resource) not in needed:
+            return checks.fail(f"the watcher may {verb} {resource}: more than it needs")
+        if not allowed and (verb, resource) in needed:
+            return checks.fail(f"the watcher may not {verb} {resource}, which it needs (the Role's rules, or who the RoleBinding names)")
     return checks.ok("the watcher may get, list and watch pods; not delete pods, read secrets or list deployments")
 
 
@@ -136,9 +203,10 @@ from lab import deploy
 
 if deploy.missing_images([watch.WATCHER_IMAGE]):  # a cluster from before the watcher existed
     watch.ensure_image(nb.mode, load=True)        # lab images build: builds what changed, loads into kind
-nb.apply("05-watcher/daemonset.yaml")
-nb.wait_for(lambda: checks.pods_on_every_node(watch.SELECTOR), "the watcher on every node", timeout=180,
-            hint=f"kubectl -n {nb.namespace} describe daemonset watcher")
+if tasks.have(nb, "watcher-rbac"):  # without its permissions the watcher could only crash
+    nb.apply("05-watcher/daemonset.yaml")
+    nb.wait_for(lambda: checks.pods_on_every_node(watch.SELECTOR), "the watcher on every node", timeout=180,
+                hint=f"kubectl -n {nb.namespace} describe daemonset watcher")
 
 
 def watchers_listening():
@@ -152,9 +220,11 @@ def watchers_listening():
     return checks.ok("every watcher has listed its node's Pods and watches")
 
 
-nb.wait_for(watchers_listening, "the watchers' snapshots", timeout=120, interval=1)
-nb.kubectl("get", "daemonset", "watcher", "-o", "wide")
-nb.kubectl("get", "pods", "-l", watch.SELECTOR, "-o", "wide");
+watching = tasks.have(nb, "watcher", "web")  # the next steps read the watcher's lines about web Pods
+if watching:
+    nb.wait_for(watchers_listening, "the watchers' snapshots", timeout=120, interval=1)
+    nb.kubectl("get", "daemonset", "watcher", "-o", "wide")
+    nb.kubectl("get", "pods", "-l", watch.SELECTOR, "-o", "wide")
 
 # %% [markdown]
 # **Checkpoint.** A ready watcher Pod runs on every node.
@@ -164,6 +234,8 @@ nb.kubectl("get", "pods", "-l", watch.SELECTOR, "-o", "wide");
 @checks.checkpoint("watcher.daemonset", points=2,
                    hint="kubectl -n k8s-assignment describe daemonset watcher; kubectl -n k8s-assignment logs daemonset/watcher")
 def watcher_daemonset():
+    if blocked := tasks.missing(nb, "watcher-rbac"):
+        return blocked
     everywhere = checks.pods_on_every_node(watch.SELECTOR)
     if not everywhere.passed:
         return everywhere
@@ -182,7 +254,8 @@ def watcher_daemonset():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.kubectl("logs", "daemonset/watcher", "--tail=3");
+if watching:
+    display(nb.kubectl("logs", "daemonset/watcher", "--tail=3"))
 
 # %% [markdown]
 # `watch.load_events` reads every watcher Pod's log through the API and parses the lines into a
@@ -191,9 +264,10 @@ nb.kubectl("logs", "daemonset/watcher", "--tail=3");
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-events = watch.load_events(nb.namespace, context=nb.context)
-print(events.dtypes.to_string())
-events[["time", "type", "pod", "phase", "node", "ready", "resource_version", "watcher_node"]].tail(8)
+if watching:
+    events = watch.load_events(nb.namespace, context=nb.context)
+    print(events.dtypes.to_string())
+    display(events[["time", "type", "pod", "phase", "node", "ready", "resource_version", "watcher_node"]].tail(8))
 
 # %% [markdown]
 # **Checkpoint.** The watchers' lines mention every Pod that runs in the namespace now.
@@ -203,6 +277,8 @@ events[["time", "type", "pod", "phase", "node", "ready", "resource_version", "wa
 @checks.checkpoint("watcher.snapshot", points=1,
                    hint="kubectl -n k8s-assignment logs daemonset/watcher; a Pod missing from every watcher's log means a watcher does not see its node")
 def watcher_snapshot():
+    if blocked := tasks.missing(nb, "watcher", "web"):
+        return blocked
     seen = set(watch.pod_events(watch.load_events(nb.namespace, context=nb.context))["uid"].dropna())
     running = [p for p in core.list_namespaced_pod(nb.namespace, _request_timeout=10).items
                if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
@@ -231,45 +307,46 @@ def watcher_snapshot():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-started = pd.Timestamp.now(tz="UTC").floor("s")
-before = {p.metadata.uid for p in core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10).items}
+if watching:
+    started = pd.Timestamp.now(tz="UTC").floor("s")
+    before = {p.metadata.uid for p in core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10).items}
 
 
-def web_pods():
-    return [p for p in core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10).items]
+    def web_pods():
+        return [p for p in core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10).items]
 
 
-def web_settled(replicas):
-    """`replicas` ready web Pods and no others (terminating ones gone)."""
-    def check():
-        result = checks.deployment_ready("web", replicas=replicas)
-        pods = web_pods()
-        if result.passed and len(pods) != replicas:
-            return checks.fail(f"{len(pods)} web Pods, waiting for {len(pods) - replicas} to terminate")
-        return result
-    return check
+    def web_settled(replicas):
+        """`replicas` ready web Pods and no others (terminating ones gone)."""
+        def check():
+            result = checks.deployment_ready("web", replicas=replicas)
+            pods = web_pods()
+            if result.passed and len(pods) != replicas:
+                return checks.fail(f"{len(pods)} web Pods, waiting for {len(pods) - replicas} to terminate")
+            return result
+        return check
 
 
-nb.kubectl("scale", "deployment", "web", "--replicas=5")
-nb.wait_for(web_settled(5), "5 web Pods", timeout=180)
+    nb.kubectl("scale", "deployment", "web", "--replicas=5")
+    nb.wait_for(web_settled(5), "5 web Pods", timeout=180)
 
-victim = min(web_pods(), key=lambda p: p.metadata.creation_timestamp)
-victim_uid = victim.metadata.uid
-nb.kubectl("delete", "pod", victim.metadata.name, "--wait=false")
-
-
-def replaced():
-    if victim_uid in {p.metadata.uid for p in web_pods()}:
-        return checks.fail(f"{victim.metadata.name} is still there (terminating)")
-    return web_settled(5)()
+    victim = min(web_pods(), key=lambda p: p.metadata.creation_timestamp)
+    victim_uid = victim.metadata.uid
+    nb.kubectl("delete", "pod", victim.metadata.name, "--wait=false")
 
 
-nb.wait_for(replaced, "the replacement of the deleted Pod", timeout=180)
+    def replaced():
+        if victim_uid in {p.metadata.uid for p in web_pods()}:
+            return checks.fail(f"{victim.metadata.name} is still there (terminating)")
+        return web_settled(5)()
 
-nb.kubectl("scale", "deployment", "web", "--replicas=3")
-nb.wait_for(web_settled(3), "3 web Pods", timeout=180)
-after = {p.metadata.uid for p in web_pods()}
-print(f"web Pods before: {len(before)}, after: {len(after)}, kept all along: {len(before & after)}")
+
+    nb.wait_for(replaced, "the replacement of the deleted Pod", timeout=180)
+
+    nb.kubectl("scale", "deployment", "web", "--replicas=3")
+    nb.wait_for(web_settled(3), "3 web Pods", timeout=180)
+    after = {p.metadata.uid for p in web_pods()}
+    print(f"web Pods before: {len(before)}, after: {len(after)}, kept all along: {len(before & after)}")
 
 # %% [markdown]
 # Every Pod that existed at some point in this step was either there before, or created in it;
@@ -279,26 +356,27 @@ print(f"web Pods before: {len(before)}, after: {len(after)}, kept all along: {le
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def step_events():
-    return watch.load_events(nb.namespace, since=started.isoformat(), context=nb.context)
+if watching:
+    def step_events():
+        return watch.load_events(nb.namespace, since=started.isoformat(), context=nb.context)
 
 
-def deletions_logged():
-    pods = watch.pod_events(step_events())
-    web = pods[pods["pod"].str.startswith("web-")]
-    created = set(web.loc[web["type"] == "ADDED", "uid"])
-    deleted = set(web.loc[watch.is_deletion(web), "uid"])
-    expected_gone = (before | created) - after
-    missing = expected_gone - deleted
-    if victim_uid not in deleted or missing:
-        return checks.fail(f"{len(missing | ({victim_uid} - deleted))} deletion(s) not logged yet")
-    return checks.ok(f"{len(created)} web Pods created and {len(deleted)} deleted, all logged")
+    def deletions_logged():
+        pods = watch.pod_events(step_events())
+        web = pods[pods["pod"].str.startswith("web-")]
+        created = set(web.loc[web["type"] == "ADDED", "uid"])
+        deleted = set(web.loc[watch.is_deletion(web), "uid"])
+        expected_gone = (before | created) - after
+        missing = expected_gone - deleted
+        if victim_uid not in deleted or missing:
+            return checks.fail(f"{len(missing | ({victim_uid} - deleted))} deletion(s) not logged yet")
+        return checks.ok(f"{len(created)} web Pods created and {len(deleted)} deleted, all logged")
 
 
-nb.wait_for(deletions_logged, "the watchers' lines about this step", timeout=120, interval=1)
-events = step_events()
-web_events = watch.pod_events(events)[watch.pod_events(events)["pod"].str.startswith("web-")]
-print(f"{len(events)} lines since {started}, {len(web_events)} about web Pods")
+    nb.wait_for(deletions_logged, "the watchers' lines about this step", timeout=120, interval=1)
+    events = step_events()
+    web_events = watch.pod_events(events)[watch.pod_events(events)["pod"].str.startswith("web-")]
+    print(f"{len(events)} lines since {started}, {len(web_events)} about web Pods")
 
 # %% [markdown]
 # **Checkpoint.** The watchers logged each new web Pod's creation exactly once and each removed web
@@ -309,6 +387,8 @@ print(f"{len(events)} lines since {started}, {len(web_events)} about web Pods")
 @checks.checkpoint("watcher.events", points=2,
                    hint="run step 4 again; kubectl -n k8s-assignment logs daemonset/watcher | grep DELETED")
 def watcher_events():
+    if blocked := tasks.missing(nb, "watcher", "web"):
+        return blocked
     pods = watch.pod_events(step_events())
     web = pods[pods["pod"].str.startswith("web-")]
     added = web[web["type"] == "ADDED"].groupby("uid").size()
@@ -332,15 +412,17 @@ def watcher_events():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-pd.crosstab(events["type"], events["watcher_node"], margins=True)
+if watching:
+    display(pd.crosstab(events["type"], events["watcher_node"], margins=True))
 
 # %% [markdown]
 # One Pod's story, line by line: the deleted web Pod.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-story = events[events["uid"] == victim_uid]
-story[["time", "type", "phase", "ready", "scheduled_at", "ready_at", "deleting", "resource_version"]]
+if watching:
+    story = events[events["uid"] == victim_uid]
+    display(story[["time", "type", "phase", "ready", "scheduled_at", "ready_at", "deleting", "resource_version"]])
 
 # %% [markdown]
 # From lines to **lifecycles**: `watch.lifecycles` makes one row per Pod with the time it was
@@ -349,10 +431,11 @@ story[["time", "type", "phase", "ready", "scheduled_at", "ready_at", "deleting",
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-lifecycles = watch.lifecycles(events)
-web_lives = lifecycles[lifecycles["pod"].str.startswith("web-")]
-web_lives[["pod", "node", "phase", "created", "ready", "deletion_requested", "deleted", "to_scheduled_s", "to_ready_s",
-           "lifetime_s"]]
+if watching:
+    lifecycles = watch.lifecycles(events)
+    web_lives = lifecycles[lifecycles["pod"].str.startswith("web-")]
+    display(web_lives[["pod", "node", "phase", "created", "ready", "deletion_requested", "deleted", "to_scheduled_s", "to_ready_s",
+           "lifetime_s"]])
 
 # %% [markdown]
 # The same as a **timeline**: one bar per Pod from creation to deletion, coloured by stage
@@ -361,12 +444,13 @@ web_lives[["pod", "node", "phase", "created", "ready", "deletion_requested", "de
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from matplotlib import dates as mdates
+if watching:
+    from matplotlib import dates as mdates
 
-figure = watch.timeline(web_lives, events, title="web Pods during step 4")
-figure.axes[0].set_xlim(mdates.date2num((started - pd.Timedelta(seconds=2)).tz_convert(None)),
-                        mdates.date2num((events["time"].max() + pd.Timedelta(seconds=2)).tz_convert(None)))
-figure
+    figure = watch.timeline(web_lives, events, title="web Pods during step 4")
+    figure.axes[0].set_xlim(mdates.date2num((started - pd.Timedelta(seconds=2)).tz_convert(None)),
+                            mdates.date2num((events["time"].max() + pd.Timedelta(seconds=2)).tz_convert(None)))
+    display(figure)
 
 # %% [markdown]
 # **Checkpoint.** Every web Pod created in step 4 has a lifecycle in the right order: created, then
@@ -377,6 +461,8 @@ figure
 @checks.checkpoint("watcher.lifecycles", points=2,
                    hint="watch.lifecycles(events) needs the events of step 4 (events = step_events())")
 def watcher_lifecycles():
+    if blocked := tasks.missing(nb, "watcher", "web"):
+        return blocked
     lives = watch.lifecycles(step_events())
     new = lives[lives["pod"].str.startswith("web-") & lives["created"].ge(started)]
     if len(new) < 3:
@@ -415,6 +501,8 @@ to_ready.describe()
 @checks.checkpoint("watcher.to-ready", points=2,
                    hint="filter lifecycles to web Pods with created >= started, then .set_index('pod')['to_ready_s']")
 def watcher_to_ready():
+    if blocked := tasks.missing(nb, "watcher", "web"):
+        return blocked
     lives = watch.lifecycles(step_events())
     new = lives[lives["pod"].str.startswith("web-") & lives["created"].ge(started)].set_index("pod")["to_ready_s"]
     if len(to_ready) == 0:
@@ -446,33 +534,34 @@ def watcher_to_ready():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from kubernetes import watch as k8s_watch
-from kubernetes.client.exceptions import ApiException
+if watching:
+    from kubernetes import watch as k8s_watch
+    from kubernetes.client.exceptions import ApiException
 
-listed = core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10)
-list_rv = listed.metadata.resource_version
-target = listed.items[0].metadata.name
-marker = pd.Timestamp.now(tz="UTC").isoformat()
-nb.kubectl("annotate", "pod", target, f"k8s-lab/touched={marker}", "--overwrite")
+    listed = core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10)
+    list_rv = listed.metadata.resource_version
+    target = listed.items[0].metadata.name
+    marker = pd.Timestamp.now(tz="UTC").isoformat()
+    nb.kubectl("annotate", "pod", target, f"k8s-lab/touched={marker}", "--overwrite")
 
-seen = []
-for event in k8s_watch.Watch().stream(core.list_namespaced_pod, nb.namespace, label_selector=WEB,
-                                      resource_version=list_rv, allow_watch_bookmarks=True, timeout_seconds=3):
-    meta = event["raw_object"].get("metadata") or {}  # a BOOKMARK carries only a resourceVersion
-    seen.append({"type": event["type"], "pod": meta.get("name", "-"), "resourceVersion": meta.get("resourceVersion"),
-                 "touched": (meta.get("annotations") or {}).get("k8s-lab/touched") == marker})
-print(f"list at resourceVersion {list_rv}; the watch from it delivered:")
-watched = pd.DataFrame(seen, columns=["type", "pod", "resourceVersion", "touched"])
-print(watched.to_string(index=False))
+    seen = []
+    for event in k8s_watch.Watch().stream(core.list_namespaced_pod, nb.namespace, label_selector=WEB,
+                                          resource_version=list_rv, allow_watch_bookmarks=True, timeout_seconds=3):
+        meta = event["raw_object"].get("metadata") or {}  # a BOOKMARK carries only a resourceVersion
+        seen.append({"type": event["type"], "pod": meta.get("name", "-"), "resourceVersion": meta.get("resourceVersion"),
+                     "touched": (meta.get("annotations") or {}).get("k8s-lab/touched") == marker})
+    print(f"list at resourceVersion {list_rv}; the watch from it delivered:")
+    watched = pd.DataFrame(seen, columns=["type", "pod", "resourceVersion", "touched"])
+    print(watched.to_string(index=False))
 
-try:
-    for event in k8s_watch.Watch().stream(core.list_namespaced_pod, nb.namespace, resource_version="1",
-                                          timeout_seconds=3):
-        pass
-    gone = None
-except ApiException as error:
-    gone = error
-print("\nwatch from resourceVersion 1:", f"{gone.status} {gone.reason}" if gone else "no error (a very young cluster?)")
+    try:
+        for event in k8s_watch.Watch().stream(core.list_namespaced_pod, nb.namespace, resource_version="1",
+                                              timeout_seconds=3):
+            pass
+        gone = None
+    except ApiException as error:
+        gone = error
+    print("\nwatch from resourceVersion 1:", f"{gone.status} {gone.reason}" if gone else "no error (a very young cluster?)")
 
 # %% [markdown]
 # The watcher met the same situations by itself: its `WATCHER` status lines record when it started,
@@ -482,9 +571,10 @@ print("\nwatch from resourceVersion 1:", f"{gone.status} {gone.reason}" if gone 
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-status_lines = watch.load_events(nb.namespace, context=nb.context)
-status_lines = status_lines[status_lines["type"] == watch.STATUS_TYPE]
-status_lines.groupby(["watcher_node", "status"], observed=True).size().unstack(fill_value=0)
+if watching:
+    status_lines = watch.load_events(nb.namespace, context=nb.context)
+    status_lines = status_lines[status_lines["type"] == watch.STATUS_TYPE]
+    display(status_lines.groupby(["watcher_node", "status"], observed=True).size().unstack(fill_value=0))
 
 # %% [markdown]
 # **Checkpoint.** The watch from the list's version delivered the annotation made after the list,
@@ -495,6 +585,8 @@ status_lines.groupby(["watcher_node", "status"], observed=True).size().unstack(f
 @checks.checkpoint("watcher.list-watch", points=2,
                    hint="run the cell above again: it lists, annotates one web Pod, watches from the list's resourceVersion, then from 1")
 def watcher_list_watch():
+    if blocked := tasks.missing(nb, "watcher", "web"):
+        return blocked
     if not watched["touched"].any():
         return checks.fail("the watch from the list's resourceVersion did not deliver the annotated Pod")
     if gone is None or gone.status != 410:
