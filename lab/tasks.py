@@ -438,3 +438,183 @@ def quota_rejection(lab, path: str | Path, why: Any) -> checks.Result:
     if "quota" not in words or not any(r.split(".")[-1] in words for r in exceeded):
         return checks.fail("why_rejected does not say which object refused the Pod and which resource it caps")
     return checks.ok(f"the quota refuses {path}, and you said why")
+
+
+def helm_upgrade(lab, values: str | Path) -> bool:
+    """``helm upgrade`` of the lab's release with the student's values file: a file that is not a
+    YAML mapping, or values the chart's schema refuses, are printed, not raised."""
+    values = Path(values)
+    try:
+        document = yaml.safe_load(values.read_text()) if values.exists() else None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        print(f"not upgraded: {values} is not valid YAML" + (f" (line {mark.line + 1})" if mark else ""))
+        return False
+    if not isinstance(document, dict):
+        print(f"not upgraded: {values} {'does not exist' if not values.exists() else 'is not a mapping of values'}")
+        return False
+    try:
+        lab.helm_upgrade("-f", str(values))
+    except LabError as error:
+        print(f"not upgraded: {error.message}\nhint: helm's message above names the value")
+        return False
+    return True
+
+
+def _nested(values: Any, expected: dict, prefix: str = "") -> list[str]:
+    """The dotted keys of ``expected`` whose value in ``values`` differs."""
+    wrong = []
+    for key, want in expected.items():
+        got = values.get(key, MISSING) if isinstance(values, dict) else MISSING
+        if isinstance(want, dict):
+            wrong += _nested(got, want, f"{prefix}{key}.")
+        elif got != want:
+            wrong.append(f"{prefix}{key} is {'not set' if got is MISSING else repr(got)}")
+    return wrong
+
+
+def helm_values_applied(lab, expected: dict, verify: Callable[[], Any], release: str = "k8s-lab") -> checks.Result:
+    """The release's user-supplied values (``helm get values``) hold ``expected``, and ``verify``
+    passes (the cluster followed)."""
+    import json
+
+    answer = lab.helm("get", "values", release, "--output", "json", show=False, check=False)
+    if not answer.ok:
+        return checks.fail(f"helm get values {release} failed: {answer.output.strip()[-200:]}")
+    wrong = _nested(json.loads(answer.stdout or "{}") or {}, expected)
+    if wrong:
+        return checks.fail("in the release's values, " + "; ".join(wrong))
+    return checks._as_result(verify())
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    ok: bool
+    output: str
+    made: Path | None = None  # the newest backup file the command wrote
+
+
+def run_lab(lab, command: Any, subcommand: str, timeout: float = 900) -> CommandRun:
+    """Run the student's ``lab SUBCOMMAND ...`` shell command against the notebook's cluster and
+    namespace, print it and its output; a command that is not text, not a ``lab SUBCOMMAND``
+    command or that fails is printed, never raised."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    from lab import backup
+
+    words = subcommand.split()
+    if not isinstance(command, str):
+        print(f"not run: the command is {type(command).__name__} {command!r}; write it as text, e.g. \"lab {words[0]} ...\"")
+        return CommandRun(False, "")
+    try:
+        argv = shlex.split(command)
+    except ValueError as error:
+        print(f"not run: {command!r} is not a shell command line: {error}")
+        return CommandRun(False, "")
+    if argv[:1 + len(words)] != ["lab", *words]:
+        print(f"not run: {command!r} is not a `lab {subcommand} ...` command")
+        return CommandRun(False, "")
+    if not {"-n", "--namespace"} & set(argv):
+        argv += ["--namespace", lab.namespace]
+    before = set(backup.list_backups()["file"])
+    print("$ " + shlex.join(argv))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lab.cli", *argv[1:]], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, "LAB_CLUSTER": lab.cluster})
+    except subprocess.TimeoutExpired:
+        print(f"the command did not finish within {timeout:.0f}s")
+        return CommandRun(False, "")
+    output = lab.redact((proc.stdout or "") + (proc.stderr or "")).rstrip()
+    if output:
+        print(output)
+    new = sorted(set(backup.list_backups()["file"]) - before)
+    return CommandRun(proc.returncode == 0, output, backup.backup_dir() / new[-1] if new else None)
+
+
+def run_kubectl(lab, command: Any, subcommand: str) -> bool:
+    """Run the student's ``kubectl SUBCOMMAND ...`` command line against the notebook's cluster
+    (the lab's kubectl, its context); anything else is printed, not run, not raised."""
+    import shlex
+
+    words = subcommand.split()
+    if not isinstance(command, str):
+        print(f"not run: the command is {type(command).__name__} {command!r}; write it as text, e.g. \"kubectl {subcommand} ...\"")
+        return False
+    try:
+        argv = shlex.split(command)
+    except ValueError as error:
+        print(f"not run: {command!r} is not a shell command line: {error}")
+        return False
+    if argv[:1 + len(words)] != ["kubectl", *words] or "--context" in argv:
+        print(f"not run: {command!r} is not a `kubectl {subcommand} ...` command (without --context: the cell adds it)")
+        return False
+    return lab.kubectl(*argv[1:], namespaced=False, check=False).ok
+
+
+def node_affinity(lab, pod_name: str, key: str, value: str) -> checks.Result:
+    """09: one node labelled ``key=value``; the Pod requires the label and runs on that node."""
+    from lab import kube
+
+    labelled = [n.metadata.name for n in kube.core(lab.context).list_node(_request_timeout=10).items
+                if (n.metadata.labels or {}).get(key) == value]
+    if len(labelled) != 1:
+        return checks.fail(f"{len(labelled)} nodes are labelled {key}={value}; the task wants one")
+    pod = lab.read("Pod", pod_name)
+    if pod is None:
+        return checks.fail(f"Pod {pod_name} does not exist: " + _file_hint(lab, f"{WORK_DIR}/{pod_name}.yaml", ("Pod",)))
+    obj = as_dict(pod)
+    terms = field(obj, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms")
+    if terms is MISSING:
+        return checks.fail("spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution is missing: "
+                           "the scheduler may put the Pod anywhere")
+    wanted = any(e.get("key") == key and e.get("operator") == "In" and value in (e.get("values") or [])
+                 for t in terms or [] for e in t.get("matchExpressions") or [])
+    if not wanted:
+        return checks.fail(f"the Pod's required node affinity does not ask for the label {key}")
+    if pod.spec.node_name != labelled[0]:
+        return checks.fail(f"Pod {pod_name} runs on {pod.spec.node_name or 'no node yet'}, not on the labelled node")
+    return checks.ok(f"{pod_name} requires {key}={value} and runs on the one node that has it",
+                     {f"Pod/{lab.namespace}/{pod_name}": pod.metadata.uid})
+
+
+def kind_config(lab, path: str | Path, workers: int) -> checks.Result:
+    """01: the student's kind configuration gives the lab what it relies on (the node port
+    published as the running cluster publishes it, the data mount on every node, the database
+    label on the first worker) for a control plane and ``workers`` workers."""
+    from lab import docker, notebook
+
+    documents, problems = read_objects(path)
+    if problems:
+        return checks.fail(problems[0])
+    doc = documents[0]
+    if (doc.get("kind"), doc.get("apiVersion")) != ("Cluster", "kind.x-k8s.io/v1alpha4"):
+        return checks.fail(f"{path}: kind {doc.get('kind')!r} and apiVersion {doc.get('apiVersion')!r} are not kind's cluster configuration")
+    nodes = doc.get("nodes")
+    if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):
+        return checks.fail(f"{path}: nodes is {type(nodes).__name__}, not a list of nodes")
+    roles = [n.get("role") for n in nodes]
+    if roles != ["control-plane"] + ["worker"] * workers:
+        return checks.fail(f"{path}: nodes has the roles {roles}; the task asks for a control plane and {workers} workers")
+    problems = []
+    published = [m for m in nodes[0].get("extraPortMappings") or [] if isinstance(m, dict)
+                 and m.get("containerPort") == config.WEB_NODEPORT]
+    live = docker.run(["port", f"{lab.cluster}-control-plane", f"{config.WEB_NODEPORT}/tcp"], check=False)
+    if not published:
+        problems.append("nodes[0].extraPortMappings does not publish the web Service's node port")
+    elif published[0].get("listenAddress") != "127.0.0.1":
+        problems.append(f"nodes[0].extraPortMappings listens on {published[0].get('listenAddress') or 'every address'}, "
+                        "not on this machine only")
+    elif live.returncode != 0 or not live.stdout:
+        problems.append("the running cluster does not publish that port: compare with `docker port` of its control plane")
+    for i, node in enumerate(nodes):
+        mounts = [m for m in node.get("extraMounts") or [] if isinstance(m, dict)
+                  and m.get("containerPath") == notebook.NODE_DATA_PATH]
+        if not mounts or mounts[0].get("hostPath") not in ("LAB_DATA_DIR", str(config.data_dir())):
+            problems.append(f"nodes[{i}].extraMounts does not mount the lab data directory where the node expects it")
+    labelled = [i for i, n in enumerate(nodes) if str((n.get("labels") or {}).get("k8s-lab/database")) == "true"]
+    if labelled != [1]:
+        problems.append(f"the database label is on nodes {labelled or 'none'}, not on the first worker alone")
+    return _problems_result(str(path), problems, {}, f"{path}: the port, the data mount and the database label are right")

@@ -47,7 +47,7 @@ solutions = True  # True runs the reference solutions; False leaves the exercise
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from lab import checks, notebook
+from lab import checks, notebook, tasks
 
 nb = notebook.start("01-kind-cluster.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions)
 
@@ -260,6 +260,67 @@ def cluster_system_pods():
         return checks.fail("not running and ready: " + ", ".join(bad))
     return checks.ok("every kube-system Pod is running and ready",
                      {f"Pod/kube-system/{p.metadata.name}": p.metadata.uid for p in pods})
+
+
+# %% [markdown]
+# ## Exercise: the kind configuration, written by you
+#
+# `lab cluster up` made this cluster from the lab's kind configuration. Write one yourself, in
+# `work/kind-cluster.yaml`, for the cluster notebook 09 uses: a control plane and **two workers**.
+# It must give the lab what the lab relies on:
+#
+# - the web Service's node port **30080** of the control-plane node published on this machine, on
+#   `127.0.0.1` only (`extraPortMappings`: `containerPort`, `hostPort`, `listenAddress`),
+# - the lab data directory of this machine mounted into **every** node at `/var/local/k8s-lab`
+#   (`extraMounts`; write `hostPath: LAB_DATA_DIR`, which `lab cluster up` replaces with your data
+#   directory),
+# - the label `k8s-lab/database: "true"` on the **first worker** only (the database follows it).
+#
+# The checkpoint reads your file and compares it with the cluster that runs.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+%%writefile work/kind-cluster.yaml
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+networking:
+  podSubnet: 10.244.0.0/16
+  serviceSubnet: 10.96.0.0/16
+nodes:
+  - role: control-plane
+# BEGIN SOLUTION
+    extraPortMappings:
+      - containerPort: 30080
+        hostPort: 30080
+        listenAddress: 127.0.0.1
+        protocol: TCP
+    extraMounts:
+      - hostPath: LAB_DATA_DIR
+        containerPath: /var/local/k8s-lab
+  - role: worker
+    labels:
+      k8s-lab/database: "true"
+    extraMounts:
+      - hostPath: LAB_DATA_DIR
+        containerPath: /var/local/k8s-lab
+  - role: worker
+    extraMounts:
+      - hostPath: LAB_DATA_DIR
+        containerPath: /var/local/k8s-lab
+# END SOLUTION
+# BEGIN PROMPT
+    # TODO: the port mapping and the data mount; then the two workers
+# END PROMPT
+
+# %% [markdown]
+# **Checkpoint.** Your configuration publishes the port the running cluster publishes, mounts the
+# data directory into every node, and labels the first worker.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.checkpoint("build.kind-config", points=3,
+                  hint="kind's configuration reference: https://kind.sigs.k8s.io/docs/user/configuration/; manifests/kind/cluster.yaml is the lab's own",
+                  verify=lambda: tasks.kind_config(nb, "work/kind-cluster.yaml", workers=2))
 
 
 # %% [markdown]

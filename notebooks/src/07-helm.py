@@ -193,11 +193,23 @@ def helm_adopted():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.helm_upgrade(install=True, timeout=600);
+from lab import kube
+
+
+def pod_uids():
+    return {p.metadata.uid: p.metadata.name for p in kube.core(nb.context).list_namespaced_pod(nb.namespace, _request_timeout=10).items}
+
+
+before_install = pod_uids()
+nb.helm_upgrade(install=True, timeout=600)
+replaced = sorted(name for uid, name in before_install.items() if uid not in pod_uids())
+print(f"{len(replaced)} of {len(before_install)} Pods were replaced by the install" + (f": {', '.join(replaced)}" if replaced else ""))
 
 # %% [markdown]
-# The objects did not change (same specs), so no Pod restarted: Helm only took over the
-# bookkeeping. The release's revisions are Secrets of type `helm.sh/release.v1`:
+# Where the chart renders an object exactly as it was, nothing restarts: Helm only takes over the
+# bookkeeping. Where the rendered Pod template differs from what ran (an object you wrote
+# differently, one the chart adds, a value), Kubernetes rolls those Pods; the line above says which
+# happened here. The release's revisions are Secrets of type `helm.sh/release.v1`:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -216,28 +228,41 @@ checks.checkpoint(
 )
 
 # %% [markdown]
-# ## Step 5: an upgrade that changes a value
+# ## Step 5: an upgrade from your values file
 #
-# Scale the web server to 2 replicas through the chart, not with `kubectl scale`: the change is
-# then recorded as a revision, and the next upgrade will not silently undo it.
+# Values change a release without touching the chart. Write a values file `work/values.yaml`
+# that scales the web server to **2 replicas** (`chart/values.yaml` shows the keys and their
+# defaults; `chart/values.schema.json` what each may be), and upgrade with it, not with
+# `kubectl scale`: the change is then recorded as a revision, and the next upgrade will not
+# silently undo it.
 #
 # ```bash
-# helm upgrade k8s-lab chart/ -n k8s-assignment --set web.replicas=2 --wait
+# helm upgrade k8s-lab chart/ -n k8s-assignment -f work/values.yaml --wait
 # ```
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.helm_upgrade("--set", "web.replicas=2");
+%%writefile work/values.yaml
+web:
+  replicas: 2  # SOLUTION
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lab import tasks
+
+tasks.helm_upgrade(nb, "work/values.yaml")
 
 # %% [markdown]
-# **Checkpoint.** The Deployment now asks for, and has, 2 ready replicas.
+# **Checkpoint.** The release's values come from your file, and the Deployment asks for, and has,
+# 2 ready replicas.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 checks.checkpoint(
     "helm.upgrade-replicas", points=2,
-    hint="helm upgrade k8s-lab chart/ -n k8s-assignment --set web.replicas=2 --wait (plus the image --set options)",
-    verify=lambda: checks.deployment_ready("web", replicas=2),
+    hint="helm -n k8s-assignment get values k8s-lab shows the values of the release; chart/values.yaml the keys",
+    verify=lambda: tasks.helm_values_applied(nb, {"web": {"replicas": 2}},
+                                             lambda: checks.deployment_ready("web", replicas=2)),
 )
 
 # %% [markdown]

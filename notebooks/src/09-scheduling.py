@@ -3,8 +3,9 @@
 # %% [markdown]
 # # 09 · Where Pods run: nodes, affinity, topology spread and DaemonSets
 #
-# Until now the cluster had one node, so the question *where* a Pod runs never came up. Real
-# clusters have many, and the **scheduler** decides for every new Pod which node gets it. Our
+# On a cluster of one node the question *where* a Pod runs does not come up, and the lab's cluster
+# starts with one. Real clusters have many, and the **scheduler** decides for every new Pod which
+# node gets it. Our
 # system states three different wishes: the database must run on the node that has its data
 # (**node affinity**), the web server's copies should be spread over the nodes so that losing one
 # node does not take the site down (**topology spread**), and the pod watcher must run on **every**
@@ -286,6 +287,82 @@ def sched_database_node():
 
 
 # %% [markdown]
+# ## Exercise: a node label and a node affinity rule of your own
+#
+# The database is pinned by a label and a required node affinity rule. Do the same yourself:
+#
+# 1. label the **last worker** `k8s-lab/tier=spare` (write the kubectl command into
+#    `label_command`; the next cell runs it against this notebook's cluster),
+# 2. write a Pod `spare-probe` (image `k8s-lab/probe:1`, `command: [sleep, infinity]`) whose
+#    **required** node affinity (`requiredDuringSchedulingIgnoredDuringExecution`) lets it run
+#    only on nodes with that label.
+#
+# A Pod's affinity cannot be changed once it exists, so the cell deletes an earlier `spare-probe`
+# before applying yours.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+workers_now = [n.metadata.name for n in nodes() if not is_control_plane(n)]
+print("workers:", ", ".join(workers_now))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+label_command = f"kubectl label node {workers_now[-1]} k8s-lab/tier=spare --overwrite"  # SOLUTION
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+%%writefile work/spare-probe.yaml
+apiVersion: v1
+kind: Pod
+metadata:
+  name: spare-probe
+spec:
+  containers:
+    - name: probe
+      image: k8s-lab/probe:1
+      command: [sleep, infinity]
+      resources:
+        requests: {cpu: 10m, memory: 16Mi}
+        limits: {cpu: 50m, memory: 32Mi}
+# BEGIN SOLUTION
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+          - matchExpressions:
+              - key: k8s-lab/tier
+                operator: In
+                values: [spare]
+# END SOLUTION
+# BEGIN PROMPT
+  # TODO: the required node affinity
+# END PROMPT
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lab import tasks
+
+tasks.run_kubectl(nb, label_command, "label node")
+nb.kubectl("delete", "pod", "spare-probe", "--ignore-not-found", "--wait=true")
+if tasks.apply(nb, "work/spare-probe.yaml", "Pod"):
+    nb.wait_for(lambda: checks.ok("scheduled") if (nb.read("Pod", "spare-probe").spec.node_name) else
+                checks.fail("spare-probe is not scheduled yet"), "spare-probe on a node", timeout=60,
+                hint="kubectl -n k8s-assignment describe pod spare-probe (Events: FailedScheduling?)")
+nb.kubectl("get", "nodes", "-L", "k8s-lab/tier", namespaced=False)
+nb.kubectl("get", "pod", "spare-probe", "-o", "wide", check=False);
+
+# %% [markdown]
+# **Checkpoint.** Exactly one node carries `k8s-lab/tier=spare`, `spare-probe` requires that label
+# and runs there.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.checkpoint("sched.node-affinity", points=3,
+                  hint="kubectl get nodes -L k8s-lab/tier; kubectl explain pod.spec.affinity.nodeAffinity",
+                  verify=lambda: tasks.node_affinity(nb, "spare-probe", "k8s-lab/tier", "spare"))
+
+
+# %% [markdown]
 # ## Step 5: the web server, spread over the nodes
 #
 # `web`'s Pod template asks for `maxSkew: 1` over `kubernetes.io/hostname`, softly. Which nodes may
@@ -386,7 +463,10 @@ def sched_watcher_everywhere():
 # ## Exercise: six web servers
 #
 # Scale the web server to **6** replicas through the chart (not with `kubectl scale`: the release
-# would undo it), wait until they are ready, and look at the spread again. Predict it first.
+# would undo it), wait until they are ready, and look at the spread again.
+#
+# **Predict first:** how many web Pods will the busiest node run? Store your number in
+# `predicted_busiest`; the checkpoint compares it with the measurement.
 #
 # ```bash
 # helm upgrade k8s-lab chart/ -n k8s-assignment --set web.replicas=6 --wait     # plus the image --set options
@@ -394,6 +474,10 @@ def sched_watcher_everywhere():
 #
 # `nb.helm_upgrade(*options)` runs that `helm upgrade` with the `--set` options every upgrade passes
 # (`notebook.helm_set_args(nb)`), your `options` added, and `--wait`.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+predicted_busiest = 3  # SOLUTION
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -415,6 +499,23 @@ checks.checkpoint(
     hint="helm upgrade k8s-lab chart/ -n k8s-assignment --set web.replicas=6 --wait (plus the image --set options); kubectl -n k8s-assignment get pods -o wide",
     verify=lambda: web_spread(6),
 )
+
+# %% [markdown]
+# **Checkpoint.** Your prediction matches the busiest node.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@checks.checkpoint("sched.prediction", points=1, hint="6 Pods, spread with a skew of at most one over the schedulable nodes")
+def sched_prediction():
+    if isinstance(predicted_busiest, bool) or not isinstance(predicted_busiest, int):
+        return checks.fail(f"predicted_busiest is {type(predicted_busiest).__name__} {predicted_busiest!r}: write a whole number")
+    if not checks.deployment_ready("web", replicas=6).passed:
+        return checks.fail("there are not six ready web Pods to compare with: run the exercise's upgrade")
+    busiest = int(components_per_node().get("web", pd.Series(dtype=int)).max())
+    if predicted_busiest != busiest:
+        return checks.fail(f"you predicted {predicted_busiest} web Pods on the busiest node; the measurement differs")
+    return checks.ok("your prediction of the busiest node matches the measurement")
+
 
 # %% [markdown]
 # ## Step 7: back to the chart's three
