@@ -202,12 +202,20 @@ BUILT: dict[str, Built] = {
     "database-service": Built("03", 3, "the Service database", "Service", "database",
                               lambda lab: checks.service_has_endpoints("database")),
     "web": Built("04", 2, "the Deployment web", "Deployment", "web", lambda lab: checks.deployment_ready("web")),
-    "web-service": Built("04", 4, "the Service web", "Service", "web", lambda lab: checks.service_has_endpoints("web")),
+    "web-service": Built("04", 4, "the Service web", "Service", "web", lambda lab: _reachable_from_host(lab)),
     "watcher-rbac": Built("06", 1, "the watcher's permissions", None, None,
                           lambda lab: watcher_permissions(lab, ("list", "pods"), ("watch", "pods"))),
     "watcher": Built("06", 2, "the watcher DaemonSet", None, None,
                      lambda lab: checks.pods_on_every_node("app.kubernetes.io/component=watcher")),
 }
+
+
+def _reachable_from_host(lab) -> checks.Result:
+    """The web Service has a node port (this machine reaches it) and ready endpoints."""
+    svc = lab.read("Service", "web")
+    if svc is None or not any(p.node_port for p in svc.spec.ports or []):
+        return checks.fail("Service web has no node port")
+    return checks.service_has_endpoints("web")
 
 
 def can(lab, verb: str, resource: str) -> bool:

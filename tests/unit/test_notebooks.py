@@ -417,3 +417,13 @@ def test_sanitize_config_is_readable_by_nbval():
         sample = re.sub(regex, replace, sample)
     assert sample == ("web-HASH-POD kindnet-POD IP TIMESTAMP AGE ready after DURATION "
                       "revision N UID [ELAPSED] TIMESTAMP")
+
+
+def test_jupyterlab_settings_skip_the_first_run_prompts():
+    import json
+
+    settings = json.loads((config.REPO_ROOT / "jupyter" / "overrides.json").read_text())
+    notification = settings["@jupyterlab/apputils-extension:notification"]
+    assert notification == {"checkForUpdates": False, "fetchNews": "false"}
+    makefile = (config.REPO_ROOT / "Makefile").read_text()
+    assert "share/jupyter/lab/settings/overrides.json" in makefile, "make venv-notebook installs the settings"
