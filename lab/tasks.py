@@ -495,6 +495,26 @@ def helm_values_applied(lab, expected: dict, verify: Callable[[], Any], release:
     return checks._as_result(verify())
 
 
+def command_line(command: Any, program: str, subcommand: str) -> list[str] | None:
+    """The words of the student's ``PROGRAM SUBCOMMAND ...`` command line; None (and what is wrong,
+    printed) when it is not text, not a command line or another command."""
+    import shlex
+
+    if not isinstance(command, str):
+        print(f"not run: the command is {type(command).__name__} {command!r}; write it as text, "
+              f"e.g. \"{program} {subcommand} ...\"")
+        return None
+    try:
+        argv = shlex.split(command)
+    except ValueError as error:
+        print(f"not run: {command!r} is not a shell command line: {error}")
+        return None
+    if argv[:1 + len(subcommand.split())] != [program, *subcommand.split()]:
+        print(f"not run: {command!r} is not a `{program} {subcommand} ...` command")
+        return None
+    return argv
+
+
 @dataclass(frozen=True)
 class CommandRun:
     ok: bool
@@ -513,17 +533,8 @@ def run_lab(lab, command: Any, subcommand: str, timeout: float = 900) -> Command
 
     from lab import backup
 
-    words = subcommand.split()
-    if not isinstance(command, str):
-        print(f"not run: the command is {type(command).__name__} {command!r}; write it as text, e.g. \"lab {words[0]} ...\"")
-        return CommandRun(False, "")
-    try:
-        argv = shlex.split(command)
-    except ValueError as error:
-        print(f"not run: {command!r} is not a shell command line: {error}")
-        return CommandRun(False, "")
-    if argv[:1 + len(words)] != ["lab", *words]:
-        print(f"not run: {command!r} is not a `lab {subcommand} ...` command")
+    argv = command_line(command, "lab", subcommand)
+    if argv is None:
         return CommandRun(False, "")
     if not {"-n", "--namespace"} & set(argv):
         argv += ["--namespace", lab.namespace]
@@ -545,19 +556,11 @@ def run_lab(lab, command: Any, subcommand: str, timeout: float = 900) -> Command
 def run_kubectl(lab, command: Any, subcommand: str) -> bool:
     """Run the student's ``kubectl SUBCOMMAND ...`` command line against the notebook's cluster
     (the lab's kubectl, its context); anything else is printed, not run, not raised."""
-    import shlex
-
-    words = subcommand.split()
-    if not isinstance(command, str):
-        print(f"not run: the command is {type(command).__name__} {command!r}; write it as text, e.g. \"kubectl {subcommand} ...\"")
+    argv = command_line(command, "kubectl", subcommand)
+    if argv is None:
         return False
-    try:
-        argv = shlex.split(command)
-    except ValueError as error:
-        print(f"not run: {command!r} is not a shell command line: {error}")
-        return False
-    if argv[:1 + len(words)] != ["kubectl", *words] or "--context" in argv:
-        print(f"not run: {command!r} is not a `kubectl {subcommand} ...` command (without --context: the cell adds it)")
+    if "--context" in argv:
+        print(f"not run: {command!r} names a --context; the cell adds the notebook's")
         return False
     return lab.kubectl(*argv[1:], namespaced=False, check=False).ok
 

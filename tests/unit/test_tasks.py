@@ -81,7 +81,7 @@ def test_a_students_command_that_is_not_the_one_asked_for_is_not_run(lab, monkey
 @pytest.mark.parametrize("command, message", [
     (None, "the command is NoneType None"),
     ("kubectl delete node x", "is not a `kubectl label node ...` command"),
-    ("kubectl --context kind-other label node x a=b", "is not a `kubectl label node ...` command"),
+    ("kubectl label node x a=b --context kind-other", "names a --context"),
 ])
 def test_a_kubectl_command_is_checked_before_it_runs(lab, monkeypatch, capsys, command, message):
     monkeypatch.setattr(lab, "kubectl", lambda *a, **k: pytest.fail("must not run"))
