@@ -43,7 +43,7 @@ def _included(name: str) -> bool:
 
 
 def _student_text(name: str, text: str) -> str:
-    if not solutions.has_markers(text):
+    if name.endswith(".md") or not solutions.has_markers(text):  # prose may show the markers
         return text
     try:
         return solutions.split_solutions(text, solutions.HANDOUT, yaml=not name.endswith(".py")) + "\n"
