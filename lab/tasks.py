@@ -96,7 +96,7 @@ def apply(lab, path: str | Path, *kinds: str, dry_run: bool = False) -> bool:
     """``kubectl apply -f PATH`` of the student's file: prints what is wrong (file or API) and
     returns whether it was applied. Never raises for a bad file; the checkpoint after it grades."""
     path = Path(path)
-    shown = f"kubectl --context {lab.context} apply -f {path}" + (" --dry-run=server" if dry_run else "")
+    shown = f"kubectl --context {lab.context} -n {lab.namespace} apply -f {path}" + (" --dry-run=server" if dry_run else "")
     problems = file_problems(path, kinds, lab.namespace)
     if problems:
         print("not applied:\n  " + "\n  ".join(problems))
@@ -104,8 +104,7 @@ def apply(lab, path: str | Path, *kinds: str, dry_run: bool = False) -> bool:
         return False
     print(f"$ {shown}")
     extra = ["--dry-run=server"] if dry_run else []
-    result = lab.kubectl("apply", "-f", "-", *extra, stdin=_as_applied(lab, path), namespaced=False,
-                         check=False, show=False)
+    result = lab.kubectl("apply", "-f", "-", *extra, stdin=_as_applied(lab, path), check=False, show=False)
     if result.output.strip():
         print(result.output.rstrip())
     if not result.ok:
@@ -118,8 +117,7 @@ def api_refusal(lab, path: str | Path) -> str | None:
     path = Path(path)
     if not path.exists():
         return None
-    result = lab.kubectl("apply", "-f", "-", "--dry-run=server", stdin=_as_applied(lab, path), namespaced=False,
-                         check=False, show=False)
+    result = lab.kubectl("apply", "-f", "-", "--dry-run=server", stdin=_as_applied(lab, path), check=False, show=False)
     if result.ok:
         return None
     return " ".join(result.output.split())[-400:] or f"kubectl exit {result.returncode}"
@@ -263,8 +261,14 @@ def wait_built(lab, name: str, verify: Callable[[], Any], what: str, timeout: fl
     if not built.exists(lab):
         print(f"skipped: {built.what} does not exist: finish step {built.step} of {built.notebook} first")
         return False
+    return wait(lab, verify, what, timeout)
+
+
+def wait(lab, verify: Callable[[], Any], what: str, timeout: float = 300, hint: str | None = None) -> bool:
+    """lab.wait_for for a student's object: a wait that times out is printed (with the last state
+    and the hint), not raised, so the notebook goes on."""
     try:
-        lab.wait_for(verify, what, timeout=timeout)
+        lab.wait_for(verify, what, timeout=timeout, hint=hint)
     except LabError as error:
         print(f"{error.message}\nhint: {error.hint}")
         return False

@@ -345,9 +345,9 @@ from lab import tasks
 tasks.run_kubectl(nb, label_command, "label node")
 nb.kubectl("delete", "pod", "spare-probe", "--ignore-not-found", "--wait=true")
 if tasks.apply(nb, "work/spare-probe.yaml", "Pod"):
-    nb.wait_for(lambda: checks.ok("scheduled") if (nb.read("Pod", "spare-probe").spec.node_name) else
-                checks.fail("spare-probe is not scheduled yet"), "spare-probe on a node", timeout=60,
-                hint="kubectl -n k8s-assignment describe pod spare-probe (Events: FailedScheduling?)")
+    tasks.wait(nb, lambda: checks.ok("scheduled") if nb.read("Pod", "spare-probe").spec.node_name else
+               checks.fail("spare-probe is not scheduled yet"), "spare-probe on a node", timeout=60,
+               hint="kubectl -n k8s-assignment describe pod spare-probe (Events: FailedScheduling?)")
 nb.kubectl("get", "nodes", "-L", "k8s-lab/tier", namespaced=False)
 nb.kubectl("get", "pod", "spare-probe", "-o", "wide", check=False);
 
