@@ -462,6 +462,8 @@ class Lab:
         upgrade passes (``helm_set_args``) plus ``values`` (e.g. ``"--set", "web.replicas=6"``),
         waiting for every workload and printing their readiness meanwhile."""
         first = ("--install", RELEASE, str(CHART_DIR), "--create-namespace") if install else (RELEASE, str(CHART_DIR))
+        # The chart's NOTES once, at the install; each upgrade would print them again.
+        first += () if install else ("--hide-notes",)
         return self.helm("upgrade", *first, "--history-max", str(HELM_HISTORY_MAX), *helm_set_args(self), *values,
                          "--wait", "--timeout", f"{timeout}s", timeout=timeout + 60, progress=True)
 
