@@ -1161,3 +1161,8 @@ def _instructor_pv_retain(namespace: str, context: str) -> Result:
 def _instructor_backup(namespace: str, context: str) -> Result:
     """At least one non-empty database backup exists in the host's data directory."""
     return file_exists_on_host("backups/*")
+
+
+# The build tasks' checks (lab.tasks) register here too, so that every reader of the registry
+# (notebooks, `lab grade`, `lab grade --live`) knows their points.
+from lab import tasks as _tasks  # noqa: E402,F401
