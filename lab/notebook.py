@@ -457,7 +457,7 @@ class Lab:
                                 "get pods,events")
         return result
 
-    def helm_upgrade(self, *values: str, install: bool = False, timeout: int = 300) -> Command:
+    def helm_upgrade(self, *values: str, install: bool = False, timeout: int = 300, check: bool = True) -> Command:
         """``helm upgrade [--install]`` of the lab's release from chart/ with the options every
         upgrade passes (``helm_set_args``) plus ``values`` (e.g. ``"--set", "web.replicas=6"``),
         waiting for every workload and printing their readiness meanwhile."""
@@ -465,7 +465,7 @@ class Lab:
         # The chart's NOTES once, at the install; each upgrade would print them again.
         first += () if install else ("--hide-notes",)
         return self.helm("upgrade", *first, "--history-max", str(HELM_HISTORY_MAX), *helm_set_args(self), *values,
-                         "--wait", "--timeout", f"{timeout}s", timeout=timeout + 60, progress=True)
+                         "--wait", "--timeout", f"{timeout}s", timeout=timeout + 60, progress=True, check=check)
 
     def docker(self, *args: str, check: bool = True, show: bool = True, timeout: float = 60) -> Command:
         from lab import docker

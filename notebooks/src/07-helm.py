@@ -159,14 +159,21 @@ def helm_ownership():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+import textwrap
+
 to_adopt = [row for row in notebook.ownership(nb, chart_objects) if row["state"] == "to adopt"]
-for row in to_adopt:
+for number, row in enumerate(to_adopt):
     ref = f"{row['kind'].lower()}/{row['name']}"
     scoped = row["namespace"] is not None
-    nb.kubectl("label", ref, "app.kubernetes.io/managed-by=Helm", "--overwrite", namespaced=scoped)
+    # the two commands in full for the first object; for the others, one line at the end
+    nb.kubectl("label", ref, "app.kubernetes.io/managed-by=Helm", "--overwrite", namespaced=scoped, show=number == 0)
     nb.kubectl("annotate", ref, f"meta.helm.sh/release-name={RELEASE}",
-               f"meta.helm.sh/release-namespace={nb.namespace}", "--overwrite", namespaced=scoped)
-print(f"adopted {len(to_adopt)} object(s)" if to_adopt else "nothing to adopt: every existing object already belongs to the release")
+               f"meta.helm.sh/release-namespace={nb.namespace}", "--overwrite", namespaced=scoped, show=number == 0)
+if to_adopt:
+    print(textwrap.fill(f"adopted {len(to_adopt)} object(s) the same way: "
+                        + ", ".join(f"{r['kind']}/{r['name']}" for r in to_adopt), width=100))
+else:
+    print("nothing to adopt: every existing object already belongs to the release")
 
 # %% [markdown]
 # **Checkpoint.** Every object of the chart that exists carries the release's marks.

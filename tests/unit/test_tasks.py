@@ -152,3 +152,16 @@ def test_missing_names_the_step_to_finish(lab, monkeypatch):
     monkeypatch.setitem(tasks.BUILT, "database", tasks.Built("03", 4, "x", "StatefulSet", "database",
                                                              lambda lab: checks.ok("ready")))
     assert tasks.missing(lab, "database") is None
+
+
+def test_a_helm_upgrade_that_lost_a_race_is_tried_once_more(tmp_path, lab, monkeypatch, capsys):
+    values = tmp_path / "values.yaml"
+    values.write_text("web:\n  replicas: 2\n")
+    answers = [notebook.Command("helm upgrade", 1, "", "Operation cannot be fulfilled on resourcequotas \"lab-quota\": "
+                                "the object has been modified"), notebook.Command("helm upgrade", 0, "upgraded", "")]
+    monkeypatch.setattr(lab, "helm_upgrade", lambda *a, **k: answers.pop(0))
+    assert tasks.helm_upgrade(lab, values) is True and answers == []
+    refused = [notebook.Command("helm upgrade", 1, "", "values don't meet the specifications of the schema")] * 2
+    monkeypatch.setattr(lab, "helm_upgrade", lambda *a, **k: refused.pop(0))
+    assert tasks.helm_upgrade(lab, values) is False and len(refused) == 1, "a refusal is not retried"
+    assert "not upgraded" in capsys.readouterr().out
