@@ -280,6 +280,11 @@ def wait(lab, verify: Callable[[], Any], what: str, timeout: float = 300, hint: 
 # ============================================================================================
 
 
+def described(value: Any) -> str:
+    """A student's answer as a message shows it: "still `...`" for the handout's blank."""
+    return "still `...`" if value is Ellipsis else f"{type(value).__name__} {value!r}"
+
+
 def _problems_result(subject: str, problems: list[str], uids: dict, passed: str) -> checks.Result:
     if problems:
         return checks.fail(f"{subject}: " + "; ".join(problems), uids)
@@ -444,7 +449,7 @@ def quota_rejection(lab, path: str | Path, why: Any) -> checks.Result:
     if "exceeded quota" not in refusal:
         return checks.fail(f"the API server refuses {path}, but not because of the quota: {refusal[-200:]}")
     if not isinstance(why, str) or not why.strip():
-        return checks.fail(f"why_rejected is {type(why).__name__} {why!r}: write your explanation as text")
+        return checks.fail(f"why_rejected is {described(why)}: write your explanation as text")
     exceeded = set(re.findall(r"([a-z.]+)=", refusal.split("limited:")[-1]))
     words = why.lower()
     if "quota" not in words or not any(r.split(".")[-1] in words for r in exceeded):
@@ -508,8 +513,7 @@ def command_line(command: Any, program: str, subcommand: str) -> list[str] | Non
     import shlex
 
     if not isinstance(command, str):
-        print(f"not run: the command is {type(command).__name__} {command!r}; write it as text, "
-              f"e.g. \"{program} {subcommand} ...\"")
+        print(f"not run: the command is {described(command)}; write it as text, e.g. \"{program} {subcommand} ...\"")
         return None
     try:
         argv = shlex.split(command)

@@ -472,7 +472,7 @@ def netpol_break_detected():
     if cells != [("web", "database", 3306, "timeout")] or len(bad) != web_pods:
         return checks.fail(f"wrong cells: {cells or 'none'}; expected the {web_pods} web -> database:3306 cells, observed timeout")
     if not isinstance(predicted_wrong, (set, frozenset, list, tuple)):
-        return checks.fail(f"predicted_wrong is {type(predicted_wrong).__name__}: write a set of (source group, destination, port, observed)")
+        return checks.fail(f"predicted_wrong is {tasks.described(predicted_wrong)}: write a set of (source group, destination, port, observed)")
     predicted = {tuple(c) if isinstance(c, (list, tuple)) else c for c in predicted_wrong}
     if predicted != set(cells):
         return checks.fail(f"your prediction has {len(predicted - set(cells))} cell(s) the probe did not find wrong "

@@ -135,13 +135,10 @@ print(dry.output.strip() if not dry.ok else dry.output.strip().splitlines()[0] +
 @checks.checkpoint("helm.ownership", points=1,
                    hint="run notebooks 03 and 04 first; kubectl -n k8s-assignment get statefulset,deployment")
 def helm_ownership():
-    rows = {(r["kind"], r["name"]): r for r in notebook.ownership(nb, chart_objects)}
-    missing = [f"{kind} {name}" for kind, name in (("StatefulSet", "database"), ("Deployment", "web"),
-                                                    ("PersistentVolume", nb.pv_name))
-               if not rows.get((kind, name), {}).get("exists")]
-    if missing:
-        return checks.fail(f"not there to take over: {', '.join(missing)}")
-    return checks.ok("the database, the web server and the volume exist: Helm takes them over, it does not create them")
+    from lab import tasks
+
+    return tasks.missing(nb, "pv", "database", "web") or checks.ok(
+        "the database, the web server and the volume exist: Helm takes them over, it does not create them")
 
 
 # %% [markdown]
@@ -257,7 +254,7 @@ web:
 # NBVAL_IGNORE_OUTPUT
 from lab import tasks
 
-tasks.helm_upgrade(nb, "work/values.yaml")
+upgraded = tasks.helm_upgrade(nb, "work/values.yaml")
 
 # %% [markdown]
 # **Checkpoint.** The release's values come from your file, and the Deployment asks for, and has,

@@ -508,7 +508,7 @@ checks.checkpoint(
 @checks.checkpoint("sched.prediction", points=1, hint="6 Pods, spread with a skew of at most one over the schedulable nodes")
 def sched_prediction():
     if isinstance(predicted_busiest, bool) or not isinstance(predicted_busiest, int):
-        return checks.fail(f"predicted_busiest is {type(predicted_busiest).__name__} {predicted_busiest!r}: write a whole number")
+        return checks.fail(f"predicted_busiest is {tasks.described(predicted_busiest)}: write a whole number")
     if not checks.deployment_ready("web", replicas=6).passed:
         return checks.fail("there are not six ready web Pods to compare with: run the exercise's upgrade")
     busiest = int(components_per_node().get("web", pd.Series(dtype=int)).max())

@@ -66,7 +66,7 @@ def test_fields_and_quantities():
 
 
 @pytest.mark.parametrize("command, subcommand, message", [
-    (..., "backup create", "the command is ellipsis Ellipsis; write it as text"),
+    (..., "backup create", "the command is still `...`; write it as text"),
     (42, "backup create", "the command is int 42"),
     ("lab backup create 'lab", "backup create", "is not a shell command line"),
     ("lab backup restore latest", "backup create", "is not a `lab backup create ...` command"),
