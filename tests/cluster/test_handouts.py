@@ -35,8 +35,8 @@ EXERCISES = {
     "web.endpoints", "netpol.break-detected", "watcher.to-ready", "helm.rollback",
     "backup.checksum-by-hand", "backup.drill-database", "sched.scale-spread",
 }
-# Checks of what a build task would have made possible (a second Helm revision).
-AFTER_BUILD = {"helm.history"}
+# Checks of what a build task would have made possible (a second Helm revision, a backup of one's own).
+AFTER_BUILD = {"helm.history", "backup.listed"}
 # Checks of steps that need a student's object that is not there: "finish step N of NN first".
 NEEDS = {
     "db.statefulset-ready": "finish step 4 of 03 first",
@@ -53,6 +53,7 @@ NEEDS = {
     "watcher.events": "finish step 2 of 06 first",
     "watcher.lifecycles": "finish step 2 of 06 first",
     "watcher.list-watch": "finish step 2 of 06 first",
+    "helm.ownership": "finish step 3 of 02 first",
 }
 # Every other checkpoint of 00-09 checks what the notebook itself does, and passes.
 SCORE_LIMIT = 0.6  # the untouched run earns less than this share of the points; the reference earns all
