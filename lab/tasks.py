@@ -285,6 +285,18 @@ def described(value: Any) -> str:
     return "still `...`" if value is Ellipsis else f"{type(value).__name__} {value!r}"
 
 
+def _student_object(namespace: str, context: str, kind: str, name: str | None, file: str):
+    """(lab, the student's object as the API's JSON, its uids), or (lab, None, a FAIL that says
+    why it is not in the cluster, as far as ``work/FILE`` tells). ``name`` None: the lab's PV."""
+    lab = _lab(namespace, context)
+    name = name or lab.pv_name
+    found = lab.read(kind, name)
+    if found is None:
+        return lab, None, checks.fail(f"{kind} {name} does not exist: " + _file_hint(lab, f"{WORK_DIR}/{file}", (kind,)))
+    key = f"{kind}/{name}" if kind == "PersistentVolume" else f"{kind}/{namespace}/{name}"
+    return lab, as_dict(found), {key: found.metadata.uid}
+
+
 def _problems_result(subject: str, problems: list[str], uids: dict, passed: str) -> checks.Result:
     if problems:
         return checks.fail(f"{subject}: " + "; ".join(problems), uids)
@@ -294,12 +306,10 @@ def _problems_result(subject: str, problems: list[str], uids: dict, passed: str)
 @checks.register("build.pv", points=3, hint="read the task's list again; `kubectl get pv -o yaml` shows what you made")
 def check_pv(namespace: str, context: str) -> checks.Result:
     """02: the database's PersistentVolume, written by the student."""
-    lab = _lab(namespace, context)
-    pv = lab.read("PersistentVolume", lab.pv_name)
-    if pv is None:
-        return checks.fail(f"PersistentVolume {lab.pv_name} does not exist: "
-                           + _file_hint(lab, f"{WORK_DIR}/pv.yaml", ("PersistentVolume",)))
-    obj, problems = as_dict(pv), []
+    lab, obj, uids = _student_object(namespace, context, "PersistentVolume", None, "pv.yaml")
+    if obj is None:
+        return uids
+    problems = []
     policy = field(obj, "spec.persistentVolumeReclaimPolicy")
     if policy != "Retain":
         problems.append(f"spec.persistentVolumeReclaimPolicy is {policy}: the data would go with the claim")
@@ -317,8 +327,7 @@ def check_pv(namespace: str, context: str) -> checks.Result:
     if field(obj, "spec.hostPath.path") != lab.pv_node_path:
         problems.append(f"spec.hostPath.path is {field(obj, 'spec.hostPath.path')}: not the lab's data directory "
                         "in the node (see step 4)")
-    return _problems_result(f"PersistentVolume {lab.pv_name}", problems,
-                            {f"PersistentVolume/{lab.pv_name}": pv.metadata.uid},
+    return _problems_result(f"PersistentVolume {lab.pv_name}", problems, uids,
                             f"PersistentVolume {lab.pv_name}: your volume is retained, big enough, of the right class")
 
 
@@ -326,12 +335,10 @@ def check_pv(namespace: str, context: str) -> checks.Result:
                  hint="kubectl -n k8s-assignment get service database -o yaml; kubectl explain service.spec.ports")
 def check_db_service(namespace: str, context: str) -> checks.Result:
     """03: the database's ClusterIP Service on 3306, written by the student."""
-    lab = _lab(namespace, context)
-    svc = lab.read("Service", "database")
-    if svc is None:
-        return checks.fail("Service database does not exist: "
-                           + _file_hint(lab, f"{WORK_DIR}/database-service.yaml", ("Service",)))
-    obj, problems = as_dict(svc), []
+    _, obj, uids = _student_object(namespace, context, "Service", "database", "database-service.yaml")
+    if obj is None:
+        return uids
+    problems = []
     kind = field(obj, "spec.type")
     if kind != "ClusterIP" or field(obj, "spec.clusterIP") in (None, "None", MISSING):
         problems.append(f"spec.type is {kind} with clusterIP {field(obj, 'spec.clusterIP')}: clients need a virtual IP "
@@ -342,7 +349,7 @@ def check_db_service(namespace: str, context: str) -> checks.Result:
     selector = field(obj, "spec.selector") or {}
     if selector.get("app.kubernetes.io/component") != "database":
         problems.append("spec.selector does not select the database Pods (compare with the StatefulSet's labels)")
-    return _problems_result("Service database", problems, {f"Service/{namespace}/database": svc.metadata.uid},
+    return _problems_result("Service database", problems, uids,
                             "Service database: a cluster IP on the database's port, selecting the database Pods")
 
 
@@ -350,12 +357,10 @@ def check_db_service(namespace: str, context: str) -> checks.Result:
                  hint="kubectl -n k8s-assignment get statefulset database -o yaml; kubectl explain statefulset.spec.volumeClaimTemplates")
 def check_db_claims(namespace: str, context: str) -> checks.Result:
     """03: the StatefulSet's volumeClaimTemplates, written by the student."""
-    lab = _lab(namespace, context)
-    sts = lab.read("StatefulSet", "database")
-    if sts is None:
-        return checks.fail("StatefulSet database does not exist: "
-                           + _file_hint(lab, f"{WORK_DIR}/database.yaml", ("StatefulSet",)))
-    obj, problems = as_dict(sts), []
+    _, obj, uids = _student_object(namespace, context, "StatefulSet", "database", "database.yaml")
+    if obj is None:
+        return uids
+    problems = []
     templates = field(obj, "spec.volumeClaimTemplates")
     if not isinstance(templates, list) or not templates:
         return checks.fail("StatefulSet database: spec.volumeClaimTemplates is missing")
@@ -374,7 +379,7 @@ def check_db_claims(namespace: str, context: str) -> checks.Result:
         if size is None or size > 2**30:
             problems.append(f"the claim's spec.resources.requests.storage is "
                             f"{field(data, 'spec.resources.requests.storage')}: not what the volume offers")
-    return _problems_result("StatefulSet database", problems, {f"StatefulSet/{namespace}/database": sts.metadata.uid},
+    return _problems_result("StatefulSet database", problems, uids,
                             "StatefulSet database: its claim template matches the volume of notebook 02")
 
 
@@ -385,12 +390,10 @@ DOWNWARD = {"POD_NAME": "metadata.name", "POD_IP": "status.podIP", "NODE_NAME": 
                  hint="kubectl -n k8s-assignment get deployment web -o yaml; kubectl explain pod.spec.containers.env.valueFrom.fieldRef")
 def check_web_init(namespace: str, context: str) -> checks.Result:
     """04: the web Deployment's init container, fed by the downward API, written by the student."""
-    lab = _lab(namespace, context)
-    deployment = lab.read("Deployment", "web")
-    if deployment is None:
-        return checks.fail("Deployment web does not exist: "
-                           + _file_hint(lab, f"{WORK_DIR}/web.yaml", ("Deployment",)))
-    obj, problems = as_dict(deployment), []
+    _, obj, uids = _student_object(namespace, context, "Deployment", "web", "web.yaml")
+    if obj is None:
+        return uids
+    problems = []
     inits = field(obj, "spec.template.spec.initContainers") or []
     init = next((c for c in inits if c.get("name") == "render-page"), None)
     if init is None:
@@ -409,8 +412,7 @@ def check_web_init(namespace: str, context: str) -> checks.Result:
                     for m in c.get("volumeMounts") or []}
     if not mounts & nginx_mounts:
         problems.append("render-page writes into no volume that nginx mounts")
-    return _problems_result("Deployment web, init container render-page", problems,
-                            {f"Deployment/{namespace}/web": deployment.metadata.uid},
+    return _problems_result("Deployment web, init container render-page", problems, uids,
                             "Deployment web: render-page gets the Pod's name, IP and node from the downward API")
 
 
@@ -418,11 +420,10 @@ def check_web_init(namespace: str, context: str) -> checks.Result:
                  hint="kubectl -n k8s-assignment get service web -o yaml; kubectl explain service.spec.ports.nodePort")
 def check_web_service(namespace: str, context: str) -> checks.Result:
     """04: the web NodePort Service, written by the student."""
-    lab = _lab(namespace, context)
-    svc = lab.read("Service", "web")
-    if svc is None:
-        return checks.fail("Service web does not exist: " + _file_hint(lab, f"{WORK_DIR}/web-service.yaml", ("Service",)))
-    obj, problems = as_dict(svc), []
+    _, obj, uids = _student_object(namespace, context, "Service", "web", "web-service.yaml")
+    if obj is None:
+        return uids
+    problems = []
     if field(obj, "spec.type") != "NodePort":
         problems.append(f"spec.type is {field(obj, 'spec.type')}: nothing outside the cluster reaches it")
     ports = field(obj, "spec.ports") or []
@@ -433,7 +434,7 @@ def check_web_service(namespace: str, context: str) -> checks.Result:
         problems.append(f"spec.ports[].nodePort is {http.get('nodePort')}: the kind config maps another port to this machine")
     if (field(obj, "spec.selector") or {}).get("app.kubernetes.io/component") != "web":
         problems.append("spec.selector does not select the web Pods")
-    return _problems_result("Service web", problems, {f"Service/{namespace}/web": svc.metadata.uid},
+    return _problems_result("Service web", problems, uids,
                             "Service web: a node port this machine reaches, port 80 inside, selecting the web Pods")
 
 
