@@ -297,6 +297,26 @@ def _student_object(namespace: str, context: str, kind: str, name: str | None, f
     return lab, as_dict(found), {key: found.metadata.uid}
 
 
+def unwritten(lab, file: str, kind: str, name: str, wanted: Callable[[dict], list[str]]) -> list[str]:
+    """What the student's own file (``work/FILE``, next to the notebook) leaves out of the fields a
+    build task asks for: ``wanted(object)`` names them. The live object alone is not enough: after
+    notebook 07 the chart's objects are in the cluster whatever the file says. Without the file
+    (``lab grade --live``) only the live object counts."""
+    path = Path.cwd() / WORK_DIR / file
+    if not path.exists():
+        return []
+    documents, problems = read_objects(path)
+    written = next((d for d in documents if d.get("kind") == kind
+                    and isinstance(d.get("metadata"), dict) and d["metadata"].get("name") == name), None)
+    if problems or written is None:
+        return [f"{WORK_DIR}/{file}: " + (problems[0] if problems else f"there is no {kind} {name} in it")]
+    return [f"{WORK_DIR}/{file} leaves {blank} empty" for blank in wanted(written)]
+
+
+def _empty(obj: dict, *paths: str) -> list[str]:
+    return [path for path in paths if field(obj, path) in (MISSING, None, "", [], {})]
+
+
 def _problems_result(subject: str, problems: list[str], uids: dict, passed: str) -> checks.Result:
     if problems:
         return checks.fail(f"{subject}: " + "; ".join(problems), uids)
@@ -327,6 +347,8 @@ def check_pv(namespace: str, context: str) -> checks.Result:
     if field(obj, "spec.hostPath.path") != lab.pv_node_path:
         problems.append(f"spec.hostPath.path is {field(obj, 'spec.hostPath.path')}: not the lab's data directory "
                         "in the node (see step 4)")
+    problems = problems or unwritten(lab, "pv.yaml", "PersistentVolume", "k8s-lab-database-data", lambda o: _empty(
+        o, "spec.persistentVolumeReclaimPolicy", "spec.capacity.storage", "spec.storageClassName"))
     return _problems_result(f"PersistentVolume {lab.pv_name}", problems, uids,
                             f"PersistentVolume {lab.pv_name}: your volume is retained, big enough, of the right class")
 
@@ -335,7 +357,7 @@ def check_pv(namespace: str, context: str) -> checks.Result:
                  hint="kubectl -n k8s-assignment get service database -o yaml; kubectl explain service.spec.ports")
 def check_db_service(namespace: str, context: str) -> checks.Result:
     """03: the database's ClusterIP Service on 3306, written by the student."""
-    _, obj, uids = _student_object(namespace, context, "Service", "database", "database-service.yaml")
+    lab, obj, uids = _student_object(namespace, context, "Service", "database", "database-service.yaml")
     if obj is None:
         return uids
     problems = []
@@ -349,6 +371,7 @@ def check_db_service(namespace: str, context: str) -> checks.Result:
     selector = field(obj, "spec.selector") or {}
     if selector.get("app.kubernetes.io/component") != "database":
         problems.append("spec.selector does not select the database Pods (compare with the StatefulSet's labels)")
+    problems = problems or unwritten(lab, "database-service.yaml", "Service", "database", lambda o: _empty(o, "spec.ports"))
     return _problems_result("Service database", problems, uids,
                             "Service database: a cluster IP on the database's port, selecting the database Pods")
 
@@ -357,7 +380,7 @@ def check_db_service(namespace: str, context: str) -> checks.Result:
                  hint="kubectl -n k8s-assignment get statefulset database -o yaml; kubectl explain statefulset.spec.volumeClaimTemplates")
 def check_db_claims(namespace: str, context: str) -> checks.Result:
     """03: the StatefulSet's volumeClaimTemplates, written by the student."""
-    _, obj, uids = _student_object(namespace, context, "StatefulSet", "database", "database.yaml")
+    lab, obj, uids = _student_object(namespace, context, "StatefulSet", "database", "database.yaml")
     if obj is None:
         return uids
     problems = []
@@ -379,6 +402,7 @@ def check_db_claims(namespace: str, context: str) -> checks.Result:
         if size is None or size > 2**30:
             problems.append(f"the claim's spec.resources.requests.storage is "
                             f"{field(data, 'spec.resources.requests.storage')}: not what the volume offers")
+    problems = problems or unwritten(lab, "database.yaml", "StatefulSet", "database", lambda o: _empty(o, "spec.volumeClaimTemplates"))
     return _problems_result("StatefulSet database", problems, uids,
                             "StatefulSet database: its claim template matches the volume of notebook 02")
 
@@ -386,11 +410,23 @@ def check_db_claims(namespace: str, context: str) -> checks.Result:
 DOWNWARD = {"POD_NAME": "metadata.name", "POD_IP": "status.podIP", "NODE_NAME": "spec.nodeName"}
 
 
+def _node_port_unwritten(service: dict) -> list[str]:
+    ports = [p for p in field(service, "spec.ports") or [] if isinstance(p, dict)]
+    return _empty(service, "spec.type") + ([] if any(p.get("nodePort") for p in ports) else ["spec.ports[].nodePort"])
+
+
+def _downward_env_unwritten(deployment: dict) -> list[str]:
+    inits = field(deployment, "spec.template.spec.initContainers") or []
+    init = next((c for c in inits if isinstance(c, dict) and c.get("name") == "render-page"), {})
+    names = {e.get("name") for e in init.get("env") or [] if isinstance(e, dict) and e.get("valueFrom")}
+    return [f"render-page's env {name}" for name in DOWNWARD if name not in names]
+
+
 @checks.register("build.web-init", points=3,
                  hint="kubectl -n k8s-assignment get deployment web -o yaml; kubectl explain pod.spec.containers.env.valueFrom.fieldRef")
 def check_web_init(namespace: str, context: str) -> checks.Result:
     """04: the web Deployment's init container, fed by the downward API, written by the student."""
-    _, obj, uids = _student_object(namespace, context, "Deployment", "web", "web.yaml")
+    lab, obj, uids = _student_object(namespace, context, "Deployment", "web", "web.yaml")
     if obj is None:
         return uids
     problems = []
@@ -412,6 +448,7 @@ def check_web_init(namespace: str, context: str) -> checks.Result:
                     for m in c.get("volumeMounts") or []}
     if not mounts & nginx_mounts:
         problems.append("render-page writes into no volume that nginx mounts")
+    problems = problems or unwritten(lab, "web.yaml", "Deployment", "web", _downward_env_unwritten)
     return _problems_result("Deployment web, init container render-page", problems, uids,
                             "Deployment web: render-page gets the Pod's name, IP and node from the downward API")
 
@@ -420,7 +457,7 @@ def check_web_init(namespace: str, context: str) -> checks.Result:
                  hint="kubectl -n k8s-assignment get service web -o yaml; kubectl explain service.spec.ports.nodePort")
 def check_web_service(namespace: str, context: str) -> checks.Result:
     """04: the web NodePort Service, written by the student."""
-    _, obj, uids = _student_object(namespace, context, "Service", "web", "web-service.yaml")
+    lab, obj, uids = _student_object(namespace, context, "Service", "web", "web-service.yaml")
     if obj is None:
         return uids
     problems = []
@@ -434,6 +471,7 @@ def check_web_service(namespace: str, context: str) -> checks.Result:
         problems.append(f"spec.ports[].nodePort is {http.get('nodePort')}: the kind config maps another port to this machine")
     if (field(obj, "spec.selector") or {}).get("app.kubernetes.io/component") != "web":
         problems.append("spec.selector does not select the web Pods")
+    problems = problems or unwritten(lab, "web-service.yaml", "Service", "web", _node_port_unwritten)
     return _problems_result("Service web", problems, uids,
                             "Service web: a node port this machine reaches, port 80 inside, selecting the web Pods")
 

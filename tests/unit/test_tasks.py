@@ -165,3 +165,30 @@ def test_a_helm_upgrade_that_lost_a_race_is_tried_once_more(tmp_path, lab, monke
     monkeypatch.setattr(lab, "helm_upgrade", lambda *a, **k: refused.pop(0))
     assert tasks.helm_upgrade(lab, values) is False and len(refused) == 1, "a refusal is not retried"
     assert "not upgraded" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("notebook_name, file, kind, name, wanted", [
+    ("02-storage", "pv.yaml", "PersistentVolume", "k8s-lab-database-data", lambda o: tasks._empty(
+        o, "spec.persistentVolumeReclaimPolicy", "spec.capacity.storage", "spec.storageClassName")),
+    ("03-database", "database-service.yaml", "Service", "database", lambda o: tasks._empty(o, "spec.ports")),
+    ("03-database", "database.yaml", "StatefulSet", "database", lambda o: tasks._empty(o, "spec.volumeClaimTemplates")),
+    ("04-web-server", "web.yaml", "Deployment", "web", tasks._downward_env_unwritten),
+    ("04-web-server", "web-service.yaml", "Service", "web", tasks._node_port_unwritten),
+])
+def test_the_handouts_files_leave_the_build_tasks_fields_empty(tmp_path, lab, monkeypatch, notebook_name, file, kind, name,
+                                                               wanted):
+    """The blanks of each build task, as the handout writes them, are what the check calls unwritten;
+    the reference's file leaves nothing out (so a chart object in the cluster cannot pass for it)."""
+    import nbformat
+
+    from lab import config
+
+    monkeypatch.chdir(tmp_path)
+    tasks.work_dir()
+    for product, found in (("", True), ("reference/", False)):
+        nb = nbformat.read(str(config.REPO_ROOT / "notebooks" / f"{product}{notebook_name}.ipynb"), as_version=4)
+        cell = next(c for c in nb.cells if c.source.startswith(f"%%writefile work/{file}\n"))
+        (tmp_path / "work" / file).write_text(cell.source.split("\n", 1)[1])
+        problems = tasks.unwritten(lab, file, kind, name, wanted)
+        assert bool(problems) is found, (product or "handout", problems)
+        assert all(p.startswith(f"work/{file} leaves ") for p in problems)
