@@ -17,7 +17,7 @@
 # - read a ResourceQuota and a LimitRange, and predict which resources a container without any
 #   `resources:` gets (server-side dry run),
 # - create a PersistentVolume by hand (static provisioning) with `storageClassName: manual`, and say
-#   what `persistentVolumeReclaimPolicy: Retain` and `claimRef` do,
+#   what a reclaim policy and `claimRef` do,
 # - find a hostPath volume's files on your own machine.
 
 # %% [markdown]
