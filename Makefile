@@ -8,21 +8,27 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 LAB := $(VENV)/bin/lab
-# pytest options for the notebooks: --nbval-lax checks only cells marked `# NBVAL_CHECK_OUTPUT`
+# pytest options for the notebooks: --nbval-lax checks only cells tagged nbval-check-output
 # (cluster output such as pod names and ages differs run to run); use NBVAL=--nbval for all cells.
 NBVAL ?= --nbval-lax
 NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 RUN_DIR := runs/$(shell date -u +%Y%m%dT%H%M%SZ)
 
-NOTEBOOKS = $(wildcard notebooks/[0-9][0-9]-*.ipynb)
+# The reference notebooks (solutions, stored outputs) are what make lab, nbval and CI run; the
+# handouts in notebooks/ are what students open. Both are built from notebooks/src/.
+NOTEBOOKS = $(wildcard notebooks/reference/[0-9][0-9]-*.ipynb)
+JUPYTERLAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 CLUSTER_TESTS = $(wildcard tests/cluster/test_*.py tests/cluster/*_test.py)
 
-.PHONY: help lab test venv venv-notebook host doctor tools cluster images run test-unit test-cluster test-notebooks test-browser clean
+.PHONY: help lab test venv venv-notebook host doctor tools cluster images run run-handouts notebooks release test-unit test-cluster test-notebooks test-browser clean
 
 help:
 	@echo "make lab    set up everything and run the notebooks headlessly (venv, Docker, cluster, images)"
 	@echo "make test   unit tests, cluster tests and the notebooks under nbval"
 	@echo "make clean  remove .venv and runs/ (the cluster and the build cache stay)"
+	@echo "make notebooks      build the handouts and reference notebooks from notebooks/src/"
+	@echo "make run-handouts   run the handouts as a student who has done nothing yet would"
+	@echo "make release DIR=d  write the student bundle (no solutions) into d"
 	@echo "JupyterLab: $(VENV)/bin/jupyter lab notebooks/"
 
 # ------------------------------------------------------------------------------ environment
@@ -52,8 +58,13 @@ $(VENV)/.installed-browser: $(VENV)/.installed-notebook
 	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[browser]'
 	@touch $@
 
+# JupyterLab without first-run pop-ups (the news prompt, update checks): settings shipped in jupyter/.
+$(JUPYTERLAB_SETTINGS): jupyter/overrides.json $(VENV)/.installed-notebook
+	@mkdir -p $(dir $@)
+	cp $< $@
+
 venv: $(VENV)/.installed
-venv-notebook: $(VENV)/.installed-notebook
+venv-notebook: $(VENV)/.installed-notebook $(JUPYTERLAB_SETTINGS)
 
 host:
 	bash scripts/setup-host
@@ -82,10 +93,21 @@ run: venv
 ifeq ($(strip $(NOTEBOOKS)),)
 	@echo "no notebooks in notebooks/ yet (NN-name.ipynb): nothing to run"
 else
-	$(LAB) run --out $(RUN_DIR)
+	$(LAB) run --notebooks-dir notebooks/reference --out $(RUN_DIR)
 	@echo "executed notebooks: $(RUN_DIR)/"
 	@echo "report:             $(RUN_DIR)/report.md (and report.json)"
 endif
+
+# A student's view: the handouts, nothing filled in (every build task's checkpoint fails, nothing raises).
+run-handouts: venv
+	$(LAB) run --notebooks-dir notebooks --out $(RUN_DIR)-handouts
+
+notebooks: venv
+	$(VPY) notebooks/src/build.py
+
+release: venv
+	@test -n "$(DIR)" || { echo "usage: make release DIR=path/to/new/bundle" >&2; exit 1; }
+	$(LAB) release $(DIR)
 
 # ------------------------------------------------------------------------------------ tests
 

@@ -1020,3 +1020,4 @@ def _instructor_pv_retain(namespace: str, context: str) -> Result:
 def _instructor_backup(namespace: str, context: str) -> Result:
     """At least one non-empty database backup exists in the host's data directory."""
     return file_exists_on_host("backups/*")
+

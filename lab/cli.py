@@ -791,6 +791,24 @@ def events_cmd(since: str | None, csv_path: Path | None, output: str, target) ->
         console.print(f"events written to {escape(str(csv_path))}")
 
 
+# ---------------------------------------------------------------------------------- release
+
+
+@cli.command("release", context_settings=CONTEXT_SETTINGS)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def release_cmd(directory: Path) -> None:
+    """Write the student bundle into DIRECTORY: the handouts and what they need, no solutions.
+
+    Leaves out the notebook sources, the reference notebooks, tests and the manifests students
+    write themselves; blanks every marked solution; refuses to finish if anything still reveals one.
+    """
+    from lab import release
+
+    written = release.release(directory)
+    console.print(f"[green]{len(written)} files[/] written to {escape(str(directory))}; "
+                  "students open notebooks/ there")
+
+
 def _clock(value) -> str:
     return "" if value is None or value != value else value.strftime("%H:%M:%S")
 

@@ -39,6 +39,7 @@ from lab import __version__ as LAB_VERSION
 from lab import checks, evidence
 from lab.cluster import classroom
 from lab.grading import intake
+from lab import tasks  # noqa: F401 - registers the build tasks' checks
 from lab.grading import grader_checks  # noqa: F401 - registers the checks the grader runs itself
 from lab.config import REPO_ROOT
 from lab.errors import LabError

@@ -57,9 +57,9 @@ TRANSPORTS = ("stream", "kubectl")
 IN_POD_PARALLEL = 16
 READY_TIMEOUT_S = 120
 
-MANAGED_LABEL = "k8s-lab.ops.probe/managed"
-SOURCE_LABEL = "k8s-lab.ops.probe/source"
-SPEC_ANNOTATION = "k8s-lab.ops.probe/spec"
+MANAGED_LABEL = "k8s-lab.probe/managed"
+SOURCE_LABEL = "k8s-lab.probe/source"
+SPEC_ANNOTATION = "k8s-lab.probe/spec"
 PROBE_POD_PREFIX = "probe-"
 CANARY_NAMESPACE = "k8s-lab-canary"
 CANARY_PORT = 8080
@@ -70,7 +70,7 @@ COLUMNS = ("source", "destination", "port", "expected", "observed", "correct", "
 # The lab's system (manifests/, chart/): labels and names the standard matrix probes.
 LAB_WEB_SELECTOR = ("app.kubernetes.io/name=k8s-lab,app.kubernetes.io/instance=k8s-lab,"
                     "app.kubernetes.io/component=web")
-LAB_OTHER_LABELS = {"app.kubernetes.io/name": "k8s-lab-probe", "k8s-lab.ops.probe/role": "other"}
+LAB_OTHER_LABELS = {"app.kubernetes.io/name": "k8s-lab-probe", "k8s-lab.probe/role": "other"}
 LAB_DATABASE_SERVICE = "database"
 LAB_WEB_SERVICE = "web"
 LAB_PORTS = (config.DB_PORT, 80)
@@ -932,9 +932,9 @@ def canary(namespace: str = CANARY_NAMESPACE, *, target: Target,
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         created_namespace = True
     token = uuid.uuid4().hex[:6]
-    server_labels = {"k8s-lab.ops.probe/canary": token, "k8s-lab.ops.probe/role": "server"}
-    client_source = Source.probe(f"canary-{token}", {"k8s-lab.ops.probe/canary": token,
-                                                     "k8s-lab.ops.probe/role": "client"})
+    server_labels = {"k8s-lab.probe/canary": token, "k8s-lab.probe/role": "server"}
+    client_source = Source.probe(f"canary-{token}", {"k8s-lab.probe/canary": token,
+                                                     "k8s-lab.probe/role": "client"})
     server_name = f"canary-server-{token}"
     policy_name = f"canary-deny-{token}"
     server = probe_pod_manifest(Source.probe(f"canary-server-{token}", server_labels), 0,
@@ -942,7 +942,7 @@ def canary(namespace: str = CANARY_NAMESPACE, *, target: Target,
     server.metadata.name = server_name
     server.spec.containers[0].command = ["nc", "-lk", "-p", str(CANARY_PORT)]
     server.spec.containers[0].ports = [client.V1ContainerPort(container_port=CANARY_PORT)]
-    dest = Destination.pods("server", f"k8s-lab.ops.probe/canary={token},k8s-lab.ops.probe/role=server",
+    dest = Destination.pods("server", f"k8s-lab.probe/canary={token},k8s-lab.probe/role=server",
                             ports=[CANARY_PORT])
 
     def look(expected: str) -> str:
@@ -1005,5 +1005,5 @@ def _cleanup_canary(core, net, namespace: str, token: str, policy_name: str,
         return
     quietly(net.delete_namespaced_network_policy, policy_name, namespace)
     for pod in core.list_namespaced_pod(namespace,
-                                        label_selector=f"k8s-lab.ops.probe/canary={token}").items:
+                                        label_selector=f"k8s-lab.probe/canary={token}").items:
         quietly(core.delete_namespaced_pod, pod.metadata.name, namespace, grace_period_seconds=0)

@@ -193,18 +193,19 @@ import shutil
 import subprocess
 
 path_kubectl_usable = "TODO"
-if solutions:
-    on_path = shutil.which("kubectl")
-    if on_path is None:
-        path_kubectl_usable = None
-    else:
-        text = subprocess.run([on_path, "version", "--client"], capture_output=True, text=True).stdout
-        found = re.search(r"v(\d+)\.(\d+)\.(\d+)", text)
-        print(f"{on_path}: {found.group(0) if found else 'no version'}")
-        path_kubectl_usable = bool(found) and found.group(1) == "1" and abs(int(found.group(2)) - 34) <= 1
+# BEGIN SOLUTION NO PROMPT
+on_path = shutil.which("kubectl")
+if on_path is None:
+    path_kubectl_usable = None
 else:
-    # TODO: set path_kubectl_usable to True, False or None as described above
-    pass
+    text = subprocess.run([on_path, "version", "--client"], capture_output=True, text=True).stdout
+    found = re.search(r"v(\d+)\.(\d+)\.(\d+)", text)
+    print(f"{on_path}: {found.group(0) if found else 'no version'}")
+    path_kubectl_usable = bool(found) and found.group(1) == "1" and abs(int(found.group(2)) - 34) <= 1
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: set path_kubectl_usable to True, False or None as described above
+# END PROMPT
 print("your answer:", path_kubectl_usable)
 
 # %% [markdown]

@@ -47,7 +47,7 @@ solutions = True  # True runs the reference solutions; False leaves the exercise
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from lab import checks, notebook
+from lab import checks, notebook, tasks
 
 nb = notebook.start("01-kind-cluster.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions)
 
@@ -78,7 +78,7 @@ print(f"cluster {info.name}: {'created' if info.created else 'reused'}, {len(inf
 def cluster_nodes_ready():
     from lab.cluster import kube
 
-    nodes = kube.core(nb.context).list_node(_request_timeout=10).items
+    nodes = kube.core(nb.target).list_node(_request_timeout=10).items
     not_ready = [n.metadata.name for n in nodes if not kube.node_ready(n)]
     if not nodes:
         return checks.fail("the cluster has no nodes")
@@ -118,7 +118,7 @@ def cluster_api_version():
     from lab import config
     from lab.cluster import kube
 
-    version = client.VersionApi(kube.api_client(nb.context)).get_code(_request_timeout=10).git_version
+    version = client.VersionApi(kube.api_client(nb.target)).get_code(_request_timeout=10).git_version
     if version.split("+")[0] != config.KUBERNETES_VERSION:
         return checks.fail(f"context {nb.context} reaches Kubernetes {version}, the lab expects {config.KUBERNETES_VERSION}")
     return checks.ok(f"context {nb.context} reaches Kubernetes {config.KUBERNETES_VERSION}")
@@ -145,7 +145,7 @@ import pandas as pd
 
 from lab.cluster import kube
 
-nodes = kube.core(nb.context).list_node(_request_timeout=10).items
+nodes = kube.core(nb.target).list_node(_request_timeout=10).items
 node_table = pd.DataFrame([{
     "node": n.metadata.name,
     "roles": ",".join(sorted(k.split("/", 1)[1] for k in n.metadata.labels if k.startswith("node-role.kubernetes.io/"))) or "worker",
@@ -164,7 +164,7 @@ print(node_table.to_string(index=False))
 @checks.checkpoint("cluster.database-node", points=1,
                    hint="kubectl --context kind-k8s-lab get nodes -L k8s-lab/database; the kind config (manifests/kind/cluster.yaml) sets the label")
 def cluster_database_node():
-    labelled = [n.metadata.name for n in kube.core(nb.context).list_node(_request_timeout=10).items
+    labelled = [n.metadata.name for n in kube.core(nb.target).list_node(_request_timeout=10).items
                 if (n.metadata.labels or {}).get("k8s-lab/database") == "true"]
     if len(labelled) != 1:
         return checks.fail(f"{len(labelled)} nodes are labelled k8s-lab/database=true ({', '.join(labelled) or 'none'}); expected one")
@@ -253,7 +253,7 @@ nb.kubectl("get", "pods", "-o", "wide", "--namespace", "kube-system", namespaced
 @checks.checkpoint("cluster.system-pods", points=1,
                    hint="kubectl --context kind-k8s-lab -n kube-system get pods; describe the one that is not Running")
 def cluster_system_pods():
-    pods = kube.core(nb.context).list_namespaced_pod("kube-system", _request_timeout=10).items
+    pods = kube.core(nb.target).list_namespaced_pod("kube-system", _request_timeout=10).items
     bad = [f"{p.metadata.name} ({p.status.phase})" for p in pods
            if p.status.phase != "Running" or not all(s.ready for s in p.status.container_statuses or [])]
     if not pods:
@@ -265,26 +265,88 @@ def cluster_system_pods():
 
 
 # %% [markdown]
+# ## Exercise: the kind configuration, written by you
+#
+# `lab cluster up` made this cluster from the lab's kind configuration. Write one yourself, in
+# `work/kind-cluster.yaml`, for the cluster notebook 09 uses: a control plane and **two workers**.
+# It must give the lab what the lab relies on:
+#
+# - the web Service's node port **30080** of the control-plane node published on this machine, on
+#   `127.0.0.1` only (`extraPortMappings`: `containerPort`, `hostPort`, `listenAddress`),
+# - the lab data directory of this machine mounted into **every** node at `/var/local/k8s-lab`
+#   (`extraMounts`; write `hostPath: LAB_DATA_DIR`, which `lab cluster up` replaces with your data
+#   directory),
+# - the label `k8s-lab/database: "true"` on the **first worker** only (the database follows it).
+#
+# The checkpoint reads your file and compares it with the cluster that runs.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+%%writefile work/kind-cluster.yaml
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+networking:
+  podSubnet: 10.244.0.0/16
+  serviceSubnet: 10.96.0.0/16
+nodes:
+  - role: control-plane
+# BEGIN SOLUTION
+    extraPortMappings:
+      - containerPort: 30080
+        hostPort: 30080
+        listenAddress: 127.0.0.1
+        protocol: TCP
+    extraMounts:
+      - hostPath: LAB_DATA_DIR
+        containerPath: /var/local/k8s-lab
+  - role: worker
+    labels:
+      k8s-lab/database: "true"
+    extraMounts:
+      - hostPath: LAB_DATA_DIR
+        containerPath: /var/local/k8s-lab
+  - role: worker
+    extraMounts:
+      - hostPath: LAB_DATA_DIR
+        containerPath: /var/local/k8s-lab
+# END SOLUTION
+# BEGIN PROMPT
+    # TODO: the port mapping and the data mount; then the two workers
+# END PROMPT
+
+# %% [markdown]
+# **Checkpoint.** Your configuration publishes the port the running cluster publishes, mounts the
+# data directory into every node, and labels the first worker.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.checkpoint("build.kind-config", points=3,
+                  hint="kind's configuration reference: https://kind.sigs.k8s.io/docs/user/configuration/; manifests/kind/cluster.yaml is the lab's own",
+                  verify=lambda: tasks.kind_config(nb, "work/kind-cluster.yaml", workers=2))
+
+
+# %% [markdown]
 # ## Exercise: which components make up this cluster?
 #
 # Every `kube-system` Pod says which component it is in a label: static Pods use `component`
 # (e.g. `component=etcd`), the others `k8s-app` (e.g. `k8s-app=kube-proxy`). Build the **set** of
 # component names of all `kube-system` Pods and store it in `components`.
 #
-# Hint: `kube.core(nb.context).list_namespaced_pod("kube-system").items` gives the Pods, and
+# Hint: `kube.core(nb.target).list_namespaced_pod("kube-system").items` gives the Pods, and
 # `pod.metadata.labels` their labels. Or in a terminal:
 # `kubectl -n kube-system get pods -L component,k8s-app`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 components = set()
-if solutions:
-    for pod in kube.core(nb.context).list_namespaced_pod("kube-system", _request_timeout=10).items:
-        labels = pod.metadata.labels or {}
-        components.add(labels.get("component") or labels.get("k8s-app"))
-else:
-    # TODO: fill the set `components` with the component name of every kube-system Pod
-    pass
+# BEGIN SOLUTION NO PROMPT
+for pod in kube.core(nb.target).list_namespaced_pod("kube-system", _request_timeout=10).items:
+    labels = pod.metadata.labels or {}
+    components.add(labels.get("component") or labels.get("k8s-app"))
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: fill the set `components` with the component name of every kube-system Pod
+# END PROMPT
 print(sorted(components))
 
 # %% [markdown]
@@ -296,7 +358,7 @@ print(sorted(components))
                    hint="each kube-system Pod has a `component` or a `k8s-app` label: kubectl -n kube-system get pods -L component,k8s-app")
 def cluster_components():
     actual = set()
-    for pod in kube.core(nb.context).list_namespaced_pod("kube-system", _request_timeout=10).items:
+    for pod in kube.core(nb.target).list_namespaced_pod("kube-system", _request_timeout=10).items:
         labels = pod.metadata.labels or {}
         actual.add(labels.get("component") or labels.get("k8s-app"))
     missing, extra = sorted(actual - set(components)), sorted(set(components) - actual)

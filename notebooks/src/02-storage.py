@@ -17,7 +17,7 @@
 # - read a ResourceQuota and a LimitRange, and predict which resources a container without any
 #   `resources:` gets (server-side dry run),
 # - create a PersistentVolume by hand (static provisioning) with `storageClassName: manual`, and say
-#   what `persistentVolumeReclaimPolicy: Retain` and `claimRef` do,
+#   what a reclaim policy and `claimRef` do,
 # - find a hostPath volume's files on your own machine.
 
 # %% [markdown]
@@ -154,17 +154,19 @@ def storage_quota_and_limits():
 import json
 
 defaults = None
-if solutions:
-    RESTRICTED = json.dumps({"spec": {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{"name": "dry", "securityContext": {"allowPrivilegeEscalation": False,
-                                                           "capabilities": {"drop": ["ALL"]}}}]}})
-    answer = nb.kubectl("run", "dry", f"--image={nb.images()['probe']}", "--restart=Never", "--dry-run=server",
-                        "--override-type=strategic", f"--overrides={RESTRICTED}", "-o", "json", show=False)
-    defaults = json.loads(answer.stdout)["spec"]["containers"][0]["resources"]
-else:
-    # TODO: run the dry run above (nb.kubectl(...) returns its output in .stdout) and set `defaults`
-    pass
+# BEGIN SOLUTION NO PROMPT
+# The namespace enforces Pod Security "restricted": the dry run asks for a restricted Pod too.
+RESTRICTED = json.dumps({"spec": {
+    "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+    "containers": [{"name": "dry", "securityContext": {"allowPrivilegeEscalation": False,
+                                                       "capabilities": {"drop": ["ALL"]}}}]}})
+answer = nb.kubectl("run", "dry", f"--image={nb.images()['probe']}", "--restart=Never", "--dry-run=server",
+                    "--override-type=strategic", f"--overrides={RESTRICTED}", "-o", "json", show=False)
+defaults = json.loads(answer.stdout)["spec"]["containers"][0]["resources"]
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: run the dry run above (nb.kubectl(...) returns its output in .stdout) and set `defaults`
+# END PROMPT
 print(json.dumps(defaults, indent=2, sort_keys=True))
 
 # %% [markdown]
@@ -188,68 +190,142 @@ def storage_limit_defaults():
 
 
 # %% [markdown]
-# ## Step 3: the database's PersistentVolume
+# ## Exercise: a Pod the quota refuses
 #
-# Layer `01-storage` is a single object. Read it before applying it:
-
-# %%
-# NBVAL_CHECK_OUTPUT
-print((notebook.MANIFESTS_DIR / "01-storage" / "database-pv.yaml").read_text())
+# The LimitRange caps **each container** (`max`: 2 CPUs, 2Gi memory); the quota caps the **sum**
+# over the namespace. Write a Pod `too-big` whose containers each stay within the LimitRange but
+# which together ask for more memory (`requests`) than the quota allows. Use the image
+# `k8s-lab/probe:1` with `command: [sleep, infinity]`, and give every container `requests` and
+# `limits` (without limits, the LimitRange's default limit would be below your request, and that
+# is refused for another reason). The cell after it sends the Pod as a **server-side dry run**:
+# the API server decides, nothing is created.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.apply("01-storage")
-nb.kubectl("get", "persistentvolume", nb.pv_name, namespaced=False)
+%%writefile work/too-big.yaml
+apiVersion: v1
+kind: Pod
+metadata:
+  name: too-big
+spec:
+  containers:
+    - name: one
+      image: k8s-lab/probe:1
+      command: [sleep, infinity]
+# BEGIN SOLUTION
+      resources:
+        requests: {memory: 2Gi}
+        limits: {memory: 2Gi}
+    - name: two
+      image: k8s-lab/probe:1
+      command: [sleep, infinity]
+      resources:
+        requests: {memory: 2Gi}
+        limits: {memory: 2Gi}
+# END SOLUTION
+# BEGIN PROMPT
+      # TODO: resources (requests and limits) for this container, then a second container
+# END PROMPT
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lab import tasks
+
+accepted = tasks.apply(nb, "work/too-big.yaml", "Pod", dry_run=True)
+
+# %% [markdown]
+# Read the API server's answer and explain it in one sentence in `why_rejected`: which object
+# refused the Pod, and which of its resources would have been exceeded?
+
+# %%
+# NBVAL_CHECK_OUTPUT
+why_rejected = "the ResourceQuota lab-quota caps requests.memory in the namespace; 4Gi more would exceed it"  # SOLUTION
+
+# %% [markdown]
+# **Checkpoint.** The API server refuses your Pod because of the quota, and your sentence names it.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.checkpoint(
+    "build.quota-rejects", points=2,
+    hint="kubectl -n k8s-assignment describe resourcequota lab-quota shows what is used and what is left",
+    verify=lambda: tasks.quota_rejection(nb, "work/too-big.yaml", why_rejected),
+)
+
+# %% [markdown]
+# ## Step 3: the database's PersistentVolume (you write it)
+#
+# Layer `01-storage` of the system is a single object, and you write it. In `work/pv.yaml`, complete
+# the PersistentVolume `k8s-lab-database-data`:
+#
+# - it belongs to the class **`manual`**, which has no provisioner (so nothing else makes or deletes
+#   volumes of it);
+# - it offers **1Gi**, mounted read-write by one node (`ReadWriteOnce`);
+# - when its claim is deleted, the volume and its files must **stay** (the reclaim policy);
+# - `claimRef` reserves it for the database's claim `data-database-0` in `k8s-assignment`;
+# - its files are the directory `/var/local/k8s-lab/pv/database` inside the node (`hostPath`), and
+#   it is only usable on the node labelled `k8s-lab/database=true` (`nodeAffinity`).
+#
+# `kubectl explain persistentvolume.spec` lists the fields. The cell after it applies your file:
+# `kubectl apply -f work/pv.yaml`.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+%%writefile work/pv.yaml
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: k8s-lab-database-data
+  labels:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/part-of: k8s-lab
+    app.kubernetes.io/component: database
+spec:
+  storageClassName: manual  # SOLUTION
+# BEGIN SOLUTION
+  capacity:
+    storage: 1Gi
+# END SOLUTION
+# BEGIN PROMPT
+  # TODO: capacity
+# END PROMPT
+  accessModes:
+    - ReadWriteOnce
+  persistentVolumeReclaimPolicy: Retain  # SOLUTION
+  volumeMode: Filesystem
+  claimRef:
+    namespace: k8s-assignment
+    name: data-database-0
+  hostPath:
+    path: /var/local/k8s-lab/pv/database
+    type: DirectoryOrCreate
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions:
+            - key: k8s-lab/database
+              operator: In
+              values:
+                - "true"
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+tasks.apply(nb, "work/pv.yaml", "PersistentVolume")
+nb.kubectl("get", "persistentvolume", "-l", "app.kubernetes.io/part-of=k8s-lab", namespaced=False)
 nb.kubectl("get", "storageclass", namespaced=False);
 
 # %% [markdown]
 # kind ships a StorageClass `standard` (a provisioner that makes hostPath volumes on demand). There
 # is no class `manual`: nothing provisions for it, so our volume is exactly the one we wrote. Its
-# status is `Available` until the database's claim binds it (`Bound`, notebook 03). The parts that
-# matter:
+# status is `Available` until the database's claim binds it (`Bound`, notebook 03).
+#
+# **Checkpoint.** Your volume is in the cluster, retained, big enough, of class `manual`, reserved
+# for the database's claim and on the lab's data directory.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-pv = nb.read("PersistentVolume", nb.pv_name)
-for field, value in [
-    ("name", pv.metadata.name),
-    ("storage class", pv.spec.storage_class_name),
-    ("capacity", pv.spec.capacity["storage"]),
-    ("access modes", ", ".join(pv.spec.access_modes)),
-    ("reclaim policy", pv.spec.persistent_volume_reclaim_policy),
-    ("reserved for claim", f"{pv.spec.claim_ref.namespace}/{pv.spec.claim_ref.name}"),
-    ("hostPath in the node", pv.spec.host_path.path),
-    ("only on nodes with", pv.spec.node_affinity.required.node_selector_terms[0].match_expressions[0].key + "=true"),
-]:
-    print(f"{field:20} {value}")
-
-# %% [markdown]
-# **Checkpoint.** The volume is there, of class `manual`, retained, and reserved for the
-# database's claim in this namespace.
-
-# %%
-# NBVAL_CHECK_OUTPUT
-@checks.checkpoint("storage.persistent-volume", points=2,
-                   hint="kubectl apply -f manifests/01-storage/; kubectl get pv k8s-lab-database-data -o yaml")
-def storage_persistent_volume():
-    pv = nb.read("PersistentVolume", nb.pv_name)
-    if pv is None:
-        return checks.fail(f"PersistentVolume {nb.pv_name} does not exist")
-    uids = {f"PersistentVolume/{nb.pv_name}": pv.metadata.uid}
-    claim = pv.spec.claim_ref
-    problems = []
-    if pv.spec.storage_class_name != "manual":
-        problems.append(f"storage class {pv.spec.storage_class_name!r}, not 'manual'")
-    if pv.spec.persistent_volume_reclaim_policy != "Retain":
-        problems.append(f"reclaim policy {pv.spec.persistent_volume_reclaim_policy}, not Retain")
-    if claim is None or (claim.namespace, claim.name) != (nb.namespace, "data-database-0"):
-        problems.append(f"not reserved for {nb.namespace}/data-database-0")
-    if pv.status.phase not in ("Available", "Bound"):
-        problems.append(f"status {pv.status.phase}")
-    if problems:
-        return checks.fail(f"PersistentVolume {nb.pv_name}: " + "; ".join(problems), uids)
-    return checks.ok(f"PersistentVolume {nb.pv_name}: class manual, Retain, reserved for {nb.namespace}/data-database-0", uids)
-
+checks.check("build.pv")
 
 # %% [markdown]
 # ## Step 4: where the files really are
@@ -270,9 +346,9 @@ def storage_persistent_volume():
 # NBVAL_IGNORE_OUTPUT
 from lab import config
 
-print("lab data directory on this machine:", config.data_dir())
+print("lab data directory on this machine:", nb.target.data_dir)
 print("the database's files will be in:   ", nb.pv_host_path)
-nb.run(["ls", "-la", str(config.data_dir())], f"ls -la {config.data_dir()}")
+nb.run(["ls", "-la", str(nb.target.data_dir)], f"ls -la {nb.target.data_dir}")
 nb.docker("exec", f"{nb.cluster}-control-plane", "ls", "-la", notebook.NODE_DATA_PATH);
 
 # %% [markdown]
@@ -289,7 +365,7 @@ def storage_host_directory():
     from lab.host import docker
 
     token = secrets.token_hex(8)
-    marker = config.data_dir() / ".mount-check"
+    marker = nb.target.data_dir / ".mount-check"
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(token)
     nodes = nb.node_containers()
@@ -298,7 +374,7 @@ def storage_host_directory():
     if not nodes:
         return checks.fail(f"no node containers of cluster {nb.cluster}")
     if blind:
-        return checks.fail(f"node(s) {', '.join(blind)} do not see {config.data_dir()} at {notebook.NODE_DATA_PATH}")
+        return checks.fail(f"node(s) {', '.join(blind)} do not see {nb.target.data_dir} at {notebook.NODE_DATA_PATH}")
     return checks.ok(f"every node sees the lab data directory at {notebook.NODE_DATA_PATH}")
 
 

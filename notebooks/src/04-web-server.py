@@ -82,23 +82,183 @@ checks.checkpoint(
 )
 
 # %% [markdown]
-# ## Step 2: the Deployment
+# ## Step 2: the Deployment (you write its init container's input)
+#
+# Three nginx Pods serve the page. Before nginx starts, the init container `render-page` (same
+# image) writes `index.html` and `whoami.json` into the `emptyDir` volume `html`, which nginx
+# mounts read-only. The page shows the Pod's **own** name, IP and node, and `render-page` reads
+# them from three environment variables, `POD_NAME`, `POD_IP` and `NODE_NAME`.
+#
+# **Your part:** a container does not know these facts; the kubelet can hand them over through the
+# **downward API**. Give `render-page` the three variables, each `valueFrom.fieldRef` with the
+# `fieldPath` of the Pod's name, its IP and the name of the node it runs on
+# (`kubectl explain pod.spec.containers.env.valueFrom.fieldRef` lists the paths).
 #
 # ```bash
-# kubectl apply -f manifests/03-web/deployment.yaml
+# kubectl apply -f work/web.yaml
 # kubectl -n k8s-assignment rollout status deployment/web --timeout=5m
 # ```
-#
-# Read `manifests/03-web/deployment.yaml` first: the init container `render-page` gets `POD_NAME`,
-# `POD_IP` and `NODE_NAME` from the downward API (`fieldRef`) and writes `index.html` and
-# `whoami.json` into the `emptyDir` volume `html`, which nginx mounts read-only.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.apply("03-web/deployment.yaml")
-nb.wait_for(lambda: checks.deployment_ready("web", replicas=3), "Deployment web", timeout=300,
-            hint="kubectl -n k8s-assignment describe deployment web; kubectl -n k8s-assignment get pods -l app.kubernetes.io/component=web")
+%%writefile work/web.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: k8s-assignment
+  labels:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/part-of: k8s-lab
+    app.kubernetes.io/component: web
+spec:
+  replicas: 3
+  revisionHistoryLimit: 5
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 1
+      maxUnavailable: 0
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: k8s-lab
+      app.kubernetes.io/instance: k8s-lab
+      app.kubernetes.io/component: web
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: k8s-lab
+        app.kubernetes.io/instance: k8s-lab
+        app.kubernetes.io/part-of: k8s-lab
+        app.kubernetes.io/component: web
+      annotations:
+        checksum/config: 2adcd333610cacade8a2fbe6619bc6d82c9099ad3c2b2291b7df9cde8744954e
+    spec:
+      automountServiceAccountToken: false
+      securityContext:
+        seccompProfile:
+          type: RuntimeDefault
+      topologySpreadConstraints:
+        - maxSkew: 1
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: ScheduleAnyway
+          labelSelector:
+            matchLabels:
+              app.kubernetes.io/name: k8s-lab
+              app.kubernetes.io/instance: k8s-lab
+              app.kubernetes.io/component: web
+          matchLabelKeys:
+            - pod-template-hash
+      initContainers:
+        - name: render-page
+          image: k8s-lab/web:1
+          imagePullPolicy: IfNotPresent
+          command: [render-page]
+          env:
+# BEGIN SOLUTION
+            - name: POD_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
+            - name: POD_IP
+              valueFrom:
+                fieldRef:
+                  fieldPath: status.podIP
+            - name: NODE_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: spec.nodeName
+# END SOLUTION
+# BEGIN PROMPT
+            # TODO: POD_NAME, POD_IP and NODE_NAME from the downward API
+# END PROMPT
+            - name: POD_NAMESPACE
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.namespace
+            - name: OUTPUT_DIR
+              value: /usr/share/nginx/html
+          securityContext:
+            runAsNonRoot: true
+            runAsUser: 101
+            runAsGroup: 101
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities:
+              drop:
+                - ALL
+          resources:
+            requests:
+              cpu: 10m
+              memory: 16Mi
+            limits:
+              cpu: 100m
+              memory: 32Mi
+          volumeMounts:
+            - name: html
+              mountPath: /usr/share/nginx/html
+      containers:
+        - name: nginx
+          image: k8s-lab/web:1
+          imagePullPolicy: IfNotPresent
+          ports:
+            - name: http
+              containerPort: 80
+              protocol: TCP
+          readinessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: 5
+            timeoutSeconds: 2
+            failureThreshold: 3
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            initialDelaySeconds: 5
+            periodSeconds: 15
+            timeoutSeconds: 2
+            failureThreshold: 3
+          resources:
+            requests:
+              cpu: 50m
+              memory: 32Mi
+            limits:
+              cpu: 200m
+              memory: 128Mi
+          securityContext:
+            allowPrivilegeEscalation: false
+          volumeMounts:
+            - name: html
+              mountPath: /usr/share/nginx/html
+              readOnly: true
+            - name: nginx-config
+              mountPath: /etc/nginx/conf.d
+              readOnly: true
+      volumes:
+        - name: html
+          emptyDir:
+            sizeLimit: 16Mi
+        - name: nginx-config
+          configMap:
+            name: web-nginx
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lab import tasks
+
+tasks.apply(nb, "work/web.yaml", "Deployment")
+tasks.wait_built(nb, "web", lambda: checks.deployment_ready("web", replicas=3), "Deployment web", timeout=300)
 nb.pods("app.kubernetes.io/component=web")
+
+# %% [markdown]
+# **Checkpoint.** `render-page` gets the Pod's name, IP and node from the downward API.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check("build.web-init")
 
 # %% [markdown]
 # **Checkpoint.** Three replicas are ready and up to date.
@@ -108,7 +268,7 @@ nb.pods("app.kubernetes.io/component=web")
 checks.checkpoint(
     "web.deployment-ready", points=2,
     hint="kubectl -n k8s-assignment describe deployment web; kubectl -n k8s-assignment describe pod <a web Pod>",
-    verify=lambda: checks.deployment_ready("web", replicas=3),
+    verify=lambda: tasks.missing(nb, "web") or checks.deployment_ready("web", replicas=3),
 )
 
 # %% [markdown]
@@ -130,7 +290,7 @@ from lab.cluster import kube
 
 
 def web_pods():
-    return [p for p in kube.core(nb.context).list_namespaced_pod(
+    return [p for p in kube.core(nb.target).list_namespaced_pod(
         nb.namespace, label_selector="app.kubernetes.io/component=web", _request_timeout=10).items
         if p.metadata.deletion_timestamp is None]
 
@@ -152,6 +312,8 @@ pd.DataFrame(rows)
 @checks.checkpoint("web.init-container", points=1,
                    hint="kubectl -n k8s-assignment logs <web Pod> -c render-page shows what render-page said")
 def web_init_container():
+    if blocked := tasks.missing(nb, "web"):
+        return blocked
     pods = web_pods()
     bad = []
     for pod in pods:
@@ -168,33 +330,54 @@ def web_init_container():
 
 
 # %% [markdown]
-# ## Step 4: the Service on port 30080
+# ## Step 4: the Service on port 30080 (you write it)
+#
+# The kind config of notebook 01 maps port **30080** of the control-plane node to `127.0.0.1:30080`
+# on this machine. Complete the Service `web` so that it is reachable there: a `type` that opens
+# the same port on every node, and that port as the `nodePort` of the HTTP port 80.
 #
 # ```bash
-# kubectl apply -f manifests/03-web/service.yaml
-# kubectl -n k8s-assignment get service web
+# kubectl apply -f work/web-service.yaml
 # curl http://127.0.0.1:30080/whoami.json
 # ```
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.apply("03-web/service.yaml")
-nb.kubectl("get", "service", "web", "-o", "wide");
+%%writefile work/web-service.yaml
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: k8s-assignment
+  labels:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/part-of: k8s-lab
+    app.kubernetes.io/component: web
+spec:
+  type: NodePort  # SOLUTION
+  selector:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/component: web
+  ports:
+    - name: http
+      port: 80
+      targetPort: http
+      nodePort: 30080  # SOLUTION
+      protocol: TCP
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+tasks.apply(nb, "work/web-service.yaml", "Service")
+nb.kubectl("get", "service", "web", "-o", "wide", check=False);
 
 # %% [markdown]
-# **Checkpoint.** The Service exposes port 80 inside the cluster and the node port outside.
+# **Checkpoint.** Your Service exposes port 80 inside the cluster and the node port outside.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-@checks.checkpoint("web.nodeport", points=1,
-                   hint="kubectl apply -f manifests/03-web/service.yaml; kubectl -n k8s-assignment get service web -o yaml")
-def web_nodeport():
-    if nb.default_namespace:
-        return checks.service_has_port("web", 80, node_port=30080)
-    # another namespace: Kubernetes picked the node port (30080 belongs to the lab's own namespace)
-    svc = nb.read("Service", "web")
-    port = next((p.node_port for p in (svc.spec.ports if svc else None) or [] if p.port == 80), None)
-    return checks.service_has_port("web", 80, node_port=port) if port else checks.fail("Service web has no node port")
+checks.check("build.web-service")
 
 
 # %% [markdown]
@@ -206,9 +389,11 @@ def web_nodeport():
 # NBVAL_IGNORE_OUTPUT
 import json
 
-url = nb.web_url("/whoami.json")
-first = nb.wait_http(url, "Service web on its node port")
-print(json.dumps(first, indent=2))
+url = None
+if tasks.have(nb, "web", "web-service"):
+    url = nb.web_url("/whoami.json")
+    first = nb.wait_http(url, "Service web on its node port")
+    print(json.dumps(first, indent=2))
 
 # %% [markdown]
 # ## Exercise: the Service's endpoints
@@ -221,22 +406,23 @@ print(json.dumps(first, indent=2))
 # ```
 #
 # Set `endpoint_ips` to the **sorted list** of the IP addresses behind Service `web`.
-# (`kube.api_client(nb.context)` with `kubernetes.client.DiscoveryV1Api` lists EndpointSlices; or
+# (`kube.api_client(nb.target)` with `kubernetes.client.DiscoveryV1Api` lists EndpointSlices; or
 # run the command above through `nb.kubectl(...)` and read its output.)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 endpoint_ips = []
-if solutions:
-    from kubernetes import client
+# BEGIN SOLUTION NO PROMPT
+from kubernetes import client
 
-    slices = client.DiscoveryV1Api(kube.api_client(nb.context)).list_namespaced_endpoint_slice(
-        nb.namespace, label_selector="kubernetes.io/service-name=web", _request_timeout=10).items
-    endpoint_ips = sorted(address for s in slices for ep in s.endpoints or [] for address in ep.addresses
-                          if ep.conditions is None or ep.conditions.ready is not False)
-else:
-    # TODO: set endpoint_ips to the sorted list of ready endpoint addresses of Service web
-    pass
+slices = client.DiscoveryV1Api(kube.api_client(nb.target)).list_namespaced_endpoint_slice(
+    nb.namespace, label_selector="kubernetes.io/service-name=web", _request_timeout=10).items
+endpoint_ips = sorted(address for s in slices for ep in s.endpoints or [] for address in ep.addresses
+                      if ep.conditions is None or ep.conditions.ready is not False)
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: set endpoint_ips to the sorted list of ready endpoint addresses of Service web
+# END PROMPT
 print(endpoint_ips)
 
 # %% [markdown]
@@ -247,6 +433,8 @@ print(endpoint_ips)
 @checks.checkpoint("web.endpoints", points=2,
                    hint="the endpoints are the IPs of the ready Pods whose labels match the Service's selector: kubectl -n k8s-assignment get pods -o wide")
 def web_endpoints():
+    if blocked := tasks.missing(nb, "web", "web-service"):
+        return blocked
     served = checks.service_has_endpoints("web", minimum=3)
     if not served.passed:
         return served
@@ -271,9 +459,9 @@ def web_endpoints():
 # NBVAL_IGNORE_OUTPUT
 REQUESTS = 60
 answers = []
-for i in range(REQUESTS):
+for i in range(REQUESTS if url else 0):
     answers.append(nb.get_json(url))  # a new TCP connection each time
-requests_df = pd.DataFrame(answers)
+requests_df = pd.DataFrame(answers, columns=["pod_name", "pod_ip", "node_name", "serving_host"])
 counts = requests_df.groupby("pod_name").size().rename("requests").sort_index()
 counts.to_frame()
 
@@ -281,18 +469,19 @@ counts.to_frame()
 # NBVAL_IGNORE_OUTPUT
 import matplotlib.pyplot as plt
 
-fig, ax = plt.subplots(figsize=(7, 3.5))
-bars = ax.bar(counts.index, counts.values, color="#326ce5")
-ax.bar_label(bars)
-ax.axhline(REQUESTS / len(counts), color="grey", linestyle="--", label=f"even share ({REQUESTS / len(counts):.0f})")
-ax.set_xlabel("web Pod that answered")
-ax.set_ylabel("requests")
-ax.set_title(f"{REQUESTS} requests to {url}")
-ax.set_ylim(0, max(counts.max(), REQUESTS / len(counts)) * 1.3)
-ax.legend(loc="upper right")
-plt.xticks(rotation=15)
-plt.tight_layout()
-plt.show()
+if len(counts):
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bars = ax.bar(counts.index, counts.values, color="#326ce5")
+    ax.bar_label(bars)
+    ax.axhline(REQUESTS / len(counts), color="grey", linestyle="--", label=f"even share ({REQUESTS / len(counts):.0f})")
+    ax.set_xlabel("web Pod that answered")
+    ax.set_ylabel("requests")
+    ax.set_title(f"{REQUESTS} requests to {url}")
+    ax.set_ylim(0, max(counts.max(), REQUESTS / len(counts)) * 1.3)
+    ax.legend(loc="upper right")
+    plt.xticks(rotation=15)
+    plt.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # The bars are not equal: kube-proxy chooses at random for every new connection, so 60 requests
@@ -305,6 +494,8 @@ plt.show()
 @checks.checkpoint("web.load-spread", points=2,
                    hint="run the request cell again; a Pod that never answers may not be ready: kubectl -n k8s-assignment get endpointslices")
 def web_load_spread():
+    if blocked := tasks.missing(nb, "web", "web-service"):
+        return blocked
     ready = {p.metadata.name: p.metadata.uid for p in web_pods()
              if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])}
     answered = set(requests_df["pod_name"]) if len(requests_df) else set()
@@ -315,6 +506,35 @@ def web_load_spread():
         return checks.fail(f"these ready Pods answered none of the {len(requests_df)} requests: {', '.join(silent)}")
     return checks.ok(f"all {len(ready)} web Pods answered ({len(requests_df)} requests)",
                      {f"Pod/{nb.namespace}/{n}": u for n, u in ready.items()})
+
+
+# %% [markdown]
+# Each answer names the Pod that wrote the page and the container that served it. The API knows
+# the truth about every Pod: compare.
+#
+# **Checkpoint.** Every answer's `pod_name`, `pod_ip`, `node_name` and `serving_host` are those of
+# the Pod the API knows by that name.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@checks.checkpoint("web.pages-match-api", points=2,
+                   hint="render-page writes what its environment says: kubectl -n k8s-assignment get pods -o wide, then compare with curl http://127.0.0.1:30080/whoami.json")
+def web_pages_match_api():
+    if blocked := tasks.missing(nb, "web", "web-service"):
+        return blocked
+    pods = {p.metadata.name: p for p in web_pods()}
+    wrong = set()
+    for answer in requests_df.drop_duplicates().itertuples():
+        pod = pods.get(answer.pod_name)
+        facts = (pod.metadata.name, pod.status.pod_ip, pod.spec.node_name, pod.metadata.name) if pod else None
+        if facts != (answer.pod_name, answer.pod_ip, answer.node_name, answer.serving_host):
+            wrong.add(answer.pod_name)
+    if not len(requests_df):
+        return checks.fail("no answers to compare: run the request cell of step 5")
+    if wrong:
+        return checks.fail(f"{len(wrong)} page(s) do not show their own Pod's name, IP, node and serving host")
+    return checks.ok("every page shows its own Pod's name, IP, node and serving host, as the API says",
+                     {f"Pod/{nb.namespace}/{n}": p.metadata.uid for n, p in pods.items()})
 
 
 # %% [markdown]

@@ -100,7 +100,7 @@ def canary_namespace_free():
 
 
 nb.wait_for(canary_namespace_free, "the canary's namespace", timeout=120)
-canary = probe.canary(CANARY_NS, context=nb.context)
+canary = probe.canary(CANARY_NS, target=nb.target)
 print(canary.message)
 pd.DataFrame([
     {"step": "1. no policy", "client -> server:8080": canary.before},
@@ -128,10 +128,12 @@ def netpol_canary():
 # To see what Kubernetes does without any policy, we first remove the lab's policies, in case an
 # earlier run (or `lab deploy`) created them. Then we measure the **probe matrix**:
 #
-# - **sources** (rows): the three web Pods, and two long-lived *probe Pods* that the probe starts
-#   and reuses: `probe-other-0` (labelled like nothing of ours) and `probe-backup-0` (labelled
-#   `app.kubernetes.io/component: backup`, like the database backup Jobs of notebook 08),
-# - **destinations** (columns): the Services `database` (port 3306) and `web` (port 80),
+# - **sources** (rows): the three web Pods, and long-lived *probe Pods* that the probe starts
+#   and reuses: `probe-other-0` (labelled like nothing of ours), `probe-backup-0` (labelled
+#   `app.kubernetes.io/component: backup`, like the database backup Jobs of notebook 08) and
+#   `probe-outside-0`, labelled **exactly like a web Pod but in another namespace**,
+# - **destinations** (columns): the Services `database` (port 3306) and `web` (port 80), and the
+#   database Pod itself on a port nothing listens on (8080: without a policy it is `refused`),
 # - each cell is one TCP connect from inside the source Pod, with a 1.5 s timeout.
 #
 # ```bash
@@ -141,9 +143,16 @@ def netpol_canary():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+from lab import tasks
+
 POLICIES = ("default-deny-ingress", "web-allow-http", "database-allow-clients")
 nb.kubectl("delete", "networkpolicy", *POLICIES, "--ignore-not-found")
-nb.kubectl("get", "networkpolicies");
+nb.kubectl("get", "networkpolicies")
+# the outside source's namespace (a namespace of its own per lab namespace)
+OUTSIDE_NS = f"{nb.namespace}-outside"[:63]
+nb.kubectl("get", "namespace", OUTSIDE_NS, namespaced=False, check=False, show=False).ok or \
+    nb.kubectl("create", "namespace", OUTSIDE_NS, namespaced=False)
+measurable = tasks.have(nb, "database", "web", "web-service")
 
 # %% [markdown]
 # What we *want* is written down as a function (source group, destination, port) -> outcome. The
@@ -155,19 +164,31 @@ nb.kubectl("get", "networkpolicies");
 BACKUP_LABELS = {"app.kubernetes.io/name": "k8s-lab", "app.kubernetes.io/component": "backup",
                  # not the instance label: no Service or Job selects this Pod
                  "app.kubernetes.io/instance": "probe"}
-SOURCES = [*probe.lab_sources(), probe.Source.probe("backup", BACKUP_LABELS)]
-DESTINATIONS = probe.lab_destinations()
+WEB_LABELS = dict(kv.split("=") for kv in probe.LAB_WEB_SELECTOR.split(","))
+SOURCES = [*probe.lab_sources(), probe.Source.probe("backup", BACKUP_LABELS),
+           probe.Source.probe("outside", {**WEB_LABELS, "app.kubernetes.io/instance": "probe"}, namespace=OUTSIDE_NS)]
+DATABASE_POD = "app.kubernetes.io/instance=k8s-lab,app.kubernetes.io/component=database"
+DESTINATIONS = [*probe.lab_destinations(), probe.Destination.pods("database-pod", DATABASE_POD, ports=(8080,))]
+CELLS = (("database", 3306), ("web", 80), ("database-pod", 8080))
 
 
 def wanted(source, destination, port):
-    """What the lab's policy allows: everybody reaches web on 80; only web and backup reach the database on 3306."""
-    if source == "backup" and destination == "database" and port == 3306:
+    """What the lab's policy allows: everybody reaches web on 80; only web and backup Pods of this
+    namespace reach the database, on 3306; nothing else reaches the database."""
+    if source in ("web", "backup") and destination == "database" and port == 3306:
         return "connected"
-    return probe.lab_expected(source, destination, port)
+    if destination == "web" and port == 80:
+        return "connected"
+    return "timeout"
 
 
-for source in ("web", "backup", "other"):
-    print(f"{source:7}", "  ".join(f"{d}:{p} {wanted(source, d, p):9}" for d, p in (("database", 3306), ("web", 80))))
+def without_policy(source, destination, port):
+    """Without any policy: everything connects, except a port nobody listens on."""
+    return "refused" if destination == "database-pod" else "connected"
+
+
+for source in ("web", "backup", "other", "outside"):
+    print(f"{source:8}", "  ".join(f"{d}:{p} {wanted(source, d, p):9}" for d, p in CELLS))
 
 # %% [markdown]
 # Without policies we expect every cell to connect. The matrix has a column for what we expected
@@ -177,16 +198,18 @@ for source in ("web", "backup", "other"):
 # NBVAL_IGNORE_OUTPUT
 def measure(expected):
     return probe.matrix(nb.namespace, SOURCES, DESTINATIONS, ports=probe.LAB_PORTS, expected=expected,
-                        context=nb.context)
+                        target=nb.target)
 
 
-open_df = measure("connected")
-open_df["policy wants"] = [wanted(r.source_group, r.destination, r.port) for r in open_df.itertuples()]
-print(f"{len(open_df)} cells in {open_df.attrs['seconds']} s")
-open_df[["source", "source_group", "destination", "port", "expected", "observed", "policy wants"]]
+open_df = None
+if measurable:
+    open_df = measure(without_policy)
+    open_df["policy wants"] = [wanted(r.source_group, r.destination, r.port) for r in open_df.itertuples()]
+    print(f"{len(open_df)} cells in {open_df.attrs['seconds']} s")
+    display(open_df[["source", "source_group", "destination", "port", "expected", "observed", "policy wants"]])
 
 # %% [markdown]
-# Everything connects, including `probe-other-0` to the database: the cells where the observed
+# Everything connects, including `probe-other-0` and the outsider to the database: the cells where the observed
 # outcome differs from `policy wants` are what the policy has to change.
 #
 # **Checkpoint.** No policy in the namespace, and every source reached the database and the web
@@ -200,32 +223,96 @@ def netpol_open():
     from lab.cluster import kube
     from kubernetes import client
 
-    left = client.NetworkingV1Api(kube.api_client(nb.context)).list_namespaced_network_policy(nb.namespace, _request_timeout=10).items
+    if blocked := tasks.missing(nb, "database", "web", "web-service"):
+        return blocked
+    left = client.NetworkingV1Api(kube.api_client(nb.target)).list_namespaced_network_policy(nb.namespace, _request_timeout=10).items
     if left:
         return checks.fail(f"NetworkPolicies still in the namespace: {', '.join(p.metadata.name for p in left)}")
     result = checks.probe_matrix_clean(open_df)
     if not result.passed:
         return result
-    return checks.ok("no NetworkPolicy: every source connects to database:3306 and web:80")
+    return checks.ok("no NetworkPolicy: every source connects to database:3306 and web:80 (8080 is refused)")
 
 
 # %% [markdown]
-# ## Step 3: apply the lab's policies
+# ## Step 3: the policies (you write the database's)
 #
-# Read the three files in `manifests/04-network-policy/` first. `database-allow-clients` is the
-# interesting one: its `podSelector` isolates the database Pod, `ingress.from` lists two
-# `podSelector`s (web **or** backup; items of a list are alternatives), and `ports` limits both to
-# TCP 3306. It also restricts the database's *outgoing* traffic (`Egress`) to DNS.
+# Two of the three policies are given in `manifests/04-network-policy/`: `default-deny-ingress`
+# isolates every Pod of the namespace and `web-allow-http` opens port 80 of the web Pods to
+# everybody. Read them.
+#
+# **Your part:** `database-allow-clients`. Its `podSelector` isolates the database Pod and its
+# egress rule lets the database resolve names (DNS) and nothing else; both are written. Write its
+# `ingress` rule: the database accepts **TCP 3306** from the **web Pods** and from the **backup
+# Pods** of this namespace (labels `app.kubernetes.io/name: k8s-lab` and
+# `app.kubernetes.io/component: web` or `backup`), and nothing else. Items of a `from` list are
+# alternatives; `ports` applies to all of them. The probe matrix of step 4 grades it, cell by cell.
 #
 # ```bash
-# kubectl apply -f manifests/04-network-policy/
-# kubectl -n k8s-assignment describe networkpolicy database-allow-clients
+# kubectl apply -f manifests/04-network-policy/default-deny-ingress.yaml -f manifests/04-network-policy/web-allow-http.yaml
+# kubectl apply -f work/database-policy.yaml
 # ```
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.apply("04-network-policy")
-nb.kubectl("describe", "networkpolicy", "database-allow-clients");
+%%writefile work/database-policy.yaml
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: database-allow-clients
+  namespace: k8s-assignment
+  labels:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/part-of: k8s-lab
+    app.kubernetes.io/component: database
+spec:
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/name: k8s-lab
+      app.kubernetes.io/instance: k8s-lab
+      app.kubernetes.io/component: database
+  policyTypes:
+    - Ingress
+    - Egress
+  ingress:
+# BEGIN SOLUTION
+    - from:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/name: k8s-lab
+              app.kubernetes.io/component: web
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/name: k8s-lab
+              app.kubernetes.io/component: backup
+      ports:
+        - protocol: TCP
+          port: 3306
+# END SOLUTION
+# BEGIN PROMPT
+    # TODO: who may connect, and to which port
+# END PROMPT
+  egress:
+    - to:
+        - namespaceSelector:
+            matchLabels:
+              kubernetes.io/metadata.name: kube-system
+          podSelector:
+            matchLabels:
+              k8s-app: kube-dns
+      ports:
+        - protocol: UDP
+          port: 53
+        - protocol: TCP
+          port: 53
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+nb.apply("04-network-policy/default-deny-ingress.yaml")
+nb.apply("04-network-policy/web-allow-http.yaml")
+tasks.apply(nb, "work/database-policy.yaml", "NetworkPolicy")
+nb.kubectl("describe", "networkpolicy", "database-allow-clients", check=False);
 
 # %% [markdown]
 # **Checkpoint.** The three policies exist, the database's with both policy types.
@@ -233,7 +320,7 @@ nb.kubectl("describe", "networkpolicy", "database-allow-clients");
 # %%
 # NBVAL_CHECK_OUTPUT
 @checks.checkpoint("netpol.applied", points=1,
-                   hint="kubectl apply -f manifests/04-network-policy/; kubectl -n k8s-assignment get networkpolicies")
+                   hint="apply the two given policies and work/database-policy.yaml; kubectl -n k8s-assignment get networkpolicies")
 def netpol_applied():
     uids = {}
     for name, types in (("default-deny-ingress", ["Ingress"]), ("web-allow-http", ["Ingress"]),
@@ -257,9 +344,11 @@ def netpol_applied():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-policy_df = measure(wanted)
-print(f"{len(policy_df)} cells in {policy_df.attrs['seconds']} s, {policy_df.attrs['passes']} pass(es)")
-policy_df[["source", "source_group", "destination", "port", "expected", "observed", "correct", "attempts"]]
+policy_df = None
+if measurable:
+    policy_df = measure(wanted)
+    print(f"{len(policy_df)} cells in {policy_df.attrs['seconds']} s, {policy_df.attrs['passes']} pass(es)")
+    display(policy_df[["source", "source_group", "destination", "port", "expected", "observed", "correct", "attempts"]])
 
 # %% [markdown]
 # The same as a picture: one row per source Pod, one column per destination and port, coloured by
@@ -268,11 +357,9 @@ policy_df[["source", "source_group", "destination", "port", "expected", "observe
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-probe.heatmap(policy_df, title="under the lab's policies: observed (colour) vs expected")
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-probe.report(policy_df);
+if measurable:
+    display(probe.heatmap(policy_df, title="under the lab's policies: observed (colour) vs expected"))
+    probe.report(policy_df)
 
 # %% [markdown]
 # **Checkpoint.** Every cell of the matrix is as the policy intends: web and backup reach the
@@ -283,7 +370,7 @@ probe.report(policy_df);
 checks.checkpoint(
     "netpol.matrix", points=3,
     hint="probe.report(policy_df) lists each wrong cell with the kubectl command that reproduces it; compare the policy's selectors with the Pods' labels (kubectl get pods --show-labels)",
-    verify=lambda: checks.probe_matrix_clean(policy_df),
+    verify=lambda: tasks.missing(nb, "database", "web", "web-service") or checks.probe_matrix_clean(policy_df),
 )
 
 # %% [markdown]
@@ -299,19 +386,28 @@ checks.checkpoint(
 #   '[{"op": "replace", "path": "/spec/ingress/0/from/0/podSelector/matchLabels/app.kubernetes.io~1component", "value": "frontend"}]'
 # ```
 #
-# Before you run it: which cells of the matrix do you expect to turn wrong, and to what?
+# **Predict first**, before you run it: which cells of the matrix will turn wrong, and what will be
+# observed in them? Write your prediction as a set of `(source group, destination, port, observed)`
+# in `predicted_wrong`; the checkpoint compares it with the measurement.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+predicted_wrong = {("web", "database", 3306, "timeout")}  # SOLUTION
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 import json
 
-if solutions:
+if measurable:
+    # BEGIN SOLUTION NO PROMPT
     broken_patch = [{"op": "replace", "path": "/spec/ingress/0/from/0/podSelector/matchLabels/app.kubernetes.io~1component",
                      "value": "frontend"}]
     nb.kubectl("patch", "networkpolicy", "database-allow-clients", "--type=json", "-p", json.dumps(broken_patch))
-else:
+    # END SOLUTION
+    # BEGIN PROMPT
     # TODO: nb.kubectl("patch", "networkpolicy", "database-allow-clients", "--type=json", "-p", ...)
     pass
+    # END PROMPT
 
 # %% [markdown]
 # Measure again with the *same* expectation. A change that removes access needs care: a cell that
@@ -324,7 +420,7 @@ from kubernetes import client
 
 from lab.cluster import kube
 
-networking = client.NetworkingV1Api(kube.api_client(nb.context))
+networking = client.NetworkingV1Api(kube.api_client(nb.target))
 
 
 def web_allowed_to_database():
@@ -335,19 +431,22 @@ def web_allowed_to_database():
 
 def web_to_database_dropped():
     df = probe.matrix(nb.namespace, [probe.lab_sources()[0]], [probe.Destination.service("database")],
-                      expected="timeout", retry_s=0, context=nb.context)
+                      expected="timeout", retry_s=0, target=nb.target)
     return checks.ok("web -> database: dropped") if (df["observed"] == "timeout").all() else \
         checks.fail("web -> database: " + ", ".join(sorted(set(df["observed"]))))
 
 
-if not web_allowed_to_database():
-    nb.wait_for(web_to_database_dropped, "the changed policy in the data plane", timeout=60, interval=1)
-broken_df = measure(wanted)
-probe.report(broken_df);
+broken_df = None
+if measurable:
+    if not web_allowed_to_database():
+        nb.wait_for(web_to_database_dropped, "the changed policy in the data plane", timeout=60, interval=1)
+    broken_df = measure(wanted)
+    probe.report(broken_df)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-probe.heatmap(broken_df, title="database-allow-clients with a wrong label")
+if measurable:
+    display(probe.heatmap(broken_df, title="database-allow-clients with a wrong label"))
 
 # %% [markdown]
 # Exactly the web Pods' cells to `database:3306` are wrong: expected `connected`, observed
@@ -355,14 +454,16 @@ probe.heatmap(broken_df, title="database-allow-clients with a wrong label")
 # *isolates* the database is why a wrong label is so easy to miss), backup still gets in, and
 # `web:80` is untouched. Each wrong cell comes with the one `kubectl exec` that reproduces it.
 #
-# **Checkpoint.** The policy in the cluster no longer allows the web Pods, and the probe found
-# exactly the web -> database:3306 cells wrong.
+# **Checkpoint.** The policy in the cluster no longer allows the web Pods, the probe found
+# exactly the web -> database:3306 cells wrong, and your prediction says the same.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 @checks.checkpoint("netpol.break-detected", points=2,
                    hint="run the patch of the exercise, then the measuring cell; the wrong cells must be exactly web -> database:3306")
 def netpol_break_detected():
+    if blocked := tasks.missing(nb, "database", "web", "web-service"):
+        return blocked
     if web_allowed_to_database():
         return checks.fail("database-allow-clients still allows app.kubernetes.io/component=web: patch it (exercise)")
     bad = probe.wrong(broken_df)
@@ -370,29 +471,38 @@ def netpol_break_detected():
     web_pods = broken_df.loc[broken_df["source_group"] == "web", "source"].nunique()
     if cells != [("web", "database", 3306, "timeout")] or len(bad) != web_pods:
         return checks.fail(f"wrong cells: {cells or 'none'}; expected the {web_pods} web -> database:3306 cells, observed timeout")
+    if not isinstance(predicted_wrong, (set, frozenset, list, tuple)):
+        return checks.fail(f"predicted_wrong is {tasks.described(predicted_wrong)}: write a set of (source group, destination, port, observed)")
+    predicted = {tuple(c) if isinstance(c, (list, tuple)) else c for c in predicted_wrong}
+    if predicted != set(cells):
+        return checks.fail(f"your prediction has {len(predicted - set(cells))} cell(s) the probe did not find wrong "
+                           f"and misses {len(set(cells) - predicted)} it did: compare it with probe.report(broken_df)")
     return checks.ok("the probe reports exactly the web -> database:3306 cells as wrong (timeout instead of connected)")
 
 
 # %% [markdown]
 # ## Step 5: restore the policy
 #
-# The manifest is the truth: apply it again, and `kubectl apply` puts the label back. This time
+# Your file is the truth: apply it again, and `kubectl apply` puts the label back. This time
 # the wrong cells are measured again until they connect.
 #
 # ```bash
-# kubectl apply -f manifests/04-network-policy/
+# kubectl apply -f work/database-policy.yaml
 # lab probe
 # ```
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.apply("04-network-policy")
-restored_df = measure(wanted)
-probe.report(restored_df);
+tasks.apply(nb, "work/database-policy.yaml", "NetworkPolicy")
+restored_df = None
+if measurable:
+    restored_df = measure(wanted)
+    probe.report(restored_df)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-probe.heatmap(restored_df, title="restored")
+if measurable:
+    display(probe.heatmap(restored_df, title="restored"))
 
 # %% [markdown]
 # **Checkpoint.** The policy allows the web Pods again and the whole matrix matches.
@@ -400,8 +510,10 @@ probe.heatmap(restored_df, title="restored")
 # %%
 # NBVAL_CHECK_OUTPUT
 @checks.checkpoint("netpol.restored", points=2,
-                   hint="kubectl apply -f manifests/04-network-policy/; then measure again: restored_df = measure(wanted)")
+                   hint="kubectl apply -f work/database-policy.yaml; then measure again: restored_df = measure(wanted)")
 def netpol_restored():
+    if blocked := tasks.missing(nb, "database", "web", "web-service"):
+        return blocked
     if not web_allowed_to_database():
         return checks.fail("database-allow-clients still does not allow app.kubernetes.io/component=web")
     return checks.probe_matrix_clean(restored_df)
@@ -432,8 +544,8 @@ checks.summary()
 # the canary removed its own namespace. To remove them (do **not** run it now):
 #
 # ```bash
-# kubectl -n k8s-assignment delete pod -l k8s-lab.ops.probe/managed=true
-# kubectl delete -f manifests/04-network-policy/       # the database is open again
+# kubectl -n k8s-assignment delete pod -l k8s-lab.probe/managed=true
+# kubectl -n k8s-assignment delete networkpolicy --all   # the database is open again
 # ```
 #
 # Next: **06-pod-watcher**.

@@ -67,33 +67,97 @@ import pandas as pd
 from lab.cluster import kube
 from lab.ops import eventlog
 
-core = kube.core(nb.context)
-apps = kube.apps(nb.context)
+core = kube.core(nb.target)
+apps = kube.apps(nb.target)
 WEB = "app.kubernetes.io/component=web"
 
 # %% [markdown]
-# ## Step 1: the watcher's identity and permissions (RBAC)
+# ## Step 1: the watcher's identity and permissions (you write them)
 #
-# Layer `05-watcher` has two files. `rbac.yaml` makes the ServiceAccount `watcher`, the Role
-# `watcher-pod-reader` (`get`, `list`, `watch` on `pods`) and the RoleBinding between them; give the
-# program its identity before running it. `kubectl auth can-i --as` asks the API server what that
-# account may do, without being it:
+# The watcher program runs as the ServiceAccount `watcher`. It reads the Pods of this namespace,
+# as they are now (`get`, `list`) and as they change (`watch`), and needs nothing else: no
+# Secrets, no writes, no other kinds. That is **least privilege**: if the watcher is ever
+# compromised, it can do no more than it needs.
+#
+# **Your part:** in `work/watcher-rbac.yaml`, the ServiceAccount and the names are given. Write
+# the Role's `rules` (the API group of Pods is the core group, `""`) and the RoleBinding's
+# `subjects` (who gets the Role). `kubectl auth can-i --as` asks the API server what the account
+# may do, without being it:
 #
 # ```bash
-# kubectl apply -f manifests/05-watcher/rbac.yaml
+# kubectl apply -f work/watcher-rbac.yaml
 # kubectl -n k8s-assignment auth can-i watch pods   --as=system:serviceaccount:k8s-assignment:watcher   # yes
 # kubectl -n k8s-assignment auth can-i get secrets  --as=system:serviceaccount:k8s-assignment:watcher   # no
 # ```
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.apply("05-watcher/rbac.yaml")
+%%writefile work/watcher-rbac.yaml
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: watcher
+  namespace: k8s-assignment
+  labels:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/part-of: k8s-lab
+    app.kubernetes.io/component: watcher
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: watcher-pod-reader
+  namespace: k8s-assignment
+  labels:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/part-of: k8s-lab
+    app.kubernetes.io/component: watcher
+rules:
+# BEGIN SOLUTION
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [get, list, watch]
+# END SOLUTION
+# BEGIN PROMPT
+  # TODO: what the watcher may do, and nothing more
+# END PROMPT
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: watcher-pod-reader
+  namespace: k8s-assignment
+  labels:
+    app.kubernetes.io/name: k8s-lab
+    app.kubernetes.io/instance: k8s-lab
+    app.kubernetes.io/part-of: k8s-lab
+    app.kubernetes.io/component: watcher
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: watcher-pod-reader
+subjects:
+# BEGIN SOLUTION
+  - kind: ServiceAccount
+    name: watcher
+    namespace: k8s-assignment
+# END SOLUTION
+# BEGIN PROMPT
+  # TODO: who gets the Role
+# END PROMPT
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lab import tasks
+
+tasks.apply(nb, "work/watcher-rbac.yaml", "ServiceAccount", "Role", "RoleBinding")
 ACCOUNT = f"system:serviceaccount:{nb.namespace}:watcher"
 
 
 def can(verb, resource):
-    answer = nb.kubectl("auth", "can-i", verb, resource, f"--as={ACCOUNT}", show=False, check=False)
-    return answer.stdout.strip() == "yes"
+    return tasks.can(nb, verb, resource)
 
 
 permissions = pd.DataFrame([{"verb": v, "resource": r, "allowed": can(v, r)}
@@ -107,13 +171,16 @@ permissions
 # %%
 # NBVAL_CHECK_OUTPUT
 @checks.checkpoint("watcher.rbac", points=1,
-                   hint="kubectl apply -f manifests/05-watcher/rbac.yaml; kubectl -n k8s-assignment auth can-i --list --as=system:serviceaccount:k8s-assignment:watcher")
+                   hint="kubectl -n k8s-assignment auth can-i --list --as=system:serviceaccount:k8s-assignment:watcher; kubectl -n k8s-assignment get role,rolebinding -o yaml")
 def watcher_rbac():
-    wanted = {("get", "pods"), ("list", "pods"), ("watch", "pods")}
+    needed = {("get", "pods"), ("list", "pods"), ("watch", "pods")}
     for verb, resource in [("get", "pods"), ("list", "pods"), ("watch", "pods"), ("delete", "pods"),
-                           ("get", "secrets"), ("list", "deployments")]:
-        if can(verb, resource) != ((verb, resource) in wanted):
-            return checks.fail(f"the watcher {'may' if can(verb, resource) else 'may not'} {verb} {resource}")
+                           ("get", "secrets"), ("list", "deployments"), ("create", "pods")]:
+        allowed = can(verb, resource)
+        if allowed and (verb, resource) not in needed:
+            return checks.fail(f"the watcher may {verb} {resource}: more than it needs")
+        if not allowed and (verb, resource) in needed:
+            return checks.fail(f"the watcher may not {verb} {resource}, which it needs (the Role's rules, or who the RoleBinding names)")
     return checks.ok("the watcher may get, list and watch pods; not delete pods, read secrets or list deployments")
 
 
@@ -135,17 +202,18 @@ def watcher_rbac():
 # NBVAL_IGNORE_OUTPUT
 from lab.system import deploy
 
-if deploy.missing_images([eventlog.WATCHER_IMAGE]):  # a cluster from before the watcher existed
-    eventlog.ensure_image(nb.mode, load=True)        # lab images build: builds what changed, loads into kind
-nb.apply("05-watcher/daemonset.yaml")
-nb.wait_for(lambda: checks.pods_on_every_node(eventlog.SELECTOR), "the watcher on every node", timeout=180,
-            hint=f"kubectl -n {nb.namespace} describe daemonset watcher")
+if deploy.missing_images(nb.target, [eventlog.WATCHER_IMAGE]):  # a cluster from before the watcher existed
+    eventlog.ensure_image(nb.mode, load_into=nb.target)        # lab images build: builds what changed, loads into kind
+if tasks.have(nb, "watcher-rbac"):  # without its permissions the watcher could only crash
+    nb.apply("05-watcher/daemonset.yaml")
+    nb.wait_for(lambda: checks.pods_on_every_node(eventlog.SELECTOR), "the watcher on every node", timeout=180,
+                hint=f"kubectl -n {nb.namespace} describe daemonset watcher")
 
 
 def watchers_listening():
     """Ready is not enough: each watcher Pod has listed its node's Pods (its `snapshot` status line)."""
-    names = {p.metadata.name for p in eventlog.watcher_pods(nb.namespace, nb.context) if p.metadata.deletion_timestamp is None}
-    lines = eventlog.load_events(nb.namespace, context=nb.context)
+    names = {p.metadata.name for p in eventlog.watcher_pods(nb.target) if p.metadata.deletion_timestamp is None}
+    lines = eventlog.load_events(nb.target)
     listed = set(lines.loc[(lines["type"] == eventlog.STATUS_TYPE) & (lines["status"] == "snapshot"), "watcher"].astype(str))
     waiting = sorted(names - listed)
     if waiting:
@@ -153,9 +221,11 @@ def watchers_listening():
     return checks.ok("every watcher has listed its node's Pods and watches")
 
 
-nb.wait_for(watchers_listening, "the watchers' snapshots", timeout=120, interval=1)
-nb.kubectl("get", "daemonset", "watcher", "-o", "wide")
-nb.kubectl("get", "pods", "-l", eventlog.SELECTOR, "-o", "wide");
+watching = tasks.have(nb, "watcher", "web")  # the next steps read the watcher's lines about web Pods
+if watching:
+    nb.wait_for(watchers_listening, "the watchers' snapshots", timeout=120, interval=1)
+    nb.kubectl("get", "daemonset", "watcher", "-o", "wide")
+    nb.kubectl("get", "pods", "-l", eventlog.SELECTOR, "-o", "wide")
 
 # %% [markdown]
 # **Checkpoint.** A ready watcher Pod runs on every node.
@@ -165,6 +235,8 @@ nb.kubectl("get", "pods", "-l", eventlog.SELECTOR, "-o", "wide");
 @checks.checkpoint("watcher.daemonset", points=2,
                    hint="kubectl -n k8s-assignment describe daemonset watcher; kubectl -n k8s-assignment logs daemonset/watcher")
 def watcher_daemonset():
+    if blocked := tasks.missing(nb, "watcher-rbac"):
+        return blocked
     everywhere = checks.pods_on_every_node(eventlog.SELECTOR)
     if not everywhere.passed:
         return everywhere
@@ -183,7 +255,8 @@ def watcher_daemonset():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.kubectl("logs", "daemonset/watcher", "--tail=3");
+if watching:
+    display(nb.kubectl("logs", "daemonset/watcher", "--tail=3"))
 
 # %% [markdown]
 # `eventlog.load_events` reads every watcher Pod's log through the API and parses the lines into a
@@ -192,9 +265,10 @@ nb.kubectl("logs", "daemonset/watcher", "--tail=3");
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-events = eventlog.load_events(nb.namespace, context=nb.context)
-print(events.dtypes.to_string())
-events[["time", "type", "pod", "phase", "node", "ready", "resource_version", "watcher_node"]].tail(8)
+if watching:
+    events = eventlog.load_events(nb.target)
+    print(events.dtypes.to_string())
+    display(events[["time", "type", "pod", "phase", "node", "ready", "resource_version", "watcher_node"]].tail(8))
 
 # %% [markdown]
 # **Checkpoint.** The watchers' lines mention every Pod that runs in the namespace now.
@@ -204,7 +278,9 @@ events[["time", "type", "pod", "phase", "node", "ready", "resource_version", "wa
 @checks.checkpoint("watcher.snapshot", points=1,
                    hint="kubectl -n k8s-assignment logs daemonset/watcher; a Pod missing from every watcher's log means a watcher does not see its node")
 def watcher_snapshot():
-    seen = set(eventlog.pod_events(eventlog.load_events(nb.namespace, context=nb.context))["uid"].dropna())
+    if blocked := tasks.missing(nb, "watcher", "web"):
+        return blocked
+    seen = set(eventlog.pod_events(eventlog.load_events(nb.target))["uid"].dropna())
     running = [p for p in core.list_namespaced_pod(nb.namespace, _request_timeout=10).items
                if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
     missing = sorted(p.metadata.name for p in running if p.metadata.uid not in seen)
@@ -232,45 +308,46 @@ def watcher_snapshot():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-started = pd.Timestamp.now(tz="UTC").floor("s")
-before = {p.metadata.uid for p in core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10).items}
+if watching:
+    started = pd.Timestamp.now(tz="UTC").floor("s")
+    before = {p.metadata.uid for p in core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10).items}
 
 
-def web_pods():
-    return [p for p in core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10).items]
+    def web_pods():
+        return [p for p in core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10).items]
 
 
-def web_settled(replicas):
-    """`replicas` ready web Pods and no others (terminating ones gone)."""
-    def check():
-        result = checks.deployment_ready("web", replicas=replicas)
-        pods = web_pods()
-        if result.passed and len(pods) != replicas:
-            return checks.fail(f"{len(pods)} web Pods, waiting for {len(pods) - replicas} to terminate")
-        return result
-    return check
+    def web_settled(replicas):
+        """`replicas` ready web Pods and no others (terminating ones gone)."""
+        def check():
+            result = checks.deployment_ready("web", replicas=replicas)
+            pods = web_pods()
+            if result.passed and len(pods) != replicas:
+                return checks.fail(f"{len(pods)} web Pods, waiting for {len(pods) - replicas} to terminate")
+            return result
+        return check
 
 
-nb.kubectl("scale", "deployment", "web", "--replicas=5")
-nb.wait_for(web_settled(5), "5 web Pods", timeout=180)
+    nb.kubectl("scale", "deployment", "web", "--replicas=5")
+    nb.wait_for(web_settled(5), "5 web Pods", timeout=180)
 
-victim = min(web_pods(), key=lambda p: p.metadata.creation_timestamp)
-victim_uid = victim.metadata.uid
-nb.kubectl("delete", "pod", victim.metadata.name, "--wait=false")
-
-
-def replaced():
-    if victim_uid in {p.metadata.uid for p in web_pods()}:
-        return checks.fail(f"{victim.metadata.name} is still there (terminating)")
-    return web_settled(5)()
+    victim = min(web_pods(), key=lambda p: p.metadata.creation_timestamp)
+    victim_uid = victim.metadata.uid
+    nb.kubectl("delete", "pod", victim.metadata.name, "--wait=false")
 
 
-nb.wait_for(replaced, "the replacement of the deleted Pod", timeout=180)
+    def replaced():
+        if victim_uid in {p.metadata.uid for p in web_pods()}:
+            return checks.fail(f"{victim.metadata.name} is still there (terminating)")
+        return web_settled(5)()
 
-nb.kubectl("scale", "deployment", "web", "--replicas=3")
-nb.wait_for(web_settled(3), "3 web Pods", timeout=180)
-after = {p.metadata.uid for p in web_pods()}
-print(f"web Pods before: {len(before)}, after: {len(after)}, kept all along: {len(before & after)}")
+
+    nb.wait_for(replaced, "the replacement of the deleted Pod", timeout=180)
+
+    nb.kubectl("scale", "deployment", "web", "--replicas=3")
+    nb.wait_for(web_settled(3), "3 web Pods", timeout=180)
+    after = {p.metadata.uid for p in web_pods()}
+    print(f"web Pods before: {len(before)}, after: {len(after)}, kept all along: {len(before & after)}")
 
 # %% [markdown]
 # Every Pod that existed at some point in this step was either there before, or created in it;
@@ -280,26 +357,27 @@ print(f"web Pods before: {len(before)}, after: {len(after)}, kept all along: {le
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def step_events():
-    return eventlog.load_events(nb.namespace, since=started.isoformat(), context=nb.context)
+if watching:
+    def step_events():
+        return eventlog.load_events(nb.target, since=started.isoformat())
 
 
-def deletions_logged():
-    pods = eventlog.pod_events(step_events())
-    web = pods[pods["pod"].str.startswith("web-")]
-    created = set(web.loc[web["type"] == "ADDED", "uid"])
-    deleted = set(web.loc[eventlog.is_deletion(web), "uid"])
-    expected_gone = (before | created) - after
-    missing = expected_gone - deleted
-    if victim_uid not in deleted or missing:
-        return checks.fail(f"{len(missing | ({victim_uid} - deleted))} deletion(s) not logged yet")
-    return checks.ok(f"{len(created)} web Pods created and {len(deleted)} deleted, all logged")
+    def deletions_logged():
+        pods = eventlog.pod_events(step_events())
+        web = pods[pods["pod"].str.startswith("web-")]
+        created = set(web.loc[web["type"] == "ADDED", "uid"])
+        deleted = set(web.loc[eventlog.is_deletion(web), "uid"])
+        expected_gone = (before | created) - after
+        missing = expected_gone - deleted
+        if victim_uid not in deleted or missing:
+            return checks.fail(f"{len(missing | ({victim_uid} - deleted))} deletion(s) not logged yet")
+        return checks.ok(f"{len(created)} web Pods created and {len(deleted)} deleted, all logged")
 
 
-nb.wait_for(deletions_logged, "the watchers' lines about this step", timeout=120, interval=1)
-events = step_events()
-web_events = eventlog.pod_events(events)[eventlog.pod_events(events)["pod"].str.startswith("web-")]
-print(f"{len(events)} lines since {started}, {len(web_events)} about web Pods")
+    nb.wait_for(deletions_logged, "the watchers' lines about this step", timeout=120, interval=1)
+    events = step_events()
+    web_events = eventlog.pod_events(events)[eventlog.pod_events(events)["pod"].str.startswith("web-")]
+    print(f"{len(events)} lines since {started}, {len(web_events)} about web Pods")
 
 # %% [markdown]
 # **Checkpoint.** The watchers logged each new web Pod's creation exactly once and each removed web
@@ -310,6 +388,8 @@ print(f"{len(events)} lines since {started}, {len(web_events)} about web Pods")
 @checks.checkpoint("watcher.events", points=2,
                    hint="run step 4 again; kubectl -n k8s-assignment logs daemonset/watcher | grep DELETED")
 def watcher_events():
+    if blocked := tasks.missing(nb, "watcher", "web"):
+        return blocked
     pods = eventlog.pod_events(step_events())
     web = pods[pods["pod"].str.startswith("web-")]
     added = web[web["type"] == "ADDED"].groupby("uid").size()
@@ -333,15 +413,17 @@ def watcher_events():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-pd.crosstab(events["type"], events["watcher_node"], margins=True)
+if watching:
+    display(pd.crosstab(events["type"], events["watcher_node"], margins=True))
 
 # %% [markdown]
 # One Pod's story, line by line: the deleted web Pod.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-story = events[events["uid"] == victim_uid]
-story[["time", "type", "phase", "ready", "scheduled_at", "ready_at", "deleting", "resource_version"]]
+if watching:
+    story = events[events["uid"] == victim_uid]
+    display(story[["time", "type", "phase", "ready", "scheduled_at", "ready_at", "deleting", "resource_version"]])
 
 # %% [markdown]
 # From lines to **lifecycles**: `eventlog.lifecycles` makes one row per Pod with the time it was
@@ -350,10 +432,11 @@ story[["time", "type", "phase", "ready", "scheduled_at", "ready_at", "deleting",
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-lifecycles = eventlog.lifecycles(events)
-web_lives = lifecycles[lifecycles["pod"].str.startswith("web-")]
-web_lives[["pod", "node", "phase", "created", "ready", "deletion_requested", "deleted", "to_scheduled_s", "to_ready_s",
-           "lifetime_s"]]
+if watching:
+    lifecycles = eventlog.lifecycles(events)
+    web_lives = lifecycles[lifecycles["pod"].str.startswith("web-")]
+    display(web_lives[["pod", "node", "phase", "created", "ready", "deletion_requested", "deleted", "to_scheduled_s", "to_ready_s",
+           "lifetime_s"]])
 
 # %% [markdown]
 # The same as a **timeline**: one bar per Pod from creation to deletion, coloured by stage
@@ -362,12 +445,13 @@ web_lives[["pod", "node", "phase", "created", "ready", "deletion_requested", "de
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from matplotlib import dates as mdates
+if watching:
+    from matplotlib import dates as mdates
 
-figure = eventlog.timeline(web_lives, events, title="web Pods during step 4")
-figure.axes[0].set_xlim(mdates.date2num((started - pd.Timedelta(seconds=2)).tz_convert(None)),
-                        mdates.date2num((events["time"].max() + pd.Timedelta(seconds=2)).tz_convert(None)))
-figure
+    figure = eventlog.timeline(web_lives, events, title="web Pods during step 4")
+    figure.axes[0].set_xlim(mdates.date2num((started - pd.Timedelta(seconds=2)).tz_convert(None)),
+                            mdates.date2num((events["time"].max() + pd.Timedelta(seconds=2)).tz_convert(None)))
+    display(figure)
 
 # %% [markdown]
 # **Checkpoint.** Every web Pod created in step 4 has a lifecycle in the right order: created, then
@@ -378,6 +462,8 @@ figure
 @checks.checkpoint("watcher.lifecycles", points=2,
                    hint="eventlog.lifecycles(events) needs the events of step 4 (events = step_events())")
 def watcher_lifecycles():
+    if blocked := tasks.missing(nb, "watcher", "web"):
+        return blocked
     lives = eventlog.lifecycles(step_events())
     new = lives[lives["pod"].str.startswith("web-") & lives["created"].ge(started)]
     if len(new) < 3:
@@ -398,12 +484,13 @@ def watcher_lifecycles():
 # %%
 # NBVAL_IGNORE_OUTPUT
 to_ready = pd.Series(dtype=float)
-if solutions:
-    created_here = lifecycles[lifecycles["pod"].str.startswith("web-") & lifecycles["created"].ge(started)]
-    to_ready = created_here.set_index("pod")["to_ready_s"]
-else:
-    # TODO: to_ready = ... (a Series: Pod name -> seconds from created to ready, for the web Pods created in step 4)
-    pass
+# BEGIN SOLUTION NO PROMPT
+created_here = lifecycles[lifecycles["pod"].str.startswith("web-") & lifecycles["created"].ge(started)]
+to_ready = created_here.set_index("pod")["to_ready_s"]
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: to_ready = ... (a Series: Pod name -> seconds from created to ready, for the web Pods created in step 4)
+# END PROMPT
 to_ready.describe()
 
 # %% [markdown]
@@ -415,6 +502,8 @@ to_ready.describe()
 @checks.checkpoint("watcher.to-ready", points=2,
                    hint="filter lifecycles to web Pods with created >= started, then .set_index('pod')['to_ready_s']")
 def watcher_to_ready():
+    if blocked := tasks.missing(nb, "watcher", "web"):
+        return blocked
     lives = eventlog.lifecycles(step_events())
     new = lives[lives["pod"].str.startswith("web-") & lives["created"].ge(started)].set_index("pod")["to_ready_s"]
     if len(to_ready) == 0:
@@ -446,33 +535,34 @@ def watcher_to_ready():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from kubernetes import watch as k8s_watch
-from kubernetes.client.exceptions import ApiException
+if watching:
+    from kubernetes import watch as k8s_watch
+    from kubernetes.client.exceptions import ApiException
 
-listed = core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10)
-list_rv = listed.metadata.resource_version
-target = listed.items[0].metadata.name
-marker = pd.Timestamp.now(tz="UTC").isoformat()
-nb.kubectl("annotate", "pod", target, f"k8s-lab/touched={marker}", "--overwrite")
+    listed = core.list_namespaced_pod(nb.namespace, label_selector=WEB, _request_timeout=10)
+    list_rv = listed.metadata.resource_version
+    target = listed.items[0].metadata.name
+    marker = pd.Timestamp.now(tz="UTC").isoformat()
+    nb.kubectl("annotate", "pod", target, f"k8s-lab/touched={marker}", "--overwrite")
 
-seen = []
-for event in k8s_watch.Watch().stream(core.list_namespaced_pod, nb.namespace, label_selector=WEB,
-                                      resource_version=list_rv, allow_watch_bookmarks=True, timeout_seconds=3):
-    meta = event["raw_object"].get("metadata") or {}  # a BOOKMARK carries only a resourceVersion
-    seen.append({"type": event["type"], "pod": meta.get("name", "-"), "resourceVersion": meta.get("resourceVersion"),
-                 "touched": (meta.get("annotations") or {}).get("k8s-lab/touched") == marker})
-print(f"list at resourceVersion {list_rv}; the watch from it delivered:")
-watched = pd.DataFrame(seen, columns=["type", "pod", "resourceVersion", "touched"])
-print(watched.to_string(index=False))
+    seen = []
+    for event in k8s_watch.Watch().stream(core.list_namespaced_pod, nb.namespace, label_selector=WEB,
+                                          resource_version=list_rv, allow_watch_bookmarks=True, timeout_seconds=3):
+        meta = event["raw_object"].get("metadata") or {}  # a BOOKMARK carries only a resourceVersion
+        seen.append({"type": event["type"], "pod": meta.get("name", "-"), "resourceVersion": meta.get("resourceVersion"),
+                     "touched": (meta.get("annotations") or {}).get("k8s-lab/touched") == marker})
+    print(f"list at resourceVersion {list_rv}; the watch from it delivered:")
+    watched = pd.DataFrame(seen, columns=["type", "pod", "resourceVersion", "touched"])
+    print(watched.to_string(index=False))
 
-try:
-    for event in k8s_watch.Watch().stream(core.list_namespaced_pod, nb.namespace, resource_version="1",
-                                          timeout_seconds=3):
-        pass
-    gone = None
-except ApiException as error:
-    gone = error
-print("\nwatch from resourceVersion 1:", f"{gone.status} {gone.reason}" if gone else "no error (a very young cluster?)")
+    try:
+        for event in k8s_watch.Watch().stream(core.list_namespaced_pod, nb.namespace, resource_version="1",
+                                              timeout_seconds=3):
+            pass
+        gone = None
+    except ApiException as error:
+        gone = error
+    print("\nwatch from resourceVersion 1:", f"{gone.status} {gone.reason}" if gone else "no error (a very young cluster?)")
 
 # %% [markdown]
 # The watcher met the same situations by itself: its `WATCHER` status lines record when it started,
@@ -482,9 +572,10 @@ print("\nwatch from resourceVersion 1:", f"{gone.status} {gone.reason}" if gone 
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-status_lines = eventlog.load_events(nb.namespace, context=nb.context)
-status_lines = status_lines[status_lines["type"] == eventlog.STATUS_TYPE]
-status_lines.groupby(["watcher_node", "status"], observed=True).size().unstack(fill_value=0)
+if watching:
+    status_lines = eventlog.load_events(nb.target)
+    status_lines = status_lines[status_lines["type"] == eventlog.STATUS_TYPE]
+    display(status_lines.groupby(["watcher_node", "status"], observed=True).size().unstack(fill_value=0))
 
 # %% [markdown]
 # **Checkpoint.** The watch from the list's version delivered the annotation made after the list,
@@ -495,6 +586,8 @@ status_lines.groupby(["watcher_node", "status"], observed=True).size().unstack(f
 @checks.checkpoint("watcher.list-watch", points=2,
                    hint="run the cell above again: it lists, annotates one web Pod, watches from the list's resourceVersion, then from 1")
 def watcher_list_watch():
+    if blocked := tasks.missing(nb, "watcher", "web"):
+        return blocked
     if not watched["touched"].any():
         return checks.fail("the watch from the list's resourceVersion did not deliver the annotated Pod")
     if gone is None or gone.status != 410:
@@ -534,9 +627,9 @@ import yaml
 
 GO_COMPONENT = "watcher-go"
 GO_SELECTOR = f"app.kubernetes.io/component={GO_COMPONENT}"
-if deploy.missing_images([watch.WATCHER_GO_IMAGE]):
-    watch.ensure_image(nb.mode, load=True, implementation="go")
-[go_daemonset] = [o for o in watch.watcher_objects(nb.namespace, implementation="go") if o["kind"] == "DaemonSet"]
+if deploy.missing_images(nb.target, [eventlog.WATCHER_GO_IMAGE]):
+    eventlog.ensure_image(nb.mode, load_into=nb.target, implementation="go")
+[go_daemonset] = [o for o in eventlog.watcher_objects(nb.namespace, implementation="go") if o["kind"] == "DaemonSet"]
 go_daemonset["metadata"]["name"] = GO_COMPONENT
 for labels in (go_daemonset["metadata"]["labels"], go_daemonset["spec"]["selector"]["matchLabels"],
                go_daemonset["spec"]["template"]["metadata"]["labels"]):
@@ -548,9 +641,9 @@ nb.kubectl("rollout", "status", f"daemonset/{GO_COMPONENT}", "--timeout=180s")
 def go_lines():
     lines = []
     for pod in core.list_namespaced_pod(nb.namespace, label_selector=GO_SELECTOR, _request_timeout=10).items:
-        log = core.read_namespaced_pod_log(pod.metadata.name, nb.namespace, container=watch.CONTAINER, _request_timeout=30)
+        log = core.read_namespaced_pod_log(pod.metadata.name, nb.namespace, container=eventlog.CONTAINER, _request_timeout=30)
         lines += log.splitlines()
-    return watch.parse_lines(lines)
+    return eventlog.parse_lines(lines)
 
 
 nb.wait_for(lambda: (go_lines()["status"] == "snapshot").any(), "the Go watcher's snapshot", timeout=120, interval=1)
@@ -570,7 +663,7 @@ nb.wait_for(replaced_again, "the replacement of the deleted Pod", timeout=180)
 
 def transitions(events):
     """(Pod, type, resourceVersion) of the web Pods' changes since the comparison began."""
-    rows = watch.pod_events(events)
+    rows = eventlog.pod_events(events)
     rows = rows[rows["pod"].str.startswith("web-") & (rows["time"] >= compared_from) & rows["type"].isin(["ADDED", "MODIFIED", "DELETED"])]
     return set(zip(rows["pod"].astype(str), rows["type"].astype(str), rows["resource_version"].astype(str)))
 
@@ -578,7 +671,7 @@ def transitions(events):
 def both_logged_the_deletion():
     """Both logs have the deletion, and the same lines (a watcher may trail the other by a moment)."""
     global python_seen, go_seen
-    python_seen = transitions(watch.load_events(nb.namespace, context=nb.context))
+    python_seen = transitions(eventlog.load_events(nb.target))
     go_seen = transitions(go_lines())
     for name, found in (("python", python_seen), ("go", go_seen)):
         if (second_victim.metadata.name, "DELETED") not in {(pod, kind) for pod, kind, _ in found}:
@@ -602,7 +695,7 @@ comparison.sort_values("resource_version", key=lambda v: v.astype(int))
 # %%
 # NBVAL_IGNORE_OUTPUT
 go_status = go_lines()
-print(go_status.loc[go_status["type"] == watch.STATUS_TYPE, ["time", "status", "scope", "watcher"]].to_string(index=False))
+print(go_status.loc[go_status["type"] == eventlog.STATUS_TYPE, ["time", "status", "scope", "watcher"]].to_string(index=False))
 nb.kubectl("delete", "daemonset", GO_COMPONENT, "--wait=false");
 
 # %% [markdown]

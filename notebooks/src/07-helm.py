@@ -135,13 +135,10 @@ print(dry.output.strip() if not dry.ok else dry.output.strip().splitlines()[0] +
 @checks.checkpoint("helm.ownership", points=1,
                    hint="run notebooks 03 and 04 first; kubectl -n k8s-assignment get statefulset,deployment")
 def helm_ownership():
-    rows = {(r["kind"], r["name"]): r for r in notebook.ownership(nb, chart_objects)}
-    missing = [f"{kind} {name}" for kind, name in (("StatefulSet", "database"), ("Deployment", "web"),
-                                                    ("PersistentVolume", nb.pv_name))
-               if not rows.get((kind, name), {}).get("exists")]
-    if missing:
-        return checks.fail(f"not there to take over: {', '.join(missing)}")
-    return checks.ok("the database, the web server and the volume exist: Helm takes them over, it does not create them")
+    from lab import tasks
+
+    return tasks.missing(nb, "pv", "database", "web") or checks.ok(
+        "the database, the web server and the volume exist: Helm takes them over, it does not create them")
 
 
 # %% [markdown]
@@ -159,14 +156,21 @@ def helm_ownership():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+import textwrap
+
 to_adopt = [row for row in notebook.ownership(nb, chart_objects) if row["state"] == "to adopt"]
-for row in to_adopt:
+for number, row in enumerate(to_adopt):
     ref = f"{row['kind'].lower()}/{row['name']}"
     scoped = row["namespace"] is not None
-    nb.kubectl("label", ref, "app.kubernetes.io/managed-by=Helm", "--overwrite", namespaced=scoped)
+    # the two commands in full for the first object; for the others, one line at the end
+    nb.kubectl("label", ref, "app.kubernetes.io/managed-by=Helm", "--overwrite", namespaced=scoped, show=number == 0)
     nb.kubectl("annotate", ref, f"meta.helm.sh/release-name={RELEASE}",
-               f"meta.helm.sh/release-namespace={nb.namespace}", "--overwrite", namespaced=scoped)
-print(f"adopted {len(to_adopt)} object(s)" if to_adopt else "nothing to adopt: every existing object already belongs to the release")
+               f"meta.helm.sh/release-namespace={nb.namespace}", "--overwrite", namespaced=scoped, show=number == 0)
+if to_adopt:
+    print(textwrap.fill(f"adopted {len(to_adopt)} object(s) the same way: "
+                        + ", ".join(f"{r['kind']}/{r['name']}" for r in to_adopt), width=100))
+else:
+    print("nothing to adopt: every existing object already belongs to the release")
 
 # %% [markdown]
 # **Checkpoint.** Every object of the chart that exists carries the release's marks.
@@ -193,11 +197,23 @@ def helm_adopted():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.helm_upgrade(install=True, timeout=600);
+from lab.cluster import kube
+
+
+def pod_uids():
+    return {p.metadata.uid: p.metadata.name for p in kube.core(nb.target).list_namespaced_pod(nb.namespace, _request_timeout=10).items}
+
+
+before_install = pod_uids()
+nb.helm_upgrade(install=True, timeout=600)
+replaced = sorted(name for uid, name in before_install.items() if uid not in pod_uids())
+print(f"{len(replaced)} of {len(before_install)} Pods were replaced by the install" + (f": {', '.join(replaced)}" if replaced else ""))
 
 # %% [markdown]
-# The objects did not change (same specs), so no Pod restarted: Helm only took over the
-# bookkeeping. The release's revisions are Secrets of type `helm.sh/release.v1`:
+# Where the chart renders an object exactly as it was, nothing restarts: Helm only takes over the
+# bookkeeping. Where the rendered Pod template differs from what ran (an object you wrote
+# differently, one the chart adds, a value), Kubernetes rolls those Pods; the line above says which
+# happened here. The release's revisions are Secrets of type `helm.sh/release.v1`:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -216,28 +232,41 @@ checks.checkpoint(
 )
 
 # %% [markdown]
-# ## Step 5: an upgrade that changes a value
+# ## Step 5: an upgrade from your values file
 #
-# Scale the web server to 2 replicas through the chart, not with `kubectl scale`: the change is
-# then recorded as a revision, and the next upgrade will not silently undo it.
+# Values change a release without touching the chart. Write a values file `work/values.yaml`
+# that scales the web server to **2 replicas** (`chart/values.yaml` shows the keys and their
+# defaults; `chart/values.schema.json` what each may be), and upgrade with it, not with
+# `kubectl scale`: the change is then recorded as a revision, and the next upgrade will not
+# silently undo it.
 #
 # ```bash
-# helm upgrade k8s-lab chart/ -n k8s-assignment --set web.replicas=2 --wait
+# helm upgrade k8s-lab chart/ -n k8s-assignment -f work/values.yaml --wait
 # ```
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-nb.helm_upgrade("--set", "web.replicas=2");
+%%writefile work/values.yaml
+web:
+  replicas: 2  # SOLUTION
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lab import tasks
+
+upgraded = tasks.helm_upgrade(nb, "work/values.yaml")
 
 # %% [markdown]
-# **Checkpoint.** The Deployment now asks for, and has, 2 ready replicas.
+# **Checkpoint.** The release's values come from your file, and the Deployment asks for, and has,
+# 2 ready replicas.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 checks.checkpoint(
     "helm.upgrade-replicas", points=2,
-    hint="helm upgrade k8s-lab chart/ -n k8s-assignment --set web.replicas=2 --wait (plus the image --set options)",
-    verify=lambda: checks.deployment_ready("web", replicas=2),
+    hint="helm -n k8s-assignment get values k8s-lab shows the values of the release; chart/values.yaml the keys",
+    verify=lambda: tasks.helm_values_applied(nb, {"web": {"replicas": 2}},
+                                             lambda: checks.deployment_ready("web", replicas=2)),
 )
 
 # %% [markdown]
@@ -316,13 +345,14 @@ def helm_history_check():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-if solutions:
-    before_upgrade = notebook.helm_history(nb)[-2]["revision"]
-    nb.helm("rollback", RELEASE, str(before_upgrade), "--history-max", str(notebook.HELM_HISTORY_MAX),
-            "--wait", "--timeout", "300s", progress=True)
-else:
-    # TODO: find the revision before the upgrade and roll back to it with nb.helm("rollback", ...)
-    pass
+# BEGIN SOLUTION NO PROMPT
+before_upgrade = notebook.helm_history(nb)[-2]["revision"]
+nb.helm("rollback", RELEASE, str(before_upgrade), "--history-max", str(notebook.HELM_HISTORY_MAX),
+        "--wait", "--timeout", "300s", progress=True)
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: find the revision before the upgrade and roll back to it with nb.helm("rollback", ...)
+# END PROMPT
 
 # %% [markdown]
 # **Checkpoint.** The latest revision is a rollback and the web server runs 3 ready replicas again.

@@ -98,10 +98,10 @@ def quietly():
 def live_verify(path, into=None):
     """Compare the live database with a backup's metadata, without recording it."""
     with quietly():
-        return backup.verify(path, into=into, namespace=nb.namespace, record=False)
+        return backup.verify(nb.target, path, into=into, record=False)
 
 
-print("backups on this machine:", backup.backup_dir())
+print("backups on this machine:", backup.backup_dir(nb.target))
 print("the nodes see them as:   ", backup.NODE_BACKUP_DIR)
 
 # %% [markdown]
@@ -161,7 +161,7 @@ import re
 
 from kubernetes import client
 
-batch = client.BatchV1Api(kube.api_client(nb.context))
+batch = client.BatchV1Api(kube.api_client(nb.target))
 job_name = f"backup-now-{int(time.time())}"
 nb.kubectl("create", "job", job_name, "--from=cronjob/database-backup")
 
@@ -180,7 +180,7 @@ nb.wait_for(job_finished, f"Job {job_name}", timeout=300,
             hint=f"kubectl -n {nb.namespace} describe job {job_name}; kubectl -n {nb.namespace} logs job/{job_name}")
 job_log = nb.kubectl("logs", f"job/{job_name}", "-c", "mysqldump").stdout
 written = re.search(r"wrote /backups/(\S+)", job_log)
-nightly = backup.backup_dir() / written.group(1) if written else None
+nightly = backup.backup_dir(nb.target) / written.group(1) if written else None
 print("on this machine:", nightly)
 
 # %% [markdown]
@@ -208,22 +208,30 @@ def backup_cronjob():
 # %% [markdown]
 # ## Step 3: a backup with metadata: `lab backup create`
 #
-# The CronJob's file says nothing about what it should contain. `lab backup create lab` dumps the
-# schema `lab` the same way, checks the result before it gives it its final name, and writes the
+# The CronJob's file says nothing about what it should contain. `lab backup create` dumps a
+# database the same way, checks the result before it gives it its final name, and writes the
 # metadata next to it: per table the row count and `CHECKSUM TABLE`, the file's sha256 and size,
 # and how long each part took.
 #
-# ```bash
-# lab backup create lab
-# ```
+# **Your part:** write the shell command that backs up **only the schema `lab`** into
+# `backup_command` (`lab backup --help` and `lab backup create --help` in a terminal). The next cell
+# runs it (against this notebook's cluster and namespace) and finds the file it made.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+backup_command = "lab backup create lab"  # SOLUTION
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-made = backup.create("lab", namespace=nb.namespace)
-path = made.path
-meta = made.metadata
-print(f"{path.name}: {backup.human_size(made.size)}, sha256 {meta['sha256'][:16]}…, {made.seconds:.1f} s")
-pd.DataFrame(meta["tables"])[["database", "table", "rows", "checksum"]]
+from lab import tasks
+
+path, meta = tasks.run_lab(nb, backup_command, "backup create").made, None
+if path is not None:
+    meta = backup.load_metadata(path)
+    print(f"{path.name}: {backup.human_size(path.stat().st_size)}, sha256 {meta['sha256'][:16]}…")
+    display(pd.DataFrame(meta["tables"])[["database", "table", "rows", "checksum"]])
+# the drills of step 6 start from a backup of lab: yours, or one the lab makes when yours is missing
+drill_source = path or backup.create(nb.target, "lab").path
 
 # %% [markdown]
 # **Checkpoint.** The backup file is complete and matches its metadata, which records the 1000
@@ -234,10 +242,14 @@ pd.DataFrame(meta["tables"])[["database", "table", "rows", "checksum"]]
 @checks.checkpoint("backup.created", points=2,
                    hint="lab backup create lab; lab backup list shows the files; the .meta.json next to a backup describes it")
 def backup_created():
+    if path is None:
+        return checks.fail("backup_command made no new backup in this run (see the output above)")
     on_host = checks.file_exists_on_host(path)
     if not on_host.passed:
         return on_host
     recorded = backup.load_metadata(path)
+    if recorded is None or [t["database"] for t in recorded["tables"]] != ["lab"] * len(recorded["tables"]):
+        return checks.fail(f"{path.name} is not a backup of the schema lab alone", on_host.uids)
     try:
         backup.check_file(path, recorded)
     except LabError as error:
@@ -262,11 +274,11 @@ def backup_created():
 # %%
 # NBVAL_IGNORE_OUTPUT
 def backups_table(last=20):
-    listing = backup.list_backups().tail(last).reset_index(drop=True)
+    listing = backup.list_backups(backup.backup_dir(nb.target)).tail(last).reset_index(drop=True)
     seconds = []
     for name in listing["file"]:
         try:
-            found = backup.load_metadata(backup.backup_dir() / name)
+            found = backup.load_metadata(backup.backup_dir(nb.target) / name)
         except LabError:
             found = None
         seconds.append(found["durations"]["total_s"] if found else None)
@@ -290,7 +302,7 @@ for kind, rows in listing.groupby("kind"):
 ax_size.set_ylabel("compressed size (KiB)")
 ax_size.set_yscale("log")
 ax_size.legend(fontsize=8)
-ax_size.set_title(f"the last {len(listing)} backups in {backup.backup_dir()}")
+ax_size.set_title(f"the last {len(listing)} backups in {backup.backup_dir(nb.target)}")
 ax_time.set_ylabel("duration (s)")
 ax_time.set_ylim(bottom=0)
 ax_time.set_xlabel("backup time (UTC)")
@@ -308,7 +320,9 @@ plt.show()
 # NBVAL_CHECK_OUTPUT
 @checks.checkpoint("backup.listed", points=1, hint="lab backup list; ls the backup directory printed at the top")
 def backup_listed():
-    names = set(backup.list_backups()["file"])
+    names = set(backup.list_backups(backup.backup_dir(nb.target))["file"])
+    if path is None:
+        return checks.fail("there is no backup of yours to look for: write backup_command in step 3")
     if path.name not in names:
         return checks.fail(f"{path.name} is not in the list of backups")
     if nightly is None or nightly.name not in names:
@@ -321,18 +335,20 @@ def backup_listed():
 #
 # Never test a restore on the live data. Restore into a new database `lab_restored` next to it.
 # `lab backup restore` first checks the file (size, sha256 against the metadata, `gzip -t`, the
-# closing line), then drops and recreates the target and loads the dump into it. `--replace`
-# allows overwriting `lab_restored` from an earlier run of this notebook.
+# closing line), then drops and recreates the target and loads the dump into it.
 #
-# ```bash
-# lab backup restore latest --into lab_restored --replace
-# ```
+# **Your part:** write the command that restores **your newest backup** (it has a short name) into
+# the database **`lab_restored`**, allowed to overwrite a `lab_restored` left by an earlier run of
+# this notebook (`lab backup restore --help`).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+restore_command = "lab backup restore latest --into lab_restored --replace"  # SOLUTION
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 RESTORED = "lab_restored"
-restored = backup.restore(path, into=RESTORED, namespace=nb.namespace, replace=True)
-print(f"restored {path.name} into {', '.join(restored.databases)} in {restored.seconds:.1f} s")
+restored_ok = tasks.run_lab(nb, restore_command, "backup restore").ok
 
 # %% [markdown]
 # Then **verify**, table by table. Equal row counts are not enough (a row could be damaged), so `verify` also compares
@@ -345,8 +361,8 @@ print(f"restored {path.name} into {', '.join(restored.databases)} in {restored.s
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-verified = backup.verify(path, into=RESTORED, namespace=nb.namespace)
-verified
+if path is not None and restored_ok:
+    display(backup.verify(nb.target, path, into=RESTORED))
 
 # %% [markdown]
 # **Checkpoint.** `lab_restored` holds exactly what the backup recorded: same tables, row counts
@@ -357,6 +373,8 @@ verified
 @checks.checkpoint("backup.restored", points=3,
                    hint="lab backup restore <file> --into lab_restored --replace; then lab backup verify <file> --into lab_restored shows which table differs")
 def backup_restored():
+    if path is None or not restored_ok:
+        return checks.fail("finish step 3 (backup_command) and step 5 (restore_command) first")
     frame = live_verify(path, into=RESTORED)
     if not frame.attrs["ok"]:
         bad = frame.loc[~frame["ok"], "table"].tolist()
@@ -381,15 +399,16 @@ def backup_restored():
 # %%
 # NBVAL_IGNORE_OUTPUT
 my_checksums = {}
-if solutions:
-    answer = nb.mysql("CHECKSUM TABLE lab.readings, lab_restored.readings;", user_key="root",
-                      password_key="root-password", show=False)
-    for line in answer.stdout.splitlines()[1:]:
-        table, value = line.split("\t")
-        my_checksums[table.split(".")[0]] = int(value)
-else:
-    # TODO: run CHECKSUM TABLE as root and fill my_checksums = {"lab": ..., "lab_restored": ...}
-    pass
+# BEGIN SOLUTION NO PROMPT
+answer = nb.mysql("CHECKSUM TABLE lab.readings, lab_restored.readings;", user_key="root",
+                  password_key="root-password", show=False)
+for line in answer.stdout.splitlines()[1:]:
+    table, value = line.split("\t")
+    my_checksums[table.split(".")[0]] = int(value)
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: run CHECKSUM TABLE as root and fill my_checksums = {"lab": ..., "lab_restored": ...}
+# END PROMPT
 my_checksums
 
 # %% [markdown]
@@ -400,6 +419,8 @@ my_checksums
 @checks.checkpoint("backup.checksum-by-hand", points=2,
                    hint="CHECKSUM TABLE lab.readings, lab_restored.readings; as root; the numbers go into my_checksums as int")
 def backup_checksum_by_hand():
+    if meta is None:
+        return checks.fail("there is no backup of yours to compare with: finish step 3 first")
     recorded = next((t["checksum"] for t in meta["tables"] if t["table"] == "readings"), None)
     if set(my_checksums) != {"lab", "lab_restored"}:
         return checks.fail(f"my_checksums has keys {sorted(my_checksums)}; expected 'lab' and 'lab_restored'")
@@ -432,7 +453,7 @@ def backup_checksum_by_hand():
 # %%
 # NBVAL_IGNORE_OUTPUT
 old_pod_uid = nb.read("Pod", "database-0").metadata.uid
-drill_pod = backup.drill(nb.namespace, database="lab", stages=("pod",), backup=path)
+drill_pod = backup.drill(nb.target, database="lab", stages=("pod",), backup=drill_source)
 drill_pod
 
 # %% [markdown]
@@ -448,7 +469,7 @@ def backup_drill_pod():
         return checks.fail("database-0 is still the old Pod: run the drill's pod stage")
     if not bool(drill_pod.loc[0, "survived"]):
         return checks.fail("the data did not survive the loss of the Pod (it had to be restored)")
-    frame = live_verify(path)
+    frame = live_verify(drill_source)
     if not frame.attrs["ok"]:
         return checks.fail("the live database lab does not match the backup")
     return checks.ok("a new database-0 serves the same data (survived: the volume kept it)",
@@ -465,7 +486,7 @@ def backup_drill_pod():
 # %%
 # NBVAL_IGNORE_OUTPUT
 old_sts_uid = nb.read("StatefulSet", "database").metadata.uid
-drill_sts = backup.drill(nb.namespace, database="lab", stages=("statefulset",), backup=path)
+drill_sts = backup.drill(nb.target, database="lab", stages=("statefulset",), backup=drill_source)
 drill_sts
 
 # %% [markdown]
@@ -485,7 +506,7 @@ def backup_drill_statefulset():
     claim = checks.pvc_bound("data-database-0")
     if not claim.passed:
         return claim
-    if not bool(drill_sts.loc[0, "survived"]) or not live_verify(path).attrs["ok"]:
+    if not bool(drill_sts.loc[0, "survived"]) or not live_verify(drill_source).attrs["ok"]:
         return checks.fail("the data did not survive the loss of the StatefulSet")
     return checks.ok("a new StatefulSet database serves the same data from claim data-database-0", {**ready.uids, **claim.uids})
 
@@ -513,7 +534,7 @@ nb.kubectl("get", "persistentvolume", nb.pv_name, "-o",
 # %%
 # NBVAL_IGNORE_OUTPUT
 old_ns_uid = nb.read("Namespace", nb.namespace).metadata.uid
-drill_ns = backup.drill(nb.namespace, database="lab", stages=("namespace",), backup=path)
+drill_ns = backup.drill(nb.target, database="lab", stages=("namespace",), backup=drill_source)
 nb.kubectl("get", "persistentvolume", nb.pv_name, "-o",
            "custom-columns=NAME:.metadata.name,RECLAIM:.spec.persistentVolumeReclaimPolicy,STATUS:.status.phase,CLAIM:.spec.claimRef.name",
            namespaced=False)
@@ -538,7 +559,7 @@ def backup_drill_namespace():
         return checks.fail(f"{claim.message}, not to {nb.pv_name}", claim.uids)
     if nb.read("PersistentVolume", nb.pv_name).spec.persistent_volume_reclaim_policy != "Retain":
         return checks.fail(f"PersistentVolume {nb.pv_name} is not Retain")
-    if not bool(drill_ns.loc[0, "survived"]) or not live_verify(path).attrs["ok"]:
+    if not bool(drill_ns.loc[0, "survived"]) or not live_verify(drill_source).attrs["ok"]:
         return checks.fail("the data did not survive the loss of the namespace")
     return checks.ok(f"new namespace, claim bound to {nb.pv_name} again (Retain), same data",
                      {f"Namespace/{nb.namespace}": ns.metadata.uid, **claim.uids})
@@ -555,17 +576,18 @@ def backup_drill_namespace():
 # lab backup drill --stage database --yes
 # ```
 #
-# with `backup.drill(nb.namespace, database="lab", stages=("database",), backup=path)`, and keep
+# with `backup.drill(nb.target, database="lab", stages=("database",), backup=drill_source)`, and keep
 # its result in `drill_db`.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 drill_db = None
-if solutions:
-    drill_db = backup.drill(nb.namespace, database="lab", stages=("database",), backup=path)
-else:
-    # TODO: drill_db = backup.drill(...) with stages=("database",)
-    pass
+# BEGIN SOLUTION NO PROMPT
+drill_db = backup.drill(nb.target, database="lab", stages=("database",), backup=drill_source)
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: drill_db = backup.drill(...) with stages=("database",)
+# END PROMPT
 drill_db
 
 # %% [markdown]
@@ -575,14 +597,14 @@ drill_db
 # %%
 # NBVAL_CHECK_OUTPUT
 @checks.checkpoint("backup.drill-database", points=2,
-                   hint="backup.drill(nb.namespace, database='lab', stages=('database',), backup=path)")
+                   hint="backup.drill(nb.target, database='lab', stages=('database',), backup=drill_source)")
 def backup_drill_database():
     if drill_db is None:
         return checks.fail("drill_db is None: run the drill's database stage in the exercise cell")
     row = drill_db.iloc[0]
     if row["stage"] != "database" or bool(row["survived"]) or not bool(row["restored"]):
         return checks.fail(f"expected the database stage, not survived, restored; got {row.to_dict()}")
-    if not live_verify(path).attrs["ok"]:
+    if not live_verify(drill_source).attrs["ok"]:
         return checks.fail("the live database lab does not match the backup")
     return checks.ok("DROP DATABASE was repaired only by the backup; lab matches it again")
 
@@ -640,7 +662,7 @@ def backup_system_back():
     stray = [f"{kind}/{name}: {state}" for (kind, name), state in rows.items() if state != "owned by the release"]
     if stray:
         return checks.fail("not as the chart says: " + ", ".join(stray[:5]), uids)
-    if not live_verify(path).attrs["ok"]:
+    if not live_verify(drill_source).attrs["ok"]:
         return checks.fail("the live database lab does not match the backup", uids)
     return checks.ok("release deployed; database 1/1 and web 3/3 ready, every chart object owned; data intact", uids)
 

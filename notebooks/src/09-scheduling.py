@@ -3,8 +3,9 @@
 # %% [markdown]
 # # 09 · Where Pods run: nodes, affinity, topology spread and DaemonSets
 #
-# Until now the cluster had one node, so the question *where* a Pod runs never came up. Real
-# clusters have many, and the **scheduler** decides for every new Pod which node gets it. Our
+# On a cluster of one node the question *where* a Pod runs does not come up, and the lab's cluster
+# starts with one. Real clusters have many, and the **scheduler** decides for every new Pod which
+# node gets it. Our
 # system states three different wishes: the database must run on the node that has its data
 # (**node affinity**), the web server's copies should be spread over the nodes so that losing one
 # node does not take the site down (**topology spread**), and the pod watcher must run on **every**
@@ -88,7 +89,7 @@ CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
 
 def nodes():
     """The cluster's nodes, sorted by name: the control plane first, then the workers."""
-    return sorted(kube.core(nb.context).list_node(_request_timeout=10).items, key=lambda n: n.metadata.name)
+    return sorted(kube.core(nb.target).list_node(_request_timeout=10).items, key=lambda n: n.metadata.name)
 
 
 def is_control_plane(node):
@@ -107,7 +108,7 @@ def node_table():
 
 def components_per_node():
     """How many of the namespace's Pods of each component run on each node."""
-    pods = kube.core(nb.context).list_namespaced_pod(nb.namespace, _request_timeout=10).items
+    pods = kube.core(nb.target).list_namespaced_pod(nb.namespace, _request_timeout=10).items
     rows = [{"node": p.spec.node_name or "(not scheduled)",
              "component": (p.metadata.labels or {}).get("app.kubernetes.io/component", "other")}
             for p in pods if p.metadata.deletion_timestamp is None and p.status.phase in ("Pending", "Running")]
@@ -144,8 +145,8 @@ elif nb.cluster != config.CLUSTER_NAME or not nb.default_namespace:
                    hint=f"lab cluster up --recreate --workers {workers}   (then lab images build, and run this notebook again)")
 else:
     print(f"the cluster has {have} node(s); {workers + 1} are needed: creating it again "
-          f"(the data directory {config.data_dir()} stays)")
-    info = lab_cluster.up(workers=workers, mode=nb.mode, recreate=True)
+          f"(the data directory {nb.target.data_dir} stays)")
+    info = lab_cluster.up(nb.target, workers=workers, mode=nb.mode, recreate=True)
     kube.forget()  # the new cluster has new certificates: drop the cached API clients
     recreated = True
     print(f"created {info.name}: {', '.join(info.nodes)} ({info.image})")
@@ -187,14 +188,15 @@ def sched_nodes():
 # NBVAL_IGNORE_OUTPUT
 local_images = sorted({ref for ref in images.image_names(nb.mode).values() if ref.startswith("k8s-lab/")}
                       | {eventlog.WATCHER_IMAGE})
-missing = deploy.missing_images(local_images)
+missing = deploy.missing_images(nb.target, local_images)
 if recreated or missing:
     print("missing on the nodes:", missing or "(a new cluster: all of them)")
-    images.build(nb.mode, load=True)
+    images.build(nb.mode)
+    lab_cluster.load_images(nb.target, images.to_load(nb.mode))
 
 
 def images_everywhere():
-    missing = deploy.missing_images(local_images)
+    missing = deploy.missing_images(nb.target, local_images)
     if missing:
         return checks.fail("; ".join(f"{ref} missing on {', '.join(where)}" for ref, where in missing.items()))
     return checks.ok(f"every node has the lab's images ({', '.join(local_images)})")
@@ -232,7 +234,7 @@ if not has_release and nb.read("Deployment", "web") is not None:
     raise LabError(f"the system in {nb.namespace} was applied with kubectl and is not a Helm release yet",
                    hint="run 07-helm.ipynb first: it hands the objects over to Helm")
 if nb.default_namespace:
-    result = deploy.deploy(method="helm", mode=nb.mode)
+    result = deploy.deploy(nb.target, method="helm", mode=nb.mode)
 else:
     nb.helm_upgrade(install=True, timeout=600)
 nb.kubectl("get", "pods", "-o", "wide");
@@ -287,6 +289,82 @@ def sched_database_node():
         return checks.fail(f"database-0 runs on {pod.spec.node_name if pod else 'no node'}, not on {first_worker}")
     return checks.ok(f"database-0 runs on the first worker, the only node labelled {DB_LABEL}=true",
                      {f"Pod/{nb.namespace}/database-0": pod.metadata.uid})
+
+
+# %% [markdown]
+# ## Exercise: a node label and a node affinity rule of your own
+#
+# The database is pinned by a label and a required node affinity rule. Do the same yourself:
+#
+# 1. label the **last worker** `k8s-lab/tier=spare` (write the kubectl command into
+#    `label_command`; the next cell runs it against this notebook's cluster),
+# 2. write a Pod `spare-probe` (image `k8s-lab/probe:1`, `command: [sleep, infinity]`) whose
+#    **required** node affinity (`requiredDuringSchedulingIgnoredDuringExecution`) lets it run
+#    only on nodes with that label.
+#
+# A Pod's affinity cannot be changed once it exists, so the cell deletes an earlier `spare-probe`
+# before applying yours.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+workers_now = [n.metadata.name for n in nodes() if not is_control_plane(n)]
+print("workers:", ", ".join(workers_now))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+label_command = f"kubectl label node {workers_now[-1]} k8s-lab/tier=spare --overwrite"  # SOLUTION
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+%%writefile work/spare-probe.yaml
+apiVersion: v1
+kind: Pod
+metadata:
+  name: spare-probe
+spec:
+  containers:
+    - name: probe
+      image: k8s-lab/probe:1
+      command: [sleep, infinity]
+      resources:
+        requests: {cpu: 10m, memory: 16Mi}
+        limits: {cpu: 50m, memory: 32Mi}
+# BEGIN SOLUTION
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+          - matchExpressions:
+              - key: k8s-lab/tier
+                operator: In
+                values: [spare]
+# END SOLUTION
+# BEGIN PROMPT
+  # TODO: the required node affinity
+# END PROMPT
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from lab import tasks
+
+tasks.run_kubectl(nb, label_command, "label node")
+nb.kubectl("delete", "pod", "spare-probe", "--ignore-not-found", "--wait=true")
+if tasks.apply(nb, "work/spare-probe.yaml", "Pod"):
+    tasks.wait(nb, lambda: checks.ok("scheduled") if nb.read("Pod", "spare-probe").spec.node_name else
+               checks.fail("spare-probe is not scheduled yet"), "spare-probe on a node", timeout=60,
+               hint="kubectl -n k8s-assignment describe pod spare-probe (Events: FailedScheduling?)")
+nb.kubectl("get", "nodes", "-L", "k8s-lab/tier", namespaced=False)
+nb.kubectl("get", "pod", "spare-probe", "-o", "wide", check=False);
+
+# %% [markdown]
+# **Checkpoint.** Exactly one node carries `k8s-lab/tier=spare`, `spare-probe` requires that label
+# and runs there.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.checkpoint("sched.node-affinity", points=3,
+                  hint="kubectl get nodes -L k8s-lab/tier; kubectl explain pod.spec.affinity.nodeAffinity",
+                  verify=lambda: tasks.node_affinity(nb, "spare-probe", "k8s-lab/tier", "spare"))
 
 
 # %% [markdown]
@@ -378,7 +456,7 @@ def sched_watcher_everywhere():
     everywhere = checks.pods_on_every_node(eventlog.SELECTOR)
     if not everywhere.passed:
         return everywhere
-    pods = eventlog.watcher_pods(nb.namespace, nb.context)
+    pods = eventlog.watcher_pods(nb.target)
     on_control_plane = [p.metadata.name for p in pods for n in nodes()
                         if p.spec.node_name == n.metadata.name and is_control_plane(n)]
     if not on_control_plane:
@@ -390,7 +468,10 @@ def sched_watcher_everywhere():
 # ## Exercise: six web servers
 #
 # Scale the web server to **6** replicas through the chart (not with `kubectl scale`: the release
-# would undo it), wait until they are ready, and look at the spread again. Predict it first.
+# would undo it), wait until they are ready, and look at the spread again.
+#
+# **Predict first:** how many web Pods will the busiest node run? Store your number in
+# `predicted_busiest`; the checkpoint compares it with the measurement.
 #
 # ```bash
 # helm upgrade k8s-lab chart/ -n k8s-assignment --set web.replicas=6 --wait     # plus the image --set options
@@ -400,12 +481,17 @@ def sched_watcher_everywhere():
 # (`notebook.helm_set_args(nb)`), your `options` added, and `--wait`.
 
 # %%
+# NBVAL_CHECK_OUTPUT
+predicted_busiest = -(-6 // workers)  # SOLUTION
+
+# %%
 # NBVAL_IGNORE_OUTPUT
-if solutions:
-    nb.helm_upgrade("--set", "web.replicas=6")
-else:
-    # TODO: nb.helm_upgrade("--set", ...) with the value that asks for six web replicas
-    pass
+# BEGIN SOLUTION NO PROMPT
+nb.helm_upgrade("--set", "web.replicas=6")
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: nb.helm_upgrade("--set", ...) with the value that asks for six web replicas
+# END PROMPT
 per_node = plot_pods_per_node("six web replicas")
 
 # %% [markdown]
@@ -418,6 +504,23 @@ checks.checkpoint(
     hint="helm upgrade k8s-lab chart/ -n k8s-assignment --set web.replicas=6 --wait (plus the image --set options); kubectl -n k8s-assignment get pods -o wide",
     verify=lambda: web_spread(6),
 )
+
+# %% [markdown]
+# **Checkpoint.** Your prediction matches the busiest node.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@checks.checkpoint("sched.prediction", points=1, hint="6 Pods, spread with a skew of at most one over the schedulable nodes")
+def sched_prediction():
+    if isinstance(predicted_busiest, bool) or not isinstance(predicted_busiest, int):
+        return checks.fail(f"predicted_busiest is {tasks.described(predicted_busiest)}: write a whole number")
+    if not checks.deployment_ready("web", replicas=6).passed:
+        return checks.fail("there are not six ready web Pods to compare with: run the exercise's upgrade")
+    busiest = int(components_per_node().get("web", pd.Series(dtype=int)).max())
+    if predicted_busiest != busiest:
+        return checks.fail(f"you predicted {predicted_busiest} web Pods on the busiest node; the measurement differs")
+    return checks.ok("your prediction of the busiest node matches the measurement")
+
 
 # %% [markdown]
 # ## Step 7: back to the chart's three

@@ -78,7 +78,7 @@ def cluster_answers():
         return False
     try:
         kube.forget()
-        kube.core(nb.context).list_namespace(limit=1, _request_timeout=10)
+        kube.core(nb.target).list_namespace(limit=1, _request_timeout=10)
         return True
     except Exception:  # noqa: BLE001 - refused, timed out: not there
         return False
@@ -213,13 +213,13 @@ def size_of(path):
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-data = config.data_dir()
+data = nb.target.data_dir
 on_host = pd.DataFrame([
     {"what": "database files (this namespace's volume)", "path": str(nb.pv_host_path),
      "files": sum(1 for p in nb.pv_host_path.rglob("*") if p.is_file()) if nb.pv_host_path.exists() else 0,
      "size": backup.human_size(size_of(nb.pv_host_path))},
-    {"what": "backups", "path": str(backup.backup_dir()), "files": len(backup.list_backups()),
-     "size": backup.human_size(size_of(backup.backup_dir()))},
+    {"what": "backups", "path": str(backup.backup_dir(nb.target)), "files": len(backup.list_backups(backup.backup_dir(nb.target))),
+     "size": backup.human_size(size_of(backup.backup_dir(nb.target)))},
     {"what": "the whole lab data directory", "path": str(data),
      "files": sum(1 for p in data.rglob("*") if p.is_file()) if data.exists() else 0, "size": backup.human_size(size_of(data))},
 ])
@@ -269,16 +269,17 @@ def cleanup_files_stay():
 # %%
 # NBVAL_IGNORE_OUTPUT
 leftovers = None
-if solutions:
-    leftovers = []
-    if have_cluster:
-        listed = nb.kubectl("get", "namespaces,persistentvolumes", "-l", "app.kubernetes.io/part-of=k8s-lab",
-                            "-o", "name", namespaced=False, show=False).stdout.split()
-        mine = {f"namespace/{nb.namespace}", f"persistentvolume/{nb.pv_name}"}
-        leftovers = [name for name in listed if name in mine]
-else:
-    # TODO: leftovers = [...] from kubectl get namespaces,persistentvolumes -l app.kubernetes.io/part-of=k8s-lab -o name
-    pass
+# BEGIN SOLUTION NO PROMPT
+leftovers = []
+if have_cluster:
+    listed = nb.kubectl("get", "namespaces,persistentvolumes", "-l", "app.kubernetes.io/part-of=k8s-lab",
+                        "-o", "name", namespaced=False, show=False).stdout.split()
+    mine = {f"namespace/{nb.namespace}", f"persistentvolume/{nb.pv_name}"}
+    leftovers = [name for name in listed if name in mine]
+# END SOLUTION
+# BEGIN PROMPT
+# TODO: leftovers = [...] from kubectl get namespaces,persistentvolumes -l app.kubernetes.io/part-of=k8s-lab -o name
+# END PROMPT
 print("leftovers:", leftovers)
 
 # %% [markdown]
@@ -322,7 +323,7 @@ if down and nb.cluster != config.CLUSTER_NAME:
     raise LabError(f"down = True deletes only the lab's own cluster {config.CLUSTER_NAME!r}, not {nb.cluster!r}",
                    hint=f"delete it yourself: kind delete cluster --name {nb.cluster}")
 if down and nb.node_containers():
-    lab_cluster.down()
+    lab_cluster.down(nb.target)
     have_cluster = False
 print(f"the cluster {nb.cluster} {'was deleted' if down else 'stays (down = False)'}; node containers now:",
       nb.node_containers() or "none")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the lab notebooks from their sources, and store executed outputs back into them.
+"""Build the lab notebooks from their sources: the student handouts and the reference notebooks.
 
 The notebooks are written as Python files in the "percent" format (``notebooks/src/NN-name.py``)::
 
@@ -13,16 +13,26 @@ The notebooks are written as Python files in the "percent" format (``notebooks/s
     # %%
     print("a code cell")
 
+One source, two products; solutions are marked with Otter Assign's markers (see lab.solutions):
+
+- ``notebooks/NN-name.ipynb``, the **handouts** students open: no solution, ``solutions = False``,
+  no outputs (so no checkpoint evidence and no paths of the machine that built them);
+- ``notebooks/reference/NN-name.ipynb``, the **reference**: the solutions, ``solutions = True``,
+  stored with the outputs of a real run (nbval compares them; instructors read them).
+
+A cell's first line ``# NBVAL_CHECK_OUTPUT`` / ``# NBVAL_IGNORE_OUTPUT`` becomes the cell tag
+``nbval-check-output`` / ``nbval-ignore-output`` (nbval reads either), so students do not see it.
+
 Usage (from the repository root)::
 
-    python notebooks/src/build.py [NN ...]         # write notebooks/NN-name.ipynb from the sources
-    python notebooks/src/build.py --check          # exit 1 when a notebook is out of step with its source
-    python notebooks/src/build.py --store DIR      # take executed notebooks from DIR (a `lab run --out`
-                                                   # directory) into notebooks/, minus papermill's additions
+    python notebooks/src/build.py [NN ...]         # write the handouts and reference notebooks
+    python notebooks/src/build.py --check          # exit 1 when a product is out of step with its source
+    python notebooks/src/build.py --store DIR      # take executed reference notebooks from DIR (a
+                                                   # `lab run --out` directory), minus papermill's additions
 
-Building keeps the stored outputs of every code cell whose source did not change, so editing the
-prose does not throw away an execution. ``--store`` refuses a notebook whose cells differ from its
-source (rebuild and run again) or that did not execute cleanly.
+Building keeps the stored outputs of every reference code cell whose source did not change, so
+editing the prose does not throw away an execution. ``--store`` refuses a notebook whose cells
+differ from its reference source (rebuild and run again) or that did not execute cleanly.
 """
 from __future__ import annotations
 
@@ -34,8 +44,13 @@ from pathlib import Path
 
 import nbformat
 
+from lab.solutions import HANDOUT, REFERENCE, MarkerError, split_solutions  # noqa: F401 - MarkerError for callers
+
 SRC_DIR = Path(__file__).resolve().parent
 NOTEBOOKS_DIR = SRC_DIR.parent
+REFERENCE_DIR = NOTEBOOKS_DIR / "reference"
+NBVAL_MARK = re.compile(r"^# NBVAL_(?P<mode>CHECK|IGNORE)_OUTPUT\s*$")
+SOLUTIONS_PARAMETER = re.compile(r"^solutions = True\b", re.MULTILINE)
 SOURCE_PATTERN = re.compile(r"^\d{2}-[a-z0-9-]+\.py$")
 MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -45,8 +60,8 @@ ERROR_TAG = "papermill-error-cell-tag"
 CELL_METADATA_NOISE = ("papermill", "execution", "collapsed", "scrolled")
 
 
-def sources(directory: Path = SRC_DIR) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if SOURCE_PATTERN.match(p.name))
+def sources(directory: Path | None = None) -> list[Path]:
+    return sorted(p for p in (directory or SRC_DIR).iterdir() if SOURCE_PATTERN.match(p.name))
 
 
 def parse(text: str) -> list[dict]:
@@ -81,21 +96,43 @@ def parse(text: str) -> list[dict]:
     return out
 
 
-def build_notebook(source: Path, previous: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
-    """The notebook for ``source``; code cells whose source is unchanged keep ``previous``'s
-    outputs, execution count and id."""
+def product_cell(spec: dict, product: str) -> dict:
+    """One parsed source cell as ``product`` has it: solutions resolved, the nbval mark as a tag,
+    and in the handout ``solutions = False``."""
+    if spec["type"] != "code":
+        return spec
+    source, tags = spec["source"], list(spec["tags"])
+    first, _, rest = source.partition("\n")
+    mark = NBVAL_MARK.match(first)
+    if mark:  # first, so that a cell magic such as %%writefile is the first line again
+        source = rest
+        tags.append(f"nbval-{mark.group('mode').lower()}-output")
+    source = split_solutions(source, product)
+    if product == HANDOUT and "parameters" in tags:
+        source = SOLUTIONS_PARAMETER.sub("solutions = False", source)
+    return {**spec, "source": source, "tags": tags}
+
+
+def build_notebook(source: Path, previous: nbformat.NotebookNode | None = None,
+                   product: str = REFERENCE) -> nbformat.NotebookNode:
+    """The ``product`` notebook of ``source``. Reference code cells whose source is unchanged keep
+    ``previous``'s outputs and execution count; handouts carry no outputs."""
     kept: dict[str, list] = {}
     for cell in (previous.cells if previous is not None else []):
         kept.setdefault(cell.cell_type + "\0" + cell.source, []).append(cell)
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
-    for spec in parse(source.read_text()):
+    for number, raw in enumerate(parse(source.read_text()), 1):
+        try:
+            spec = product_cell(raw, product)
+        except MarkerError as error:
+            raise SystemExit(f"{source.name}, cell {number}: {error}") from None
         old = (kept.get(spec["type"] + "\0" + spec["source"]) or [None]).pop(0)
         if spec["type"] == "markdown":
             cell = nbformat.v4.new_markdown_cell(spec["source"])
         else:
             cell = nbformat.v4.new_code_cell(spec["source"])
-            if old is not None:
+            if old is not None and product == REFERENCE:
                 cell.outputs = old.outputs
                 cell.execution_count = old.execution_count
         if old is not None and "id" in old:
@@ -106,8 +143,8 @@ def build_notebook(source: Path, previous: nbformat.NotebookNode | None = None) 
     return nb
 
 
-def target(source: Path) -> Path:
-    return NOTEBOOKS_DIR / (source.stem + ".ipynb")
+def target(source: Path, product: str = REFERENCE) -> Path:
+    return (REFERENCE_DIR if product == REFERENCE else NOTEBOOKS_DIR) / (source.stem + ".ipynb")
 
 
 def _read(path: Path) -> nbformat.NotebookNode | None:
@@ -118,24 +155,32 @@ def cell_sources(nb: nbformat.NotebookNode) -> list[tuple[str, str, list]]:
     return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
 
 
+def _stored_state(nb: nbformat.NotebookNode) -> list:
+    """What a handout must not carry beyond its cells: outputs and execution counts."""
+    return [(c.get("outputs"), c.get("execution_count")) for c in nb.cells if c.cell_type == "code"]
+
+
 def _selected(source: Path, names: list[str] | None) -> bool:
     return not names or source.stem[:2] in names or source.stem in names or target(source).name in names
 
 
 def build(check: bool = False, names: list[str] | None = None) -> list[str]:
-    """Write (or with ``check``, compare) the notebooks (those ``names``d: NN, stem or file name;
-    default every one); returns the names out of step."""
+    """Write (or with ``check``, compare) both products of the notebooks (those ``names``d: NN,
+    stem or file name; default every one); returns the paths out of step, relative to notebooks/."""
     stale = []
     for source in sources():
         if not _selected(source, names):
             continue
-        path = target(source)
-        previous = _read(path)
-        nb = build_notebook(source, previous)
-        if previous is None or cell_sources(previous) != cell_sources(nb):
-            stale.append(path.name)
-        if not check:
-            nbformat.write(nb, str(path))
+        for product in (HANDOUT, REFERENCE):
+            path = target(source, product)
+            previous = _read(path)
+            nb = build_notebook(source, previous, product)
+            if (previous is None or cell_sources(previous) != cell_sources(nb)
+                    or (product == HANDOUT and _stored_state(previous) != _stored_state(nb))):
+                stale.append(str(path.relative_to(NOTEBOOKS_DIR)))
+            if not check:
+                path.parent.mkdir(exist_ok=True)
+                nbformat.write(nb, str(path))
     return stale
 
 
@@ -155,7 +200,8 @@ def clean_executed(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def store(run_dir: Path, names: list[str] | None = None) -> list[str]:
-    """Copy executed notebooks from ``run_dir`` into notebooks/ (only those with a source here)."""
+    """Copy executed reference notebooks from ``run_dir`` into notebooks/reference/ (only those with
+    a source here)."""
     stored = []
     for source in sources():
         executed_path = run_dir / (source.stem + ".ipynb")
@@ -173,7 +219,7 @@ def store(run_dir: Path, names: list[str] | None = None) -> list[str]:
         if errors or unexecuted:
             raise SystemExit(f"{executed_path}: cells {errors or unexecuted} failed or did not run; not storing it")
         nbformat.write(executed, str(target(source)))
-        stored.append(target(source).name)
+        stored.append(str(target(source).relative_to(NOTEBOOKS_DIR)))
     return stored
 
 
@@ -190,11 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     stale = build(check=args.check, names=args.names)
     if args.check:
         if stale:
-            print("out of step with notebooks/src: " + ", ".join(stale))
+            print("out of step with notebooks/src: " + ", ".join(stale)
+                  + " (python notebooks/src/build.py rebuilds them)")
             return 1
-        print("notebooks match their sources")
+        print("handouts and reference notebooks match their sources")
         return 0
-    built = [target(s).name for s in sources() if _selected(s, args.names)]
+    built = [s.stem for s in sources() if _selected(s, args.names)]
     print("built: " + ", ".join(built) + (f" (changed: {', '.join(stale)})" if stale else ""))
     return 0
 

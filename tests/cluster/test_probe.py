@@ -1,12 +1,14 @@
 """lab.ops.probe on the real cluster, in a namespace of its own (never the lab's).
 
-A small stand-in for the deployed system: two web Pods (the web image, nginx on 80) and a
-"database" Pod (the probe image with `nc -lk -p 3306`), with the lab's labels and Service names,
-and the lab's three NetworkPolicies (or a wrong variant). Sources are the web Pods, a probe Pod
-that carries the web tier's policy labels, and a non-web probe Pod.
+A small stand-in for the deployed system: two web Pods (the web image: nginx on 8080 behind the
+web Service's port 80, as in the chart) and a "database" Pod (the probe image with
+`nc -lk -p 3306`), with the lab's labels and Service names, and the lab's three NetworkPolicies
+(or a wrong variant). Sources are the web Pods, a probe Pod that carries the web tier's policy
+labels, and a non-web probe Pod.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 
@@ -16,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from lab.build import images
-from lab.cluster import kube
+from lab.cluster import kind, kube
 from lab.ops import probe
 from lab.host import tools
 from tests.support import TARGET
@@ -38,6 +40,8 @@ SOURCES = [probe.Source.pods("web", probe.LAB_WEB_SELECTOR),
 DESTINATIONS = [probe.Destination.service("database"), probe.Destination.service("web"),
                 probe.Destination.pods("db-pod", "app.kubernetes.io/component=database")]
 PORTS = (3306, 80)
+WEB_PORT = 8080  # the web image's nginx (uid 101, unprivileged port); Services map 80 to it
+MODE = os.environ.get("LAB_IMAGE_MODE") or "auto"
 WEB_SOURCES = ("web-0", "web-1", "probe-web-probe-0")
 
 
@@ -72,7 +76,7 @@ def lab_policies(database_from: dict) -> list[client.V1NetworkPolicy]:
     """manifests/04-network-policy, with the database's allowed clients as a parameter."""
     return [
         policy("default-deny-ingress", {}, None),
-        policy("web-allow-http", WEB, [allow(80)]),
+        policy("web-allow-http", WEB, [allow(WEB_PORT)]),
         policy("database-allow-clients", DB, [allow(3306, database_from)]),
     ]
 
@@ -98,23 +102,31 @@ def pod(name: str, image: str, labels: dict, command: list[str] | None, port: in
                                               termination_grace_period_seconds=1))
 
 
-def service(name: str, labels: dict, port: int) -> client.V1Service:
+def service(name: str, labels: dict, port: int, target_port: int | None = None) -> client.V1Service:
     return client.V1Service(metadata=client.V1ObjectMeta(name=name),
-                            spec=client.V1ServiceSpec(selector=labels,
-                                                      ports=[client.V1ServicePort(port=port)]))
+                            spec=client.V1ServiceSpec(selector=labels, ports=[
+                                client.V1ServicePort(port=port, target_port=target_port or port)]))
 
 
 @pytest.fixture(scope="module")
-def system():
+def stand_in_images() -> None:
+    """The web and probe images as this repository builds them, in every node: the nodes may hold
+    an older build under the same tag (kind load replaces it, and does nothing when it is there)."""
+    images.build(images.resolve_mode(MODE))
+    kind.load_images(TARGET, [images.WEB_IMAGE, images.PROBE_IMAGE])
+
+
+@pytest.fixture(scope="module")
+def system(stand_in_images):
     core = kube.core(TARGET)
     kube.delete_namespace(NS, target=TARGET)  # left over from an interrupted run
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
     try:
         for i in range(2):
-            core.create_namespaced_pod(NS, pod(f"web-{i}", images.WEB_IMAGE, WEB, None, 80))
+            core.create_namespaced_pod(NS, pod(f"web-{i}", images.WEB_IMAGE, WEB, None, WEB_PORT))
         core.create_namespaced_pod(NS, pod("db-0", images.PROBE_IMAGE, DB,
                                            ["nc", "-lk", "-p", "3306"], 3306))
-        core.create_namespaced_service(NS, service("web", WEB, 80))
+        core.create_namespaced_service(NS, service("web", WEB, 80, WEB_PORT))
         core.create_namespaced_service(NS, service("database", DB, 3306))
         set_policies(lab_policies(CORRECT))
         probe._wait_ready(core, NS, ["web-0", "web-1", "db-0"], 120)

@@ -33,6 +33,13 @@ SQL = (b"-- MariaDB dump 10.19\n"
        + b"\n-- Dump completed on 2025-03-04  5:06:07\n")
 
 
+@pytest.fixture(autouse=True)
+def _no_real_data_dir(tmp_path, monkeypatch):
+    """A restore or create without a directory uses the target's data directory: keep it in tmp_path."""
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LAB_DATA_DIR", raising=False)
+
+
 def write_backup(directory: Path, name: str = "k8s-lab-lab-20250304T050607Z.sql.gz", sql: bytes = SQL,
                  metadata: bool = True) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
@@ -213,7 +220,7 @@ def test_metadata_without_a_valid_checksum_is_not_trusted(tmp_path, sha256):
     with pytest.raises(LabError, match="no valid sha256"):
         backup.load_metadata(path)
     with pytest.raises(LabError, match="no valid sha256"):
-        backup.restore(path, db=LocalDatabase(LOADER))
+        backup.restore(TARGET, path, db=LocalDatabase(LOADER))
 
 
 def test_list_survives_metadata_that_is_not_an_object(tmp_path):
@@ -389,7 +396,7 @@ def test_restore_loads_a_good_file_into_a_fresh_database(tmp_path, monkeypatch):
     loaded = tmp_path / "loaded.sql"
     monkeypatch.setenv("LOADED", str(loaded))
     db = LocalDatabase(LOADER)
-    result = backup.restore(TARGET, path, into="lab_copy", db=db)
+    result = backup.restore(TARGET, path, into="lab_copy", directory=tmp_path, db=db)
     assert result.databases == ["lab_copy"]
     assert loaded.read_bytes() == SQL
     creates = [s for s in db.statements if "CREATE DATABASE" in s]
@@ -402,7 +409,7 @@ def test_restore_over_a_live_database_keeps_a_safety_dump(tmp_path, monkeypatch)
     monkeypatch.setenv("LOADED", str(tmp_path / "loaded.sql"))
     path = write_backup(tmp_path)
     db = LocalDatabase(GOOD_DUMP + "\n" + LOADER)
-    backup.restore(path, directory=tmp_path, db=db)
+    backup.restore(TARGET, path, directory=tmp_path, db=db)
     [safety] = backup._backup_files(tmp_path / backup.SAFETY_DIR)
     assert backup.parse_name(safety.name)[0] == "lab" and backup.load_metadata(safety)
     assert backup.list_backups(tmp_path)["file"].tolist() == [path.name]  # not among the backups
@@ -415,7 +422,7 @@ def test_a_dump_that_breaks_halfway_leaves_the_live_database_alone(tmp_path, mon
     failing = 'mysql() { head -c 100 >/dev/null; echo "ERROR 1064 (42000) at line 3" >&2; exit 1; }'
     db = LocalDatabase(GOOD_DUMP + "\n" + failing)
     with pytest.raises(LabError) as error:
-        backup.restore(path, directory=tmp_path, db=db)
+        backup.restore(TARGET, path, directory=tmp_path, db=db)
     assert "ERROR 1064" in error.value.message and "the live database is untouched" in error.value.message
     [safety] = backup._backup_files(tmp_path / backup.SAFETY_DIR)
     assert str(safety) in error.value.message
@@ -432,7 +439,7 @@ def test_restore_refuses_a_dump_that_does_not_match_its_metadata(tmp_path, monke
     backup.metadata_path(path).write_text(json.dumps(meta))
     db = LocalDatabase(LOADER)
     with pytest.raises(LabError, match="does not match its metadata: t"):
-        backup.restore(path, into="copy", db=db)
+        backup.restore(TARGET, path, into="copy", db=db)
     assert not any("CREATE DATABASE `copy`" in s for s in db.statements)
 
 
@@ -500,7 +507,7 @@ def test_restore_of_an_all_databases_dump_loads_only_user_databases(tmp_path, mo
     monkeypatch.setenv("LOADED", str(loaded))
     path = tmp_path / "k8s-lab-20250304T050607Z.sql.gz"
     path.write_bytes(gzip.compress(ALL_DATABASES + b"-- " + b"x" * 400 + b"\n-- Dump completed\n"))
-    result = backup.restore(path, directory=tmp_path, db=LocalDatabase(GOOD_DUMP + "\n" + LOADER),
+    result = backup.restore(TARGET, path, directory=tmp_path, db=LocalDatabase(GOOD_DUMP + "\n" + LOADER),
                             require_metadata=False)
     assert result.databases == ["lab"]
     assert b"global_priv" not in loaded.read_bytes() and b"USE `lab`;" in loaded.read_bytes()

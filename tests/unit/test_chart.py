@@ -20,6 +20,7 @@ import yaml
 from lab import config
 from lab.system import credentials
 from lab.system import deploy
+from lab.target import Target
 
 CHART = config.REPO_ROOT / "chart"
 RELEASE = "k8s-lab"
@@ -510,7 +511,7 @@ def test_notes_name_the_url_and_no_credentials(helm, tmp_path):
     notes = probe["data"]["notes"]
     assert f"http://127.0.0.1:{config.WEB_NODEPORT}/" in notes
     assert "database-credentials" in notes
-    for value in deploy._known_secrets():
+    for value in deploy._known_secrets(Target.of()):
         assert value not in notes
 
 

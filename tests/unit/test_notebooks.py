@@ -1,7 +1,8 @@
 """The lab notebooks follow the conventions of notebooks/README.md, and lab.notebook's helpers work.
 
 Reads the stored notebooks (no kernel, no cluster): structure, parameters, checkpoints, stored
-outputs. Every NN-*.ipynb in notebooks/ is checked, so a new notebook has to follow the same rules.
+outputs. Every NN-*.ipynb of both products is checked (the reference notebooks in
+notebooks/reference/ and the handouts in notebooks/), so a new notebook has to follow the same rules.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from lab.errors import LabError
 from lab.grading.grade import scan_source
 
 NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
-NOTEBOOKS = sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
+NOTEBOOKS = sorted(p for p in (NOTEBOOKS_DIR / "reference").glob("[0-9][0-9]-*.ipynb"))
+HANDOUTS = sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
 OURS = ("00-preflight", "01-kind-cluster", "02-storage", "03-database", "04-web-server", "07-helm")
 EXPECTED_PARAMETERS = {"cluster": "k8s-lab", "namespace": "k8s-assignment", "mode": "auto", "solutions": True}
 SECTION = re.compile(r"^##\s+(Step \d+|Exercise)\b.*$", re.MULTILINE)
@@ -63,10 +65,16 @@ def sections(nb) -> list[tuple[str, list]]:
 def test_the_first_part_of_the_lab_is_there():
     names = {p.stem for p in NOTEBOOKS}
     assert set(OURS) <= names, f"missing: {sorted(set(OURS) - names)}"
+    assert {p.stem for p in HANDOUTS} == names, "every reference notebook has its handout"
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
 def nb_path(request) -> Path:
+    return request.param
+
+
+@pytest.fixture(params=HANDOUTS, ids=lambda p: p.stem)
+def handout_path(request) -> Path:
     return request.param
 
 
@@ -114,20 +122,37 @@ def test_one_checkpoint_per_cell_and_marked_for_nbval(nb_path):
     for cell in code_cells(load(nb_path)):
         found = checkpoints_in(cell)
         assert len(found) <= 1, f"more than one checkpoint in one cell: {[f['check_id'] for f in found]}"
+        assert "NBVAL_" not in cell.source.partition("\n")[0], "the nbval mark is a cell tag, not the student's first line"
         if found:
             assert all(f["check_id"] for f in found), "checkpoint ids are string literals"
             assert all(f["points"] is not None or f["via"] == "check" for f in found), "points are literal numbers"
-            assert re.search(r"#\s*NBVAL_(CHECK|IGNORE)_OUTPUT", cell.source), \
+            assert {"nbval-check-output", "nbval-ignore-output"} & set(cell.metadata.get("tags", [])), \
                 f"checkpoint {found[0]['check_id']}: mark it NBVAL_CHECK_OUTPUT (or NBVAL_IGNORE_OUTPUT if its line varies)"
 
 
-def test_exercises_switch_on_solutions(nb_path):
-    for heading, cells in sections(load(nb_path)):
+def test_exercises_have_a_solution_and_a_prompt(nb_path):
+    handout = load(NOTEBOOKS_DIR / nb_path.name)
+    reference_sections, handout_sections = sections(load(nb_path)), sections(handout)
+    assert [h for h, _ in reference_sections] == [h for h, _ in handout_sections]
+    for (heading, reference_cells), (_, handout_cells) in zip(reference_sections, handout_sections):
         if not heading.startswith("## Exercise"):
             continue
-        sources = "\n".join(c.source for c in cells if c.cell_type == "code")
-        assert re.search(r"^if solutions:", sources, re.MULTILINE), f"{heading}: `if solutions:` runs the reference"
-        assert "TODO" in sources, f"{heading}: leaves a TODO for the student when solutions is False"
+        reference = "\n".join(c.source for c in reference_cells if c.cell_type == "code")
+        handout = "\n".join(c.source for c in handout_cells if c.cell_type == "code")
+        assert reference != handout, f"{heading}: the handout is the reference (no `# BEGIN SOLUTION` block?)"
+        assert "TODO" in handout, f"{heading}: a TODO for the student"
+
+
+def test_handouts_carry_no_solution_no_outputs_and_solutions_off(handout_path):
+    nb = load(handout_path)
+    text = handout_path.read_text()
+    for leak in ("BEGIN SOLUTION", "END SOLUTION", "# SOLUTION", "BEGIN PROMPT", checks.MIME_TYPE, str(config.REPO_ROOT)):
+        assert leak not in text, f"{handout_path.name} contains {leak!r}"
+    for cell in code_cells(nb):
+        assert cell.outputs == [] and cell.execution_count is None, f"a stored output:\n{cell.source[:200]}"
+    values = {t.id: ast.literal_eval(node.value) for node in ast.parse(parameters_cell(nb).source).body
+              if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    assert values["solutions"] is False
 
 
 def test_no_fixed_sleeps(nb_path):
@@ -183,6 +208,56 @@ def test_notebooks_match_their_sources():
     built = [s for s in build.sources() if build.target(s).exists()]
     assert {s.stem for s in built} >= set(OURS)
     assert build.build(check=True, names=[s.stem for s in built]) == []
+
+
+def test_check_reports_a_stale_product(tmp_path, monkeypatch):
+    build = _build_module()
+    source = tmp_path / "src" / "01-x.py"
+    source.parent.mkdir()
+    source.write_text('# %% [markdown]\n# # 01 · X\n\n# %% tags=["parameters"]\nsolutions = True\n\n'
+                      '# %%\n# NBVAL_CHECK_OUTPUT\nx = 6 * 7  # SOLUTION\n')
+    monkeypatch.setattr(build, "SRC_DIR", source.parent)
+    monkeypatch.setattr(build, "NOTEBOOKS_DIR", tmp_path)
+    monkeypatch.setattr(build, "REFERENCE_DIR", tmp_path / "reference")
+    assert build.build(check=True) == ["01-x.ipynb", "reference/01-x.ipynb"]
+    assert build.build() and build.build(check=True) == []
+    handout = load(tmp_path / "01-x.ipynb")
+    assert [c.source for c in handout.cells[1:]] == ["solutions = False", "x = ..."]
+    assert handout.cells[2].metadata["tags"] == ["nbval-check-output"]
+    assert load(tmp_path / "reference" / "01-x.ipynb").cells[2].source == "x = 6 * 7"
+    stored = load(tmp_path / "01-x.ipynb")
+    stored.cells[2].outputs = [nbformat.v4.new_output("stream", text="42")]
+    nbformat.write(stored, str(tmp_path / "01-x.ipynb"))
+    assert build.build(check=True) == ["01-x.ipynb"], "a handout with outputs is out of step"
+
+
+@pytest.mark.parametrize("source, reference, handout", [
+    ("a = 1\n# BEGIN SOLUTION\na = compute()\n# END SOLUTION\nprint(a)",
+     "a = 1\na = compute()\nprint(a)", "a = 1\n...\nprint(a)"),
+    ("if x:\n    # BEGIN SOLUTION NO PROMPT\n    y = 2\n    # END SOLUTION\n    # BEGIN PROMPT\n    # TODO: y\n"
+     "    # END PROMPT\n    pass", "if x:\n    y = 2\n    pass", "if x:\n    # TODO: y\n    pass"),
+    ("answer = sorted(things)  # SOLUTION", "answer = sorted(things)", "answer = ..."),
+    ("%%writefile work/pv.yaml\nspec:\n  persistentVolumeReclaimPolicy: Retain  # SOLUTION\n"
+     "  # BEGIN SOLUTION\n  capacity:\n    storage: 1Gi\n  # END SOLUTION\n  # BEGIN PROMPT\n  # capacity: TODO\n  # END PROMPT",
+     "%%writefile work/pv.yaml\nspec:\n  persistentVolumeReclaimPolicy: Retain\n  capacity:\n    storage: 1Gi",
+     "%%writefile work/pv.yaml\nspec:\n  persistentVolumeReclaimPolicy:\n  # capacity: TODO"),
+])
+def test_solution_markers_make_two_products(source, reference, handout):
+    build = _build_module()
+    assert build.split_solutions(source, build.REFERENCE) == reference
+    assert build.split_solutions(source, build.HANDOUT) == handout
+
+
+@pytest.mark.parametrize("source, message", [
+    ("# BEGIN SOLUTION\nx = 1", "not closed"),
+    ("x = 1\n# END SOLUTION", "without its BEGIN"),
+    ("# BEGIN SOLUTION\n# BEGIN PROMPT\n# END PROMPT\n# END SOLUTION", "inside another block"),
+    ("print(x)  # SOLUTION", "not an assignment"),
+])
+def test_broken_markers_are_named(source, message):
+    build = _build_module()
+    with pytest.raises(build.MarkerError, match=message):
+        build.split_solutions(source, build.HANDOUT)
 
 
 def test_percent_format_parsing():
@@ -349,3 +424,13 @@ def test_sanitize_config_is_readable_by_nbval():
         sample = re.sub(regex, replace, sample)
     assert sample == ("web-HASH-POD kindnet-POD IP TIMESTAMP AGE ready after DURATION "
                       "revision N UID [ELAPSED] TIMESTAMP")
+
+
+def test_jupyterlab_settings_skip_the_first_run_prompts():
+    import json
+
+    settings = json.loads((config.REPO_ROOT / "jupyter" / "overrides.json").read_text())
+    notification = settings["@jupyterlab/apputils-extension:notification"]
+    assert notification == {"checkForUpdates": False, "fetchNews": "false"}
+    makefile = (config.REPO_ROOT / "Makefile").read_text()
+    assert "share/jupyter/lab/settings/overrides.json" in makefile, "make venv-notebook installs the settings"

@@ -16,9 +16,12 @@ from lab import config
 from lab.system import credentials
 from lab.system import deploy
 from lab.system import hostdirs
+from lab.target import Target
 
 CHART = config.REPO_ROOT / "chart"
 NS = config.NAMESPACE
+# LAB_DATA_DIR (which these tests set) names the data directory of the lab's own cluster.
+TARGET = Target.of(namespace=NS)
 
 
 def manifest_documents() -> list[dict]:
@@ -178,12 +181,12 @@ def test_two_installations_get_different_passwords_and_each_keeps_its_own(tmp_pa
     installed = []
     for machine in ("one", "two"):
         monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path / machine))
-        first = yaml.safe_load(credentials.fill(text))["stringData"]
-        again = yaml.safe_load(credentials.fill(text))["stringData"]
+        first = yaml.safe_load(credentials.fill(text, TARGET))["stringData"]
+        again = yaml.safe_load(credentials.fill(text, TARGET))["stringData"]
         assert first == again  # re-applied (a namespace drill, a redeploy): the same passwords
         assert all(len(first[k]) >= 32 for k in ("root-password", "password", "backup-password"))
         assert len({first["root-password"], first["password"], first["backup-password"]}) == 3
-        path = credentials.credentials_file(NS)
+        path = credentials.credentials_file(TARGET)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
         installed.append(first)
@@ -192,13 +195,13 @@ def test_two_installations_get_different_passwords_and_each_keeps_its_own(tmp_pa
 
 def test_each_namespace_has_its_own_passwords(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
-    assert credentials.passwords("grade-alice") != credentials.passwords("grade-bob")
+    assert credentials.passwords(Target.of(namespace="grade-alice")) != credentials.passwords(Target.of(namespace="grade-bob"))
 
 
 def test_text_without_generated_secrets_is_left_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
     text = (config.REPO_ROOT / "manifests" / "03-web" / "service.yaml").read_text()
-    assert credentials.fill(text) is text
+    assert credentials.fill(text, TARGET) is text
     assert not (tmp_path / "credentials").exists()
 
 
@@ -206,22 +209,22 @@ def test_a_broken_credentials_file_is_a_clear_error(tmp_path, monkeypatch):
     from lab.errors import LabError
 
     monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
-    path = credentials.credentials_file(NS)
+    path = credentials.credentials_file(TARGET)
     path.parent.mkdir(parents=True)
     for content in ("{not json", "5", '{"root-password": ""}'):
         path.write_text(content)
         with pytest.raises(LabError) as error:
-            credentials.passwords(NS)
+            credentials.passwords(TARGET)
         assert str(path) in error.value.message
 
 
 def test_helm_values_file_is_private_and_matches_the_manifests(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
-    values = yaml.safe_load(credentials.helm_values_file(NS).read_text())["database"]["auth"]
-    saved = credentials.passwords(NS)
+    values = yaml.safe_load(credentials.helm_values_file(TARGET).read_text())["database"]["auth"]
+    saved = credentials.passwords(TARGET)
     assert values == {"rootPassword": saved["root-password"], "password": saved["password"],
                       "backupPassword": saved["backup-password"]}
-    assert stat.S_IMODE(credentials.helm_values_file(NS).stat().st_mode) == 0o600
+    assert stat.S_IMODE(credentials.helm_values_file(TARGET).stat().st_mode) == 0o600
 
 
 def _chart_secret(helm, *args: str) -> dict[str, str]:

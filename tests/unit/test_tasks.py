@@ -1,0 +1,194 @@
+"""lab.tasks without a cluster: what a student's file, command or answer gets as a message.
+
+A bad file (not YAML, wrong kind, wrong namespace, missing name) is a message naming the line or
+field, never an exception; a command that is not text or not the expected command is not run.
+"""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from lab import checks, notebook, tasks
+
+
+@pytest.fixture
+def lab():
+    return notebook.Lab("x.ipynb", notebook.Parameters("k8s-lab", "k8s-assignment", "offline", False))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("kind: Service\nmetadata:\n  name: web\n spec: {}\n", "is not valid YAML (line 4"),
+    ("kind: Service\nmetadata: [web\n", "is not valid YAML (line 3"),
+    ("", "is empty"),
+    ("- just\n- a list\n", "document 1 is a list"),
+    ("kind: Deployment\nmetadata: {name: web}\n", "this step wants Service, not 'Deployment'"),
+    ("metadata: {name: web}\n", "kind is missing"),
+    ("kind: Service\nmetadata: {namespace: k8s-assignment}\n", "metadata.name is missing"),
+    ("kind: Service\nmetadata: {name: web, namespace: default}\n", "metadata.namespace is 'default'"),
+])
+def test_a_bad_file_gets_a_message_naming_the_problem(tmp_path, text, message):
+    path = tmp_path / "web-service.yaml"
+    path.write_text(text)
+    problems = tasks.file_problems(path, ("Service",), "k8s-assignment")
+    assert problems and any(message in p for p in problems), problems
+
+
+def test_a_missing_file_says_which_cell_to_run(tmp_path):
+    assert "run the %%writefile cell above first" in tasks.file_problems(tmp_path / "nope.yaml", ("Pod",), "ns")[0]
+
+
+def test_a_good_file_has_no_problems(tmp_path):
+    path = tmp_path / "rbac.yaml"
+    path.write_text("kind: ServiceAccount\nmetadata: {name: watcher}\n---\nkind: Role\nmetadata: {name: r}\n"
+                    "---\nkind: RoleBinding\nmetadata: {name: r, namespace: k8s-assignment}\n")
+    assert tasks.file_problems(path, ("ServiceAccount", "Role", "RoleBinding"), "k8s-assignment") == []
+    problems = tasks.file_problems(path, ("ServiceAccount", "Role", "RoleBinding", "Secret"), "k8s-assignment")
+    assert problems == [f"{path}: there is no Secret in it"]
+
+
+def test_apply_of_a_bad_file_prints_and_does_not_run_kubectl(tmp_path, lab, monkeypatch, capsys):
+    monkeypatch.setattr(lab, "kubectl", lambda *a, **k: pytest.fail("kubectl must not run for a bad file"))
+    path = tmp_path / "pv.yaml"
+    path.write_text("kind: PersistentVolume\nmetadata:\n  name: pv\nspec:\n  capacity:\n  storage: 1Gi\n   x: 1\n")
+    assert tasks.apply(lab, path, "PersistentVolume") is False
+    out = capsys.readouterr().out
+    assert "not valid YAML (line 7" in out and "run it and this cell again" in out
+
+
+def test_fields_and_quantities():
+    obj = {"spec": {"capacity": {"storage": "1Gi"}, "claimRef": None}}
+    assert tasks.field(obj, "spec.capacity.storage") == "1Gi"
+    assert tasks.field(obj, "spec.hostPath.path") is tasks.MISSING
+    assert tasks.field(obj, "spec.claimRef.name") is tasks.MISSING
+    assert tasks.quantity("1Gi") == 2**30 and tasks.quantity("500Mi") == 500 * 2**20 and tasks.quantity("100m") == 0.1
+    assert tasks.quantity("lots") is None and tasks.quantity(None) is None
+
+
+@pytest.mark.parametrize("command, subcommand, message", [
+    (..., "backup create", "the command is still `...`; write it as text"),
+    (42, "backup create", "the command is int 42"),
+    ("lab backup create 'lab", "backup create", "is not a shell command line"),
+    ("lab backup restore latest", "backup create", "is not a `lab backup create ...` command"),
+    ("rm -rf /", "backup create", "is not a `lab backup create ...` command"),
+])
+def test_a_students_command_that_is_not_the_one_asked_for_is_not_run(lab, monkeypatch, capsys, command, subcommand, message):
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("must not run"))
+    run = tasks.run_lab(lab, command, subcommand)
+    assert run.ok is False and message in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command, message", [
+    (None, "the command is NoneType None"),
+    ("kubectl delete node x", "is not a `kubectl label node ...` command"),
+    ("kubectl label node x a=b --context kind-other", "names a --context"),
+])
+def test_a_kubectl_command_is_checked_before_it_runs(lab, monkeypatch, capsys, command, message):
+    monkeypatch.setattr(lab, "kubectl", lambda *a, **k: pytest.fail("must not run"))
+    assert tasks.run_kubectl(lab, command, "label node") is False
+    assert message in capsys.readouterr().out
+
+
+def test_helm_values_are_compared_key_by_key():
+    assert tasks._nested({"web": {"replicas": 2}}, {"web": {"replicas": 2}}) == []
+    assert tasks._nested({"web": {"replicas": 3}}, {"web": {"replicas": 2}}) == ["web.replicas is 3"]
+    assert tasks._nested({}, {"web": {"replicas": 2}}) == ["web.replicas is not set"]
+    assert tasks._nested({"web": None}, {"web": {"replicas": 2}}) == ["web.replicas is not set"]
+
+
+def test_a_values_file_that_is_not_a_mapping_is_not_used(tmp_path, lab, monkeypatch, capsys):
+    monkeypatch.setattr(lab, "helm_upgrade", lambda *a, **k: pytest.fail("must not upgrade"))
+    values = tmp_path / "values.yaml"
+    values.write_text("- replicas: 2\n")
+    assert tasks.helm_upgrade(lab, values) is False and "is not a mapping of values" in capsys.readouterr().out
+    values.write_text("web:\n  replicas: 2\n replicas: 3\n")
+    assert tasks.helm_upgrade(lab, values) is False and "is not valid YAML (line 3)" in capsys.readouterr().out
+
+
+KIND_CONFIG = """kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+  - role: control-plane
+    extraPortMappings: [{containerPort: 30080, hostPort: 30080, listenAddress: 127.0.0.1}]
+    extraMounts: [{hostPath: LAB_DATA_DIR, containerPath: /var/local/k8s-lab}]
+  - role: worker
+    labels: {k8s-lab/database: "true"}
+    extraMounts: [{hostPath: LAB_DATA_DIR, containerPath: /var/local/k8s-lab}]
+  - role: worker
+    extraMounts: [{hostPath: LAB_DATA_DIR, containerPath: /var/local/k8s-lab}]
+"""
+
+
+@pytest.mark.parametrize("change, message", [
+    (None, None),
+    (("listenAddress: 127.0.0.1", "listenAddress: 0.0.0.0"), "not on this machine only"),
+    (("containerPort: 30080", "containerPort: 80"), "does not publish the web Service's node port"),
+    (("labels: {k8s-lab/database: \"true\"}", "labels: {}"), "the database label is on nodes none"),
+    (("  - role: worker\n    extraMounts", "  - role: worker\n    extraMountz"), "nodes[2].extraMounts does not mount"),
+    ("one worker", "a control plane and 2 workers"),
+    (("kind: Cluster", "kind: Config"), "are not kind's cluster configuration"),
+])
+def test_the_kind_configuration_check(tmp_path, lab, monkeypatch, change, message):
+    from lab.host import docker
+
+    if change == "one worker":
+        text = KIND_CONFIG.rsplit("  - role: worker", 1)[0]
+    else:
+        text = KIND_CONFIG if change is None else KIND_CONFIG.replace(*change, 1)
+    path = tmp_path / "kind-cluster.yaml"
+    path.write_text(text)
+    monkeypatch.setattr(docker, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, b"127.0.0.1:30080\n", b""))
+    result = tasks.kind_config(lab, path, workers=2)
+    assert result.passed is (message is None), result.message
+    if message:
+        assert message in result.message
+
+
+def test_missing_names_the_step_to_finish(lab, monkeypatch):
+    monkeypatch.setitem(tasks.BUILT, "database", tasks.Built("03", 4, "the StatefulSet database", "StatefulSet",
+                                                             "database", lambda lab: checks.fail("0/1 ready")))
+    blocked = tasks.missing(lab, "database")
+    assert not blocked.passed and "finish step 4 of 03 first" in blocked.message and "0/1 ready" in blocked.message
+    monkeypatch.setitem(tasks.BUILT, "database", tasks.Built("03", 4, "x", "StatefulSet", "database",
+                                                             lambda lab: checks.ok("ready")))
+    assert tasks.missing(lab, "database") is None
+
+
+def test_a_helm_upgrade_that_lost_a_race_is_tried_once_more(tmp_path, lab, monkeypatch, capsys):
+    values = tmp_path / "values.yaml"
+    values.write_text("web:\n  replicas: 2\n")
+    answers = [notebook.Command("helm upgrade", 1, "", "Operation cannot be fulfilled on resourcequotas \"lab-quota\": "
+                                "the object has been modified"), notebook.Command("helm upgrade", 0, "upgraded", "")]
+    monkeypatch.setattr(lab, "helm_upgrade", lambda *a, **k: answers.pop(0))
+    assert tasks.helm_upgrade(lab, values) is True and answers == []
+    refused = [notebook.Command("helm upgrade", 1, "", "values don't meet the specifications of the schema")] * 2
+    monkeypatch.setattr(lab, "helm_upgrade", lambda *a, **k: refused.pop(0))
+    assert tasks.helm_upgrade(lab, values) is False and len(refused) == 1, "a refusal is not retried"
+    assert "not upgraded" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("notebook_name, file, kind, name, wanted", [
+    ("02-storage", "pv.yaml", "PersistentVolume", "k8s-lab-database-data", lambda o: tasks._empty(
+        o, "spec.persistentVolumeReclaimPolicy", "spec.capacity.storage", "spec.storageClassName")),
+    ("03-database", "database-service.yaml", "Service", "database", lambda o: tasks._empty(o, "spec.ports")),
+    ("03-database", "database.yaml", "StatefulSet", "database", lambda o: tasks._empty(o, "spec.volumeClaimTemplates")),
+    ("04-web-server", "web.yaml", "Deployment", "web", tasks._downward_env_unwritten),
+    ("04-web-server", "web-service.yaml", "Service", "web", tasks._node_port_unwritten),
+])
+def test_the_handouts_files_leave_the_build_tasks_fields_empty(tmp_path, lab, monkeypatch, notebook_name, file, kind, name,
+                                                               wanted):
+    """The blanks of each build task, as the handout writes them, are what the check calls unwritten;
+    the reference's file leaves nothing out (so a chart object in the cluster cannot pass for it)."""
+    import nbformat
+
+    from lab import config
+
+    monkeypatch.chdir(tmp_path)
+    notebook.work_dir()
+    for product, found in (("", True), ("reference/", False)):
+        nb = nbformat.read(str(config.REPO_ROOT / "notebooks" / f"{product}{notebook_name}.ipynb"), as_version=4)
+        cell = next(c for c in nb.cells if c.source.startswith(f"%%writefile work/{file}\n"))
+        (tmp_path / "work" / file).write_text(cell.source.split("\n", 1)[1])
+        problems = tasks.unwritten(lab, file, kind, name, wanted)
+        assert bool(problems) is found, (product or "handout", problems)
+        assert all(p.startswith(f"work/{file} leaves ") for p in problems)
