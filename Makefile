@@ -111,7 +111,7 @@ release: venv
 
 # ------------------------------------------------------------------------------------ tests
 
-test: test-unit test-cluster test-notebooks
+test: test-unit test-browser test-cluster test-notebooks
 
 # The chart's unit tests render it with the lab's helm.
 test-unit: venv tools

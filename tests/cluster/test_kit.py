@@ -22,6 +22,7 @@ from tests.support import TARGET
 pytestmark = pytest.mark.cluster
 
 NS = "k8s-lab-kit-test"
+WEB_PORT = 8080  # the web image's nginx: uid 101, so an unprivileged port
 
 
 def kubectl(*args: str, **kwargs):
@@ -99,7 +100,7 @@ def test_deployment_pods_run(namespace, lab_images):
                 metadata=client.V1ObjectMeta(labels=labels),
                 spec=client.V1PodSpec(containers=[client.V1Container(
                     name="web", image=lab_images["web"], image_pull_policy="IfNotPresent",
-                    ports=[client.V1ContainerPort(container_port=80)])]))))
+                    ports=[client.V1ContainerPort(container_port=WEB_PORT)])]))))
     apps.create_namespaced_deployment(namespace, deployment)
     kubectl("-n", namespace, "rollout", "status", "deployment/kit-web", "--timeout=120s",
             timeout=130)
@@ -142,12 +143,12 @@ def test_nodeport_30080_answers_from_host(namespace, lab_images):
     core = kube.core(TARGET)
     owner = nodeport_owner(config.WEB_NODEPORT)
     if owner is None:
-        run_pod(pod_manifest("kit-nodeport", lab_images["web"], {"app": "kit-nodeport"}, port=80),
+        run_pod(pod_manifest("kit-nodeport", lab_images["web"], {"app": "kit-nodeport"}, port=WEB_PORT),
                 namespace)
         core.create_namespaced_service(namespace, client.V1Service(
             metadata=client.V1ObjectMeta(name="kit-nodeport"),
             spec=client.V1ServiceSpec(type="NodePort", selector={"app": "kit-nodeport"},
-                                      ports=[client.V1ServicePort(port=80, target_port=80,
+                                      ports=[client.V1ServicePort(port=80, target_port=WEB_PORT,
                                                                   node_port=config.WEB_NODEPORT)])))
     # When the lab's web Service already holds the port, the same path is proven through it.
     host_port = kind.web_host_port(TARGET)  # kind's mapping of the NodePort on this host
@@ -170,19 +171,19 @@ def tcp_connect(namespace: str, pod: str, ip: str, port: int) -> bool:
 def test_network_policy_default_deny_then_allow(namespace, lab_images):
     """The canary for the whole lab: the cluster really enforces NetworkPolicy."""
     server = run_pod(pod_manifest("kit-np-server", lab_images["web"], {"app": "kit-np-server"},
-                                  port=80), namespace)
+                                  port=WEB_PORT), namespace)
     # Long-lived client: its connections are set up before policies change, as the probe does.
     run_pod(pod_manifest("kit-np-client", lab_images["probe"], {"app": "kit-np-client"},
                          ["sleep", "3600"]), namespace)
     ip = server.status.pod_ip
-    assert eventually(lambda: tcp_connect(namespace, "kit-np-client", ip, 80), timeout=30,
+    assert eventually(lambda: tcp_connect(namespace, "kit-np-client", ip, WEB_PORT), timeout=30,
                       what="connect before any policy")
     net = client.NetworkingV1Api(kube.api_client(TARGET))
     net.create_namespaced_network_policy(namespace, client.V1NetworkPolicy(
         metadata=client.V1ObjectMeta(name="default-deny"),
         spec=client.V1NetworkPolicySpec(pod_selector=client.V1LabelSelector(),
                                         policy_types=["Ingress"])))
-    assert eventually(lambda: not tcp_connect(namespace, "kit-np-client", ip, 80), timeout=30,
+    assert eventually(lambda: not tcp_connect(namespace, "kit-np-client", ip, WEB_PORT), timeout=30,
                       what="default-deny to block the connect")
     net.create_namespaced_network_policy(namespace, client.V1NetworkPolicy(
         metadata=client.V1ObjectMeta(name="allow-client"),
@@ -192,8 +193,8 @@ def test_network_policy_default_deny_then_allow(namespace, lab_images):
             ingress=[client.V1NetworkPolicyIngressRule(
                 _from=[client.V1NetworkPolicyPeer(pod_selector=client.V1LabelSelector(
                     match_labels={"app": "kit-np-client"}))],
-                ports=[client.V1NetworkPolicyPort(port=80, protocol="TCP")])])))
-    assert eventually(lambda: tcp_connect(namespace, "kit-np-client", ip, 80), timeout=30,
+                ports=[client.V1NetworkPolicyPort(port=WEB_PORT, protocol="TCP")])])))
+    assert eventually(lambda: tcp_connect(namespace, "kit-np-client", ip, WEB_PORT), timeout=30,
                       what="the allow rule to let the connect through")
 
 

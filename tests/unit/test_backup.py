@@ -431,6 +431,26 @@ def test_a_dump_that_breaks_halfway_leaves_the_live_database_alone(tmp_path, mon
     assert all("-restore-" in s for s in db.statements if "DROP DATABASE" in s)
 
 
+def test_a_live_load_that_fails_after_staging_loads_the_safety_dump_back(tmp_path, monkeypatch):
+    """The dump loads and verifies in staging, then the load into the live database breaks: the
+    safety dump taken before is loaded back, and the error says so."""
+    loaded, failed = tmp_path / "loaded.sql", tmp_path / "failed-once"
+    monkeypatch.setenv("LOADED", str(loaded))
+    monkeypatch.setenv("FAILED", str(failed))
+    # Staging loads succeed; the first load into a live database breaks, later ones succeed.
+    flaky = ('mysql() { case "$*" in *-restore-*) cat >/dev/null ;; *) if [ -e "$FAILED" ]; '
+             'then cat > "$LOADED"; else touch "$FAILED"; cat >/dev/null; '
+             'echo "ERROR 2013 (HY000): Lost connection" >&2; exit 1; fi ;; esac; }')
+    path = write_backup(tmp_path)
+    db = LocalDatabase(GOOD_DUMP + "\n" + flaky)
+    with pytest.raises(LabError) as error:
+        backup.restore(TARGET, path, directory=tmp_path, db=db)
+    [safety] = backup._backup_files(tmp_path / backup.SAFETY_DIR)
+    assert "ERROR 2013" in error.value.message and "the safety dump was loaded back" in error.value.message
+    assert str(safety) in error.value.message
+    assert loaded.read_bytes() == gzip.decompress(safety.read_bytes())  # the live database holds it again
+
+
 def test_restore_refuses_a_dump_that_does_not_match_its_metadata(tmp_path, monkeypatch):
     monkeypatch.setenv("LOADED", str(tmp_path / "loaded.sql"))
     path = write_backup(tmp_path)
