@@ -3,7 +3,8 @@
 A matrix of 6 sources x 4 destinations x 2 ports (48 cells) in a namespace of its own
 (k8s-lab-probe-bench, created and deleted here): 3 probe Pods with the web tier's policy labels
 and 3 other probe Pods, against the web and database Services and the web and database Pods, on
-80 and 3306, under the lab's three NetworkPolicies. Prints, in one run:
+80 (the web Pod: 8080, where its nginx listens) and 3306, under the lab's three NetworkPolicies.
+Prints, in one run:
 
   * the lab engine (one exec per source Pod, connects in parallel inside it, 4 sources at a
     time), over the API server's exec stream and over `kubectl exec`;
@@ -39,17 +40,18 @@ DB = {**LAB, "app.kubernetes.io/component": "database"}
 WEB_TIER = {"app.kubernetes.io/name": "k8s-lab", "app.kubernetes.io/component": "web"}
 WEB_LIKE = {**WEB_TIER, "app.kubernetes.io/instance": "probe-bench"}
 PORTS = (80, 3306)
+WEB_PORT = 8080  # the web image's nginx (uid 101); the web Service maps 80 to it
 SOURCES = [probe.Source.probe("web", WEB_LIKE, replicas=3),
            probe.Source.probe("other", {"app.kubernetes.io/name": "k8s-lab-probe"}, replicas=3)]
 DESTINATIONS = [probe.Destination.service("web"), probe.Destination.service("database"),
                 probe.Destination.pods("web-pod", "app.kubernetes.io/component=web,"
-                                                  "app.kubernetes.io/instance=k8s-lab"),
+                                                  "app.kubernetes.io/instance=k8s-lab", ports=[WEB_PORT, 3306]),
                 probe.Destination.pods("db-pod", "app.kubernetes.io/component=database")]
 
 
 def expected(source: str, destination: str, port: int) -> str:
     if destination in ("web", "web-pod"):
-        return "connected" if port == 80 else "timeout"
+        return "connected" if port in (80, WEB_PORT) else "timeout"
     return "connected" if source == "web" and port == 3306 else "timeout"
 
 
@@ -69,14 +71,15 @@ def setup(core) -> None:
                                    command=command,
                                    ports=[client.V1ContainerPort(container_port=port)])]))
 
-    core.create_namespaced_pod(NS, pod("web-0", images.WEB_IMAGE, WEB, None, 80))
+    core.create_namespaced_pod(NS, pod("web-0", images.WEB_IMAGE, WEB, None, WEB_PORT))
     core.create_namespaced_pod(NS, pod("db-0", images.PROBE_IMAGE, DB,
                                        ["nc", "-lk", "-p", "3306"], 3306))
     for name, labels in (("web", WEB), ("database", DB)):  # both declare both ports
         core.create_namespaced_service(NS, client.V1Service(
             metadata=client.V1ObjectMeta(name=name),
             spec=client.V1ServiceSpec(selector=labels, ports=[
-                client.V1ServicePort(name=f"p{p}", port=p) for p in PORTS])))
+                client.V1ServicePort(name=f"p{p}", port=p, target_port=WEB_PORT if (name, p) == ("web", 80) else p)
+                for p in PORTS])))
 
     def rule(port, peer=None):
         return client.V1NetworkPolicyIngressRule(
@@ -84,7 +87,7 @@ def setup(core) -> None:
             ports=[client.V1NetworkPolicyPort(port=port, protocol="TCP")])
 
     for name, labels, ingress in (("default-deny-ingress", {}, None),
-                                  ("web-allow-http", WEB, [rule(80)]),
+                                  ("web-allow-http", WEB, [rule(WEB_PORT)]),
                                   ("database-allow-clients", DB, [rule(3306, WEB_TIER)])):
         net.create_namespaced_network_policy(NS, client.V1NetworkPolicy(
             metadata=client.V1ObjectMeta(name=name),

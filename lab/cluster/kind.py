@@ -42,7 +42,8 @@ def _kind(*args: str, timeout: float = KIND_TIMEOUT_S) -> runner.Result:
 
 
 def exists(target: Target) -> bool:
-    return target.cluster in _kind("get", "clusters").stdout.split()
+    # Without kind there is no kind cluster: asking must not download or build kind first.
+    return tools.find("kind") is not None and target.cluster in _kind("get", "clusters").stdout.split()
 
 
 def require(target: Target) -> None:

@@ -113,6 +113,17 @@ def test_cluster_down(fake):
     assert mod.calls == [("down", (Target.of(),), {})]
 
 
+@pytest.mark.parametrize("flags, target", [
+    (["--cluster", "k8s-lab-b"], Target("k8s-lab-b", "k8s-assignment")),
+    (["--context", "classroom", "--kubeconfig", "/tmp/kc"], Target.of(context="classroom", kubeconfig="/tmp/kc")),
+])
+def test_cluster_options_reach_the_library(fake, flags, target):
+    mod = fake("cluster.kind", down=lambda target: None)
+    result = CliRunner().invoke(cli, ["cluster", "down", *flags])
+    assert result.exit_code == 0, result.output
+    assert mod.calls == [("down", (target,), {})]
+
+
 def test_cluster_status_prints_a_table(fake, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")
     fake("cluster.kind", status=lambda target: {"name": "k8s-lab", "nodes": ["control-plane", "worker"], "ready": True})

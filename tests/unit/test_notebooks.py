@@ -392,7 +392,7 @@ def test_redaction_hides_remembered_secrets(tmp_path, monkeypatch):
     lab.remember_secret("s3cr3t-value", "ab")
     assert lab.redact("pw=s3cr3t-value ab") == "pw=<redacted> ab"
     # the passwords generated for the lab's namespace are always redacted
-    generated = credentials.passwords(config.NAMESPACE)["password"]
+    generated = credentials.passwords(lab.target)["password"]  # the notebook's own cluster and namespace
     assert lab.redact(f"pw={generated}") == "pw=<redacted>"
 
 
