@@ -385,7 +385,7 @@ class Lab:
         return path
 
     def remember_secret(self, *values: str) -> None:
-        """Values that must never appear in printed output (replaced by <redacted>)."""
+        """Values that must never appear in printed output (replaced by runner.REDACTED)."""
         self._secrets |= {v for v in values if v and len(v) >= 4}
 
     def redact(self, text: str) -> str:
@@ -396,9 +396,7 @@ class Lab:
             secrets |= deploy._known_secrets(self.target)
         except Exception:  # noqa: BLE001 - redaction of the committed defaults is a courtesy
             pass
-        for value in sorted(secrets, key=len, reverse=True):
-            text = text.replace(value, "<redacted>")
-        return text
+        return runner.redact(text, secrets)
 
     def run(self, argv: Sequence[str], shown: str, *, stdin: str | None = None, check: bool = True,
             show: bool = True, timeout: float = 120, what: str | None = None) -> Command:

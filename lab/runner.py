@@ -59,12 +59,14 @@ def run(argv: Sequence[object], *, what: str | None = None, input: str | bytes |
         else:
             result = _run_streaming(argv, input, timeout, cwd, _env(env), on_line)
     except subprocess.TimeoutExpired as error:
-        raise LabError(f"`{what}` did not finish within {timeout:.0f}s",
+        raise LabError(f"`{what}` did not finish within {timeout:g}s",
                        hint=hint or "the command may be waiting on the cluster or the network; "
                                     "run it by hand to see where it stops") from error
     except FileNotFoundError as error:
         raise LabError(f"`{what}` cannot start: {argv[0]} is not installed",
                        hint=hint or "`lab doctor` lists what the lab needs") from error
+    except OSError as error:
+        raise LabError(f"`{what}` cannot start: {error}", hint=hint) from error
     if check and result.returncode != 0:
         raise failure(result, what, hint=hint, secrets=secrets)
     return result
@@ -115,12 +117,12 @@ def pipe(producer: Sequence[object], consumer: Sequence[object], *, what: str,
     first = start(producer, stdout=PIPE, stderr=PIPE)
     try:
         second = subprocess.run([str(a) for a in consumer], stdin=first.stdout, capture_output=True,
-                                timeout=timeout, env=_env(None))
-    except subprocess.TimeoutExpired as error:
-        raise LabError(f"`{what}` did not finish within {timeout:.0f}s", hint=hint) from error
-    finally:
+                                timeout=timeout, env=None)
         first.stdout.close()
-        stop(first, grace=timeout or 30)
+        first.wait(timeout)  # the consumer has read to the end: the producer is finishing
+    except subprocess.TimeoutExpired as error:
+        stop(first)
+        raise LabError(f"`{what}` did not finish within {timeout:g}s", hint=hint) from error
     produced = first.stderr.read().decode(errors="replace")
     if first.returncode != 0 or second.returncode != 0:
         raise LabError(f"`{what}` failed: {produced.strip()[-1000:]} "

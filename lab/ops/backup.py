@@ -402,10 +402,6 @@ def exec_cmd(target: Target, script: str, *args: str, statefulset: str = STATEFU
                        "bash", "-c", _PASSWORD_FROM_STDIN + script, "lab-backup", *args)
 
 
-def _redact(text: str, password: str) -> str:
-    return text.replace(password, "<redacted>") if password else text
-
-
 @dataclass
 class Database:
     """A database server in a namespace, reached with kubectl exec into its StatefulSet's Pod."""
@@ -447,7 +443,7 @@ class Database:
         result = runner.run(cmd, what=f"SQL in {self.namespace}/{self.pod}", input=stdin, text=False,
                             timeout=timeout, check=False, env=tools.env_with_tools())
         if result.returncode != 0:
-            message = _redact(result.stderr.decode(errors="replace").strip(), self.password())
+            message = runner.redact(result.stderr.decode(errors="replace").strip(), [self.password()])
             raise LabError(f"SQL in {self.namespace}/{self.pod} failed (exit {result.returncode}): "
                            f"{message[-1500:]}", hint=f"is the database up? `lab backup` needs pod "
                                                        f"{self.pod} Ready in {self.namespace}")
@@ -635,7 +631,7 @@ def create(target: Target, database: str | None = None,
             dump_s = time.monotonic() - t0
             if code != 0:
                 raise LabError(f"mysqldump of {what} in {db.namespace}/{db.pod} failed (exit {code}): "
-                               f"{_redact(stderr.strip(), db.password())[-1500:]}",
+                               f"{runner.redact(stderr.strip(), [db.password()])[-1500:]}",
                                hint="is the database up and healthy? nothing was written")
             t0 = time.monotonic()
             checked = check_file(partial, {"sha256": digest, "sizes": {"compressed_bytes": size}})
@@ -812,7 +808,8 @@ def restore(target: Target, backup: str | Path, into: str | None = None,
     what = f"{path.name} into {', '.join(databases) or 'the databases it names'} in {db.namespace}/{db.pod}"
     charset = ((meta or {}).get("charsets") or {}).get(original or "", {})
     with step(f"restore of {what}"):
-        safety = _safety_dumps(db, [d for d in databases if db.database_exists(d)],
+        safety_of = [d for d in databases if db.database_exists(d)]
+        safety = _safety_dumps(db, safety_of,
                                (Path(directory) if directory else backup_dir(target)) / SAFETY_DIR, timeout)
         kept = f"; safety dump{'s' if len(safety) > 1 else ''}: {', '.join(map(str, safety))}" if safety else ""
         stamp = timestamp()
@@ -829,11 +826,16 @@ def restore(target: Target, backup: str | Path, into: str | None = None,
         try:
             _load(db, path, {d: d for d in databases}, single, charset, timeout, what)
         except LabError as error:
-            for dump in safety:
-                restore(dump, namespace=db.namespace, directory=dump.parent, timeout=timeout, db=db)
+            # Straight from the safety dumps (one database each), not through restore(): a reload
+            # must not take safety dumps of its own.
+            try:
+                for name, dump in zip([d for d in databases if d in safety_of], safety):
+                    _load(db, dump, {name: name}, name, charset, timeout, f"safety dump {dump.name}")
+                back = "the safety dump was loaded back"
+            except LabError as reload_error:
+                back = f"loading the safety dump back failed too ({reload_error.message})"
             raise LabError(f"{error.message}\nthe dump loaded and verified in a staging database, but "
-                           f"not into the live one; the safety dump was loaded back{kept}",
-                           hint=error.hint) from None
+                           f"not into the live one; {back}{kept}", hint=error.hint) from None
         if system and system_schemas:
             _stream_from_file(db.cmd(_LOAD_SCRIPT, ""), (db.password() + "\n").encode(),
                               _sql_chunks(path, {}, keep=set(system)), timeout, db.password(), what)
@@ -925,7 +927,7 @@ def _verify_staging(db: Database, meta: dict, staging: dict[str, str], single: b
 
 
 def _safety_dumps(db: Database, databases: Sequence[str], directory: Path, timeout: float) -> list[Path]:
-    return [create(name, directory=directory, timeout=timeout, db=db).path for name in databases]
+    return [create(db.target, name, directory=directory, timeout=timeout, db=db).path for name in databases]
 
 
 def _stream_from_file(cmd: Sequence[str], header: bytes, chunks: Iterable[bytes], timeout: float,
@@ -945,7 +947,7 @@ def _stream_from_file(cmd: Sequence[str], header: bytes, chunks: Iterable[bytes]
             raise LabError(f"restore of {what} did not finish within {timeout:.0f}s")
         if code != 0:
             output.seek(0)
-            message = _redact(output.read().decode(errors="replace").strip(), password)
+            message = runner.redact(output.read().decode(errors="replace").strip(), [password])
             raise LabError(f"restore of {what} failed (exit {code}): {message[-1500:]}",
                            hint="the file loads with errors: use another backup")
 

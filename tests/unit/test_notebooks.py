@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import yaml
 
-from lab import checks, config, notebook
+from lab import checks, config, notebook, runner
 from lab.errors import LabError
 from lab.grading.grade import scan_source
 
@@ -390,10 +390,10 @@ def test_redaction_hides_remembered_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
     lab = notebook.Lab("x.ipynb", notebook.validate_parameters(**EXPECTED_PARAMETERS, clusters={"k8s-lab"}))
     lab.remember_secret("s3cr3t-value", "ab")
-    assert lab.redact("pw=s3cr3t-value ab") == "pw=<redacted> ab"
+    assert lab.redact("pw=s3cr3t-value ab") == f"pw={runner.REDACTED} ab"
     # the passwords generated for the lab's namespace are always redacted
     generated = credentials.passwords(lab.target)["password"]  # the notebook's own cluster and namespace
-    assert lab.redact(f"pw={generated}") == "pw=<redacted>"
+    assert lab.redact(f"pw={generated}") == f"pw={runner.REDACTED}"
 
 
 def test_nbval_compares_the_pass_line_not_the_record():
