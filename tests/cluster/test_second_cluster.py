@@ -95,8 +95,9 @@ def test_commands_and_notebooks_act_on_the_second_cluster_only(second_cluster, t
     listed = json.loads(ok(lab_cli("backup", "list", *at, "-o", "json"), "lab backup list --cluster").stdout)
     assert len(listed) == 1 and backup.backup_dir(SECOND) != backup.backup_dir(TARGET)
 
-    # The notebooks, with the cluster and another namespace as parameters.
-    ok(lab_cli("run", "03", "--out", str(tmp_path / "run"), "-p", f"cluster={SECOND.cluster}",
+    # The reference notebooks (with their solutions), with the cluster and another namespace as parameters.
+    ok(lab_cli("run", "03", "--notebooks-dir", "notebooks/reference", "--out", str(tmp_path / "run"),
+               "-p", f"cluster={SECOND.cluster}",
                "-p", f"namespace={NOTEBOOK_NAMESPACE}", timeout=1800), "lab run 00..03 on k8s-lab-b")
     assert kube.apps(SECOND).read_namespaced_stateful_set("database", NOTEBOOK_NAMESPACE).status.ready_replicas == 1
 
