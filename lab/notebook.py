@@ -542,7 +542,7 @@ class Lab:
 
             image = docker.output(["inspect", "--format", "{{.Config.Image}}", f"{self.cluster}-control-plane"])
             return lab_cluster.ClusterInfo(self.cluster, self.context, image, names, created=False)
-        return lab_cluster.up(mode=self.mode, recreate=False)
+        return lab_cluster.up(self.target, mode=self.mode, recreate=False)
 
     # -------------------------------------------------------------------------------- state
 
