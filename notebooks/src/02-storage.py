@@ -208,10 +208,16 @@ kind: Pod
 metadata:
   name: too-big
 spec:
+  # Pod Security "restricted" (the namespace enforces it) is checked before the quota.
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 65534
+    seccompProfile: {type: RuntimeDefault}
   containers:
     - name: one
       image: k8s-lab/probe:1
       command: [sleep, infinity]
+      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
 # BEGIN SOLUTION
       resources:
         requests: {memory: 2Gi}
@@ -219,12 +225,14 @@ spec:
     - name: two
       image: k8s-lab/probe:1
       command: [sleep, infinity]
+      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
       resources:
         requests: {memory: 2Gi}
         limits: {memory: 2Gi}
 # END SOLUTION
 # BEGIN PROMPT
       # TODO: resources (requests and limits) for this container, then a second container
+      # (with the same securityContext as this one)
 # END PROMPT
 
 # %%
@@ -281,6 +289,9 @@ metadata:
     app.kubernetes.io/instance: k8s-lab
     app.kubernetes.io/part-of: k8s-lab
     app.kubernetes.io/component: database
+  annotations:
+    k8s-lab/host-owner: "999:999"
+    k8s-lab/host-mode: "0750"
 spec:
   storageClassName: manual  # SOLUTION
 # BEGIN SOLUTION

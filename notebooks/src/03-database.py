@@ -275,34 +275,6 @@ spec:
                     operator: In
                     values:
                       - "true"
-      initContainers:
-        - name: datadir-owner
-          image: k8s-lab/mariadb:lab
-          imagePullPolicy: IfNotPresent
-          command:
-            - sh
-            - -c
-            - '[ "$(stat -c %u:%g /var/lib/mysql)" = 999:999 ] || chown 999:999 /var/lib/mysql'
-          securityContext:
-            runAsNonRoot: false
-            runAsUser: 0
-            runAsGroup: 0
-            allowPrivilegeEscalation: false
-            capabilities:
-              drop:
-                - ALL
-              add:
-                - CHOWN
-          resources:
-            requests:
-              cpu: 10m
-              memory: 16Mi
-            limits:
-              cpu: 100m
-              memory: 64Mi
-          volumeMounts:
-            - name: data
-              mountPath: /var/lib/mysql
       containers:
         - name: database
           image: k8s-lab/mariadb:lab
@@ -316,6 +288,8 @@ spec:
               value: /etc/k8s-lab/database-credentials/password
             - name: MYSQL_DATABASE
               value: lab
+            - name: MYSQL_ROOT_HOST
+              value: localhost
           ports:
             - name: mysql
               containerPort: 3306
@@ -323,9 +297,11 @@ spec:
           startupProbe:
             exec:
               command:
-                - sh
-                - -c
-                - MYSQL_PWD="$(cat /etc/k8s-lab/database-credentials/root-password)" exec mysqladmin ping --user=root --protocol=tcp --host=127.0.0.1 --connect-timeout=3
+                - mysqladmin
+                - ping
+                - --protocol=tcp
+                - --host=127.0.0.1
+                - --connect-timeout=3
             periodSeconds: 5
             timeoutSeconds: 5
             failureThreshold: 60
@@ -334,16 +310,17 @@ spec:
               command:
                 - sh
                 - -c
-                - MYSQL_PWD="$(cat /etc/k8s-lab/database-credentials/root-password)" exec mysqladmin ping --user=root --protocol=tcp --host=127.0.0.1 --connect-timeout=3
+                - MYSQL_PWD="$(cat /etc/k8s-lab/database-credentials/root-password)" exec mysql --user=root --protocol=socket --batch --execute="SELECT 1" --connect-timeout=3
             periodSeconds: 5
             timeoutSeconds: 5
             failureThreshold: 3
           livenessProbe:
             exec:
               command:
-                - sh
-                - -c
-                - MYSQL_PWD="$(cat /etc/k8s-lab/database-credentials/root-password)" exec mysqladmin ping --user=root --protocol=tcp --host=127.0.0.1 --connect-timeout=3
+                - mysqladmin
+                - ping
+                - --protocol=socket
+                - --connect-timeout=3
             periodSeconds: 15
             timeoutSeconds: 5
             failureThreshold: 4
@@ -356,12 +333,20 @@ spec:
               memory: 1Gi
           securityContext:
             allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
             capabilities:
               drop:
                 - ALL
           volumeMounts:
             - name: data
               mountPath: /var/lib/mysql
+            - name: run
+              mountPath: /run/mysqld
+            - name: tmp
+              mountPath: /tmp
+            - name: init
+              mountPath: /docker-entrypoint-initdb.d
+              readOnly: true
             - name: config
               mountPath: /etc/mysql/conf.d
               readOnly: true
@@ -372,6 +357,21 @@ spec:
         - name: config
           configMap:
             name: database-config
+            items:
+              - key: my.cnf
+                path: my.cnf
+        - name: init
+          configMap:
+            name: database-config
+            items:
+              - key: 10-accounts.sh
+                path: 10-accounts.sh
+        - name: run
+          emptyDir:
+            sizeLimit: 16Mi
+        - name: tmp
+          emptyDir:
+            sizeLimit: 256Mi
         - name: credentials
           secret:
             secretName: database-credentials

@@ -133,10 +133,14 @@ spec:
         app.kubernetes.io/part-of: k8s-lab
         app.kubernetes.io/component: web
       annotations:
-        checksum/config: 2adcd333610cacade8a2fbe6619bc6d82c9099ad3c2b2291b7df9cde8744954e
+        checksum/config: 34cfeea83a6279775633d078fe0327a49faff5216c8471b174d8bbe9b4974f1b
     spec:
       automountServiceAccountToken: false
+      terminationGracePeriodSeconds: 30
       securityContext:
+        runAsNonRoot: true
+        runAsUser: 101
+        runAsGroup: 101
         seccompProfile:
           type: RuntimeDefault
       topologySpreadConstraints:
@@ -180,9 +184,6 @@ spec:
             - name: OUTPUT_DIR
               value: /usr/share/nginx/html
           securityContext:
-            runAsNonRoot: true
-            runAsUser: 101
-            runAsGroup: 101
             allowPrivilegeEscalation: false
             readOnlyRootFilesystem: true
             capabilities:
@@ -204,15 +205,15 @@ spec:
           imagePullPolicy: IfNotPresent
           ports:
             - name: http
-              containerPort: 80
+              containerPort: 8080
               protocol: TCP
           readinessProbe:
             httpGet:
-              path: /healthz
+              path: /
               port: http
-            periodSeconds: 5
+            periodSeconds: 2
             timeoutSeconds: 2
-            failureThreshold: 3
+            failureThreshold: 2
           livenessProbe:
             httpGet:
               path: /healthz
@@ -221,6 +222,10 @@ spec:
             periodSeconds: 15
             timeoutSeconds: 2
             failureThreshold: 3
+          lifecycle:
+            preStop:
+              sleep:
+                seconds: 5
           resources:
             requests:
               cpu: 50m
@@ -230,6 +235,10 @@ spec:
               memory: 128Mi
           securityContext:
             allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities:
+              drop:
+                - ALL
           volumeMounts:
             - name: html
               mountPath: /usr/share/nginx/html
@@ -237,6 +246,8 @@ spec:
             - name: nginx-config
               mountPath: /etc/nginx/conf.d
               readOnly: true
+            - name: tmp
+              mountPath: /tmp
       volumes:
         - name: html
           emptyDir:
@@ -244,6 +255,9 @@ spec:
         - name: nginx-config
           configMap:
             name: web-nginx
+        - name: tmp
+          emptyDir:
+            sizeLimit: 64Mi
 
 # %%
 # NBVAL_IGNORE_OUTPUT

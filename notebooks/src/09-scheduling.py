@@ -322,10 +322,18 @@ kind: Pod
 metadata:
   name: spare-probe
 spec:
+  # The namespace enforces Pod Security "restricted": no root, no capabilities, the default seccomp.
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 65534
+    seccompProfile: {type: RuntimeDefault}
   containers:
     - name: probe
       image: k8s-lab/probe:1
       command: [sleep, infinity]
+      securityContext:
+        allowPrivilegeEscalation: false
+        capabilities: {drop: [ALL]}
       resources:
         requests: {cpu: 10m, memory: 16Mi}
         limits: {cpu: 50m, memory: 32Mi}
