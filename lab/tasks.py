@@ -96,7 +96,14 @@ def apply(lab, path: str | Path, *kinds: str, dry_run: bool = False) -> bool:
         return False
     print(f"$ {shown}")
     extra = ["--dry-run=server"] if dry_run else []
-    result = lab.kubectl("apply", "-f", "-", *extra, stdin=_as_applied(lab, path), check=False, show=False)
+    text = _as_applied(lab, path)
+    if not dry_run:
+        # A PersistentVolume's host directory goes to the uid its annotation names (no Pod may
+        # run as root to chown it), as `lab deploy` does for the manifests.
+        from lab.system import hostdirs
+
+        hostdirs.prepare([d for d in yaml.safe_load_all(text) if isinstance(d, dict)], lab.cluster)
+    result = lab.kubectl("apply", "-f", "-", *extra, stdin=text, check=False, show=False)
     if result.output.strip():
         print(result.output.rstrip())
     if not result.ok:
