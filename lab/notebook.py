@@ -464,6 +464,13 @@ class Lab:
         first = ("--install", RELEASE, str(CHART_DIR), "--create-namespace") if install else (RELEASE, str(CHART_DIR))
         # The chart's NOTES once, at the install; each upgrade would print them again.
         first += () if install else ("--hide-notes",)
+        from lab.system import deploy
+
+        try:
+            # The namespace's Pod Security labels and the volumes' host directories, as `lab deploy --helm`.
+            deploy.prepare_for_helm(self.target, [*helm_set_args(self), *values])
+        except LabError:
+            pass  # a values file helm cannot render: the upgrade below shows helm's own message
         return self.helm("upgrade", *first, "--history-max", str(HELM_HISTORY_MAX), *helm_set_args(self), *values,
                          "--wait", "--timeout", f"{timeout}s", timeout=timeout + 60, progress=True, check=check)
 

@@ -39,6 +39,7 @@ import yaml
 
 from lab import config
 from lab.errors import LabError
+from lab.system import hostdirs
 from lab.target import Target
 
 PREFIX = "student-"
@@ -281,7 +282,12 @@ def up(students: Iterable[Student], out_dir: str | os.PathLike, *, context: str,
     documents = [doc for s in students for doc in objects(s, prefix=prefix, classroom=classroom)]
     for pv in (d for d in documents if d["kind"] == "PersistentVolume"):
         # The instructor side makes the database's directory, so no student Pod needs hostPath rights.
-        host_directory(pv).mkdir(parents=True, exist_ok=True)
+        directory = host_directory(pv)
+        directory.mkdir(parents=True, exist_ok=True)
+        for _, owner, mode in hostdirs.wanted([pv]):  # the database runs as its own uid, never root
+            os.chown(directory, *map(int, owner.split(":")))
+            if mode:
+                os.chmod(directory, int(mode, 8))
     _apply(documents, context)
     _, cluster = _cluster_entry(context)
     out = Path(out_dir)

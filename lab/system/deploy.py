@@ -548,7 +548,7 @@ def _deploy_manifests(target: Target, mode: str, wait: bool, timeout: float) -> 
 
 
 def _deploy_helm(target: Target, mode: str, wait: bool, timeout: float, helm_args: Sequence[str]) -> list[str]:
-    _prepare_for_helm(target, [*helm_image_args(mode), *helm_args])
+    prepare_for_helm(target, [*helm_image_args(mode), *helm_args])
     cmd = helm_cmd(target, "upgrade", "--install", RELEASE, str(CHART_DIR), "--namespace", target.namespace,
                    "--create-namespace", "--history-max", str(HELM_HISTORY_MAX),
                    "--values", str(credentials.helm_values_file(target)),
@@ -572,7 +572,7 @@ def _deploy_helm(target: Target, mode: str, wait: bool, timeout: float, helm_arg
     return [f"release/{RELEASE}"]
 
 
-def _prepare_for_helm(target: Target, args: Sequence[str]) -> None:
+def prepare_for_helm(target: Target, args: Sequence[str]) -> None:
     """What the release cannot do for itself: the namespace with the chart's Pod Security labels
     (Helm keeps its records there, so the release must not own it) and the host directories of
     its PersistentVolumes, owned by the uid that uses them (no Pod may run as root to chown)."""
