@@ -99,7 +99,12 @@ def test_commands_and_notebooks_act_on_the_second_cluster_only(second_cluster, t
     ok(lab_cli("run", "03", "--notebooks-dir", "notebooks/reference", "--out", str(tmp_path / "run"),
                "-p", f"cluster={SECOND.cluster}",
                "-p", f"namespace={NOTEBOOK_NAMESPACE}", timeout=1800), "lab run 00..03 on k8s-lab-b")
-    assert kube.apps(SECOND).read_namespaced_stateful_set("database", NOTEBOOK_NAMESPACE).status.ready_replicas == 1
+    assert kube.core(SECOND).read_namespace(NOTEBOOK_NAMESPACE).status.phase == "Active"
+    assert NOTEBOOK_NAMESPACE not in {ns.metadata.name for ns in kube.core(TARGET).list_namespace().items}
+    records = [json.dumps(output) for nb in (tmp_path / "run").glob("0[0-3]-*.ipynb")
+               for cell in json.loads(nb.read_text())["cells"] for output in cell.get("outputs", [])
+               if "application/vnd.k8s-lab.checkpoint+json" in output.get("data", {})]
+    assert records and all(SECOND.kube_context in r for r in records)  # every checkpoint looked at k8s-lab-b
 
     after = state_of(TARGET)
     assert after["objects"] == before["objects"]
