@@ -7,6 +7,7 @@ The second cluster is small (one node) and deleted at the end.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from kubernetes import client
@@ -58,6 +59,8 @@ def second_cluster():
     ok(lab_cli("deploy", "--cluster", TARGET.cluster, timeout=900), "lab deploy on the lab's cluster")
     before = state_of(TARGET)
     say("creating the second cluster k8s-lab-b (one node)")
+    # The second cluster's own data directory (volumes, backups, credentials) starts empty.
+    shutil.rmtree(SECOND.data_dir, ignore_errors=True)
     try:
         ok(lab_cli("cluster", "up", env={"LAB_CLUSTER": SECOND.cluster}, timeout=900), "LAB_CLUSTER=k8s-lab-b lab cluster up")
         ok(lab_cli("images", "build", "--cluster", SECOND.cluster, timeout=1800), "lab images build --cluster k8s-lab-b")
