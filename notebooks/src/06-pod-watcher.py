@@ -625,67 +625,71 @@ def watcher_list_watch():
 # NBVAL_IGNORE_OUTPUT
 import yaml
 
-GO_COMPONENT = "watcher-go"
-GO_SELECTOR = f"app.kubernetes.io/component={GO_COMPONENT}"
-if deploy.missing_images(nb.target, [eventlog.WATCHER_GO_IMAGE]):
-    eventlog.ensure_image(nb.mode, load_into=nb.target, implementation="go")
-[go_daemonset] = [o for o in eventlog.watcher_objects(nb.namespace, implementation="go") if o["kind"] == "DaemonSet"]
-go_daemonset["metadata"]["name"] = GO_COMPONENT
-for labels in (go_daemonset["metadata"]["labels"], go_daemonset["spec"]["selector"]["matchLabels"],
-               go_daemonset["spec"]["template"]["metadata"]["labels"]):
-    labels["app.kubernetes.io/component"] = GO_COMPONENT  # not the Python watcher's Pods
-nb.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(go_daemonset))
-nb.kubectl("rollout", "status", f"daemonset/{GO_COMPONENT}", "--timeout=180s")
+python_seen, go_seen = set(), set()
+if watching:  # the Go watcher runs under the same ServiceAccount and Role as yours
+    GO_COMPONENT = "watcher-go"
+    GO_SELECTOR = f"app.kubernetes.io/component={GO_COMPONENT}"
+    if deploy.missing_images(nb.target, [eventlog.WATCHER_GO_IMAGE]):
+        eventlog.ensure_image(nb.mode, load_into=nb.target, implementation="go")
+    [go_daemonset] = [o for o in eventlog.watcher_objects(nb.namespace, implementation="go") if o["kind"] == "DaemonSet"]
+    go_daemonset["metadata"]["name"] = GO_COMPONENT
+    for labels in (go_daemonset["metadata"]["labels"], go_daemonset["spec"]["selector"]["matchLabels"],
+                   go_daemonset["spec"]["template"]["metadata"]["labels"]):
+        labels["app.kubernetes.io/component"] = GO_COMPONENT  # not the Python watcher's Pods
+    nb.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(go_daemonset))
+    nb.kubectl("rollout", "status", f"daemonset/{GO_COMPONENT}", "--timeout=180s")
 
 
-def go_lines():
-    lines = []
-    for pod in core.list_namespaced_pod(nb.namespace, label_selector=GO_SELECTOR, _request_timeout=10).items:
-        log = core.read_namespaced_pod_log(pod.metadata.name, nb.namespace, container=eventlog.CONTAINER, _request_timeout=30)
-        lines += log.splitlines()
-    return eventlog.parse_lines(lines)
+    def go_lines():
+        lines = []
+        for pod in core.list_namespaced_pod(nb.namespace, label_selector=GO_SELECTOR, _request_timeout=10).items:
+            log = core.read_namespaced_pod_log(pod.metadata.name, nb.namespace, container=eventlog.CONTAINER, _request_timeout=30)
+            lines += log.splitlines()
+        return eventlog.parse_lines(lines)
 
 
-nb.wait_for(lambda: (go_lines()["status"] == "snapshot").any(), "the Go watcher's snapshot", timeout=120, interval=1)
-compared_from = pd.Timestamp.now(tz="UTC")
-second_victim = min(web_pods(), key=lambda p: p.metadata.creation_timestamp)
-nb.kubectl("delete", "pod", second_victim.metadata.name, "--wait=false")
+    nb.wait_for(lambda: (go_lines()["status"] == "snapshot").any(), "the Go watcher's snapshot", timeout=120, interval=1)
+    compared_from = pd.Timestamp.now(tz="UTC")
+    second_victim = min(web_pods(), key=lambda p: p.metadata.creation_timestamp)
+    nb.kubectl("delete", "pod", second_victim.metadata.name, "--wait=false")
 
 
-def replaced_again():
-    if second_victim.metadata.uid in {p.metadata.uid for p in web_pods()}:
-        return checks.fail(f"{second_victim.metadata.name} is still there (terminating)")
-    return web_settled(3)()
+    def replaced_again():
+        if second_victim.metadata.uid in {p.metadata.uid for p in web_pods()}:
+            return checks.fail(f"{second_victim.metadata.name} is still there (terminating)")
+        return web_settled(3)()
 
 
-nb.wait_for(replaced_again, "the replacement of the deleted Pod", timeout=180)
+    nb.wait_for(replaced_again, "the replacement of the deleted Pod", timeout=180)
 
 
-def transitions(events):
-    """(Pod, type, resourceVersion) of the web Pods' changes since the comparison began."""
-    rows = eventlog.pod_events(events)
-    rows = rows[rows["pod"].str.startswith("web-") & (rows["time"] >= compared_from) & rows["type"].isin(["ADDED", "MODIFIED", "DELETED"])]
-    return set(zip(rows["pod"].astype(str), rows["type"].astype(str), rows["resource_version"].astype(str)))
+    def transitions(events):
+        """(Pod, type, resourceVersion) of the web Pods' changes since the comparison began."""
+        rows = eventlog.pod_events(events)
+        rows = rows[rows["pod"].str.startswith("web-") & (rows["time"] >= compared_from) & rows["type"].isin(["ADDED", "MODIFIED", "DELETED"])]
+        return set(zip(rows["pod"].astype(str), rows["type"].astype(str), rows["resource_version"].astype(str)))
 
 
-def both_logged_the_deletion():
-    """Both logs have the deletion, and the same lines (a watcher may trail the other by a moment)."""
-    global python_seen, go_seen
-    python_seen = transitions(eventlog.load_events(nb.target))
-    go_seen = transitions(go_lines())
-    for name, found in (("python", python_seen), ("go", go_seen)):
-        if (second_victim.metadata.name, "DELETED") not in {(pod, kind) for pod, kind, _ in found}:
-            return checks.fail(f"the {name} watcher has not logged the deletion yet")
-    if python_seen != go_seen:
-        return checks.fail(f"{len(python_seen ^ go_seen)} transition(s) in one log only, so far")
-    return checks.ok("both watchers logged the deletion and the same transitions")
+    def both_logged_the_deletion():
+        """Both logs have the deletion, and the same lines (a watcher may trail the other by a moment)."""
+        global python_seen, go_seen
+        python_seen = transitions(eventlog.load_events(nb.target))
+        go_seen = transitions(go_lines())
+        for name, found in (("python", python_seen), ("go", go_seen)):
+            if (second_victim.metadata.name, "DELETED") not in {(pod, kind) for pod, kind, _ in found}:
+                return checks.fail(f"the {name} watcher has not logged the deletion yet")
+        if python_seen != go_seen:
+            return checks.fail(f"{len(python_seen ^ go_seen)} transition(s) in one log only, so far")
+        return checks.ok("both watchers logged the deletion and the same transitions")
 
 
-nb.wait_for(both_logged_the_deletion, "both watchers' lines", timeout=120, interval=1)
-comparison = pd.DataFrame(sorted(python_seen | go_seen), columns=["pod", "type", "resource_version"])
-comparison["python"] = [t in python_seen for t in zip(comparison["pod"], comparison["type"], comparison["resource_version"])]
-comparison["go"] = [t in go_seen for t in zip(comparison["pod"], comparison["type"], comparison["resource_version"])]
-comparison.sort_values("resource_version", key=lambda v: v.astype(int))
+    nb.wait_for(both_logged_the_deletion, "both watchers' lines", timeout=120, interval=1)
+    comparison = pd.DataFrame(sorted(python_seen | go_seen), columns=["pod", "type", "resource_version"])
+    comparison["python"] = [t in python_seen for t in zip(comparison["pod"], comparison["type"], comparison["resource_version"])]
+    comparison["go"] = [t in go_seen for t in zip(comparison["pod"], comparison["type"], comparison["resource_version"])]
+    display(comparison.sort_values("resource_version", key=lambda v: v.astype(int)))
+else:
+    print("step 7 needs the watcher of steps 1 and 2 (your Role and RoleBinding): finish them first")
 
 # %% [markdown]
 # Every transition, with the same `resourceVersion`, in both logs: the contract holds. The Go
@@ -694,9 +698,10 @@ comparison.sort_values("resource_version", key=lambda v: v.astype(int))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-go_status = go_lines()
-print(go_status.loc[go_status["type"] == eventlog.STATUS_TYPE, ["time", "status", "scope", "watcher"]].to_string(index=False))
-nb.kubectl("delete", "daemonset", GO_COMPONENT, "--wait=false");
+if watching:
+    go_status = go_lines()
+    print(go_status.loc[go_status["type"] == eventlog.STATUS_TYPE, ["time", "status", "scope", "watcher"]].to_string(index=False))
+    nb.kubectl("delete", "daemonset", GO_COMPONENT, "--wait=false")
 
 # %% [markdown]
 # **Checkpoint.** The Go and the Python watcher logged the same transitions of the web Pods.
