@@ -13,6 +13,7 @@ that cannot end.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,18 @@ def described(value: Any) -> str:
     return "still `...`" if value is Ellipsis else f"{type(value).__name__} {value!r}"
 
 
+def _on_student_object(kind: str, name: str | None, file: str):
+    """Run the decorated check as ``fn(lab, obj, uids)`` on the student's object, or FAIL saying why
+    it is not in the cluster; the registered check keeps the ``(namespace, context)`` signature."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def check(namespace: str, context: str) -> checks.Result:
+            lab, obj, uids = _student_object(namespace, context, kind, name, file)
+            return uids if obj is None else fn(lab, obj, uids)
+        return check
+    return wrap
+
+
 def _student_object(namespace: str, context: str, kind: str, name: str | None, file: str):
     """(lab, the student's object as the API's JSON, its uids), or (lab, None, a FAIL that says
     why it is not in the cluster, as far as ``work/FILE`` tells). ``name`` None: the lab's PV."""
@@ -323,11 +336,9 @@ def _problems_result(subject: str, problems: list[str], uids: dict, passed: str)
 
 
 @checks.register("build.pv", points=3, hint="read the task's list again; `kubectl get pv -o yaml` shows what you made")
-def check_pv(namespace: str, context: str) -> checks.Result:
+@_on_student_object("PersistentVolume", None, "pv.yaml")
+def check_pv(lab, obj, uids) -> checks.Result:
     """02: the database's PersistentVolume, written by the student."""
-    lab, obj, uids = _student_object(namespace, context, "PersistentVolume", None, "pv.yaml")
-    if obj is None:
-        return uids
     problems = []
     policy = field(obj, "spec.persistentVolumeReclaimPolicy")
     if policy != "Retain":
@@ -341,7 +352,7 @@ def check_pv(namespace: str, context: str) -> checks.Result:
         problems.append(f"spec.storageClassName is {klass if klass is not MISSING else 'missing'}: "
                         "not the class without a provisioner that the task names")
     claim = field(obj, "spec.claimRef")
-    if not isinstance(claim, dict) or (claim.get("namespace"), claim.get("name")) != (namespace, "data-database-0"):
+    if not isinstance(claim, dict) or (claim.get("namespace"), claim.get("name")) != (lab.namespace, "data-database-0"):
         problems.append("spec.claimRef does not reserve the volume for the database's claim in this namespace")
     if field(obj, "spec.hostPath.path") != lab.pv_node_path:
         problems.append(f"spec.hostPath.path is {field(obj, 'spec.hostPath.path')}: not the lab's data directory "
@@ -354,11 +365,9 @@ def check_pv(namespace: str, context: str) -> checks.Result:
 
 @checks.register("build.db-service", points=2,
                  hint="kubectl -n k8s-assignment get service database -o yaml; kubectl explain service.spec.ports")
-def check_db_service(namespace: str, context: str) -> checks.Result:
+@_on_student_object("Service", "database", "database-service.yaml")
+def check_db_service(lab, obj, uids) -> checks.Result:
     """03: the database's ClusterIP Service on 3306, written by the student."""
-    lab, obj, uids = _student_object(namespace, context, "Service", "database", "database-service.yaml")
-    if obj is None:
-        return uids
     problems = []
     kind = field(obj, "spec.type")
     if kind != "ClusterIP" or field(obj, "spec.clusterIP") in (None, "None", MISSING):
@@ -375,13 +384,14 @@ def check_db_service(namespace: str, context: str) -> checks.Result:
                             "Service database: a cluster IP on the database's port, selecting the database Pods")
 
 
-@checks.register("build.db-claims", points=3,
-                 hint="kubectl -n k8s-assignment get statefulset database -o yaml; kubectl explain statefulset.spec.volumeClaimTemplates")
-def check_db_claims(namespace: str, context: str) -> checks.Result:
+_CLAIMS_HINT = ("kubectl -n k8s-assignment get statefulset database -o yaml; "
+                "kubectl explain statefulset.spec.volumeClaimTemplates")
+
+
+@checks.register("build.db-claims", points=3, hint=_CLAIMS_HINT)
+@_on_student_object("StatefulSet", "database", "database.yaml")
+def check_db_claims(lab, obj, uids) -> checks.Result:
     """03: the StatefulSet's volumeClaimTemplates, written by the student."""
-    lab, obj, uids = _student_object(namespace, context, "StatefulSet", "database", "database.yaml")
-    if obj is None:
-        return uids
     problems = []
     templates = field(obj, "spec.volumeClaimTemplates")
     if not isinstance(templates, list) or not templates:
@@ -423,11 +433,9 @@ def _downward_env_unwritten(deployment: dict) -> list[str]:
 
 @checks.register("build.web-init", points=3,
                  hint="kubectl -n k8s-assignment get deployment web -o yaml; kubectl explain pod.spec.containers.env.valueFrom.fieldRef")
-def check_web_init(namespace: str, context: str) -> checks.Result:
+@_on_student_object("Deployment", "web", "web.yaml")
+def check_web_init(lab, obj, uids) -> checks.Result:
     """04: the web Deployment's init container, fed by the downward API, written by the student."""
-    lab, obj, uids = _student_object(namespace, context, "Deployment", "web", "web.yaml")
-    if obj is None:
-        return uids
     problems = []
     inits = field(obj, "spec.template.spec.initContainers") or []
     init = next((c for c in inits if c.get("name") == "render-page"), None)
@@ -454,19 +462,16 @@ def check_web_init(namespace: str, context: str) -> checks.Result:
 
 @checks.register("build.web-service", points=2,
                  hint="kubectl -n k8s-assignment get service web -o yaml; kubectl explain service.spec.ports.nodePort")
-def check_web_service(namespace: str, context: str) -> checks.Result:
+@_on_student_object("Service", "web", "web-service.yaml")
+def check_web_service(lab, obj, uids) -> checks.Result:
     """04: the web NodePort Service, written by the student."""
-    lab, obj, uids = _student_object(namespace, context, "Service", "web", "web-service.yaml")
-    if obj is None:
-        return uids
-    problems = []
-    if field(obj, "spec.type") != "NodePort":
-        problems.append(f"spec.type is {field(obj, 'spec.type')}: nothing outside the cluster reaches it")
+    kind = field(obj, "spec.type")
+    problems = [] if kind == "NodePort" else [f"spec.type is {kind}: nothing outside the cluster reaches it"]
     ports = field(obj, "spec.ports") or []
     http = next((p for p in ports if p.get("port") == 80), None)
     if http is None:
         problems.append(f"spec.ports has {[p.get('port') for p in ports]}: inside the cluster it should answer on HTTP's port")
-    elif namespace == config.NAMESPACE and http.get("nodePort") != config.WEB_NODEPORT:
+    elif lab.namespace == config.NAMESPACE and http.get("nodePort") != config.WEB_NODEPORT:
         problems.append(f"spec.ports[].nodePort is {http.get('nodePort')}: the kind config maps another port to this machine")
     if (field(obj, "spec.selector") or {}).get("app.kubernetes.io/component") != "web":
         problems.append("spec.selector does not select the web Pods")
