@@ -55,7 +55,9 @@ def state_of(target: Target) -> dict:
 
 @pytest.fixture(scope="module")
 def second_cluster():
-    # The lab's system runs on its own cluster, so that there is something to leave alone.
+    # The lab's system runs on its own cluster, so that there is something to leave alone (installed
+    # afresh: an earlier module may have left objects that another method applied).
+    ok(lab_cli("deploy", "--delete", "--cluster", TARGET.cluster, timeout=900), "lab deploy --delete on the lab's cluster")
     ok(lab_cli("deploy", "--cluster", TARGET.cluster, timeout=900), "lab deploy on the lab's cluster")
     before = state_of(TARGET)
     say("creating the second cluster k8s-lab-b (one node)")
