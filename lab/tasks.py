@@ -154,8 +154,6 @@ def quantity(value: Any) -> float | None:
 
 def _lab(namespace: str, context: str):
     """A lab.notebook.Lab for a registered check, which gets only (namespace, context)."""
-    from lab import notebook
-
     cluster = context[len("kind-"):] if context.startswith("kind-") else context
     return notebook.Lab("(check)", notebook.Parameters(cluster, namespace, "auto", False))
 
@@ -649,7 +647,6 @@ def kind_config(lab, path: str | Path, workers: int) -> checks.Result:
     """01: the student's kind configuration gives the lab what it relies on (the node port
     published as the running cluster publishes it, the data mount on every node, the database
     label on the first worker) for a control plane and ``workers`` workers."""
-    from lab import notebook
     from lab.host import docker
 
     documents, problems = read_objects(path)
