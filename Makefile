@@ -121,14 +121,14 @@ test-cluster: venv host cluster images
 ifeq ($(strip $(CLUSTER_TESTS)),)
 	@echo "no tests in tests/cluster/ yet: nothing to run"
 else
-	$(VPY) -m pytest tests/cluster -q
+	$(VPY) -m pytest tests/cluster -q --durations=25
 endif
 
 test-notebooks: venv host cluster images
 ifeq ($(strip $(NOTEBOOKS)),)
 	@echo "no notebooks in notebooks/ yet: skipping nbval"
 else
-	$(VPY) -m pytest $(NBVAL) $(if $(wildcard $(NBVAL_SANITIZE)),--nbval-sanitize-with $(NBVAL_SANITIZE)) \
+	$(VPY) -m pytest --durations=15 $(NBVAL) $(if $(wildcard $(NBVAL_SANITIZE)),--nbval-sanitize-with $(NBVAL_SANITIZE)) \
 	  --nbval-current-env --nbval-cell-timeout=1200 -p no:cacheprovider $(NOTEBOOKS)
 endif
 

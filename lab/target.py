@@ -90,12 +90,17 @@ class Target:
                            else "pass the kubeconfig that has this context with --kubeconfig")
 
 
+def kubeconfig_paths(kubeconfig: Path | None = None) -> list[Path]:
+    """The files the client library reads: the one named, else KUBECONFIG's, else ~/.kube/config."""
+    if kubeconfig:
+        return [kubeconfig]
+    return [Path(p) for p in os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config")).split(os.pathsep) if p]
+
+
 def kubeconfig_contexts(kubeconfig: Path | None = None) -> set[str]:
-    """Context names in the kubeconfig the client library would read (KUBECONFIG's files or ~/.kube/config)."""
-    paths = [kubeconfig] if kubeconfig else [
-        Path(p) for p in os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config")).split(os.pathsep) if p]
+    """Context names in the kubeconfig the client library would read."""
     names: set[str] = set()
-    for path in paths:
+    for path in kubeconfig_paths(kubeconfig):
         try:
             document = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError):

@@ -101,7 +101,6 @@ def ensure_images(mode: str) -> None:
 def deployed(method: str, mode: str):
     """The lab system installed afresh with ``method`` ("helm" or "manifests"), waited for, and
     removed (host files kept) afterwards; yields lab.system.deploy's result."""
-    kube.forget()
     ensure_images(mode)
     if deploy.installed_method(TARGET) is not None:
         deploy.undeploy(TARGET)

@@ -112,7 +112,6 @@ def node_image(mode: str) -> str:
 
 def health(target: Target) -> tuple[bool, str, list[str]]:
     """(healthy, reason, node names) for an existing cluster."""
-    kube.forget()
     try:
         nodes = kube.core(target).list_node(_request_timeout=10).items
     except Exception as error:  # any API failure means the cluster cannot be used as is
@@ -233,7 +232,6 @@ def _start_stopped_nodes(target: Target) -> None:
 
 def _fresh_since(since: datetime, target: Target) -> bool:
     try:
-        kube.forget()
         leases = client.CoordinationV1Api(kube.api_client(target)).list_namespaced_lease(
             "kube-node-lease", _request_timeout=5).items
         dns = kube.core(target).list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns",
@@ -255,7 +253,6 @@ def down(target: Target) -> None:
     docker.require_engine()
     with step(f"kind delete cluster {target.cluster}"):
         _kind("delete", "cluster", "--name", target.cluster)
-    kube.forget()
 
 
 def status(target: Target) -> dict:

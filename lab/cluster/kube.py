@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, TypeVar
 
 from kubernetes import client, config as kubeconfig_loader
 from kubernetes.client.exceptions import ApiException
@@ -12,13 +12,13 @@ from kubernetes.config.config_exception import ConfigException
 from lab import runner
 from lab.errors import LabError
 from lab.host import tools
-from lab.target import Target
+from lab.target import Target, kubeconfig_paths
 
 T = TypeVar("T")
 
 
-@lru_cache(maxsize=None)
-def _client(kubeconfig: str | None, context: str) -> client.ApiClient:
+@lru_cache(maxsize=16)
+def _client(kubeconfig: str | None, context: str, stamp: tuple) -> client.ApiClient:
     try:
         return kubeconfig_loader.new_client_from_config(config_file=kubeconfig, context=context)
     except (ConfigException, FileNotFoundError) as error:
@@ -26,9 +26,23 @@ def _client(kubeconfig: str | None, context: str) -> client.ApiClient:
                        hint="create the cluster with `lab cluster up` (LAB_CLUSTER=NAME for another one)") from error
 
 
+def _kubeconfig_stamp(target: Target) -> tuple:
+    """When the kubeconfig files last changed: a cluster recreated by any process (kind writes a new
+    API port and certificates) invalidates every client made before, in every process."""
+    stamps = []
+    for path in kubeconfig_paths(target.kubeconfig):
+        try:
+            stat = path.stat()
+            stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            stamps.append((str(path), None, None))
+    return tuple(stamps)
+
+
 def api_client(target: Target) -> client.ApiClient:
     try:
-        return _client(str(target.kubeconfig) if target.kubeconfig else None, target.kube_context)
+        return _client(str(target.kubeconfig) if target.kubeconfig else None, target.kube_context,
+                       _kubeconfig_stamp(target))
     except LabError:
         target.require()  # names the missing context and how to make it, in one line
         raise
@@ -40,11 +54,6 @@ def core(target: Target) -> client.CoreV1Api:
 
 def apps(target: Target) -> client.AppsV1Api:
     return client.AppsV1Api(api_client(target))
-
-
-def forget() -> None:
-    """Drop cached clients, e.g. after the cluster was recreated with new credentials."""
-    _client.cache_clear()
 
 
 def node_ready(node: client.V1Node) -> bool:

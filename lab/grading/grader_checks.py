@@ -18,7 +18,7 @@ import base64
 import gzip
 import json
 
-from lab import checks, config
+from lab import checks
 from lab.checks import Result, fail, ok
 from lab.system import deploy
 from lab.target import Target

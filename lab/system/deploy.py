@@ -474,7 +474,6 @@ def installed_method(target: Target) -> str | None:
 
 
 def _require_cluster(target: Target) -> None:
-    kube.forget()  # the cluster may have been recreated since the client was made
     try:
         kube.core(target).list_namespace(limit=1, _request_timeout=10)
     except LabError:
