@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from lab import config, evidence, runner
+from lab import config, evidence, runner, timing
 from lab.errors import LabError
 from lab.target import Target
 
@@ -417,9 +417,10 @@ def checkpoint(
         return decorator
     if not callable(verify):
         raise TypeError("verify must be a function of no arguments, e.g. verify=lambda: checks.pvc_bound('data')")
-    record = evaluate(check_id, points, verify, hint=hint, description=description,
-                      namespace=namespace, context=context, notebook=notebook)
-    shown = _show(record)
+    with timing.checkpoint():
+        record = evaluate(check_id, points, verify, hint=hint, description=description,
+                          namespace=namespace, context=context, notebook=notebook)
+        shown = _show(record)
     if strict and not record["passed"]:
         raise CheckpointFailed(record)
     return Record(record, shown=shown)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lab import timing
 from lab.errors import LabError
 
 console = Console()
@@ -297,6 +298,14 @@ def deploy_cmd(method: str | None, online: bool | None, delete: bool, wait: bool
 # -------------------------------------------------------------------------------------- run
 
 
+def _split_note(result) -> str:
+    split = result.time_split
+    if not split or not result.duration_s:
+        return ""
+    wait, own = (round(100 * split[key] / result.duration_s) for key in (timing.WAIT, timing.LAB))
+    return f": {wait}% waiting on the cluster, {own}% the lab's own work"
+
+
 @cli.command("run", context_settings=CONTEXT_SETTINGS)
 @click.argument("notebooks", nargs=-1)
 @click.option("-p", "--parameter", "parameters", multiple=True, metavar="KEY=VALUE",
@@ -333,7 +342,8 @@ def run_cmd(notebooks, parameters, out_dir, start, only, notebooks_dir, cell_tim
                 return
             progress.remove_task(task["id"])
             if result.status == "passed":
-                progress.console.print(f"[green]passed[/] {result.notebook} ({result.duration_s:.1f} s)")
+                progress.console.print(f"[green]passed[/] {result.notebook} ({result.duration_s:.1f} s"
+                                       f"{_split_note(result)})")
             else:
                 err = result.error
                 where = f" in cell {err.cell_index}" if err.cell_index is not None else ""

@@ -9,16 +9,20 @@ The engine boundary is :func:`execute_one`: the only place that talks to papermi
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import os
 import re
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import yaml
 
+from lab import timing
 from lab.config import REPO_ROOT
 from lab.errors import LabError
 
@@ -201,6 +205,8 @@ class NotebookResult:
     output: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     error: CellError | None = None
+    # duration_s split: kernel start, waiting on the cluster, the lab's own work, the rest of the cells
+    time_split: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -272,6 +278,53 @@ def _describe_failure(exc: BaseException, output: Path) -> CellError:
     return CellError(cell_index=cell_index, execution_count=None, ename=type(exc).__name__, evalue=str(exc))
 
 
+@contextlib.contextmanager
+def _kernel_books() -> Iterator[dict]:
+    """What the kernel (started by papermill with this process's environment) booked in lab.timing,
+    through a temporary file; the dict is filled when the block ends."""
+    handle, name = tempfile.mkstemp(prefix="lab-timing-", suffix=".json")
+    os.close(handle)
+    path = Path(name)
+    before = os.environ.get(timing.TIMING_FILE_ENV)
+    os.environ[timing.TIMING_FILE_ENV] = str(path)
+    books: dict = {}
+    try:
+        yield books
+    finally:
+        if before is None:
+            del os.environ[timing.TIMING_FILE_ENV]
+        else:
+            os.environ[timing.TIMING_FILE_ENV] = before
+        try:
+            books.update(json.loads(path.read_text() or "{}"))
+        except ValueError:
+            pass  # a kernel killed while writing: no figures, never a failed run
+        path.unlink(missing_ok=True)
+
+
+def time_split(duration_s: float, output: Path, booked: dict) -> dict[str, float]:
+    """Where a notebook's wall time went: the kernel's start (papermill's start of the notebook to the
+    start of its first cell), waiting on the cluster and the lab's own work (the kernel's lab.timing
+    books), and the rest (the notebook's own code, plots, imports; papermill between cells)."""
+    import nbformat
+
+    kernel = 0.0
+    try:
+        nb = nbformat.read(str(output), as_version=4)
+        began = nb.metadata.papermill.start_time
+        first = next(c.metadata.papermill.start_time for c in nb.cells if c.metadata.get("papermill", {}).get("start_time"))
+        kernel = max(0.0, (_dt.datetime.fromisoformat(first) - _dt.datetime.fromisoformat(began)).total_seconds())
+    except Exception:  # noqa: BLE001 - a notebook that never started a cell has no kernel figure
+        pass
+    wait, lab = booked.get(timing.WAIT, 0.0), booked.get(timing.LAB, 0.0)
+    split = {"kernel_s": round(kernel, 3), timing.WAIT: round(wait, 3), timing.LAB: round(lab, 3),
+             "other_s": round(max(0.0, duration_s - kernel - wait - lab), 3)}
+    for key in ("checkpoints", "checkpoint_ms_max", "checkpoint_ms_mean"):
+        if key in booked:
+            split[key] = booked[key]
+    return split
+
+
 def _utc_stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
@@ -308,8 +361,33 @@ def write_report(report: RunReport) -> tuple[Path, Path]:
             message = " ".join(r.error.evalue.split())
             error = f"{r.error.ename}: {message}".replace("|", "\\|")
         lines.append(f"| {r.notebook} | {r.status} | {r.duration_s:.1f} | {cell} | {error} |")
+    lines += _time_split_table(report.results)
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
+
+
+def _time_split_table(results: Sequence[NotebookResult]) -> list[str]:
+    timed = [r for r in results if r.time_split]
+    if not timed:
+        return []
+    lines = ["", "## Where the time went", "",
+             "Waiting on the cluster: polls until ready, rollouts, `helm --wait`. The lab's own work: "
+             "checkpoints, external commands, API calls. Other: the notebook's own code and plots.", "",
+             "| notebook | total (s) | kernel start | waiting on the cluster | the lab's own work | other "
+             "| checkpoints | slowest checkpoint (ms) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    totals = dict.fromkeys(("kernel_s", timing.WAIT, timing.LAB, "other_s"), 0.0)
+    for r in timed:
+        s = r.time_split
+        for key in totals:
+            totals[key] += s.get(key, 0.0)
+        lines.append(f"| {r.notebook} | {r.duration_s:.1f} | {s['kernel_s']:.1f} | {s[timing.WAIT]:.1f} "
+                     f"| {s[timing.LAB]:.1f} | {s['other_s']:.1f} | {s.get('checkpoints', 0)} "
+                     f"| {s.get('checkpoint_ms_max', 0):.0f} |")
+    whole = sum(r.duration_s for r in timed) or 1.0
+    lines.append("| **all** | {:.1f} | {} |  |  |".format(
+        whole, " | ".join(f"{totals[k]:.1f} ({100 * totals[k] / whole:.0f}%)" for k in totals)))
+    return lines
 
 
 Listener = Callable[[str, NotebookResult], None]
@@ -357,7 +435,8 @@ def run(
             listener("start", result)
         began = time.monotonic()
         try:
-            execute_one(nb, output, per_notebook[nb], cwd=nb_dir, cell_timeout=cell_timeout)
+            with _kernel_books() as books:
+                execute_one(nb, output, per_notebook[nb], cwd=nb_dir, cell_timeout=cell_timeout)
         except KeyboardInterrupt:
             result.status = "failed"
             result.error = CellError(None, None, "KeyboardInterrupt", "interrupted")
@@ -373,6 +452,7 @@ def run(
         else:
             result.status = "passed"
         result.duration_s = round(time.monotonic() - began, 3)
+        result.time_split = time_split(result.duration_s, output, books)
         if listener:
             listener("done", result)
         write_report(report)

@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from lab import config, runner
+from lab import config, runner, timing
 from lab.errors import LabError
 from lab.progress import step
 from lab.system.deploy import _CLUSTER_SCOPED, DEFAULT_PV, MANIFESTS_DIR, rewrite_namespace  # noqa: F401 - the notebooks' names
@@ -715,6 +715,11 @@ class Lab:
         """Poll ``verify`` (a checks.* verification: returns ``Result``/bool/tuple) until it
         passes. Prints the state whenever it changes, with the seconds waited; a LabError with the
         last state and a hint when ``timeout`` passes. Returns the passing result."""
+        with timing.measure(timing.WAIT):
+            return self._poll(verify, what, timeout, interval, hint)
+
+    def _poll(self, verify: Callable[[], Any], what: str, timeout: float, interval: float,
+              hint: str | None) -> Any:
         from lab import checks
 
         began = time.monotonic()

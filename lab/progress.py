@@ -16,6 +16,8 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.markup import escape
 
+from lab import timing
+
 DETAIL_EVERY_S = 15.0
 
 console = Console(stderr=True, highlight=False)
@@ -82,7 +84,8 @@ class Step:
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
         try:
-            yield
+            with timing.measure(timing.WAIT):
+                yield
         finally:
             done.set()
             poller.join()

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import IO, Callable, Iterable, Mapping, Sequence
 
+from lab import timing
 from lab.errors import LabError
 
 Result = subprocess.CompletedProcess
@@ -50,8 +51,14 @@ def run(argv: Sequence[object], *, what: str | None = None, input: str | bytes |
     waits); the captured output is still returned. With `check`, a non-zero exit is a LabError.
     """
     argv = [str(arg) for arg in argv]
-    what = what or describe(argv)
-    secrets = tuple(secrets)
+    with timing.command(argv):
+        return _run(argv, what or describe(argv), input, timeout, check, hint, cwd, env, tuple(secrets),
+                    text, stdout, on_line)
+
+
+def _run(argv: list[str], what: str, input: str | bytes | None, timeout: float | None, check: bool,
+         hint: str | None, cwd: str | Path | None, env: Mapping[str, str] | None, secrets: tuple[str, ...],
+         text: bool, stdout: int | IO | None, on_line: Callable[[str], None] | None) -> Result:
     try:
         if on_line is None:
             result = subprocess.run(argv, input=input, stdout=stdout, stderr=PIPE, text=text,
@@ -114,6 +121,12 @@ def stop(process: Process, grace: float = 5) -> None:
 def pipe(producer: Sequence[object], consumer: Sequence[object], *, what: str,
          timeout: float | None = DEFAULT_TIMEOUT_S, hint: str | None = None) -> None:
     """`producer | consumer` without holding the stream in memory; either failing is a LabError."""
+    with timing.command(producer):
+        _pipe(producer, consumer, what, timeout, hint)
+
+
+def _pipe(producer: Sequence[object], consumer: Sequence[object], what: str, timeout: float | None,
+          hint: str | None) -> None:
     first = start(producer, stdout=PIPE, stderr=PIPE)
     try:
         second = subprocess.run([str(a) for a in consumer], stdin=first.stdout, capture_output=True,

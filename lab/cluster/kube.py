@@ -9,7 +9,7 @@ from kubernetes import client, config as kubeconfig_loader
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from lab import runner
+from lab import runner, timing
 from lab.errors import LabError
 from lab.host import tools
 from lab.target import Target, kubeconfig_paths
@@ -17,10 +17,21 @@ from lab.target import Target, kubeconfig_paths
 T = TypeVar("T")
 
 
+class _TimedApiClient(client.ApiClient):
+    """Every API call is the lab's own work in the notebook's time split (lab.timing)."""
+
+    def call_api(self, *args, **kwargs):
+        with timing.measure(timing.LAB):
+            return super().call_api(*args, **kwargs)
+
+
 @lru_cache(maxsize=16)
 def _client(kubeconfig: str | None, context: str, stamp: tuple) -> client.ApiClient:
+    configuration = client.Configuration()
     try:
-        return kubeconfig_loader.new_client_from_config(config_file=kubeconfig, context=context)
+        kubeconfig_loader.load_kube_config(config_file=kubeconfig, context=context,
+                                           client_configuration=configuration, persist_config=False)
+        return _TimedApiClient(configuration)
     except (ConfigException, FileNotFoundError) as error:
         raise LabError(f"no kubeconfig context {context!r}: {error}",
                        hint="create the cluster with `lab cluster up` (LAB_CLUSTER=NAME for another one)") from error
@@ -77,11 +88,12 @@ def wait_until(condition: Callable[[], T], timeout: float = 120, interval: float
     """Poll `condition` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout
     last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
+    with timing.measure(timing.WAIT):
+        while time.monotonic() < deadline:
+            last = condition()
+            if last:
+                return last
+            time.sleep(interval)
     raise LabError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 

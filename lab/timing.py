@@ -1,0 +1,102 @@
+"""Where a notebook's time goes: waiting on the cluster, or the lab's own work.
+
+Every lab function that waits on the cluster (a poll until ready, `kubectl rollout status`, `helm
+--wait`) runs inside ``measure(WAIT)``; every checkpoint, external command and Kubernetes API call
+inside ``measure(LAB)``. Time under any active wait counts as waiting, even when a command or API
+call runs inside it (a poll is waiting, however it polls); other time under a LAB measure is the
+lab's own work; the rest of a cell (the student's code, plots, imports) is neither.
+
+The books are kept per process, in the main thread only (a progress poller in a background thread
+runs beside a wait and must not be counted twice). When ``LAB_TIMING_FILE`` names a file, as
+`lab run` sets it for each notebook's kernel, the totals are written there whenever the outermost
+measure ends, so a kernel that is shut down, or dies, still leaves its last numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+WAIT = "cluster_wait_s"
+LAB = "lab_s"
+TIMING_FILE_ENV = "LAB_TIMING_FILE"
+
+spent: dict[str, float] = {WAIT: 0.0, LAB: 0.0}
+checkpoint_ms: list[float] = []
+_active: Counter = Counter()
+_last_mark: float | None = None
+
+
+def _book() -> None:
+    """Give the time since the last mark to what is active now (a wait beats the lab's work)."""
+    global _last_mark
+    now = time.perf_counter()
+    if _last_mark is not None:
+        kind = WAIT if _active[WAIT] else LAB if _active[LAB] else None
+        if kind:
+            spent[kind] += now - _last_mark
+    _last_mark = now
+
+
+@contextmanager
+def measure(kind: str) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _book()
+    _active[kind] += 1
+    try:
+        yield
+    finally:
+        _book()
+        _active[kind] -= 1
+        if not +_active:
+            _save()
+
+
+@contextmanager
+def checkpoint() -> Iterator[None]:
+    """A checkpoint's verification: the lab's own work, and its duration kept for the report."""
+    began = time.perf_counter()
+    with measure(LAB):
+        try:
+            yield
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                checkpoint_ms.append((time.perf_counter() - began) * 1000)
+
+
+def waits(argv: Sequence[str]) -> bool:
+    """Whether an external command waits on the cluster rather than doing work of its own."""
+    args = [str(a) for a in argv[1:]]
+    return ("--wait" in args or any(a.startswith("--wait=") and a != "--wait=false" for a in args)
+            or _subcommand(args, "wait") or _subcommand(args, "rollout", "status"))
+
+
+def _subcommand(args: list[str], *words: str) -> bool:
+    plain = [a for a in args if not a.startswith("-")]
+    return any(plain[i:i + len(words)] == list(words) for i in range(len(plain)))
+
+
+def command(argv: Sequence[str]):
+    return measure(WAIT if waits(argv) else LAB)
+
+
+def totals() -> dict:
+    return {**{k: round(v, 3) for k, v in spent.items()}, "checkpoints": len(checkpoint_ms),
+            "checkpoint_ms_max": round(max(checkpoint_ms, default=0.0), 1),
+            "checkpoint_ms_mean": round(sum(checkpoint_ms) / len(checkpoint_ms), 1) if checkpoint_ms else 0.0}
+
+
+def _save() -> None:
+    path = os.environ.get(TIMING_FILE_ENV)
+    if path:
+        try:
+            Path(path).write_text(json.dumps(totals()))
+        except OSError:
+            pass  # the numbers are a report's extra, never a reason for a cell to fail
