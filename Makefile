@@ -16,7 +16,7 @@ RUN_DIR := runs/$(shell date -u +%Y%m%dT%H%M%SZ)
 
 # The reference notebooks (solutions, stored outputs) are what make lab, nbval and CI run; the
 # handouts in notebooks/ are what students open. Both are built from notebooks/src/.
-NOTEBOOKS = $(wildcard notebooks/reference/[0-9][0-9]-*.ipynb)
+NOTEBOOKS = $(wildcard reference/[0-9][0-9]-*.ipynb)
 JUPYTERLAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 CLUSTER_TESTS = $(wildcard tests/cluster/test_*.py tests/cluster/*_test.py)
 
@@ -93,7 +93,7 @@ run: venv
 ifeq ($(strip $(NOTEBOOKS)),)
 	@echo "no notebooks in notebooks/ yet (NN-name.ipynb): nothing to run"
 else
-	$(LAB) run --notebooks-dir notebooks/reference --out $(RUN_DIR)
+	$(LAB) run --notebooks-dir reference --out $(RUN_DIR)
 	@echo "executed notebooks: $(RUN_DIR)/"
 	@echo "report:             $(RUN_DIR)/report.md (and report.json)"
 endif

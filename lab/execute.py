@@ -235,19 +235,21 @@ def execute_one(notebook: Path, output: Path, parameters: dict[str, Any], cwd: P
     import papermill
     from traitlets.config import Config
 
-    papermill.execute_notebook(
-        str(notebook),
-        str(output),
-        parameters=parameters or None,
-        kernel_name=KERNEL_NAME,
-        cwd=str(cwd),
-        progress_bar=False,
-        log_output=False,
-        execution_timeout=cell_timeout,
-        # The kernel only ever talks to this process: a Unix socket instead of open TCP ports on
-        # the host, and no "running over TCP without encryption" warning for every notebook.
-        config=Config({"KernelManager": {"transport": "ipc"}}),
-    )
+    # The kernel only ever talks to this process: Unix sockets instead of open TCP ports on the
+    # host (and no "running over TCP without encryption" warning for every notebook), made in a
+    # private temporary folder, not the notebooks' folder, where a killed kernel would leave them.
+    with tempfile.TemporaryDirectory(prefix="lab-kernel-") as sockets:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters or None,
+            kernel_name=KERNEL_NAME,
+            cwd=str(cwd),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=cell_timeout,
+            config=Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}}),
+        )
 
 
 def _source_cell_index(output: Path, executed_index: int) -> int:

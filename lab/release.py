@@ -20,7 +20,7 @@ from lab.errors import LabError
 # Instructor and CI material, and the reference answers of the build tasks (the manifests the
 # notebooks' %%writefile cells ask students to write).
 EXCLUDED = (
-    "notebooks/src/", "notebooks/reference/", "tests/", "bench/", ".ci/", "docs/instructor-guide.md",
+    "notebooks/src/", "reference/", "tests/", "bench/", ".ci/", "docs/instructor-guide.md",
     "manifests/01-storage/database-pv.yaml", "manifests/02-database/services.yaml",
     "manifests/02-database/statefulset.yaml", "manifests/03-web/deployment.yaml", "manifests/03-web/service.yaml",
     "manifests/04-network-policy/database.yaml", "manifests/05-watcher/rbac.yaml",

@@ -17,7 +17,7 @@ One source, two products; solutions are marked with Otter Assign's markers (see 
 
 - ``notebooks/NN-name.ipynb``, the **handouts** students open: no solution, ``solutions = False``,
   no outputs (so no checkpoint evidence and no paths of the machine that built them);
-- ``notebooks/reference/NN-name.ipynb``, the **reference**: the solutions, ``solutions = True``,
+- ``reference/NN-name.ipynb``, the **reference**: the solutions, ``solutions = True``,
   stored with the outputs of a real run (nbval compares them; instructors read them).
 
 A cell's first line ``# NBVAL_CHECK_OUTPUT`` / ``# NBVAL_IGNORE_OUTPUT`` becomes the cell tag
@@ -48,7 +48,9 @@ from lab.solutions import HANDOUT, REFERENCE, MarkerError, split_solutions  # no
 
 SRC_DIR = Path(__file__).resolve().parent
 NOTEBOOKS_DIR = SRC_DIR.parent
-REFERENCE_DIR = NOTEBOOKS_DIR / "reference"
+REPO_ROOT = NOTEBOOKS_DIR.parent
+# Outside notebooks/: `git grep` over the handouts (notebooks/*.ipynb) must find no solution code.
+REFERENCE_DIR = REPO_ROOT / "reference"
 NBVAL_MARK = re.compile(r"^# NBVAL_(?P<mode>CHECK|IGNORE)_OUTPUT\s*$")
 SOLUTIONS_PARAMETER = re.compile(r"^solutions = True\b", re.MULTILINE)
 SOURCE_PATTERN = re.compile(r"^\d{2}-[a-z0-9-]+\.py$")
@@ -177,7 +179,7 @@ def build(check: bool = False, names: list[str] | None = None) -> list[str]:
             nb = build_notebook(source, previous, product)
             if (previous is None or cell_sources(previous) != cell_sources(nb)
                     or (product == HANDOUT and _stored_state(previous) != _stored_state(nb))):
-                stale.append(str(path.relative_to(NOTEBOOKS_DIR)))
+                stale.append(str(path.relative_to(REPO_ROOT)))
             if not check:
                 path.parent.mkdir(exist_ok=True)
                 nbformat.write(nb, str(path))
@@ -200,7 +202,7 @@ def clean_executed(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def store(run_dir: Path, names: list[str] | None = None) -> list[str]:
-    """Copy executed reference notebooks from ``run_dir`` into notebooks/reference/ (only those with
+    """Copy executed reference notebooks from ``run_dir`` into reference/ (only those with
     a source here)."""
     stored = []
     for source in sources():
@@ -219,7 +221,7 @@ def store(run_dir: Path, names: list[str] | None = None) -> list[str]:
         if errors or unexecuted:
             raise SystemExit(f"{executed_path}: cells {errors or unexecuted} failed or did not run; not storing it")
         nbformat.write(executed, str(target(source)))
-        stored.append(str(target(source).relative_to(NOTEBOOKS_DIR)))
+        stored.append(str(target(source).relative_to(REPO_ROOT)))
     return stored
 
 

@@ -101,7 +101,7 @@ def test_commands_and_notebooks_act_on_the_second_cluster_only(second_cluster, t
     assert len(listed) == 1 and backup.backup_dir(SECOND) != backup.backup_dir(TARGET)
 
     # The reference notebooks (with their solutions), with the cluster and another namespace as parameters.
-    ok(lab_cli("run", "03", "--notebooks-dir", "notebooks/reference", "--out", str(tmp_path / "run"),
+    ok(lab_cli("run", "03", "--notebooks-dir", "reference", "--out", str(tmp_path / "run"),
                "-p", f"cluster={SECOND.cluster}",
                "-p", f"namespace={NOTEBOOK_NAMESPACE}", timeout=1800), "lab run 00..03 on k8s-lab-b")
     assert kube.core(SECOND).read_namespace(NOTEBOOK_NAMESPACE).status.phase == "Active"

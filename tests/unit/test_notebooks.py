@@ -2,7 +2,7 @@
 
 Reads the stored notebooks (no kernel, no cluster): structure, parameters, checkpoints, stored
 outputs. Every NN-*.ipynb of both products is checked (the reference notebooks in
-notebooks/reference/ and the handouts in notebooks/), so a new notebook has to follow the same rules.
+reference/ and the handouts in notebooks/), so a new notebook has to follow the same rules.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from lab.errors import LabError
 from lab.grading.grade import scan_source
 
 NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
-NOTEBOOKS = sorted(p for p in (NOTEBOOKS_DIR / "reference").glob("[0-9][0-9]-*.ipynb"))
+NOTEBOOKS = sorted(p for p in (NOTEBOOKS_DIR.parent / "reference").glob("[0-9][0-9]-*.ipynb"))
 HANDOUTS = sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
 OURS = ("00-preflight", "01-kind-cluster", "02-storage", "03-database", "04-web-server", "07-helm")
 EXPECTED_PARAMETERS = {"cluster": "k8s-lab", "namespace": "k8s-assignment", "mode": "auto", "solutions": True}
@@ -217,18 +217,19 @@ def test_check_reports_a_stale_product(tmp_path, monkeypatch):
     source.write_text('# %% [markdown]\n# # 01 · X\n\n# %% tags=["parameters"]\nsolutions = True\n\n'
                       '# %%\n# NBVAL_CHECK_OUTPUT\nx = 6 * 7  # SOLUTION\n')
     monkeypatch.setattr(build, "SRC_DIR", source.parent)
-    monkeypatch.setattr(build, "NOTEBOOKS_DIR", tmp_path)
+    monkeypatch.setattr(build, "NOTEBOOKS_DIR", tmp_path / "notebooks")
+    monkeypatch.setattr(build, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(build, "REFERENCE_DIR", tmp_path / "reference")
-    assert build.build(check=True) == ["01-x.ipynb", "reference/01-x.ipynb"]
+    assert build.build(check=True) == ["notebooks/01-x.ipynb", "reference/01-x.ipynb"]
     assert build.build() and build.build(check=True) == []
-    handout = load(tmp_path / "01-x.ipynb")
+    handout = load(tmp_path / "notebooks" / "01-x.ipynb")
     assert [c.source for c in handout.cells[1:]] == ["solutions = False", "x = ..."]
     assert handout.cells[2].metadata["tags"] == ["nbval-check-output"]
     assert load(tmp_path / "reference" / "01-x.ipynb").cells[2].source == "x = 6 * 7"
-    stored = load(tmp_path / "01-x.ipynb")
+    stored = load(tmp_path / "notebooks" / "01-x.ipynb")
     stored.cells[2].outputs = [nbformat.v4.new_output("stream", text="42")]
-    nbformat.write(stored, str(tmp_path / "01-x.ipynb"))
-    assert build.build(check=True) == ["01-x.ipynb"], "a handout with outputs is out of step"
+    nbformat.write(stored, str(tmp_path / "notebooks" / "01-x.ipynb"))
+    assert build.build(check=True) == ["notebooks/01-x.ipynb"], "a handout with outputs is out of step"
 
 
 @pytest.mark.parametrize("source, reference, handout", [
@@ -434,3 +435,15 @@ def test_jupyterlab_settings_skip_the_first_run_prompts():
     assert notification == {"checkForUpdates": False, "fetchNews": "false"}
     makefile = (config.REPO_ROOT / "Makefile").read_text()
     assert "share/jupyter/lab/settings/overrides.json" in makefile, "make venv-notebook installs the settings"
+
+
+
+def test_git_grep_over_the_handouts_finds_no_evidence_and_no_solutions_switched_on():
+    """Issue 12's acceptance as an instructor checks it: `git grep` over notebooks/*.ipynb (a
+    pathspec that reaches every folder below notebooks/) finds no evidence record, no path of the
+    author's machine and no `solutions = True`: the reference run lives outside notebooks/."""
+    found = runner.run(["git", "grep", "-n", "-F", "-e", checks.MIME_TYPE, "-e", str(config.REPO_ROOT), "-e", "/root/",
+                        "-e", "solutions = True", "--", "notebooks/*.ipynb"], cwd=config.REPO_ROOT, check=False)
+    assert found.returncode == 1 and found.stdout == "", f"git grep found:\n{found.stdout[:3000]}{found.stderr}"
+    listed = runner.run(["git", "ls-files", "--", "notebooks/*.ipynb"], cwd=config.REPO_ROOT).stdout.split()
+    assert sorted(listed) == sorted(str(p.relative_to(config.REPO_ROOT)) for p in HANDOUTS)

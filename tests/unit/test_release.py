@@ -35,7 +35,7 @@ def test_the_lab_bundle_reveals_no_solution(tmp_path):
     assert {p.name for p in (out / "notebooks").glob("[0-9][0-9]-*.ipynb")} == \
         {p.name for p in (config.REPO_ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")}
     assert "lab/cli.py" in written and "chart/Chart.yaml" in written
-    for gone in ("notebooks/src", "notebooks/reference", "tests", "manifests/01-storage/database-pv.yaml",
+    for gone in ("notebooks/src", "reference", "tests", "manifests/01-storage/database-pv.yaml",
                  "manifests/02-database/statefulset.yaml", "manifests/03-web/deployment.yaml"):
         assert not (out / gone).exists(), gone
     # the acceptance's grep, over every file of the bundle

@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import nbformat
 import pytest
@@ -250,3 +255,23 @@ def test_cli_default_out_dir_is_a_utc_timestamp_under_runs(three, tmp_path, monk
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.endswith("Z") and len(run_dir.name) == len("20250101T000000Z")
     assert sorted(p.name for p in run_dir.iterdir()) == ["01-first.ipynb", "report.json", "report.md"]
+
+
+def test_a_killed_run_leaves_no_kernel_sockets_beside_the_notebooks(make_notebook, tmp_path):
+    """`lab run` killed mid-cell (a closed terminal, a CI timeout) cannot clean up after its kernel:
+    whatever the kernel's transport leaves must not land in the student's notebooks folder."""
+    make_notebook("01-slow.ipynb", ["from pathlib import Path\nPath('started').touch()",
+                                    "import time\ntime.sleep(60)"])
+    before = set(make_notebook.dir.iterdir())
+    run = subprocess.Popen([sys.executable, "-m", "lab.cli", "run", "--notebooks-dir", str(make_notebook.dir),
+                            "--out", str(tmp_path / "out")], start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (make_notebook.dir / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (make_notebook.dir / "started").exists(), "the notebook never started"
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    assert set(make_notebook.dir.iterdir()) - before == {make_notebook.dir / "started"}
