@@ -96,7 +96,10 @@ STATUS_TEXT = {
 
 
 def default_reference_dir() -> Path:
-    return REPO_ROOT / "notebooks"
+    """The reference run (reference/: the checkpoints, their points and a real run's evidence, so
+    a copy of it is recognised); the handouts where a checkout has no reference run."""
+    reference = REPO_ROOT / "reference"
+    return reference if reference.is_dir() else REPO_ROOT / "notebooks"
 
 
 def _utc_stamp() -> str:

@@ -253,3 +253,12 @@ def test_live_grading_ignores_the_notebooks_entirely(reference, empty_cluster):
     assert [(s.student, s.mode, s.earned, s.possible) for s in book.submissions] == [
         ("ann", "verified", 0, FULL), ("ben", "verified", 0, FULL)]
     assert all(o.message.endswith("student-ann") for o in book.submissions[0].outcomes if o.status == "failed")
+
+
+def test_a_copy_of_the_shipped_reference_run_is_flagged_with_the_default_options(tmp_path):
+    """The attack as a student would try it on the real repository: copy reference/ and submit it,
+    graded with no --reference (an instructor's everyday command)."""
+    shutil.copytree(grade.default_reference_dir(), tmp_path / "subs" / "mallory")
+    mallory = grade.grade([tmp_path / "subs"]).submissions[0]
+    assert grade.default_reference_dir().name == "reference"
+    assert flags(mallory, "copied-run") and mallory.status == "flagged" and mallory.mode == "self-reported"
