@@ -185,10 +185,10 @@ def test_the_handouts_files_leave_the_build_tasks_fields_empty(tmp_path, lab, mo
 
     monkeypatch.chdir(tmp_path)
     notebook.work_dir()
-    for product, found in (("", True), ("reference/", False)):
-        nb = nbformat.read(str(config.REPO_ROOT / "notebooks" / f"{product}{notebook_name}.ipynb"), as_version=4)
+    for product, found in (("notebooks", True), ("reference", False)):
+        nb = nbformat.read(str(config.REPO_ROOT / product / f"{notebook_name}.ipynb"), as_version=4)
         cell = next(c for c in nb.cells if c.source.startswith(f"%%writefile work/{file}\n"))
         (tmp_path / "work" / file).write_text(cell.source.split("\n", 1)[1])
         problems = tasks.unwritten(lab, file, kind, name, wanted)
-        assert bool(problems) is found, (product or "handout", problems)
+        assert bool(problems) is found, (product, problems)
         assert all(p.startswith(f"work/{file} leaves ") for p in problems)
