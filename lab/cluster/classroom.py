@@ -29,6 +29,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -267,9 +268,15 @@ def kubeconfig(student: Student, token: str, cluster: dict, *, prefix: str = PRE
             "current-context": config.KUBE_CONTEXT}
 
 
-def host_directory(pv: dict) -> Path:
-    """Where a hostPath PersistentVolume's files are on this machine (the nodes mount the lab's data directory)."""
-    return config.data_dir() / Path(pv["spec"]["hostPath"]["path"]).relative_to(config.NODE_DATA_PATH)
+def host_directory(pv: dict, target: Target) -> Path:
+    """Where a hostPath PersistentVolume's files are on this machine (the nodes mount the cluster's data directory)."""
+    return target.data_dir / Path(pv["spec"]["hostPath"]["path"]).relative_to(config.NODE_DATA_PATH)
+
+
+def _existing_volumes(target: Target) -> set[str]:
+    from lab.cluster import kube
+
+    return {pv.metadata.name for pv in kube.core(target).list_persistent_volume(label_selector=LABEL).items}
 
 
 def up(students: Iterable[Student], out_dir: str | os.PathLike, *, context: str,
@@ -280,9 +287,15 @@ def up(students: Iterable[Student], out_dir: str | os.PathLike, *, context: str,
     students = list(students)
     classroom = prefix.rstrip("-") or "student"
     documents = [doc for s in students for doc in objects(s, prefix=prefix, classroom=classroom)]
+    target = Target.for_context(context)
+    existing = _existing_volumes(target)
     for pv in (d for d in documents if d["kind"] == "PersistentVolume"):
         # The instructor side makes the database's directory, so no student Pod needs hostPath rights.
-        directory = host_directory(pv)
+        directory = host_directory(pv, target)
+        if pv["metadata"]["name"] not in existing and directory.exists():
+            # A new volume starts empty: the files of an earlier classroom's student with the same
+            # id would hand the new database another database's accounts and passwords.
+            shutil.rmtree(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for _, owner, mode in hostdirs.wanted([pv]):  # the database runs as its own uid, never root
             os.chown(directory, *map(int, owner.split(":")))

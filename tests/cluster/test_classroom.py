@@ -36,6 +36,11 @@ PROBE = "k8s-lab/probe:1"
 def room(tmp_path_factory):
     root = tmp_path_factory.mktemp("classroom")
     (root / "roster.csv").write_text("student,name,email\n" + "".join(f"{i},{i.title()},{i}@example.org\n" for i in IDS))
+    assert lab_cli("classroom", "down", "--yes").returncode == 0  # a crashed earlier run's classroom
+    # An earlier classroom's ann left her database files (and so her passwords) on the host.
+    leftover = ann_volume_directory() / "ibdata1"
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_text("an earlier database")
     say("lab classroom up for ann, bob, cyd")
     result = lab_cli("classroom", "up", str(root / "roster.csv"), "--out", str(root / "out"))
     assert result.returncode == 0, result.stderr + result.stdout
@@ -43,6 +48,16 @@ def room(tmp_path_factory):
     say("lab classroom down")
     result = lab_cli("classroom", "down", "--yes")
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def ann_volume_directory():
+    pv = next(d for d in classroom.objects(classroom.Student("ann")) if d["kind"] == "PersistentVolume")
+    return classroom.host_directory(pv, TARGET)
+
+
+def test_a_new_student_volume_starts_empty(room):
+    """Otherwise ann's new database would find an old one's files and refuse her new password."""
+    assert list(ann_volume_directory().iterdir()) == []
 
 
 def as_student(room, student: str, *args: str, stdin: str | None = None, timeout: float = 120):
