@@ -9,13 +9,14 @@
 # websocket execs are kubectl calls here). Like 99 it leaves the namespace empty (deleted, with
 # the database's volume; 05's outside namespace and its probe Pod stay, as in the lab).
 # Env: KIT_BIN (one dir with kubectl, helm, kind; default: the lab cache, as lab/host/tools.py
-# finds them), CONTEXT (kind-$LAB_CLUSTER, else kind-k8s-lab), NS (k8s-assignment), LAB_IMAGE_MODE, LAB_DATA_DIR.
+# finds them), CONTEXT (kind-$LAB_CLUSTER, else kind-k8s-lab), CLUSTER (the kind cluster, from CONTEXT),
+# NS (k8s-assignment), LAB_IMAGE_MODE, LAB_DATA_DIR, LAB_WEB_HOST_PORT.
 # Prints "NN name SECONDS" per section, then "total SECONDS".
 # shellcheck disable=SC2016  # single-quoted $1/$MYSQL_PWD expand in the Pods' shells
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd) CHART=$REPO/chart  # assignments run left to right
 CONTEXT=${CONTEXT:-kind-${LAB_CLUSTER:-k8s-lab}} NS=${NS:-k8s-assignment}
-CLUSTER=${CONTEXT#kind-} CACHE=${LAB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/k8s-lab} NODE_DATA=/var/local/k8s-lab
+CLUSTER=${CLUSTER:-${CONTEXT#kind-}} CACHE=${LAB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/k8s-lab} NODE_DATA=/var/local/k8s-lab
 DATA_DIR=$CACHE/data-$CLUSTER; [[ $CLUSTER != k8s-lab ]] || DATA_DIR=$CACHE/data  # lab/config.py data_dir()
 [[ -z ${LAB_DATA_DIR:-} || $CLUSTER != "${LAB_CLUSTER:-k8s-lab}" ]] || DATA_DIR=$LAB_DATA_DIR
 OUTSIDE=$NS-outside CANARY=k8s-lab-canary
@@ -139,7 +140,7 @@ replaced() { ! k get pod "$1" 2>/dev/null && settled "$2"; }
 logs_of() { k logs -l "$1" -c watcher --tail=-1 --max-log-requests=10 "${@:2}"; }
 snapshots() {  # Pods labelled $1 that printed their "snapshot" status line: all of them, or at least $2
   local p n=0 s=0; for p in $(k get pods -l "$1" -o name); do n=$((n + 1)); k logs "$p" -c watcher | has '"status":"snapshot"' && s=$((s + 1)); done; ((n && s >= ${2:-n})); }
-deleted_logged() { local l p; l=$(logs_of "$WATCH_SEL" --since-time="$1") || return 1; for p in "${@:2}"; do has "\"type\":\"DELETED\".*\"pod\":\"$p\"" <<<"$l" || return 1; done; }
+deleted_logged() { local l p; l=$(logs_of "$WATCH_SEL" --since-time="$1") || return 1; for p in "${@:2}"; do has -E "\"type\":\"(DELETED|RESYNC)\",\"change\":(null|\"DELETED\").*\"pod\":\"$p\"" <<<"$l" || return 1; done; }
 transitions() {  # "pod type resourceVersion" of the web Pods' changes since $1 in the logs of the Pods labelled $2
   logs_of "$2" | sed -n 's/^{"time":"\([^"]*\)","type":"\(ADDED\|MODIFIED\|DELETED\)".*"pod":"\(web-[^"]*\)".*"resource_version":"\([^"]*\)".*/\1 \3 \2 \4/p' |
     awk -v since="$1" '$1 >= since { print $2, $3, $4 }' | sort -u; }
@@ -290,7 +291,7 @@ section "07 helm"
 h lint "$CHART" "${SET[@]}"
 mapfile -t OBJS < <(h template k8s-lab "$CHART" "${SET[@]}" | awk 'function out() { if (kind != "" && !hook) print tolower(kind) "/" name; kind = name = ""; hook = 0 }
   /^---/ { out(); next } /^kind: / { kind = $2 } /^  name: / && name == "" { name = $2 } /^    helm\.sh\/hook:/ { hook = 1 } END { out() }')
-owners; h upgrade --install k8s-lab "$CHART" "${SET[@]}" --dry-run=server --hide-secret
+owners; h upgrade --install k8s-lab "$CHART" "${SET[@]}" --dry-run=server --hide-secret 2>/dev/null || true  # shown, not checked
 while read -r ref state; do [[ $state == adopt ]] || continue  # Helm takes over what 02-06 applied
   k label "$ref" app.kubernetes.io/managed-by=Helm --overwrite; k annotate "$ref" meta.helm.sh/release-name=k8s-lab "meta.helm.sh/release-namespace=$NS" --overwrite
 done < <(owners)
