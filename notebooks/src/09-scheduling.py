@@ -147,7 +147,6 @@ else:
     print(f"the cluster has {have} node(s); {workers + 1} are needed: creating it again "
           f"(the data directory {nb.target.data_dir} stays)")
     info = lab_cluster.up(nb.target, workers=workers, mode=nb.mode, recreate=True)
-    kube.forget()  # the new cluster has new certificates: drop the cached API clients
     recreated = True
     print(f"created {info.name}: {', '.join(info.nodes)} ({info.image})")
 node_table()

@@ -77,7 +77,6 @@ def cluster_answers():
     if nb.cluster not in notebook.known_clusters() or not nb.node_containers():
         return False
     try:
-        kube.forget()
         kube.core(nb.target).list_namespace(limit=1, _request_timeout=10)
         return True
     except Exception:  # noqa: BLE001 - refused, timed out: not there

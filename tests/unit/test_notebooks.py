@@ -447,3 +447,33 @@ def test_git_grep_over_the_handouts_finds_no_evidence_and_no_solutions_switched_
     assert found.returncode == 1 and found.stdout == "", f"git grep found:\n{found.stdout[:3000]}{found.stderr}"
     listed = runner.run(["git", "ls-files", "--", "notebooks/*.ipynb"], cwd=config.REPO_ROOT).stdout.split()
     assert sorted(listed) == sorted(str(p.relative_to(config.REPO_ROOT)) for p in HANDOUTS)
+
+
+def test_notebooks_use_only_names_the_lab_has(nb_path):
+    """A name the lab renamed or removed fails here, not in the one notebook cell that uses it
+    (09 called a removed `kube.forget` and only the 40-minute cluster suite noticed)."""
+    python = ["\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+              for cell in code_cells(load(nb_path)) if not cell.source.startswith("%%")]
+    tree = ast.parse("\n\n".join(python))
+    modules = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "lab":
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                if importlib.util.find_spec(name.split(".")[0]) and _is_module(name):
+                    modules[alias.asname or alias.name] = importlib.import_module(name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "lab" and alias.asname:
+                    modules[alias.asname] = importlib.import_module(alias.name)
+    missing = sorted({f"{node.value.id}.{node.attr} (line {node.lineno})" for node in ast.walk(tree)
+                      if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                      and node.value.id in modules and not hasattr(modules[node.value.id], node.attr)})
+    assert not missing, f"{nb_path.name} uses names the lab does not have: {missing}"
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
