@@ -54,6 +54,7 @@ NEEDS = {
     "watcher.events": "finish step 2 of 06 first",
     "watcher.lifecycles": "finish step 2 of 06 first",
     "watcher.list-watch": "finish step 2 of 06 first",
+    "watcher.go": "finish step 2 of 06 first",
     "helm.ownership": "finish step 3 of 02 first",
 }
 # Every other checkpoint of 00-09 checks what the notebook itself does, and passes.
