@@ -704,8 +704,10 @@ def classroom_status(roster: Path, jobs: int, context: str | None, prefix: str) 
 
 @classroom.command("down")
 @click.option("--yes", is_flag=True, help="Really delete every student's namespace and volume.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until the namespaces are gone (not needed to free the names for another classroom).")
 @_classroom_options
-def classroom_down(yes: bool, context: str | None, prefix: str) -> None:
+def classroom_down(yes: bool, wait: bool, context: str | None, prefix: str) -> None:
     """Delete the classroom: namespaces, PersistentVolumes, cluster roles (host directories stay)."""
     from lab import config
     from lab.cluster import classroom as room
@@ -714,7 +716,7 @@ def classroom_down(yes: bool, context: str | None, prefix: str) -> None:
     if not yes:
         raise LabError("this deletes every student's namespace and work", "add --yes")
     with step("classroom down"):
-        gone = room.down(context=context or config.KUBE_CONTEXT, prefix=prefix)
+        gone = room.down(context=context or config.KUBE_CONTEXT, prefix=prefix, wait=wait)
     console.print(f"deleted {len(gone)} namespace(s)")
 
 

@@ -46,7 +46,7 @@ def room(tmp_path_factory):
     assert result.returncode == 0, result.stderr + result.stdout
     yield root
     say("lab classroom down")
-    result = lab_cli("classroom", "down", "--yes")
+    result = lab_cli("classroom", "down", "--yes", "--no-wait")  # the namespaces go away while other tests run
     assert result.returncode == 0, result.stderr + result.stdout
 
 
