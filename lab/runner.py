@@ -99,11 +99,23 @@ def start(argv: Sequence[object], *, stdin: int | IO | None = None, stdout: int 
     """
     argv = [str(arg) for arg in argv]
     try:
-        return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, text=text, cwd=cwd,
-                                env=_env(env))
+        return _TimedProcess(argv, stdin=stdin, stdout=stdout, stderr=stderr, text=text, cwd=cwd, env=_env(env))
     except FileNotFoundError as error:
         raise LabError(f"`{describe(argv)}` cannot start: {argv[0]} is not installed",
                        hint="`lab doctor` lists what the lab needs") from error
+
+
+class _TimedProcess(subprocess.Popen):
+    """A started command whose caller waits for it (a dump streamed to a file): the waiting is
+    booked in lab.timing like a command run to the end."""
+
+    def wait(self, timeout: float | None = None):
+        with timing.command(self.args):
+            return super().wait(timeout)
+
+    def communicate(self, input=None, timeout: float | None = None):
+        with timing.command(self.args):
+            return super().communicate(input, timeout)
 
 
 def stop(process: Process, grace: float = 5) -> None:

@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from lab import config
+from lab import config, timing
 from lab.build import images
 from lab.build.images import WATCHER_GO_IMAGE, WATCHER_IMAGE
 from lab.cluster import kind, kube
@@ -464,7 +464,7 @@ def read_logs(target: Target, since_seconds: int | None = None, previous: bool =
 
     if not jobs:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
+    with timing.measure(timing.LAB), ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
         return [line for lines in pool.map(fetch, jobs) for line in lines]
 
 

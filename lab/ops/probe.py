@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
-from lab import config
+from lab import config, timing
 from lab.cluster import kube
 from lab.errors import LabError
 from lab.target import Target
@@ -641,7 +641,8 @@ def probe_cells(cells: list[_Cell], *, timeout: float = DEFAULT_TIMEOUT_S,
     for cell in cells:
         key = _SourcePod(cell.source_group, cell.source, cell.namespace, cell.container)
         by_source.setdefault(key, []).append(cell)
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(by_source)))) as pool:
+    # The execs run in threads (lab.timing books only the main thread, which waits for them here).
+    with timing.measure(timing.LAB), ThreadPoolExecutor(max_workers=max(1, min(workers, len(by_source)))) as pool:
         list(pool.map(lambda item: _probe_source(item[0], item[1], timeout, transport, target),
                       by_source.items()))
     return len(by_source)
