@@ -1,0 +1,1 @@
+"""Images: the lab's application images (from Debian packages offline) and the kind node image."""
