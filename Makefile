@@ -14,13 +14,26 @@ NBVAL ?= --nbval-lax
 NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 RUN_DIR := runs/$(shell date -u +%Y%m%dT%H%M%SZ)
 
+# Every Python package at the exact version constraints.txt locks (`make constraints` refreshes it),
+# so that every machine installing on any day gets the same. PIP_CONSTRAINT rather than -c: pip
+# hands it on to the isolated build of the lab itself, which then uses the locked setuptools.
+CONSTRAINTS := constraints.txt
+# A classroom kit (`lab kit export`): KIT=FILE, or one left at the documented place. With a kit,
+# pip installs from the kit's wheels with no package index, and the kit's images and tools are
+# imported before the cluster needs them (no Go toolchain, no build).
+KIT_PLACE := $(HOME)/k8s-lab-kit.tar
+KIT ?= $(wildcard $(KIT_PLACE))
+KIT_WHEELS := $(VENV)/kit-wheels
+PIP_INSTALL = PIP_CONSTRAINT=$(CURDIR)/$(CONSTRAINTS) $(VPY) -m pip install --quiet --disable-pip-version-check \
+  $(if $(KIT),--no-index --find-links $(CURDIR)/$(KIT_WHEELS))
+
 # The reference notebooks (solutions, stored outputs) are what make lab, nbval and CI run; the
 # handouts in notebooks/ are what students open. Both are built from notebooks/src/.
 NOTEBOOKS = $(wildcard reference/[0-9][0-9]-*.ipynb)
 JUPYTERLAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 CLUSTER_TESTS = $(wildcard tests/cluster/test_*.py tests/cluster/*_test.py)
 
-.PHONY: help lab test venv venv-notebook host doctor tools cluster images run run-handouts notebooks release test-unit test-cluster test-notebooks test-browser clean
+.PHONY: help lab test venv venv-notebook host doctor tools kit-import cluster images run run-handouts notebooks release constraints test-unit test-cluster test-notebooks test-browser clean
 
 help:
 	@echo "make lab    set up everything and run the notebooks headlessly (venv, Docker, cluster, images)"
@@ -29,6 +42,9 @@ help:
 	@echo "make notebooks      build the handouts and reference notebooks from notebooks/src/"
 	@echo "make run-handouts   run the handouts as a student who has done nothing yet would"
 	@echo "make release DIR=d  write the student bundle (no solutions) into d"
+	@echo "make lab KIT=f      set up from a classroom kit (lab kit export f): no Go, no index, no build"
+	@echo "                    (a kit at $(KIT_PLACE) is picked up without KIT)"
+	@echo "make constraints    refresh constraints.txt to the newest versions pyproject.toml allows"
 	@echo "JupyterLab: $(VENV)/bin/jupyter lab notebooks/"
 
 # ------------------------------------------------------------------------------ environment
@@ -40,22 +56,28 @@ $(VENV)/.created:
 	  || { echo "could not create $(VENV); on Debian/Ubuntu: apt-get install python3-venv" >&2; rm -rf $(VENV); exit 1; }
 	@touch $@
 
+# The kit's wheels, every SHA-256 checked against its manifest, before anything is installed from
+# them (lab.kitfile needs only the standard library: the lab's packages are not installed yet).
+$(KIT_WHEELS)/.checked: $(VENV)/.created $(KIT) $(CONSTRAINTS)
+	$(PYTHON) -m lab.kitfile wheels $(KIT) $(KIT_WHEELS)
+	@touch $@
+
 # The lab and everything CI needs (no JupyterLab).
-$(VENV)/.installed: $(VENV)/.created pyproject.toml
-	$(VPY) -m pip install --quiet --disable-pip-version-check -e .
+$(VENV)/.installed: $(VENV)/.created pyproject.toml $(CONSTRAINTS) $(if $(KIT),$(KIT_WHEELS)/.checked)
+	$(PIP_INSTALL) -e .
 	@touch $@
 
 # What a student adds to open the notebooks interactively, and the lab's JupyterLab settings
 # (no news prompt, no update check) where JupyterLab reads packaged overrides.
 JUPYTERLAB_SETTINGS := jupyter/lab/settings/overrides.d/k8s-lab.json
 $(VENV)/.installed-notebook: $(VENV)/.installed $(JUPYTERLAB_SETTINGS)
-	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[notebook]'
+	$(PIP_INSTALL) -e '.[notebook]'
 	install -D -m 0644 $(JUPYTERLAB_SETTINGS) $(VENV)/share/jupyter/lab/settings/overrides.d/k8s-lab.json
 	@touch $@
 
 # Playwright for the browser tests (they drive Debian's Chromium, which setup-host --browser installs).
 $(VENV)/.installed-browser: $(VENV)/.installed-notebook
-	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[browser]'
+	$(PIP_INSTALL) -e '.[browser]'
 	@touch $@
 
 # JupyterLab without first-run pop-ups (the news prompt, update checks): settings shipped in jupyter/.
@@ -75,8 +97,14 @@ doctor: venv
 tools: venv
 	$(LAB) tools
 
+# A kit's images and tools, into Docker and the lab cache (returns at once when imported already).
+kit-import: venv host
+ifneq ($(KIT),)
+	$(LAB) kit import $(KIT)
+endif
+
 # CLUSTER_UP_FLAGS: e.g. --recreate (CI starts every run from a fresh cluster) or --workers 2.
-cluster: venv host
+cluster: venv host kit-import
 	$(LAB) cluster up $(CLUSTER_UP_FLAGS)
 
 images: cluster
@@ -108,6 +136,17 @@ notebooks: venv
 release: venv
 	@test -n "$(DIR)" || { echo "usage: make release DIR=path/to/new/bundle" >&2; exit 1; }
 	$(LAB) release $(DIR)
+
+# The newest versions pyproject.toml allows today, resolved in a scratch venv from the package
+# index; run `make test` before committing the new constraints.txt.
+constraints:
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet --disable-pip-version-check --upgrade setuptools
+	$(VENV)-lock/bin/python -m pip install --quiet --disable-pip-version-check -e '.[notebook,browser]'
+	$(VENV)-lock/bin/python scripts/constraints.py > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(VENV)-lock
 
 # ------------------------------------------------------------------------------------ tests
 
