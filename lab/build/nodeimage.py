@@ -3,8 +3,7 @@
 Mirrors what `kind build node-image` does (base container, Kubernetes binaries in /usr/bin,
 images imported into the node's containerd, `docker commit` with kind's entrypoint), except that
 every image comes from this machine instead of a registry. Each stage is keyed by its inputs, so a
-second build reuses everything. A node image from a classroom kit (``lab kit import``) is reused
-without a Go toolchain while this checkout would make the same one (:func:`node_image_release`).
+second build reuses everything.
 """
 from __future__ import annotations
 
@@ -17,12 +16,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from lab import config, kitfile, runner
+from lab import config, runner
 from lab.host import docker
 from lab.host import gobuild
 from lab.errors import LabError
 from lab.host.gobuild import GoBuild
-from lab.build.images import debian_base, tree_digest
+from lab.build.images import debian_base
 from lab.progress import info, step
 
 KUBE_BINARIES = ("kubeadm", "kubectl", "kubelet", "kube-apiserver", "kube-controller-manager",
@@ -264,30 +263,9 @@ def node_image_inputs() -> str:
                 _file_digest(Path(__file__)))
 
 
-def node_image_release() -> str:
-    """What this checkout makes the node image from, known without a Go toolchain: the pinned
-    versions, the kit's own sources and this builder. (:func:`node_image_inputs` also keys on the
-    Go version and the modules' go.mod files, which need `go`.)"""
-    return _key(config.KUBERNETES_VERSION, config.KIND_VERSION, config.ETCD_VERSION,
-                config.COREDNS_VERSION, config.CRICTL_VERSION, config.CNI_PLUGINS_VERSION,
-                config.LOCAL_PATH_PROVISIONER_VERSION, config.RUNC_VERSION,
-                tree_digest(gobuild.KIT_DIR), _file_digest(Path(__file__)))
-
-
-def from_kit(target: str) -> bool:
-    """Whether `target` is the node image of the imported classroom kit, made from what this
-    checkout would make it from."""
-    entry = (kitfile.imported() or {}).get("node_image") or {}
-    return (entry.get("tag") == target and entry.get("release") == node_image_release()
-            and docker.image_label(target, INPUTS_LABEL) == entry.get("label"))
-
-
 def build(force: bool = False) -> str:
     """Build (or reuse) the offline node image and return its tag."""
     target = config.OFFLINE_NODE_IMAGE
-    if not force and from_kit(target):
-        info(f"node image {target} is up to date (from the classroom kit)")
-        return target
     inputs = node_image_inputs()
     if not force and docker.image_label(target, INPUTS_LABEL) == inputs:
         info(f"node image {target} is up to date")

@@ -18,7 +18,8 @@ from lab import config, kitfile
 from lab.build import images, kit, nodeimage
 from lab.cli import cli
 from lab.errors import LabError
-from lab.host import docker, tools
+from lab.cluster import kind
+from lab.host import docker, gobuild, tools
 
 # The apt sources of the machine that "exported" the kits below: not this machine's.
 KIT_SOURCES = [images.AptSource("http://mirror.example/debian", "bookworm", ("main",))]
@@ -67,7 +68,7 @@ def make_kit(directory: Path, name: str = "kit.tar", **changes) -> Path:
         "versions": {**kit.pinned_versions(), "python packages": kitfile.constraints_digest()},
         "python": kitfile.python_of_this_machine(),
         "node_image": {"tag": config.OFFLINE_NODE_IMAGE, "label": NODE_LABEL,
-                       "release": nodeimage.node_image_release()},
+                       "release": kit.node_image_release()},
         "debian_sources": [source.line() for source in KIT_SOURCES],
         "images": app_labels(),
         "tools": {"kind": config.KIND_VERSION},
@@ -422,39 +423,31 @@ def test_no_label_is_no_match_even_without_a_kit(monkeypatch):
 
 
 def test_the_kits_node_image_needs_no_go(tmp_path, cache, monkeypatch):
-    monkeypatch.setattr(nodeimage, "node_image_inputs",
-                        lambda: pytest.fail("computed the Go build's inputs (that needs `go`)"))
+    monkeypatch.setattr(nodeimage, "build", lambda: pytest.fail("went to the builder (it needs `go`)"))
     monkeypatch.setattr(docker, "image_label", lambda tag, label: NODE_LABEL)
     record(kitfile.read_manifest(make_kit(tmp_path)))
-    assert nodeimage.build() == config.OFFLINE_NODE_IMAGE
+    assert kind.node_image("offline") == config.OFFLINE_NODE_IMAGE
 
 
 @pytest.mark.parametrize("label, release", [("rebuilt-since", None), (NODE_LABEL, "older-kit-sources")])
 def test_a_node_image_that_is_not_the_kits_goes_the_usual_way(tmp_path, cache, monkeypatch, label, release):
-    class UsualWay(Exception):
-        pass
-
-    def inputs():
-        raise UsualWay
-
-    monkeypatch.setattr(nodeimage, "node_image_inputs", inputs)
+    monkeypatch.setattr(nodeimage, "build", lambda: "built the usual way")
     monkeypatch.setattr(docker, "image_label", lambda tag, _: label)
     manifest = kitfile.read_manifest(make_kit(tmp_path))
     if release:
         manifest["node_image"]["release"] = release
     record(manifest)
-    with pytest.raises(UsualWay):
-        nodeimage.build()
+    assert kit.node_image() == "built the usual way"
 
 
 def test_the_node_image_release_follows_the_kit_sources(tmp_path, monkeypatch):
-    before = nodeimage.node_image_release()
+    before = kit.node_image_release()
     copy = tmp_path / "kit"
-    shutil.copytree(nodeimage.gobuild.KIT_DIR, copy)
-    monkeypatch.setattr(nodeimage.gobuild, "KIT_DIR", copy)
-    assert nodeimage.node_image_release() == before
+    shutil.copytree(gobuild.KIT_DIR, copy)
+    monkeypatch.setattr(gobuild, "KIT_DIR", copy)
+    assert kit.node_image_release() == before
     (copy / "pause" / "pause.c").write_text("/* changed */\n")
-    assert nodeimage.node_image_release() != before
+    assert kit.node_image_release() != before
 
 
 # ------------------------------------------------------------------------- wheels for the venv
