@@ -13,6 +13,9 @@ LAB := $(VENV)/bin/lab
 NBVAL ?= --nbval-lax
 NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 RUN_DIR := runs/$(shell date -u +%Y%m%dT%H%M%SZ)
+# The notebooks name their cluster in a parameter: with LAB_CLUSTER (a second cluster, as `make
+# cluster` then makes) they must act on that one, never on the lab's own.
+RUN_CLUSTER = $(if $(LAB_CLUSTER),-p cluster=$(LAB_CLUSTER))
 
 # Every Python package at the exact version constraints.txt locks (`make constraints` refreshes it),
 # so that every machine installing on any day gets the same. PIP_CONSTRAINT rather than -c: pip
@@ -121,14 +124,14 @@ run: venv
 ifeq ($(strip $(NOTEBOOKS)),)
 	@echo "no notebooks in notebooks/ yet (NN-name.ipynb): nothing to run"
 else
-	$(LAB) run --notebooks-dir reference --out $(RUN_DIR)
+	$(LAB) run --notebooks-dir reference $(RUN_CLUSTER) --out $(RUN_DIR)
 	@echo "executed notebooks: $(RUN_DIR)/"
 	@echo "report:             $(RUN_DIR)/report.md (and report.json)"
 endif
 
 # A student's view: the handouts, nothing filled in (every build task's checkpoint fails, nothing raises).
 run-handouts: venv
-	$(LAB) run --notebooks-dir notebooks --out $(RUN_DIR)-handouts
+	$(LAB) run --notebooks-dir notebooks $(RUN_CLUSTER) --out $(RUN_DIR)-handouts
 
 notebooks: venv
 	$(VPY) notebooks/src/build.py

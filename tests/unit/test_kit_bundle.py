@@ -550,3 +550,13 @@ def test_the_cli_prints_a_refusal_as_one_line_and_a_hint(tmp_path, cache):
     lines = [line for line in result.output.splitlines() if line.startswith(("error:", "hint:"))]
     assert [line.split(":")[0] for line in lines] == ["error", "hint"]
     assert "images/apps.tar.gz has SHA-256" in lines[0]
+
+
+def test_a_kit_without_wheels_says_so_to_make_venv(tmp_path, capsys):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "kind").write_text(FAKE_KIND)
+    bundle = tmp_path / "tools-only.tar"
+    kitfile.write(bundle, {"parts": ["tools"], "versions": kit.pinned_versions()}, {"tools/kind": parts / "kind"})
+    assert kitfile.main(["wheels", str(bundle), str(tmp_path / "wheels")]) == 1
+    assert "carries no Python packages (exported --without wheels)" in capsys.readouterr().err
