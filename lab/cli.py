@@ -275,7 +275,7 @@ def _print_kit(manifest: dict) -> None:
     from lab.build import kit as lab_kit
 
     for line in lab_kit.describe(manifest):
-        console.print(f"  {escape(line)}")
+        console.print(f"  {escape(line)}", soft_wrap=True)
 
 
 @kit.command("export")
