@@ -560,3 +560,14 @@ def test_a_kit_without_wheels_says_so_to_make_venv(tmp_path, capsys):
     kitfile.write(bundle, {"parts": ["tools"], "versions": kit.pinned_versions()}, {"tools/kind": parts / "kind"})
     assert kitfile.main(["wheels", str(bundle), str(tmp_path / "wheels")]) == 1
     assert "carries no Python packages (exported --without wheels)" in capsys.readouterr().err
+
+
+def test_doctor_needs_no_go_once_a_kit_brought_the_node_image(tmp_path, cache, monkeypatch):
+    from lab.host import doctor
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(doctor.os, "access", lambda path, mode: False)  # no /usr/local/go either
+    assert doctor.check_go().status == "warn" and "lab kit import" in doctor.check_go().fix
+    record(kitfile.read_manifest(make_kit(tmp_path)))
+    check = doctor.check_go()
+    assert check.ok and "not needed" in check.detail
