@@ -61,7 +61,8 @@ $(VENV)/.created:
 
 # The kit's wheels, every SHA-256 checked against its manifest, before anything is installed from
 # them (lab.kitfile needs only the standard library: the lab's packages are not installed yet).
-$(KIT_WHEELS)/.checked: $(VENV)/.created $(KIT) $(CONSTRAINTS)
+# Not remade for a newer copy of the kit: the wheels follow constraints.txt, which the kit matches.
+$(KIT_WHEELS)/.checked: $(VENV)/.created $(CONSTRAINTS)
 	$(PYTHON) -m lab.kitfile wheels $(KIT) $(KIT_WHEELS)
 	@touch $@
 
