@@ -11,9 +11,10 @@ Two modes:
 it was built from (its directory under ``images/``, its build arguments and its parent's hash);
 an image whose label matches is not built again. Images from a classroom kit (``lab kit import``)
 carry the hashes of the machine that exported them, whose apt sources differ: they count as up
-to date when the hash computed with the kit's sources matches. Set ``LAB_IMAGE_MODE=online|offline`` to skip
-the registry check that ``mode="auto"`` makes, and ``LAB_IMAGES_VERBOSE=1`` to see build output
-as it happens (it always goes to ``$LAB_CACHE_DIR/images/logs/``).
+to date when the hash computed with the kit's sources matches. Set
+``LAB_IMAGE_MODE=online|offline`` to skip the registry check that ``mode="auto"`` makes, and
+``LAB_IMAGES_VERBOSE=1`` to see build output as it happens (it always goes to
+``$LAB_CACHE_DIR/images/logs/``).
 """
 from __future__ import annotations
 

@@ -7,8 +7,9 @@ versions ``constraints.txt`` locks, with a manifest of versions and SHA-256 sums
 versions, checks every sum before it touches anything, then loads the images into Docker, moves
 the tools into the lab cache and records the kit there: from then on the kit's images count as
 up to date (:func:`node_image`, ``images.build``), so ``lab cluster up`` and ``lab images build``
-need no Go toolchain and build nothing. (The node image's check lives here, not in
-``nodeimage``: that module's own digest keys the node image, and an edit to it means a rebuild.) The wheels go into the venv before the lab exists (``make venv KIT=FILE``).
+need no Go toolchain and build nothing. The wheels go into the venv before the lab exists
+(``make venv KIT=FILE``). The node image's check lives here, not in ``nodeimage``: that module's
+own digest keys the node image, and an edit to it would mean a rebuild on every machine.
 """
 from __future__ import annotations
 
@@ -48,11 +49,11 @@ def pinned_versions() -> dict[str, str]:
 
 
 def size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.0f} KB" if n >= 1e3 else f"{n:.0f} B"
 
 
 def _counter(progress: Step, total: int | None) -> Callable[[int], None]:
@@ -225,6 +226,9 @@ def _commit() -> str | None:
 
 
 def _save(tags: list[str], archive: Path) -> Path:
+    """`docker save` the images into a gzipped archive; their labels must be the same before and
+    after (another build retagging one meanwhile would make the manifest lie)."""
+    before = {tag: docker.image_label(tag, images.INPUTS_LABEL) for tag in tags}
     archive.parent.mkdir(parents=True, exist_ok=True)
     with step(f"docker save {', '.join(tags)}") as progress, open(archive, "wb") as raw, \
             gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as packed:
@@ -235,6 +239,10 @@ def _save(tags: list[str], archive: Path) -> Path:
             count(len(chunk))
 
         docker.save(tags, write)
+    changed = sorted(tag for tag in tags if docker.image_label(tag, images.INPUTS_LABEL) != before[tag])
+    if changed:
+        raise LabError(f"{', '.join(changed)} changed while the kit was being written",
+                       hint="another build ran meanwhile; export again when it has finished")
     info(f"{archive.name}: {size(archive.stat().st_size)}")
     return archive
 

@@ -1,8 +1,9 @@
 """The command-line tools the lab drives: kind, helm and kubectl, at pinned versions.
 
 Each tool is resolved in order: already on PATH at a compatible version; downloaded earlier or
-imported from a classroom kit into the lab cache; built earlier; the official release download, checked against its published SHA-256
-(when the internet is reachable); `go build` from the Go module proxy (offline).
+imported from a classroom kit into the lab cache; built earlier; the official release download,
+checked against its published SHA-256 (when the internet is reachable); `go build` from the Go
+module proxy (offline).
 """
 from __future__ import annotations
 

@@ -571,3 +571,72 @@ def test_doctor_needs_no_go_once_a_kit_brought_the_node_image(tmp_path, cache, m
     record(kitfile.read_manifest(make_kit(tmp_path)))
     check = doctor.check_go()
     assert check.ok and "not needed" in check.detail
+
+
+@pytest.mark.parametrize("n, shown", [(51, "51 B"), (4_200, "4 KB"), (171_850_000, "171.8 MB"),
+                                      (871_900_000, "871.9 MB"), (1_130_000_000, "1.13 GB")])
+def test_sizes_read_as_people_write_them(n, shown):
+    assert kit.size(n) == shown
+
+
+def test_an_image_retagged_during_the_export_fails_it(tmp_path, monkeypatch):
+    labels = iter(["before", "after"])
+    monkeypatch.setattr(docker, "image_label", lambda tag, label: next(labels))
+    monkeypatch.setattr(docker, "save", lambda tags, sink: sink(b"layers"))
+    with pytest.raises(LabError, match=f"{images.WEB_IMAGE} changed while the kit was being written"):
+        kit._save([images.WEB_IMAGE], tmp_path / "apps.tar.gz")
+
+
+def test_saved_images_are_gzipped_as_docker_load_reads_them(tmp_path, monkeypatch):
+    import gzip
+
+    monkeypatch.setattr(docker, "image_label", lambda tag, label: "same")
+    monkeypatch.setattr(docker, "save", lambda tags, sink: [sink(b"layer " * 1000) for _ in range(3)])
+    archive = kit._save([images.WEB_IMAGE], tmp_path / "apps.tar.gz")
+    assert gzip.decompress(archive.read_bytes()) == b"layer " * 3000
+
+
+@pytest.fixture
+def stub_docker(tmp_path, monkeypatch):
+    """A `docker` on PATH that saves a fixed stream, loads into a file, or fails as told."""
+    stub = tmp_path / "bin" / "docker"
+    stub.parent.mkdir()
+    stub.write_text(f"""#!/bin/sh
+case "$1" in
+  save) [ -n "$FAIL" ] && {{ echo "Error response from daemon: reference does not exist" >&2; exit 1; }}
+        head -c 3000000 /dev/zero ;;
+  load) [ -n "$SLOW" ] && exec sleep 30
+        cat > {tmp_path}/loaded; echo "Loaded image: k8s-lab/web:1" ;;
+esac
+""")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub.parent}:{os.environ['PATH']}")
+    return tmp_path
+
+
+def test_docker_save_streams_every_byte(stub_docker):
+    got = []
+    docker.save(["k8s-lab/web:1"], got.append)
+    assert sum(map(len, got)) == 3_000_000 and max(map(len, got)) <= docker.CHUNK
+
+
+def test_docker_save_failing_says_why(stub_docker, monkeypatch):
+    monkeypatch.setenv("FAIL", "1")
+    with pytest.raises(LabError, match="reference does not exist"):
+        docker.save(["k8s-lab/nope:1"], lambda chunk: None)
+
+
+def test_docker_load_feeds_the_archive_and_counts(stub_docker):
+    archive = stub_docker / "apps.tar.gz"
+    archive.write_bytes(os.urandom(2_500_000))
+    counted = []
+    docker.load(archive, counted.append)
+    assert (stub_docker / "loaded").read_bytes() == archive.read_bytes() and sum(counted) == 2_500_000
+
+
+def test_a_stuck_docker_load_ends_at_its_timeout(stub_docker, monkeypatch):
+    monkeypatch.setenv("SLOW", "1")
+    archive = stub_docker / "small.tar"
+    archive.write_bytes(b"x")
+    with pytest.raises(LabError, match="did not finish within 1s"):
+        docker.load(archive, lambda n: None, timeout=1)
