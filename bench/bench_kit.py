@@ -136,7 +136,10 @@ def kit_bench(keep: Path | None, empty_docker: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="k8s-lab-kit-bench-") as scratch_name:
         scratch = Path(scratch_name)
         bundle = keep or scratch / "k8s-lab-kit.tar"
-        timed("lab kit export (everything)", lambda: lab_cli("kit", "export", bundle))
+        if bundle.exists():
+            print(f"{'lab kit export':<48} skipped: {bundle} exists")
+        else:
+            timed("lab kit export (everything)", lambda: lab_cli("kit", "export", bundle))
         print(f"{'  kit size':<48} {bundle.stat().st_size / 1e9:8.2f} GB")
         for line in kit.describe(kitfile.read_manifest(bundle)):
             print(f"    {line}")
@@ -169,7 +172,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", action="store_true", help="also time a build from empty caches")
     parser.add_argument("--kit", action="store_true", help="time the classroom kit instead (no cluster)")
-    parser.add_argument("--kit-file", type=Path, help="with --kit: write the kit here and keep it")
+    parser.add_argument("--kit-file", type=Path,
+                        help="with --kit: write the kit here and keep it (one that exists is reused, not exported)")
     parser.add_argument("--empty-docker", action="store_true",
                         help="with --kit: import into a private Docker engine with an empty image store")
     args = parser.parse_args()
