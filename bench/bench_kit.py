@@ -164,7 +164,7 @@ def kit_bench(keep: Path | None, empty_docker: bool) -> None:
             subprocess.run([sys.executable, "-m", "lab.kitfile", "wheels", str(bundle), str(scratch / "wheels")],
                            check=True, cwd=ROOT, capture_output=True),
             subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index",
-                            "--find-links", str(scratch / "wheels"), f"{ROOT}[notebook]"],
+                            "--no-compile", "--find-links", str(scratch / "wheels"), f"{ROOT}[notebook]"],
                            check=True, env=no_index)))
 
 
