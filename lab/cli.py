@@ -262,6 +262,61 @@ def images_build(online: bool | None, load: bool, target) -> None:
                   + ("" if load else " (not loaded into the cluster)"))
 
 
+# -------------------------------------------------------------------------------------- kit
+
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def kit() -> None:
+    """A classroom kit: the built images, the tools and the Python packages in one file, for
+    machines with no Go toolchain, registry or package index."""
+
+
+def _print_kit(manifest: dict) -> None:
+    from lab.build import kit as lab_kit
+
+    for line in lab_kit.describe(manifest):
+        console.print(f"  {escape(line)}", soft_wrap=True)
+
+
+@kit.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--without", multiple=True, metavar="PART",
+              help="Leave out a part: node, images, tools or wheels. Repeatable.")
+def kit_export(file: Path, without: tuple[str, ...]) -> None:
+    """Write the kit to FILE, building what is missing first (the node image and images offline,
+    the wheels from the package index at the versions constraints.txt locks)."""
+    from lab.build import kit as lab_kit
+
+    manifest = lab_kit.export(file, without)
+    console.print(f"[green]kit written[/]: {escape(str(file))} ({lab_kit.size(file.stat().st_size)})")
+    _print_kit(manifest)
+    console.print(f"students: `make lab KIT={escape(str(file))}`, or copy it to {lab_kit.DEFAULT_PLACE} and `make lab`",
+                  soft_wrap=True)
+
+
+@kit.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def kit_import(file: Path) -> None:
+    """Check every file of the kit FILE, then load its images into Docker and its tools into the
+    lab cache. A kit made for other versions, or changed in any byte, is refused untouched."""
+    from lab.build import kit as lab_kit
+
+    manifest, imported = lab_kit.import_(file)
+    console.print(f"[green]kit {'imported' if imported else 'already imported'}[/]: {escape(str(file))}")
+    _print_kit(manifest)
+
+
+@kit.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def kit_verify(file: Path) -> None:
+    """Check the kit FILE against this checkout and every SHA-256 in it, importing nothing."""
+    from lab.build import kit as lab_kit
+
+    manifest = lab_kit.verify(file)
+    console.print(f"[green]kit is intact and fits this checkout[/]: {escape(str(file))}")
+    _print_kit(manifest)
+
+
 # ----------------------------------------------------------------------------------- deploy
 
 

@@ -9,9 +9,12 @@ Two modes:
 
 ``build()`` is idempotent: each image carries the label ``k8s-lab.inputs`` with a hash of what
 it was built from (its directory under ``images/``, its build arguments and its parent's hash);
-an image whose label matches is not built again. Set ``LAB_IMAGE_MODE=online|offline`` to skip
-the registry check that ``mode="auto"`` makes, and ``LAB_IMAGES_VERBOSE=1`` to see build output
-as it happens (it always goes to ``$LAB_CACHE_DIR/images/logs/``).
+an image whose label matches is not built again. Images from a classroom kit (``lab kit import``)
+carry the hashes of the machine that exported them, whose apt sources differ: they count as up
+to date when the hash computed with the kit's sources matches. Set
+``LAB_IMAGE_MODE=online|offline`` to skip the registry check that ``mode="auto"`` makes, and
+``LAB_IMAGES_VERBOSE=1`` to see build output as it happens (it always goes to
+``$LAB_CACHE_DIR/images/logs/``).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lab import config, runner
+from lab import config, kitfile, runner
 from lab.errors import LabError
 from lab.host import docker
 from lab.progress import Step, info, step
@@ -239,6 +242,22 @@ def plan_hashes(
         parent_hash = hashes.get(spec.parent) if spec.parent else None
         hashes[spec.tag] = inputs_hash(spec, parent_hash, extra, images_dir)
     return hashes
+
+
+def kit_hashes(mode: str) -> dict[str, str]:
+    """Inputs hash per image tag as the machine that exported the imported classroom kit computed
+    them (with its apt sources); empty without an imported kit."""
+    lines = (kitfile.imported() or {}).get("debian_sources")
+    if not lines:
+        return {}
+    return plan_hashes(mode, sources=parse_sources_list("\n".join(lines)))
+
+
+def up_to_date(tag: str, hashes: dict[str, str], kit: dict[str, str]) -> bool:
+    """Whether the image under `tag` was built from this checkout's inputs, here or on the machine
+    that exported the imported kit."""
+    label = docker.image_label(tag, INPUTS_LABEL)
+    return label is not None and label in (hashes[tag], kit.get(tag))
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,7 +563,7 @@ def debian_base() -> str:
     sources = debian_sources()
     spec = plan("offline")[0]
     inputs = plan_hashes("offline", sources=sources)[spec.tag]
-    if docker.image_label(spec.tag, INPUTS_LABEL) != inputs:
+    if not up_to_date(spec.tag, {spec.tag: inputs}, kit_hashes("offline")):
         docker.require_engine()
         docker.require_free_space(NEEDED_FREE_GIB, config.cache_dir())
         with step(f"building {spec.tag}") as progress:
@@ -567,7 +586,8 @@ def build(mode: str = "auto") -> list[str]:
     specs = plan(mode)
     sources = debian_sources() if any(s.imported for s in specs) else []
     hashes = plan_hashes(mode, sources=sources)
-    todo = [s for s in specs if docker.image_label(s.tag, INPUTS_LABEL) != hashes[s.tag]]
+    kit = kit_hashes(mode)
+    todo = [s for s in specs if not up_to_date(s.tag, hashes, kit)]
     info(f"images, mode {mode}: {len(specs) - len(todo)} of {len(specs)} up to date")
     if todo:
         docker.require_free_space(NEEDED_FREE_GIB, config.cache_dir())

@@ -105,9 +105,9 @@ def node_image(mode: str) -> str:
 
     if resolve_mode(mode) == "online":
         return config.UPSTREAM_NODE_IMAGE
-    from lab.build import nodeimage
+    from lab.build import kit
 
-    return nodeimage.build()
+    return kit.node_image()
 
 
 def health(target: Target) -> tuple[bool, str, list[str]]:

@@ -6,9 +6,11 @@ step never leaves a half-built image under a real name.
 from __future__ import annotations
 
 import shutil
+import tempfile
+import threading
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from lab import runner
 from lab.errors import LabError
@@ -16,6 +18,7 @@ from lab.errors import LabError
 
 # Long enough for `docker build` steps that the lab times itself and for a big `docker save`.
 TIMEOUT_S = 900
+CHUNK = 1 << 20
 
 
 def executable() -> str:
@@ -156,6 +159,73 @@ def pipe_save_into(images: list[str], container: str, command: list[str]) -> Non
     """`docker save IMAGES | docker exec -i CONTAINER COMMAND` without holding the archive in memory."""
     runner.pipe([executable(), "save", *images], [executable(), "exec", "-i", container, *command],
                 what=f"moving images into {container}", timeout=TIMEOUT_S * 3)
+
+
+def image_id(ref: str) -> str | None:
+    result = run(["image", "inspect", "--format", "{{.Id}}", ref], check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
+def save(tags: list[str], sink: Callable[[bytes], None], timeout: float = TIMEOUT_S) -> None:
+    """`docker save TAGS`, handed to `sink` a chunk at a time (a node image is a gigabyte)."""
+    _stream([executable(), "save", *tags], f"docker save {' '.join(tags)}", timeout,
+            lambda process: _drain(process.stdout, sink))
+
+
+def load(archive: Path, on_bytes: Callable[[int], None], timeout: float = TIMEOUT_S) -> None:
+    """`docker load` of an image archive (plain or gzipped), fed a chunk at a time so that
+    `on_bytes` can show how far it got."""
+
+    def feed(process: runner.Process) -> None:
+        try:
+            with open(archive, "rb") as source:
+                while chunk := source.read(CHUNK):
+                    process.stdin.write(chunk)
+                    on_bytes(len(chunk))
+            process.stdin.close()
+        except BrokenPipeError:
+            pass  # docker stopped reading: its exit code and output say why
+
+    _stream([executable(), "load"], f"docker load -i {archive.name}", timeout, feed, stdin=runner.PIPE)
+
+
+def _drain(stream: BinaryIO, sink: Callable[[bytes], None]) -> None:
+    while chunk := stream.read(CHUNK):
+        sink(chunk)
+
+
+def _stream(argv: list[str], what: str, timeout: float, work: Callable[[runner.Process], None],
+            stdin: int | None = None) -> None:
+    """Start `argv`, let `work` stream through its pipes, and fail like runner.run: past `timeout`
+    (a watchdog ends the command, which ends the stream) or on a non-zero exit."""
+    with tempfile.TemporaryFile() as messages:
+        process = runner.start(argv, stdin=stdin, stdout=runner.PIPE if stdin is None else messages,
+                               stderr=messages)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            runner.stop(process)
+
+        watchdog = threading.Timer(timeout, expire)
+        watchdog.start()
+        try:
+            work(process)
+            code = process.wait()
+        except BaseException:
+            runner.stop(process)
+            raise
+        finally:
+            watchdog.cancel()
+            if process.stdout is not None:
+                process.stdout.close()
+        messages.seek(0)
+        detail = messages.read().decode(errors="replace").strip()
+    if expired.is_set():
+        raise LabError(f"`{what}` did not finish within {timeout:g}s",
+                       hint="is the Docker engine busy? `docker ps` and `docker info` say more")
+    if code != 0:
+        raise LabError(f"`{what}` failed (exit {code}): {detail[-2000:]}", hint=_hint_for(detail))
 
 
 def remove(container: str) -> None:

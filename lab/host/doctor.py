@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import runner
+from lab import kitfile, runner
 from lab.config import cache_dir
 from lab.errors import LabError
 
@@ -80,7 +80,11 @@ def check_tool(name: str) -> Check:
 def check_go() -> Check:
     go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.access(p, os.X_OK)), None)
     if not go:
-        return Check("go", False, "Go toolchain not found", "install Go (Debian: golang-go) to build the offline kit", required=False)
+        if (kitfile.imported() or {}).get("node_image"):
+            return Check("go", True, "not installed, not needed: the imported classroom kit brings what it builds")
+        return Check("go", False, "Go toolchain not found",
+                     "install Go (Debian: golang-go) to build offline, or import a classroom kit (lab kit import FILE)",
+                     required=False)
     try:
         out = runner.run([go, "version"], timeout=20, check=False).stdout.strip()
     except LabError:

@@ -150,5 +150,9 @@ def _wrapper_go_mod(spec: GoBuild) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Our own sources for the offline kit's Go programs, Dockerfiles and the pause binary.
+KIT_DIR = REPO_ROOT / "kit"
+
+
 def kit_source(name: str) -> Path:
-    return REPO_ROOT / "kit" / name
+    return KIT_DIR / name

@@ -1,12 +1,14 @@
 """The command-line tools the lab drives: kind, helm and kubectl, at pinned versions.
 
-Each tool is resolved in order: already on PATH at a compatible version; built or downloaded
-earlier into the lab cache; the official release download, checked against its published SHA-256
-(when the internet is reachable); `go build` from the Go module proxy (offline).
+Each tool is resolved in order: already on PATH at a compatible version; downloaded earlier or
+imported from a classroom kit into the lab cache; built earlier; the official release download,
+checked against its published SHA-256 (when the internet is reachable); `go build` from the Go
+module proxy (offline).
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import re
 import shutil
@@ -151,6 +153,22 @@ def _found(name: str) -> Path | None:
 def find(name: str) -> Path | None:
     """The tool if it is already available at a compatible version; never downloads or builds."""
     return _found(name)
+
+
+def pinned(name: str) -> str:
+    """The version the lab pins (find() also accepts a compatible other one on PATH)."""
+    return _tool(name).version
+
+
+def place(name: str, binary: Path) -> Path:
+    """Move a checked binary of the pinned version (from a classroom kit) to where find() looks,
+    in one rename: no half-written tool is ever found."""
+    target = _download_dir(_tool(name)) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    binary.chmod(0o755)
+    os.replace(binary, target)
+    _found.cache_clear()
+    return target
 
 
 def version(name: str) -> str | None:

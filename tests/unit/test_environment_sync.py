@@ -1,10 +1,13 @@
-"""pyproject.toml declares the Python dependencies once; environment.yml must mirror them."""
+"""pyproject.toml declares the Python dependencies once; environment.yml must mirror them and
+constraints.txt lock them."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 try:
     import tomllib
@@ -71,3 +74,45 @@ def test_environment_yml_is_conda_forge_and_installs_the_lab_itself():
 def test_python_floor_matches():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == conda_requirements()["python"]
+
+
+# constraints.txt locks an exact version of everything pyproject.toml asks for (all extras and the
+# build backend), within its bounds; `make venv` installs with it everywhere.
+
+def constraints() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version and not set(version) & set("<>=!~,; "), f"not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_constraints_pin_every_declared_dependency_within_its_bounds():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = list(project["project"]["dependencies"]) + list(project["build-system"]["requires"])
+    for extra in project["project"]["optional-dependencies"].values():
+        declared += extra
+    pins = constraints()
+    for text in declared:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in constraints.txt: `make constraints` refreshes it"
+        assert requirement.specifier.contains(pins[name]), f"constraints.txt pins {name}=={pins[name]}, outside {text}"
+
+
+def test_constraints_leave_out_the_lab_itself():
+    assert "k8s-lab" not in constraints()
+
+
+def test_every_pip_install_in_the_makefile_uses_the_constraints():
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    # `make constraints` resolves afresh in a scratch venv: the one place without them.
+    refresh = lines.index("constraints:")
+    installs = [number for number, line in enumerate(lines) if "pip install" in line and
+                not line.startswith("#") and not refresh < number < refresh + 8]
+    assert installs and all("PIP_CONSTRAINT=" in lines[number] for number in installs), \
+        [lines[number] for number in installs]
+    assert sum("$(PIP_INSTALL)" in line for line in lines) == 3
