@@ -410,8 +410,6 @@ def test_nbval_compares_the_pass_line_not_the_record():
     assert notebook.nbval_skip_checkpoint_records(items) == 2
     assert shared.skip_compare == ("metadata", "traceback", checks.MIME_TYPE)
     assert notebook.nbval_skip_checkpoint_records(items) == 0  # idempotent
-    conftest = (NOTEBOOKS_DIR / "conftest.py").read_text()
-    assert "nbval_skip_checkpoint_records" in conftest
 
 
 def test_sanitize_config_is_readable_by_nbval():
