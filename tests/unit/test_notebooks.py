@@ -418,11 +418,12 @@ def test_sanitize_config_is_readable_by_nbval():
     patterns = get_sanitize_patterns((config.REPO_ROOT / "tests" / "nbval_sanitize.cfg").read_text())
     assert len(patterns) >= 10
     sample = ("web-c75894bfc-jr8j7 kindnet-xwt5j 10.244.0.3 2026-11-26T06:57:26Z 2m47s ready after 8s "
-              "revision 4 5c6a0c1e-2b9d-4a57-9a53-7f3f8e0b7c1d [  12s] Thu Nov 26 06:59:07 2026")
+              "revision 4 5c6a0c1e-2b9d-4a57-9a53-7f3f8e0b7c1d [  12s] Thu Nov 26 06:59:07 2026 "
+              "both watchers logged the same 11 transitions")
     for regex, replace in patterns:
         sample = re.sub(regex, replace, sample)
     assert sample == ("web-HASH-POD kindnet-POD IP TIMESTAMP AGE ready after DURATION "
-                      "revision N UID [ELAPSED] TIMESTAMP")
+                      "revision N UID [ELAPSED] TIMESTAMP both watchers logged the same N transitions")
 
 
 def test_jupyterlab_settings_skip_the_first_run_prompts():
