@@ -138,11 +138,57 @@ def test_the_kind_configuration_check(tmp_path, lab, monkeypatch, change, messag
         text = KIND_CONFIG if change is None else KIND_CONFIG.replace(*change, 1)
     path = tmp_path / "kind-cluster.yaml"
     path.write_text(text)
-    monkeypatch.setattr(docker, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, b"127.0.0.1:30080\n", b""))
+    monkeypatch.setattr(docker, "run", _docker_with_a_running_cluster())
     result = tasks.kind_config(lab, path, workers=2)
     assert result.passed is (message is None), result.message
     if message:
         assert message in result.message
+    else:
+        assert result.message.endswith("the database label are right")
+
+
+def _docker_with_a_running_cluster(port: bytes = b"127.0.0.1:30080\n"):
+    """docker as it answers on a machine where the cluster k8s-lab runs and publishes ``port``."""
+    def run(args, **kwargs):
+        if args[:1] == ["inspect"]:
+            running = args[-1] == "k8s-lab-control-plane"
+            return subprocess.CompletedProcess(args, 0 if running else 1, b"true\n" if running else b"", b"")
+        assert args[:2] == ["port", "k8s-lab-control-plane"], args
+        return subprocess.CompletedProcess(args, 0 if port else 1, port, b"" if port else b"no public port")
+    return run
+
+
+def test_the_kind_configuration_is_compared_with_the_running_cluster(tmp_path, lab, monkeypatch):
+    from lab.host import docker
+
+    path = tmp_path / "kind-cluster.yaml"
+    path.write_text(KIND_CONFIG)
+    monkeypatch.setattr(docker, "run", _docker_with_a_running_cluster(port=b""))
+    result = tasks.kind_config(lab, path, workers=2)
+    assert not result.passed and "the running cluster does not publish that port" in result.message
+
+
+@pytest.mark.parametrize("docker_answers", ["no container", "no docker"])
+def test_without_a_running_cluster_the_kind_configuration_is_judged_alone(tmp_path, lab, monkeypatch, docker_answers):
+    """No cluster to compare with (it failed to start, or the file came first): the file alone is
+    judged, and the message says so; a wrong file still fails."""
+    from lab.errors import LabError
+    from lab.host import docker
+
+    def run(args, **kwargs):
+        if docker_answers == "no docker":
+            raise LabError("the lab needs Docker, and `docker` is not on PATH")
+        assert args[:1] == ["inspect"], "nothing but the node container is asked for"
+        return subprocess.CompletedProcess(args, 1, b"", b"Error: No such object: k8s-lab-control-plane")
+
+    monkeypatch.setattr(docker, "run", run)
+    path = tmp_path / "kind-cluster.yaml"
+    path.write_text(KIND_CONFIG)
+    result = tasks.kind_config(lab, path, workers=2)
+    assert result.passed and "(no cluster runs here to compare the port with)" in result.message, result.message
+    path.write_text(KIND_CONFIG.replace("listenAddress: 127.0.0.1", "listenAddress: 0.0.0.0"))
+    result = tasks.kind_config(lab, path, workers=2)
+    assert not result.passed and "not on this machine only" in result.message
 
 
 def test_missing_names_the_step_to_finish(lab, monkeypatch):
