@@ -435,6 +435,25 @@ def _downward_env_unwritten(deployment: dict) -> list[str]:
     return [f"render-page's env {name}" for name in (*DOWNWARD, SERVING_HOST) if name not in names]
 
 
+def _read_file(lab, pod: str, container: str, path: str) -> str:
+    """A file in a running container (the API server's exec, in-process: no kubectl to start per
+    Pod); "" when it cannot be read."""
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    from lab.cluster import kube
+
+    # stream() swaps the ApiClient's transport while it connects, so every exec gets its own.
+    api = client.ApiClient(kube.api_client(lab.target).configuration)
+    try:
+        return stream(client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod, lab.namespace, container=container,
+                      command=["cat", path], stdout=True, stderr=False, stdin=False, tty=False, _request_timeout=10)
+    except Exception:  # noqa: BLE001 - the Pod went away, the API server hiccuped: nothing read
+        return ""
+    finally:
+        api.close()
+
+
 def _serving_host_problems(lab, deployment: dict) -> tuple[list[str], dict]:
     """What the pages render-page wrote say about the serving host: each web Pod's own page must
     name that Pod (it is the one that serves it). Reads whoami.json in the running Pods."""
@@ -449,10 +468,9 @@ def _serving_host_problems(lab, deployment: dict) -> tuple[list[str], dict]:
     read = {}
     for pod in pods:
         name = pod.metadata.name
-        answer = lab.kubectl("exec", name, "-c", "nginx", "--", "cat", WEB_PAGE, show=False, check=False)
         try:
-            host = json.loads(answer.stdout).get("serving_host") if answer.ok else None
-        except ValueError:
+            host = json.loads(_read_file(lab, name, "nginx", WEB_PAGE)).get("serving_host")
+        except (ValueError, AttributeError):  # no page, or not a JSON object
             host = None
         if host is None:
             continue  # not serving yet (or no page at all): the Deployment's readiness says so

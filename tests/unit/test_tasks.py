@@ -275,11 +275,12 @@ def web_cluster(lab, monkeypatch, tmp_path):
     monkeypatch.setattr(kube, "core", lambda target: SimpleNamespace(
         list_namespaced_pod=lambda namespace, label_selector, _request_timeout: SimpleNamespace(items=pods)))
 
-    def kubectl(*args, **kwargs):
-        assert args[:2] == ("exec", args[1]) and args[-2:] == ("cat", tasks.WEB_PAGE), args
-        return notebook.Command("kubectl exec", 0, json.dumps({"pod_name": args[1], "serving_host": state["pages"][args[1]]}), "")
+    def read_file(lab, pod, container, path):
+        assert (container, path) == ("nginx", tasks.WEB_PAGE)
+        page = state["pages"][pod]
+        return "" if page is None else json.dumps({"pod_name": pod, "serving_host": page})
 
-    monkeypatch.setattr(lab, "kubectl", kubectl)
+    monkeypatch.setattr(tasks, "_read_file", read_file)
     return state
 
 
@@ -300,6 +301,12 @@ def test_web_init_reads_the_serving_host_from_each_pods_page(web_cluster, pages,
     result = tasks.check_web_init("k8s-assignment", "kind-k8s-lab")
     assert not result.passed and message in result.message, result.message
     assert "metadata.name" not in result.message  # what is wrong, not the answer
+
+
+def test_web_init_without_a_page_to_read_says_so(web_cluster):
+    web_cluster["pages"].update({"web-a": None, "web-b": None, "web-c": None})
+    result = tasks.check_web_init("k8s-assignment", "kind-k8s-lab")
+    assert not result.passed and "no running web Pod has a page to read serving-host from" in result.message
 
 
 def test_web_init_names_a_missing_downward_api_variable(web_cluster):
