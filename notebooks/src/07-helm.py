@@ -437,7 +437,7 @@ def helm_schema_rejects():
 # `7` as a number: the API server would refuse it. Then upgrade the release from your copy:
 #
 # ```bash
-# cp -r chart/. work/chart/
+# cp -r ../chart/. work/chart/                  # from the notebooks folder, like work/ itself
 # helm upgrade k8s-lab work/chart -n k8s-assignment --wait
 # kubectl -n k8s-assignment get service web -o jsonpath='{.metadata.annotations.k8s-lab/revision}'
 # ```
