@@ -426,7 +426,7 @@ def helm_schema_rejects():
 # %% [markdown]
 # ## Step 8: change a template (you write it)
 #
-# Say you want every Service of the release to tell which upgrade last wrote it: no value of the
+# Say you want the web Service to tell which upgrade of the release last wrote it: no value of the
 # chart offers that, so it takes a change to a template. Never change `chart/` itself (the next
 # notebooks and `lab deploy` install from it): work on your own copy. The next cell copies
 # `chart/` to `work/chart/`, anew on every run.
