@@ -457,17 +457,19 @@ class Lab:
                                 "get pods,events")
         return result
 
-    def helm_upgrade(self, *values: str, install: bool = False, timeout: int = 300, check: bool = True) -> Command:
-        """``helm upgrade [--install]`` of the lab's release from chart/ with the options every
-        upgrade passes (``helm_set_args``) plus ``values`` (e.g. ``"--set", "web.replicas=6"``),
-        waiting for every workload and printing their readiness meanwhile."""
-        first = ("--install", RELEASE, str(CHART_DIR), "--create-namespace") if install else (RELEASE, str(CHART_DIR))
+    def helm_upgrade(self, *values: str, install: bool = False, timeout: int = 300, check: bool = True,
+                     chart: str | Path = CHART_DIR) -> Command:
+        """``helm upgrade [--install]`` of the lab's release from ``chart`` (chart/, or a student's
+        copy of it) with the options every upgrade passes (``helm_set_args``) plus ``values`` (e.g.
+        ``"--set", "web.replicas=6"``), waiting for every workload and printing their readiness meanwhile."""
+        first = ("--install", RELEASE, str(chart), "--create-namespace") if install else (RELEASE, str(chart))
         # The chart's NOTES once, at the install; each upgrade would print them again.
         first += () if install else ("--hide-notes",)
         from lab.system import deploy
 
         try:
-            # The namespace's Pod Security labels and the volumes' host directories, as `lab deploy --helm`.
+            # The namespace's Pod Security labels and the volumes' host directories, as `lab deploy --helm`
+            # (from chart/: a student's copy changes templates, not the namespace or the volumes).
             deploy.prepare_for_helm(self.target, [*helm_set_args(self), *values])
         except LabError:
             pass  # a values file helm cannot render: the upgrade below shows helm's own message

@@ -14,6 +14,7 @@ that cannot end.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -414,7 +415,12 @@ def check_db_claims(lab, obj, uids) -> checks.Result:
                             "StatefulSet database: its claim template matches the volume of notebook 02")
 
 
-DOWNWARD = {"POD_NAME": "metadata.name", "POD_IP": "status.podIP", "NODE_NAME": "spec.nodeName"}
+# render-page's environment from the downward API: variable -> (fieldPath, what it is of the Pod).
+DOWNWARD = {"POD_NAME": ("metadata.name", "name"), "POD_IP": ("status.podIP", "IP"),
+            "NODE_NAME": ("spec.nodeName", "node")}
+# Written by the init container from the downward API too; judged by the page it wrote (below).
+SERVING_HOST = "SERVING_HOST"
+WEB_PAGE = "/usr/share/nginx/html/whoami.json"
 
 
 def _node_port_unwritten(service: dict) -> list[str]:
@@ -426,14 +432,70 @@ def _downward_env_unwritten(deployment: dict) -> list[str]:
     inits = field(deployment, "spec.template.spec.initContainers") or []
     init = next((c for c in inits if isinstance(c, dict) and c.get("name") == "render-page"), {})
     names = {e.get("name") for e in init.get("env") or [] if isinstance(e, dict) and e.get("valueFrom")}
-    return [f"render-page's env {name}" for name in DOWNWARD if name not in names]
+    return [f"render-page's env {name}" for name in (*DOWNWARD, SERVING_HOST) if name not in names]
+
+
+def _read_file(lab, pod: str, container: str, path: str) -> str:
+    """A file in a running container (the API server's exec, in-process: no kubectl to start per
+    Pod); "" when it cannot be read."""
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    from lab.cluster import kube
+
+    # stream() swaps the ApiClient's transport while it connects, so every exec gets its own.
+    api = client.ApiClient(kube.api_client(lab.target).configuration)
+    try:
+        return stream(client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod, lab.namespace, container=container,
+                      command=["cat", path], stdout=True, stderr=False, stdin=False, tty=False, _request_timeout=10)
+    except Exception:  # noqa: BLE001 - the Pod went away, the API server hiccuped: nothing read
+        return ""
+    finally:
+        api.close()
+
+
+def _serving_host_problems(lab, deployment: dict) -> tuple[list[str], dict]:
+    """What the pages render-page wrote say about the serving host: each web Pod's own page must
+    name that Pod (it is the one that serves it). Reads whoami.json in the running Pods."""
+    from lab.cluster import kube
+
+    labels = field(deployment, "spec.selector.matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    pods = [p for p in kube.core(lab.target).list_namespaced_pod(lab.namespace, label_selector=selector,
+                                                                 _request_timeout=10).items
+            if p.metadata.deletion_timestamp is None and p.status.phase == "Running"]
+    wrong: dict[str, list[tuple[str, str]]] = {}
+    read = {}
+    for pod in pods:
+        name = pod.metadata.name
+        try:
+            host = json.loads(_read_file(lab, name, "nginx", WEB_PAGE)).get("serving_host")
+        except (ValueError, AttributeError):  # no page, or not a JSON object
+            host = None
+        if host is None:
+            continue  # not serving yet (or no page at all): the Deployment's readiness says so
+        read[f"Pod/{lab.namespace}/{name}"] = pod.metadata.uid
+        if host == "unknown":
+            wrong.setdefault("the init container has no value for it", []).append((name, host))
+        elif host != name:
+            wrong.setdefault("that is not the Pod that serves the page", []).append((name, host))
+    if not read:
+        return ["no running web Pod has a page to read serving-host from (kubectl -n "
+                f"{lab.namespace} get pods)"], read
+    problems = []
+    for why, found in wrong.items():
+        (name, host), more = found[0], len(found) - 1
+        problems.append(f"serving-host is {host!r} on {name}" + (f" (and {more} more Pod{'s' * (more > 1)})" if more else "")
+                        + f": {why}")
+    return problems, read
 
 
 @checks.register("build.web-init", points=3,
                  hint="kubectl -n k8s-assignment get deployment web -o yaml; kubectl explain pod.spec.containers.env.valueFrom.fieldRef")
 @_on_student_object("Deployment", "web", "web.yaml")
 def check_web_init(lab, obj, uids) -> checks.Result:
-    """04: the web Deployment's init container, fed by the downward API, written by the student."""
+    """04: the web Deployment's init container, fed by the downward API, written by the student;
+    the page it wrote in every web Pod names that Pod as the serving host."""
     problems = []
     inits = field(obj, "spec.template.spec.initContainers") or []
     init = next((c for c in inits if c.get("name") == "render-page"), None)
@@ -441,21 +503,24 @@ def check_web_init(lab, obj, uids) -> checks.Result:
         return checks.fail(f"Deployment web: spec.template.spec.initContainers has no container render-page "
                            f"({[c.get('name') for c in inits] or 'none'})")
     env = {e.get("name"): e for e in init.get("env") or []}
-    for name, path in DOWNWARD.items():
+    for name, (path, what) in DOWNWARD.items():
         got = field(env.get(name, {}), "valueFrom.fieldRef.fieldPath")
         if got is MISSING:
             problems.append(f"env {name} does not come from the downward API (valueFrom.fieldRef)" if name in env
                             else f"env {name} is missing")
         elif got != path:
-            problems.append(f"env {name} comes from {got}, which is not the Pod's {name.split('_')[1].lower()}")
+            problems.append(f"env {name} comes from {got}, which is not the Pod's {what}")
     mounts = {m.get("mountPath") for m in init.get("volumeMounts") or []}
     nginx_mounts = {m.get("mountPath") for c in field(obj, "spec.template.spec.containers") or []
                     for m in c.get("volumeMounts") or []}
     if not mounts & nginx_mounts:
         problems.append("render-page writes into no volume that nginx mounts")
+    pages, pods = _serving_host_problems(lab, obj)
+    problems += pages
     problems = problems or unwritten(lab, "web.yaml", "Deployment", "web", _downward_env_unwritten)
-    return _problems_result("Deployment web, init container render-page", problems, uids,
-                            "Deployment web: render-page gets the Pod's name, IP and node from the downward API")
+    return _problems_result("Deployment web, init container render-page", problems, {**uids, **pods},
+                            "Deployment web: render-page gets the Pod's name, IP and node from the downward API, "
+                            "and every web Pod's page names that Pod as the serving host")
 
 
 @checks.register("build.web-service", points=2,
@@ -498,27 +563,35 @@ def quota_rejection(lab, path: str | Path, why: Any) -> checks.Result:
     return checks.ok(f"the quota refuses {path}, and you said why")
 
 
-def helm_upgrade(lab, values: str | Path) -> bool:
-    """``helm upgrade`` of the lab's release with the student's values file: a file that is not a
-    YAML mapping, or values the chart's schema refuses, are printed, not raised."""
-    values = Path(values)
-    try:
-        document = yaml.safe_load(values.read_text()) if values.exists() else None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        print(f"not upgraded: {values} is not valid YAML" + (f" (line {mark.line + 1})" if mark else ""))
-        return False
-    if not isinstance(document, dict):
-        print(f"not upgraded: {values} {'does not exist' if not values.exists() else 'is not a mapping of values'}")
+def helm_upgrade(lab, values: str | Path | None = None, *, chart: str | Path | None = None) -> bool:
+    """``helm upgrade`` of the lab's release with the student's values file, or from the student's
+    copy of the chart (``chart``, default chart/): a values file that is not a YAML mapping, a
+    folder that is no chart, values the chart's schema refuses or a template helm cannot render are
+    printed, not raised."""
+    options = []
+    if values is not None:
+        values = Path(values)
+        try:
+            document = yaml.safe_load(values.read_text()) if values.exists() else None
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            print(f"not upgraded: {values} is not valid YAML" + (f" (line {mark.line + 1})" if mark else ""))
+            return False
+        if not isinstance(document, dict):
+            print(f"not upgraded: {values} {'does not exist' if not values.exists() else 'is not a mapping of values'}")
+            return False
+        options = ["-f", str(values)]
+    if chart is not None and not (Path(chart) / "Chart.yaml").exists():
+        print(f"not upgraded: {chart} is not a chart (it has no Chart.yaml): run the cell that copies chart/ first")
         return False
     for attempt in range(2):
-        result = lab.helm_upgrade("-f", str(values), check=False)
+        result = lab.helm_upgrade(*options, check=False, chart=chart or notebook.CHART_DIR)
         # A write racing the quota controller's update of the ResourceQuota: the next try passes.
         if result.ok or "the object has been modified" not in result.output:
             break
         print("helm lost a race with the quota controller; once more")
     if not result.ok:
-        print("not upgraded: helm's message above names the value or the file")
+        print("not upgraded: helm's message above names the value, the file or the template's line")
     return result.ok
 
 
@@ -537,8 +610,6 @@ def _nested(values: Any, expected: dict, prefix: str = "") -> list[str]:
 def helm_values_applied(lab, expected: dict, verify: Callable[[], Any], release: str = "k8s-lab") -> checks.Result:
     """The release's user-supplied values (``helm get values``) hold ``expected``, and ``verify``
     passes (the cluster followed)."""
-    import json
-
     answer = lab.helm("get", "values", release, "--output", "json", show=False, check=False)
     if not answer.ok:
         return checks.fail(f"helm get values {release} failed: {answer.output.strip()[-200:]}")
@@ -546,6 +617,36 @@ def helm_values_applied(lab, expected: dict, verify: Callable[[], Any], release:
     if wrong:
         return checks.fail("in the release's values, " + "; ".join(wrong))
     return checks._as_result(verify())
+
+
+# 07: the student's one change to a template of the chart, in a copy of it (work/chart).
+REVISION_ANNOTATION = "k8s-lab/revision"
+
+
+@checks.register("helm.template-change", points=2, notebook="07-helm.ipynb",
+                 hint="kubectl -n k8s-assignment get service web -o yaml; `helm -n k8s-assignment get manifest k8s-lab` "
+                      "shows what the templates rendered")
+def check_helm_template(namespace: str, context: str) -> checks.Result:
+    """07: the release renders the student's change to the web Service's template: an annotation
+    that holds the revision of the release that rendered it."""
+    lab = _lab(namespace, context)
+    if blocked := missing(lab, "web-service"):
+        return blocked
+    deployed = [e for e in notebook.helm_history(lab) if e.get("status") == "deployed"]
+    if not deployed:
+        return checks.fail(f"the release {notebook.RELEASE} has no deployed revision: install it (step 4 of 07)")
+    revision = deployed[-1]["revision"]
+    service = lab.read("Service", "web")
+    uids = {f"Service/{namespace}/web": service.metadata.uid}
+    value = (service.metadata.annotations or {}).get(REVISION_ANNOTATION)
+    if value is None:
+        return checks.fail(f"Service web has no annotation {REVISION_ANNOTATION}: revision {revision} of the release "
+                           "was rendered from a Service template that does not write it", uids)
+    if value != str(revision):
+        return checks.fail(f"Service web's annotation {REVISION_ANNOTATION} is {value!r}, but the release's deployed "
+                           f"revision is {revision}: the template does not write the revision that renders it", uids)
+    return checks.ok(f"Service web carries {REVISION_ANNOTATION}, rendered by the deployed revision from your template",
+                     uids)
 
 
 def command_line(command: Any, program: str, subcommand: str) -> list[str] | None:
@@ -643,12 +744,28 @@ def node_affinity(lab, pod_name: str, key: str, value: str) -> checks.Result:
                      {f"Pod/{lab.namespace}/{pod_name}": pod.metadata.uid})
 
 
-def kind_config(lab, path: str | Path, workers: int) -> checks.Result:
-    """01: the student's kind configuration gives the lab what it relies on (the node port
-    published as the running cluster publishes it, the data mount on every node, the database
-    label on the first worker) for a control plane and ``workers`` workers."""
+def _published_node_port(lab) -> str | None:
+    """What the running cluster's control plane publishes for the web node port (``""``: nothing),
+    or None when no such cluster runs on this machine (no node container, or no Docker to ask)."""
     from lab.host import docker
 
+    node = f"{lab.cluster}-control-plane"
+    try:
+        running = docker.run(["inspect", "--format", "{{.State.Running}}", node], check=False)
+    except LabError:  # no docker on PATH
+        return None
+    if running.returncode != 0 or running.stdout.decode().strip() != "true":
+        return None
+    live = docker.run(["port", node, f"{config.WEB_NODEPORT}/tcp"], check=False)
+    return live.stdout.decode().strip() if live.returncode == 0 else ""
+
+
+def kind_config(lab, path: str | Path, workers: int) -> checks.Result:
+    """01: the student's kind configuration gives the lab what it relies on (the node port
+    published on this machine only, as the running cluster publishes it, the data mount on every
+    node, the database label on the first worker) for a control plane and ``workers`` workers.
+    Without a running cluster (it failed to start, or the file is written first) the file is
+    judged alone, so the student still gets feedback on it."""
     documents, problems = read_objects(path)
     if problems:
         return checks.fail(problems[0])
@@ -664,13 +781,13 @@ def kind_config(lab, path: str | Path, workers: int) -> checks.Result:
     problems = []
     published = [m for m in nodes[0].get("extraPortMappings") or [] if isinstance(m, dict)
                  and m.get("containerPort") == config.WEB_NODEPORT]
-    live = docker.run(["port", f"{lab.cluster}-control-plane", f"{config.WEB_NODEPORT}/tcp"], check=False)
+    live = _published_node_port(lab) if published else None
     if not published:
         problems.append("nodes[0].extraPortMappings does not publish the web Service's node port")
     elif published[0].get("listenAddress") != "127.0.0.1":
         problems.append(f"nodes[0].extraPortMappings listens on {published[0].get('listenAddress') or 'every address'}, "
                         "not on this machine only")
-    elif live.returncode != 0 or not live.stdout:
+    elif live == "":
         problems.append("the running cluster does not publish that port: compare with `docker port` of its control plane")
     for i, node in enumerate(nodes):
         mounts = [m for m in node.get("extraMounts") or [] if isinstance(m, dict)
@@ -680,4 +797,6 @@ def kind_config(lab, path: str | Path, workers: int) -> checks.Result:
     labelled = [i for i, n in enumerate(nodes) if str((n.get("labels") or {}).get("k8s-lab/database")) == "true"]
     if labelled != [1]:
         problems.append(f"the database label is on nodes {labelled or 'none'}, not on the first worker alone")
-    return _problems_result(str(path), problems, {}, f"{path}: the port, the data mount and the database label are right")
+    compared = "" if live else " (no cluster runs here to compare the port with)"
+    return _problems_result(str(path), problems, {},
+                            f"{path}: the port, the data mount and the database label are right{compared}")

@@ -1199,8 +1199,9 @@ def drill(target: Target, database: str | None = None,
 
     After each stage the live data is verified against the backup; when it does not match, the
     backup is restored and verified again. ``backup`` uses an existing backup instead of making
-    one. Returns a DataFrame: stage, seconds (until the database answered again), survived (the
-    data matched the backup without a restore), restored, ok.
+    one. Returns a DataFrame: stage, seconds (until the database answered again), restore_seconds
+    (how long the restore took; 0 where none was needed), survived (the data matched the backup
+    without a restore), restored, ok.
     """
     import pandas as pd
 
@@ -1273,18 +1274,20 @@ def drill(target: Target, database: str | None = None,
                 wait_database(db, timeout)
             seconds = time.monotonic() - started
             frame = verify(target, path, db=db, directory=directory, record=False)
-            survived, restored = frame.attrs["ok"], False
+            survived, restored, restore_seconds = frame.attrs["ok"], False, 0.0
             if not survived:
                 info("the data did not survive: restoring the backup")
+                restoring = time.monotonic()
                 restore(target, path, directory=directory, db=db)
+                restore_seconds = time.monotonic() - restoring
                 frame = verify(target, path, db=db, directory=directory)
                 restored = True
             info(f"{stage}: database back after {seconds:.0f}s; data "
-                 + ("survived" if survived else "restored from the backup")
+                 + ("survived" if survived else f"restored from the backup in {restore_seconds:.0f}s")
                  + ("" if frame.attrs["ok"] else " BUT DOES NOT MATCH"))
-            results.append({"stage": stage, "seconds": round(seconds, 1), "survived": survived,
-                            "restored": restored, "ok": frame.attrs["ok"]})
-    out = pd.DataFrame(results, columns=["stage", "seconds", "survived", "restored", "ok"])
+            results.append({"stage": stage, "seconds": round(seconds, 1), "restore_seconds": round(restore_seconds, 1),
+                            "survived": survived, "restored": restored, "ok": frame.attrs["ok"]})
+    out = pd.DataFrame(results, columns=["stage", "seconds", "restore_seconds", "survived", "restored", "ok"])
     out.attrs["backup"] = str(path)
     if not out["ok"].all():
         raise LabError("the disaster drill did not recover the data at stage "

@@ -29,8 +29,8 @@
 #   Pod may be replaced by any other. A change to the Pod template rolls out gradually
 #   (`maxSurge: 1, maxUnavailable: 0`: one new Pod first, then one old Pod goes, and so on).
 # - **Init containers** run to completion, one after the other, before the Pod's main containers
-#   start. Here `render-page` (same image as nginx) writes the page into an `emptyDir` volume that
-#   the nginx container then serves.
+#   start. Here `render-page` (same image as nginx) writes the whole page into an `emptyDir` volume;
+#   the nginx container then only serves it, as files.
 # - The **downward API** hands a Pod facts about itself (its name, IP, node) as environment
 #   variables or files, without asking the API server.
 # - A **Service** of type **NodePort** opens the same port (30080) on every node; kind maps the
@@ -59,8 +59,8 @@ nb = notebook.start("04-web-server.ipynb", cluster=cluster, namespace=namespace,
 # ```
 #
 # The ConfigMap `web-nginx` holds one file, `default.conf`, which replaces nginx's default server.
-# Note `/healthz` (for the probes), `/hostname`, and `ssi on`, which lets nginx fill in *which
-# container* answers each request.
+# Note `/healthz` (for the probes) and the header `X-Served-By`. nginx changes nothing in the page:
+# it serves the files the init container wrote, every field included.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -86,13 +86,17 @@ checks.checkpoint(
 #
 # Three nginx Pods serve the page. Before nginx starts, the init container `render-page` (same
 # image) writes `index.html` and `whoami.json` into the `emptyDir` volume `html`, which nginx
-# mounts read-only. The page shows the Pod's **own** name, IP and node, and `render-page` reads
-# them from three environment variables, `POD_NAME`, `POD_IP` and `NODE_NAME`.
+# mounts read-only. The page shows the Pod's **own** name, IP and node, and the **serving host**:
+# the Pod whose nginx serves the page. `render-page` reads them from four environment variables,
+# `POD_NAME`, `POD_IP`, `NODE_NAME` and `SERVING_HOST`, and writes `unknown` for any it lacks.
 #
 # **Your part:** a container does not know these facts; the kubelet can hand them over through the
-# **downward API**. Give `render-page` the three variables, each `valueFrom.fieldRef` with the
+# **downward API**. Give `render-page` the first three variables, each `valueFrom.fieldRef` with the
 # `fieldPath` of the Pod's name, its IP and the name of the node it runs on
-# (`kubectl explain pod.spec.containers.env.valueFrom.fieldRef` lists the paths).
+# (`kubectl explain pod.spec.containers.env.valueFrom.fieldRef` lists the paths). Then complete
+# `SERVING_HOST`'s `valueFrom`: which Pod serves this page? The `emptyDir` belongs to one Pod, so
+# every request for this page is answered by the Pod whose init container wrote it. `POD_NAMESPACE`
+# below shows the shape.
 #
 # ```bash
 # kubectl apply -f work/web.yaml
@@ -133,7 +137,7 @@ spec:
         app.kubernetes.io/part-of: k8s-lab
         app.kubernetes.io/component: web
       annotations:
-        checksum/config: 34cfeea83a6279775633d078fe0327a49faff5216c8471b174d8bbe9b4974f1b
+        checksum/config: c2692bbfe6c4b761bf8a4b689ddaef72c866a1db15149bc9ee2435644399280f
     spec:
       automountServiceAccountToken: false
       terminationGracePeriodSeconds: 30
@@ -177,6 +181,8 @@ spec:
 # BEGIN PROMPT
             # TODO: POD_NAME, POD_IP and NODE_NAME from the downward API
 # END PROMPT
+            - name: SERVING_HOST
+              valueFrom: {fieldRef: {fieldPath: metadata.name}}  # SOLUTION
             - name: POD_NAMESPACE
               valueFrom:
                 fieldRef:
@@ -268,7 +274,8 @@ tasks.wait_built(nb, "web", lambda: checks.deployment_ready("web", replicas=3), 
 nb.pods("app.kubernetes.io/component=web")
 
 # %% [markdown]
-# **Checkpoint.** `render-page` gets the Pod's name, IP and node from the downward API.
+# **Checkpoint.** `render-page` gets the Pod's name, IP and node from the downward API, and the
+# page it wrote in every web Pod names that Pod as the serving host.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -396,8 +403,8 @@ checks.check("build.web-service")
 
 # %% [markdown]
 # A new Service takes a moment until kube-proxy has programmed every node (until then the port
-# resets connections), so we wait until it answers, then look at one answer. nginx fills in
-# `serving_host` per request; the rest was written by `render-page`.
+# resets connections), so we wait until it answers, then look at one answer. Every field of it,
+# `serving_host` included, was written by `render-page` before nginx started.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -523,8 +530,8 @@ def web_load_spread():
 
 
 # %% [markdown]
-# Each answer names the Pod that wrote the page and the container that served it. The API knows
-# the truth about every Pod: compare.
+# Each answer names the Pod that wrote the page and the Pod that serves it (the same one: a Pod
+# serves its own `emptyDir`). The API knows the truth about every Pod: compare.
 #
 # **Checkpoint.** Every answer's `pod_name`, `pod_ip`, `node_name` and `serving_host` are those of
 # the Pod the API knows by that name.
@@ -555,7 +562,8 @@ def web_pages_match_api():
 # ## Summary
 #
 # - `web` is a Deployment of 3 interchangeable nginx Pods; the init container `render-page` wrote
-#   each Pod's page from downward-API facts before nginx started.
+#   each Pod's page, the serving host included, from downward-API facts before nginx started;
+#   nginx only serves it.
 # - nginx's configuration comes from the ConfigMap `web-nginx`.
 # - The NodePort Service `web` (30080) is reachable from this machine; its endpoints are the ready
 #   Pods' IPs, and kube-proxy picks one at random per connection.

@@ -7,8 +7,8 @@
 # remembers *which* objects belong together, *which* version is installed, or how to go back.
 # **Helm** packages all the objects as one **chart** with settings (**values**), installs it as a
 # **release**, and keeps every **revision** so that an upgrade can be rolled back. In this notebook
-# Helm takes over the objects we made by hand, then we upgrade, look at the history, roll back, and
-# watch the chart's schema refuse a bad value.
+# Helm takes over the objects we made by hand, then we upgrade, look at the history, roll back,
+# watch the chart's schema refuse a bad value, and change a template of our own copy of the chart.
 
 # %% [markdown]
 # ## Learning objectives
@@ -20,7 +20,8 @@
 #   (*adoption*),
 # - install or upgrade idempotently with `helm upgrade --install ... --wait`,
 # - change a value in an upgrade, read `helm history`, and `helm rollback` to an earlier revision,
-# - let `values.schema.json` catch a wrong value before anything reaches the cluster.
+# - let `values.schema.json` catch a wrong value before anything reaches the cluster,
+# - change a template in a copy of the chart, with one of Helm's built-in objects, and upgrade from it.
 
 # %% [markdown]
 # ## Concepts
@@ -39,6 +40,11 @@
 # - **Values schema.** `chart/values.schema.json` is a JSON Schema for the values. Helm checks the
 #   values against it before rendering: a node port of 80 or a negative replica count is refused,
 #   and the cluster never sees it.
+# - **Templates.** The files in `chart/templates/` are Kubernetes YAML with Go template actions
+#   (`{{ ... }}`) that Helm fills in at every install, upgrade and rollback. Besides `.Values` they
+#   see **built-in objects**: `.Release` (`Name`, `Namespace`, `Revision`, ...), `.Chart` (what
+#   `Chart.yaml` says). Values change only what the chart's authors made configurable; anything
+#   else is a change to a template.
 
 # %% tags=["parameters"]
 cluster = "k8s-lab"  # the kind cluster: kubeconfig context kind-<cluster>
@@ -418,7 +424,83 @@ def helm_schema_rejects():
 
 
 # %% [markdown]
-# ## Step 8: the system, now managed by Helm
+# ## Step 8: change a template (you write it)
+#
+# Say you want the web Service to tell which upgrade of the release last wrote it: no value of the
+# chart offers that, so it takes a change to a template. Never change `chart/` itself (the next
+# notebooks and `lab deploy` install from it): work on your own copy. The next cell copies
+# `chart/` to `work/chart/`, anew on every run.
+#
+# **Your part:** in your copy of the web Service's template, `templates/web/service.yaml`, give the
+# Service an annotation `k8s-lab/revision` whose value is the number of the release revision that
+# rendered it (a built-in object has it). Annotation values are strings, and YAML reads a bare
+# `7` as a number: the API server would refuse it. Then upgrade the release from your copy:
+#
+# ```bash
+# cp -r ../chart/. work/chart/                  # from the notebooks folder, like work/ itself
+# helm upgrade k8s-lab work/chart -n k8s-assignment --wait
+# kubectl -n k8s-assignment get service web -o jsonpath='{.metadata.annotations.k8s-lab/revision}'
+# ```
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import shutil
+
+STUDENT_CHART = "work/chart"  # relative to this notebook, as you would type it
+shutil.copytree(CHART, STUDENT_CHART, dirs_exist_ok=True)
+print(f"copied chart/ to {STUDENT_CHART}/")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+%%writefile work/chart/templates/web/service.yaml
+{{- if .Values.web.enabled }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "k8s-lab.labels" (dict "root" . "component" "web") | nindent 4 }}
+# BEGIN SOLUTION
+  annotations:
+    k8s-lab/revision: {{ .Release.Revision | quote }}
+# END SOLUTION
+# BEGIN PROMPT
+  # TODO: the annotation k8s-lab/revision, the number of the revision that renders this template
+# END PROMPT
+spec:
+  type: NodePort
+  selector:
+    {{- include "k8s-lab.selectorLabels" (dict "root" . "component" "web") | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ .Values.web.servicePort }}
+      targetPort: http
+      nodePort: {{ .Values.web.nodePort }}
+      protocol: TCP
+{{- end }}
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+template_upgraded = tasks.helm_upgrade(nb, chart=STUDENT_CHART)
+nb.kubectl("get", "service", "web", "-o", "jsonpath={.metadata.annotations.k8s-lab/revision}", check=False)
+nb.helm("history", RELEASE, "--max", "1");
+
+# %% [markdown]
+# **Checkpoint.** The live Service `web` carries `k8s-lab/revision`, and its value is the revision
+# the release is at: your template, rendered by your upgrade.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+checks.check("helm.template-change")
+
+# %% [markdown]
+# Run the upgrade cell once more: the revision goes up by one, and so does the annotation. Helm
+# renders every template anew for each revision; a number typed into the template could not
+# follow. (The next notebook upgrades from `chart/` again, and the annotation goes.)
+
+# %% [markdown]
+# ## Step 9: the system, now managed by Helm
 #
 # Everything from notebooks 02-04 (and the layers of 05 and 06) runs as before, but now as one
 # release. The following notebooks keep using it: the database backups of notebook 08 come from
@@ -458,6 +540,8 @@ def helm_system_ready():
 # - Each upgrade is a revision with its values; `helm history` lists them, `helm rollback N` brings
 #   one back (as a new revision).
 # - `values.schema.json` rejects wrong values before anything reaches the cluster.
+# - What no value offers is a template change, made in your own copy of the chart and upgraded from
+#   it; built-in objects such as `.Release.Revision` are filled in at every render.
 
 # %%
 # NBVAL_CHECK_OUTPUT

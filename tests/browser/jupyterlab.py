@@ -3,9 +3,9 @@
 :class:`JupyterLab` serves a folder headlessly on 127.0.0.1 (a free port, a random token) with a
 user profile of its own, so nothing a developer clicked in their own JupyterLab (an answered news
 prompt, a saved layout) hides what a student sees the first time. :class:`Student` drives the page
-the way a person does: open a notebook from its URL, click into a cell, paste an answer, Run > Run
-All Cells, read the rendered output. How to wait (the kernel's "Idle" in the status bar, every
-cell's execution count) follows JupyterLab's own UI-test helpers, Galata's ``NotebookHelper``.
+the way a person does: open a notebook from its URL, click into a cell, paste an answer, run the
+cells with Shift+Enter, read the rendered output. How to wait (the kernel's "Idle" in the status
+bar, each cell's execution count) follows JupyterLab's own UI-test helpers, Galata's ``NotebookHelper``.
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ CHROMIUM = Path(os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium"))
 # the background (no component updates, no first-run page).
 CHROMIUM_ARGS = ["--disable-gpu"]
 START_TIMEOUT_S = 60
-MENU_TIMEOUT_MS = 10_000
 
 
 def free_port() -> int:
@@ -146,14 +145,19 @@ class Student:
         expect(self.page.locator(".jp-NotebookPanel")).to_be_visible(timeout=timeout_s * 1000)
         expect(self.page.locator("#jp-main-statusbar").get_by_text("Idle")).to_be_visible(timeout=timeout_s * 1000)
 
+    def _code_cells(self):
+        return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell")
+
+    def _index(self, contains: str) -> int:
+        sources = self._code_cells().locator(".jp-InputArea-editor").all_inner_texts()
+        found = [i for i, text in enumerate(sources) if contains in text]
+        assert len(found) == 1, f"{len(found)} code cells contain {contains!r}, expected exactly one"
+        return found[0]
+
     def cell(self, contains: str):
         """The one code cell whose source contains ``contains`` (by position, so the locator still
         finds it once its text changes)."""
-        cells = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell")
-        sources = cells.locator(".jp-InputArea-editor").all_inner_texts()
-        found = [i for i, text in enumerate(sources) if contains in text]
-        assert len(found) == 1, f"{len(found)} code cells contain {contains!r}, expected exactly one"
-        return cells.nth(found[0])
+        return self._code_cells().nth(self._index(contains))
 
     def write(self, contains: str, source: str) -> None:
         """Replace the source of the cell that contains ``contains`` with ``source``, as a student
@@ -167,26 +171,25 @@ class Student:
         self.page.keyboard.insert_text(source)
         expect(cell.locator(".cm-line"), "the cell holds the answer").to_have_text(source.split("\n"))
 
-    def run_all(self, timeout_s: float = 120) -> None:
-        """Run > Run All Cells, then wait until the run is over: a cell has a new execution count
-        (above every count from before) and none is queued any more. Every cell must have run;
-        after an error JupyterLab leaves the rest unrun, and the error is in the message."""
-        before = self.page.evaluate(_PROMPTS_JS)
-        assert before, "the notebook shows no code cells"
-        last = max((n for n in before if isinstance(n, int)), default=0)
-        self.page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        self.page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click(timeout=MENU_TIMEOUT_MS)
-        new = f"n => typeof n === 'number' && n > {last}"
-        try:
-            self.page.wait_for_function(f"() => {{ const p = ({_PROMPTS_JS})(); return p.some({new}) && !p.includes('*'); }}",
-                                        timeout=timeout_s * 1000)
-        except Exception as error:  # noqa: BLE001 - playwright's TimeoutError: say what the page shows
-            raise AssertionError(f"the run did not finish within {timeout_s:.0f} s; execution counts "
-                                 f"{self.page.evaluate(_PROMPTS_JS)} (before: {before})") from error
-        after = self.page.evaluate(_PROMPTS_JS)
-        assert self.page.evaluate(f"p => p.every({new})", after), (
-            f"not every cell ran (execution counts {after}, before: {before}); error outputs:\n"
-            + "\n".join(self.errors()))
+    def run_cells(self, *contains: str, timeout_s: float = 120) -> None:
+        """Run these cells in order, as a student who clicks into each and presses Shift+Enter,
+        each until it has finished: a new execution count (above every count from before). A
+        cell that raised still gets one; its error is in :meth:`errors`."""
+        for text in contains:
+            index = self._index(text)
+            before = self.page.evaluate(_PROMPTS_JS)
+            last = max((n for n in before if isinstance(n, int)), default=0)
+            cell = self._code_cells().nth(index)
+            cell.scroll_into_view_if_needed()
+            cell.locator(".cm-content").click()
+            self.page.keyboard.press("Shift+Enter")
+            try:
+                self.page.wait_for_function(
+                    f"() => {{ const n = ({_PROMPTS_JS})()[{index}]; return typeof n === 'number' && n > {last}; }}",
+                    timeout=timeout_s * 1000)
+            except Exception as error:  # noqa: BLE001 - playwright's TimeoutError: say what the page shows
+                raise AssertionError(f"the cell with {text!r} did not finish within {timeout_s:.0f} s; execution "
+                                     f"counts {self.page.evaluate(_PROMPTS_JS)} (before: {before})") from error
 
     def errors(self) -> list[str]:
         return self.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()

@@ -1,34 +1,34 @@
-"""The student's path in a real browser: open a notebook in JupyterLab, write a build task's answer
+"""The student's path in a real browser: open a handout in JupyterLab, write a build task's answer
 into its cell, run the cells, and read the checkpoint's rendered PASS, or its FAIL with the hint.
 
-A :class:`BuildTask` names a notebook, the cell the student writes, a right and a wrong answer,
-and the checkpoint that judges them. :data:`TASKS` holds a small notebook written here whose
-checkpoint needs no cluster (a policy prediction judged by ``checks.probe_matrix_clean``); a
-handout's build task is one more entry, e.g. (the cell's text, answers and check id are the
-handout's)::
+A :class:`BuildTask` names a handout, the cell the student writes, a right and a wrong answer, the
+cells the student runs and the checkpoint that judges them. :data:`TASKS` holds notebook 01's kind
+configuration: its checkpoint reads the student's file and compares it with a running cluster only
+when one runs, so it needs none. Another handout's build task is one more entry, e.g. (the cell's
+text, answers and check id are the handout's)::
 
     BuildTask("03-database", notebook="03-database.ipynb", cell="%%writefile work/database-service.yaml",
-              right=..., wrong=..., check_id="db.service", wrong_says="port", hint="3306",
+              right=..., wrong=..., runs=(...), check_id="build.db-service", wrong_says="3306", hint="...",
               needs_cluster=True, timeout_s=600)
 
-``needs_cluster`` passes the kubeconfig on to the kernel (otherwise it gets none, so no cell can
-reach a cluster) and expects the notebooks before it to have run on that cluster.
+``needs_cluster`` passes the kubeconfig and Docker on to the kernel (otherwise it gets neither, so
+no cell can reach a cluster) and expects the notebooks before it to have run on that cluster.
 """
 from __future__ import annotations
 
 import re
 import shutil
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+import nbformat
 import pytest
 
 from tests.browser.jupyterlab import JupyterLab, Student
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
+REFERENCE = ROOT / "reference"
 SHIPPED_SETTINGS = ROOT / "jupyter" / "lab" / "settings" / "overrides.d" / "k8s-lab.json"
 # JupyterLab asks about news once the app is restored and its settings are loaded: well within this.
 NEWS_PROMPT_WAIT_MS = 3000
@@ -37,83 +37,39 @@ NEWS_PROMPT_WAIT_MS = 3000
 @dataclass(frozen=True)
 class BuildTask:
     name: str
-    notebook: str  # path in the temporary copy of notebooks/
-    cell: str  # text that only the student's cell contains, in the notebook as it ships
+    notebook: str  # a handout in notebooks/
+    cell: str  # text that only the student's cell contains, in the handout as it ships
     right: str  # the whole source of that cell, answered right
     wrong: str  # ... and answered wrong
+    runs: tuple[str, ...]  # the cells the student runs, in order, each by text only it contains
     check_id: str
     wrong_says: str  # part of the FAIL message for the wrong answer: it names the problem
     hint: str  # part of the checkpoint's hint
-    write: Callable[[Path], None] | None = None  # writes the notebook into the copy (None: it ships)
     needs_cluster: bool = False
     timeout_s: float = 90
 
 
-# ------------------------------------------------------------------ a notebook that needs no cluster
-
-PREDICTION_CELL = "%%writefile prediction.yaml"
-PREDICTION_HINT = "the database takes connections from web and backup only; every Pod may reach web on port 80"
-
-
-def _prediction(other_to_database: str) -> str:
-    return textwrap.dedent(f"""\
-        {PREDICTION_CELL}
-        # Under notebook 05's policies, how does each connect end: connected or timeout?
-        - {{source: web, destination: database, port: 3306, expected: connected}}
-        - {{source: other, destination: database, port: 3306, expected: {other_to_database}}}
-        - {{source: other, destination: web, port: 80, expected: connected}}
-        """)
+def reference_cell(notebook: str, starts: str) -> str:
+    """The reference's source of the cell that starts with ``starts``: the right answer."""
+    cells = nbformat.read(str(REFERENCE / notebook), as_version=4).cells
+    [source] = [c.source for c in cells if c.cell_type == "code" and c.source.startswith(starts)]
+    return source
 
 
-def write_prediction_notebook(directory: Path) -> None:
-    """A build task in the handouts' shape: the student fills a %%writefile cell, a checkpoint
-    cell judges it. The checkpoint compares the prediction with a matrix `lab probe` measured
-    under notebook 05's policies, through the lab's own check, so it needs no cluster."""
-    import nbformat
+# ---------------------------------------------------------------- 01: the kind configuration
 
-    cells = [
-        nbformat.v4.new_markdown_cell("# Predict the probe matrix\n\nFill in `expected` for every row, "
-                                      "then run the checkpoint."),
-        nbformat.v4.new_code_cell(textwrap.dedent("""\
-            from lab import checks
-
-            # No cluster here: the evidence names a fixed identity instead of reading one.
-            checks.configure(identity={"context": "none", "purpose": "browser test"})""")),
-        nbformat.v4.new_code_cell(_prediction("___")),
-        nbformat.v4.new_code_cell(textwrap.dedent(f"""\
-            import pandas as pd
-            import yaml
-
-            # What `lab probe` measured once notebook 05's policies were applied.
-            measured = pd.DataFrame([
-                {{"source": "web", "destination": "database", "port": 3306, "observed": "connected"}},
-                {{"source": "other", "destination": "database", "port": 3306, "observed": "timeout"}},
-                {{"source": "other", "destination": "web", "port": 80, "observed": "connected"}},
-            ])
-
-
-            def prediction_matches():
-                with open("prediction.yaml") as f:
-                    predicted = pd.DataFrame(yaml.safe_load(f))
-                matrix = measured.merge(predicted, on=["source", "destination", "port"], how="left")
-                matrix["correct"] = matrix["expected"] == matrix["observed"]
-                return checks.probe_matrix_clean(matrix)
-
-
-            checks.checkpoint("browser.policy-prediction", points=1, verify=prediction_matches,
-                              hint={PREDICTION_HINT!r})""")),
-    ]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nbformat.write(nb, str(directory / "browser-prediction.ipynb"))
-
+KIND_CONFIG_CELL = "%%writefile work/kind-cluster.yaml"
+KIND_CONFIG = reference_cell("01-kind-cluster.ipynb", KIND_CONFIG_CELL)
 
 TASKS = [
-    BuildTask("policy-prediction", notebook="browser-prediction.ipynb", cell=PREDICTION_CELL,
-              right=_prediction("timeout"), wrong=_prediction("connected"),
-              check_id="browser.policy-prediction",
-              wrong_says="source=other; destination=database; port=3306; expected=connected; observed=timeout",
-              hint=PREDICTION_HINT, write=write_prediction_notebook),
+    BuildTask("kind-config", notebook="01-kind-cluster.ipynb", cell=KIND_CONFIG_CELL,
+              right=KIND_CONFIG, wrong=KIND_CONFIG.replace("listenAddress: 127.0.0.1", "listenAddress: 0.0.0.0"),
+              # the parameters, the notebook's start, the student's file and its checkpoint: the
+              # steps between them bring a cluster up and look at it
+              runs=('cluster = "k8s-lab"', "nb = notebook.start(", KIND_CONFIG_CELL, 'checks.checkpoint("build.kind-config"'),
+              check_id="build.kind-config",
+              wrong_says="nodes[0].extraPortMappings listens on 0.0.0.0, not on this machine only",
+              hint="kind's configuration reference"),
 ]
 
 # ------------------------------------------------------------------------------------- fixtures
@@ -125,22 +81,20 @@ def task(request) -> BuildTask:
 
 
 def _place(task: BuildTask, root: Path) -> None:
-    """Put the task's notebook into ``root`` as it ships (again: JupyterLab may have autosaved a
-    previous test's answer into it)."""
-    if task.write is not None:
-        task.write(root)
-    else:
-        shutil.copyfile(NOTEBOOKS / task.notebook, root / task.notebook)
+    """Put the task's handout into ``root`` as it ships (again: JupyterLab may have autosaved a
+    previous test's answer into it), without the work folder of a previous test."""
+    shutil.copyfile(NOTEBOOKS / task.notebook, root / task.notebook)
+    shutil.rmtree(root / "work", ignore_errors=True)
 
 
 def _serve(tmp: Path, task: BuildTask | None = None, **options) -> JupyterLab:
-    """A temporary copy of notebooks/ (plus the task's own notebook), served by JupyterLab."""
+    """A temporary copy of notebooks/ (the handouts as they ship), served by JupyterLab."""
     root = tmp / "notebooks"
-    shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns("src", "__pycache__", ".ipynb_checkpoints"))
-    if task is not None:
-        _place(task, root)
-    # Without a kubeconfig no cell can reach a cluster; LAB_CLUSTER etc. pass through for tasks that need one.
-    env = {} if task is not None and task.needs_cluster else {"KUBECONFIG": str(tmp / "no-kubeconfig")}
+    shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns("src", "work", "__pycache__", ".ipynb_checkpoints"))
+    # Without a kubeconfig no cell can reach a cluster, and without a Docker engine no kind cluster
+    # of this machine is seen either; LAB_CLUSTER etc. pass through for tasks that need one.
+    env = {} if task is not None and task.needs_cluster else {
+        "KUBECONFIG": str(tmp / "no-kubeconfig"), "DOCKER_HOST": f"unix://{tmp / 'no-docker.sock'}"}
     return JupyterLab(root, tmp / "profile", env=env, **options).start()
 
 
@@ -179,7 +133,7 @@ def _verdict_colour(rendered) -> str:
 
 def test_right_answer_shows_the_checkpoint_pass(student, task, artifacts):
     student.write(task.cell, task.right)
-    student.run_all(task.timeout_s)
+    student.run_cells(*task.runs, timeout_s=task.timeout_s)
     rendered = _checkpoint(student, task)
     student.page.screenshot(path=artifacts / f"{task.name}-pass.png")
     text = rendered.inner_text()
@@ -192,7 +146,7 @@ def test_right_answer_shows_the_checkpoint_pass(student, task, artifacts):
 
 def test_wrong_answer_shows_the_fail_with_its_hint(student, task, artifacts):
     student.write(task.cell, task.wrong)
-    student.run_all(task.timeout_s)
+    student.run_cells(*task.runs, timeout_s=task.timeout_s)
     rendered = _checkpoint(student, task)
     student.page.screenshot(path=artifacts / f"{task.name}-fail.png")
     text = " ".join(rendered.inner_text().split())
@@ -204,10 +158,12 @@ def test_wrong_answer_shows_the_fail_with_its_hint(student, task, artifacts):
     assert student.popups() == []
 
 
-def test_the_untouched_notebook_fails_and_runs_to_the_end(student, task):
-    """The handout as it ships: every cell runs, the checkpoint FAILs instead of raising."""
-    student.run_all(task.timeout_s)
-    text = _checkpoint(student, task).inner_text()
+def test_the_untouched_handout_fails_with_a_message(student, task, artifacts):
+    """The handout as it ships: its cells run, and the checkpoint FAILs instead of raising."""
+    student.run_cells(*task.runs, timeout_s=task.timeout_s)
+    rendered = _checkpoint(student, task)
+    student.page.screenshot(path=artifacts / f"{task.name}-untouched.png")
+    text = rendered.inner_text()
     assert text.startswith(f"FAIL {task.check_id}"), text
     assert student.errors() == []
 

@@ -253,38 +253,47 @@ def meta(page: str) -> dict[str, str]:
 def test_web_init_script_renders_the_page_from_env(sandbox, tmp_path):
     out = private_dir(tmp_path / "html")
     proc = render(sandbox, out, POD_NAME="web-5c9d7-x2k4q", POD_IP="10.244.1.17",
-                  NODE_NAME="k8s-lab-worker2", POD_NAMESPACE="k8s-assignment")
+                  NODE_NAME="k8s-lab-worker2", POD_NAMESPACE="k8s-assignment", SERVING_HOST="web-5c9d7-x2k4q")
     assert "web-5c9d7-x2k4q" in proc.stdout
     fields = meta((out / "index.html").read_text())
     assert fields["pod-name"] == "web-5c9d7-x2k4q"
     assert fields["pod-ip"] == "10.244.1.17"
     assert fields["node-name"] == "k8s-lab-worker2"
     assert fields["pod-namespace"] == "k8s-assignment"
+    assert fields["serving-host"] == "web-5c9d7-x2k4q"
     whoami = json.loads((out / "whoami.json").read_text())
     assert whoami["pod_ip"] == "10.244.1.17" and whoami["node_name"] == "k8s-lab-worker2"
+    assert whoami["serving_host"] == "web-5c9d7-x2k4q"
     assert oct((out / "index.html").stat().st_mode & 0o777) == "0o644"
 
 
 def test_web_init_script_marks_missing_values(sandbox, tmp_path):
     out = private_dir(tmp_path / "html")
     proc = render(sandbox, out, POD_NAME="only-a-name")
-    assert "POD_IP" in proc.stderr and "NODE_NAME" in proc.stderr
-    assert meta((out / "index.html").read_text())["pod-ip"] == "unknown"
+    assert "POD_IP" in proc.stderr and "NODE_NAME" in proc.stderr and "SERVING_HOST" in proc.stderr
+    fields = meta((out / "index.html").read_text())
+    assert fields["pod-ip"] == "unknown" and fields["serving-host"] == "unknown"
 
 
-def test_web_serves_the_rendered_page_with_the_serving_host(sandbox, tmp_path):
+def test_web_serves_the_page_the_init_container_wrote(sandbox, tmp_path):
     out = private_dir(tmp_path / "html")
-    render(sandbox, out, POD_NAME="web-abc", POD_IP="10.244.3.3", NODE_NAME="node-a")
+    render(sandbox, out, POD_NAME="web-abc", POD_IP="10.244.3.3", NODE_NAME="node-a", SERVING_HOST="web-abc")
+    # A page rendered without the serving host, served by a container whose hostname is known:
+    # nginx leaves the field as written (it fills in nothing), so it stays "unknown".
+    no_host = private_dir(tmp_path / "no-host")
+    render(sandbox, no_host, POD_NAME="web-def", POD_IP="10.244.3.4", NODE_NAME="node-a")
     # As in the Pod (Pod Security "restricted"): the image's own uid 101, a read-only root file
     # system with a tmpfs at /tmp, no capabilities; nginx listens on 8080.
     restricted = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
     web = sandbox.start("web", WEB, opts=("--hostname", "web-abc", "-v", f"{out}:/usr/share/nginx/html:ro",
                                           *restricted))
     bare = sandbox.start("bare", WEB, opts=restricted)  # no init container: says so instead of stale values
-    for name in (web, bare):
+    unnamed = sandbox.start("unnamed", WEB, opts=("--hostname", "web-def", "-v", f"{no_host}:/usr/share/nginx/html:ro",
+                                                  *restricted))
+    for name in (web, bare, unnamed):
         sandbox.run(PROBE, "sh", "-c", f"for i in $(seq 50); do probe-tcp {name} 8080 1 && exit 0; sleep 0.2; done; exit 1")
     assert docker("exec", web, "id", "-u").stdout.strip() == "101"
-    web, bare = f"{web}:8080", f"{bare}:8080"
+    web, bare, unnamed = f"{web}:8080", f"{bare}:8080", f"{unnamed}:8080"
 
     headers = sandbox.run(PROBE, "curl", "-sS", "-D", "-", "-o", "/dev/null", f"http://{web}/").stdout
     assert re.search(r"^X-Served-By: web-abc\r?$", headers, re.M | re.I), headers
@@ -297,6 +306,8 @@ def test_web_serves_the_rendered_page_with_the_serving_host(sandbox, tmp_path):
                       "serving_host": "web-abc"}
     assert sandbox.run(PROBE, "curl", "-sS", f"http://{web}/healthz").stdout == "ok\n"
     assert 'name="page-rendered" content="no"' in sandbox.run(PROBE, "curl", "-sS", f"http://{bare}/").stdout
+    assert meta(sandbox.run(PROBE, "curl", "-sS", f"http://{unnamed}/").stdout)["serving-host"] == "unknown"
+    assert json.loads(sandbox.run(PROBE, "curl", "-sS", f"http://{unnamed}/whoami.json").stdout)["serving_host"] == "unknown"
     # The official image's logging contract: access log on stdout.
     assert "GET /whoami.json" in docker("logs", web.split(":")[0]).stdout
 

@@ -458,7 +458,8 @@ def test_render_page_renders_escaped_fields_without_docker(tmp_path):
     import subprocess
 
     env = dict(os.environ, POD_NAME="web-7d9f-abcde", POD_IP="10.244.2.5", NODE_NAME='n<1>&"2"',
-               OUTPUT_DIR=str(tmp_path), TEMPLATE_DIR=str(images.IMAGES_DIR / "web" / "templates"))
+               SERVING_HOST="web-7d9f-abcde", OUTPUT_DIR=str(tmp_path),
+               TEMPLATE_DIR=str(images.IMAGES_DIR / "web" / "templates"))
     env.pop("POD_NAMESPACE", None)
     proc = subprocess.run(["sh", str(images.IMAGES_DIR / "web" / "render-page")], env=env,
                           capture_output=True, text=True, check=True)
@@ -466,7 +467,24 @@ def test_render_page_renders_escaped_fields_without_docker(tmp_path):
     page = (tmp_path / "index.html").read_text()
     assert '<meta name="pod-ip" content="10.244.2.5">' in page
     assert '<meta name="node-name" content="n&lt;1&gt;&amp;&quot;2&quot;">' in page
-    assert "{{" not in page
+    # render-page writes the serving host itself: nothing is left for nginx to fill in (no SSI).
+    assert '<meta name="serving-host" content="web-7d9f-abcde">' in page
+    assert '<td id="serving-host">web-7d9f-abcde</td>' in page
+    assert "{{" not in page and "<!--#" not in page
     doc = json.loads((tmp_path / "whoami.json").read_text())
     assert doc["pod_name"] == "web-7d9f-abcde" and doc["node_name"] == 'n<1>&"2"'
-    assert doc["pod_namespace"] == "unknown"
+    assert doc["serving_host"] == "web-7d9f-abcde" and doc["pod_namespace"] == "unknown"
+
+
+def test_render_page_without_a_serving_host_says_unknown(tmp_path):
+    import json
+    import subprocess
+
+    env = dict(os.environ, POD_NAME="web-a", POD_IP="10.244.2.5", NODE_NAME="node-a", OUTPUT_DIR=str(tmp_path),
+               TEMPLATE_DIR=str(images.IMAGES_DIR / "web" / "templates"))
+    env.pop("SERVING_HOST", None)
+    proc = subprocess.run(["sh", str(images.IMAGES_DIR / "web" / "render-page")], env=env,
+                          capture_output=True, text=True, check=True)
+    assert "not set: SERVING_HOST" in proc.stderr
+    assert json.loads((tmp_path / "whoami.json").read_text())["serving_host"] == "unknown"
+    assert '<td id="serving-host">unknown</td>' in (tmp_path / "index.html").read_text()

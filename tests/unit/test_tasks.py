@@ -5,6 +5,7 @@ field, never an exception; a command that is not text or not the expected comman
 """
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -137,11 +138,57 @@ def test_the_kind_configuration_check(tmp_path, lab, monkeypatch, change, messag
         text = KIND_CONFIG if change is None else KIND_CONFIG.replace(*change, 1)
     path = tmp_path / "kind-cluster.yaml"
     path.write_text(text)
-    monkeypatch.setattr(docker, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, b"127.0.0.1:30080\n", b""))
+    monkeypatch.setattr(docker, "run", _docker_with_a_running_cluster())
     result = tasks.kind_config(lab, path, workers=2)
     assert result.passed is (message is None), result.message
     if message:
         assert message in result.message
+    else:
+        assert result.message.endswith("the database label are right")
+
+
+def _docker_with_a_running_cluster(port: bytes = b"127.0.0.1:30080\n"):
+    """docker as it answers on a machine where the cluster k8s-lab runs and publishes ``port``."""
+    def run(args, **kwargs):
+        if args[:1] == ["inspect"]:
+            running = args[-1] == "k8s-lab-control-plane"
+            return subprocess.CompletedProcess(args, 0 if running else 1, b"true\n" if running else b"", b"")
+        assert args[:2] == ["port", "k8s-lab-control-plane"], args
+        return subprocess.CompletedProcess(args, 0 if port else 1, port, b"" if port else b"no public port")
+    return run
+
+
+def test_the_kind_configuration_is_compared_with_the_running_cluster(tmp_path, lab, monkeypatch):
+    from lab.host import docker
+
+    path = tmp_path / "kind-cluster.yaml"
+    path.write_text(KIND_CONFIG)
+    monkeypatch.setattr(docker, "run", _docker_with_a_running_cluster(port=b""))
+    result = tasks.kind_config(lab, path, workers=2)
+    assert not result.passed and "the running cluster does not publish that port" in result.message
+
+
+@pytest.mark.parametrize("docker_answers", ["no container", "no docker"])
+def test_without_a_running_cluster_the_kind_configuration_is_judged_alone(tmp_path, lab, monkeypatch, docker_answers):
+    """No cluster to compare with (it failed to start, or the file came first): the file alone is
+    judged, and the message says so; a wrong file still fails."""
+    from lab.errors import LabError
+    from lab.host import docker
+
+    def run(args, **kwargs):
+        if docker_answers == "no docker":
+            raise LabError("the lab needs Docker, and `docker` is not on PATH")
+        assert args[:1] == ["inspect"], "nothing but the node container is asked for"
+        return subprocess.CompletedProcess(args, 1, b"", b"Error: No such object: k8s-lab-control-plane")
+
+    monkeypatch.setattr(docker, "run", run)
+    path = tmp_path / "kind-cluster.yaml"
+    path.write_text(KIND_CONFIG)
+    result = tasks.kind_config(lab, path, workers=2)
+    assert result.passed and "(no cluster runs here to compare the port with)" in result.message, result.message
+    path.write_text(KIND_CONFIG.replace("listenAddress: 127.0.0.1", "listenAddress: 0.0.0.0"))
+    result = tasks.kind_config(lab, path, workers=2)
+    assert not result.passed and "not on this machine only" in result.message
 
 
 def test_missing_names_the_step_to_finish(lab, monkeypatch):
@@ -192,3 +239,136 @@ def test_the_handouts_files_leave_the_build_tasks_fields_empty(tmp_path, lab, mo
         problems = tasks.unwritten(lab, file, kind, name, wanted)
         assert bool(problems) is found, (product, problems)
         assert all(p.startswith(f"work/{file} leaves ") for p in problems)
+
+
+# ---------------------------------------------------------------- 04: the web init container
+
+
+def _web_deployment(change=None):
+    """The lab's web Deployment (manifests/03-web) as the API returns it, optionally changed."""
+    import yaml
+    from kubernetes import client
+
+    from lab import config
+
+    doc = yaml.safe_load((config.REPO_ROOT / "manifests" / "03-web" / "deployment.yaml").read_text())
+    doc["metadata"]["uid"] = "uid-web"
+    if change:
+        change(doc)
+    return client.ApiClient()._ApiClient__deserialize(doc, "V1Deployment")
+
+
+@pytest.fixture
+def web_cluster(lab, monkeypatch, tmp_path):
+    """Three running web Pods whose pages say what ``pages`` holds (pod name -> serving_host), for
+    the check build.web-init; no work/web.yaml (as in `lab grade --live`)."""
+    from types import SimpleNamespace
+
+    from lab.cluster import kube
+
+    monkeypatch.chdir(tmp_path)
+    state = {"deployment": _web_deployment(), "pages": {name: name for name in ("web-a", "web-b", "web-c")}}
+    monkeypatch.setattr(tasks, "_lab", lambda namespace, context: lab)
+    monkeypatch.setattr(lab, "read", lambda kind, name, namespace=None: state["deployment"] if kind == "Deployment" else None)
+    pods = [SimpleNamespace(metadata=SimpleNamespace(name=n, uid=f"uid-{n}", deletion_timestamp=None),
+                            status=SimpleNamespace(phase="Running")) for n in state["pages"]]
+    monkeypatch.setattr(kube, "core", lambda target: SimpleNamespace(
+        list_namespaced_pod=lambda namespace, label_selector, _request_timeout: SimpleNamespace(items=pods)))
+
+    def read_file(lab, pod, container, path):
+        assert (container, path) == ("nginx", tasks.WEB_PAGE)
+        page = state["pages"][pod]
+        return "" if page is None else json.dumps({"pod_name": pod, "serving_host": page})
+
+    monkeypatch.setattr(tasks, "_read_file", read_file)
+    return state
+
+
+def test_web_init_passes_when_every_page_names_its_own_pod(web_cluster):
+    result = tasks.check_web_init("k8s-assignment", "kind-k8s-lab")
+    assert result.passed, result.message
+    assert set(result.uids) == {"Deployment/k8s-assignment/web", *(f"Pod/k8s-assignment/web-{x}" for x in "abc")}
+
+
+@pytest.mark.parametrize("pages, message", [
+    ({"web-a": "unknown", "web-b": "unknown", "web-c": "unknown"},
+     "serving-host is 'unknown' on web-a (and 2 more Pods): the init container has no value for it"),
+    ({"web-a": "web-a", "web-b": "k8s-lab-worker", "web-c": "web-c"},
+     "serving-host is 'k8s-lab-worker' on web-b: that is not the Pod that serves the page"),
+])
+def test_web_init_reads_the_serving_host_from_each_pods_page(web_cluster, pages, message):
+    web_cluster["pages"].update(pages)
+    result = tasks.check_web_init("k8s-assignment", "kind-k8s-lab")
+    assert not result.passed and message in result.message, result.message
+    assert "metadata.name" not in result.message  # what is wrong, not the answer
+
+
+def test_web_init_without_a_page_to_read_says_so(web_cluster):
+    web_cluster["pages"].update({"web-a": None, "web-b": None, "web-c": None})
+    result = tasks.check_web_init("k8s-assignment", "kind-k8s-lab")
+    assert not result.passed and "no running web Pod has a page to read serving-host from" in result.message
+
+
+def test_web_init_names_a_missing_downward_api_variable(web_cluster):
+    def drop_pod_ip(doc):
+        init = doc["spec"]["template"]["spec"]["initContainers"][0]
+        init["env"] = [e for e in init["env"] if e["name"] != "POD_IP"]
+
+    web_cluster["deployment"] = _web_deployment(drop_pod_ip)
+    result = tasks.check_web_init("k8s-assignment", "kind-k8s-lab")
+    assert not result.passed and "env POD_IP is missing" in result.message, result.message
+
+
+# ---------------------------------------------------------------- 07: one template change
+
+
+def test_a_folder_that_is_no_chart_is_not_upgraded_from(tmp_path, lab, monkeypatch, capsys):
+    monkeypatch.setattr(lab, "helm_upgrade", lambda *a, **k: pytest.fail("must not upgrade"))
+    assert tasks.helm_upgrade(lab, chart=tmp_path / "chart") is False
+    assert "is not a chart (it has no Chart.yaml): run the cell that copies chart/ first" in capsys.readouterr().out
+
+
+def test_an_upgrade_from_the_students_chart_passes_the_chart(tmp_path, lab, monkeypatch):
+    (tmp_path / "Chart.yaml").write_text("name: k8s-lab\n")
+    calls = []
+    monkeypatch.setattr(lab, "helm_upgrade", lambda *a, **k: calls.append((a, k)) or notebook.Command("helm", 0, "", ""))
+    assert tasks.helm_upgrade(lab, chart=tmp_path) is True
+    assert calls == [((), {"check": False, "chart": tmp_path})]
+
+
+@pytest.fixture
+def released(lab, monkeypatch):
+    """Service web with the annotations in ``state``, the release at revision ``state["revision"]``."""
+    from types import SimpleNamespace
+
+    state = {"annotations": {}, "revision": 7}
+    monkeypatch.setattr(tasks, "_lab", lambda namespace, context: lab)
+    monkeypatch.setattr(tasks, "missing", lambda lab, *names: None)
+    monkeypatch.setattr(notebook, "helm_history", lambda lab: [
+        {"revision": state["revision"] - 1, "status": "superseded"}, {"revision": state["revision"], "status": "deployed"}])
+    monkeypatch.setattr(lab, "read", lambda kind, name, namespace=None: SimpleNamespace(
+        metadata=SimpleNamespace(uid="uid-svc", annotations=state["annotations"])))
+    return state
+
+
+@pytest.mark.parametrize("annotations, message", [
+    ({}, "Service web has no annotation k8s-lab/revision: revision 7 of the release was rendered from a Service "
+         "template that does not write it"),
+    ({"k8s-lab/revision": "6"}, "is '6', but the release's deployed revision is 7: the template does not write "
+                                "the revision that renders it"),
+    ({"k8s-lab/revision": "7"}, None),
+])
+def test_the_template_change_is_the_revision_that_rendered_it(released, annotations, message):
+    released["annotations"] = annotations
+    result = tasks.check_helm_template("k8s-assignment", "kind-k8s-lab")
+    assert result.passed is (message is None), result.message
+    assert message is None or message in result.message
+    assert ".Release" not in result.message  # what is wrong, not the answer
+    assert result.uids == {"Service/k8s-assignment/web": "uid-svc"}
+
+
+def test_the_template_check_needs_the_web_service(lab, monkeypatch):
+    monkeypatch.setattr(tasks, "_lab", lambda namespace, context: lab)
+    monkeypatch.setattr(tasks, "missing", lambda lab, *names: checks.fail(f"{names} is not ready: finish step 4 of 04 first"))
+    result = tasks.check_helm_template("k8s-assignment", "kind-k8s-lab")
+    assert not result.passed and "finish step 4 of 04 first" in result.message
