@@ -21,7 +21,6 @@ import json
 from lab import checks
 from lab.checks import Result, fail, ok
 from lab.system import deploy
-from lab.target import Target
 
 RELEASE = "k8s-lab"
 
@@ -48,18 +47,17 @@ def _first_failure(*results: Result) -> Result:
 @checks.register("storage.namespace", points=1, notebook="02-storage.ipynb",
                  hint="kubectl get namespace <your namespace>")
 def _storage_namespace(namespace: str, context: str) -> Result:
-    return checks.namespace_exists(namespace, context=context)
+    return checks.namespace_created(namespace, context=context)
 
 
 @checks.register("storage.quota-and-limits", points=1, notebook="02-storage.ipynb",
                  hint="kubectl get resourcequota,limitrange in your namespace")
 def _storage_quota(namespace: str, context: str) -> Result:
-    from lab.cluster.classroom import made_by_classroom
-
+    if checks.in_classroom(namespace, context):
+        return checks.not_applicable(f"classroom: your instructor set the quota and limits of {namespace}")
     core = checks._apis(context).core
-    quotas, limits = ([o for o in items if not made_by_classroom(o)] for items in (
-        core.list_namespaced_resource_quota(namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items,
-        core.list_namespaced_limit_range(namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items))
+    quotas = core.list_namespaced_resource_quota(namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items
+    limits = core.list_namespaced_limit_range(namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items
     if not quotas or not limits:
         return fail(f"namespace {namespace} has {len(quotas)} ResourceQuota(s) and {len(limits)} LimitRange(s)")
     if not any("pods" in (q.spec.hard or {}) for q in quotas):
@@ -76,6 +74,8 @@ def _storage_pv(namespace: str, context: str) -> Result:
     if pv is None:
         return fail(f"PersistentVolume {name} does not exist")
     uids = {f"PersistentVolume/{name}": pv.metadata.uid}
+    if checks.classroom_made(pv):
+        return checks.not_applicable(f"classroom: your instructor made the PersistentVolume {name}", uids)
     claim = pv.spec.claim_ref
     problems = []
     if pv.spec.storage_class_name != "manual":
@@ -223,7 +223,7 @@ def _backup_job(namespace: str, context: str) -> Result:
 
     from lab.cluster import kube
 
-    jobs = client.BatchV1Api(kube.api_client(Target.for_context(context))).list_namespaced_job(
+    jobs = client.BatchV1Api(kube.api_client(checks.target_for(context))).list_namespaced_job(
         namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items
     done = [j for j in jobs if (j.status.succeeded or 0) > 0]
     if not done:
