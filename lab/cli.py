@@ -739,7 +739,7 @@ def classroom_up(roster: Path, out_dir: Path, token_hours: float, context: str |
         written = room.up(students, out_dir, context=context or config.KUBE_CONTEXT, prefix=prefix,
                           token_hours=token_hours)
     console.print(f"{len(written)} kubeconfig(s) in {escape(str(out_dir))}: hand each student OUT/<id>/kubeconfig "
-                  f"(KUBECONFIG=... jupyter lab; the notebooks take namespace = \"{prefix}<id>\")")
+                  f"(the notebooks take namespace = \"{prefix}<id>\" and kubeconfig = that file, or KUBECONFIG=it)")
 
 
 @classroom.command("status")

@@ -14,7 +14,8 @@ Kubernetes docs):
   identity), the student's own namespace and PersistentVolumes;
 - a ResourceQuota and a LimitRange (in place of the lab's own, which notebook 02 then leaves out);
 - NetworkPolicy ``classroom-isolation``, which admits traffic only from namespaces that are not
-  classroom namespaces (the cluster's DNS, the grader), never from another student, and which the
+  classroom namespaces (the cluster's DNS, the grader) and from outside the Pod network (the
+  nodes: a node port reached from this machine), never from another student's Pods, and which the
   student cannot change; and ``classroom-same-namespace``, which admits the namespace's own Pods,
   as a namespace without policies would. Policies only ever add what they allow, so the lab's own
   policies (notebook 05) can only restrict traffic inside the namespace once that second one is
@@ -163,8 +164,48 @@ def _pvs(namespace: str, labels: dict) -> list[dict]:
     return pvs
 
 
-def objects(student: Student, *, prefix: str = PREFIX, classroom: str = "student") -> list[dict]:
-    """The Kubernetes objects of one student's place in the classroom."""
+def kind_pod_network() -> str:
+    """The Pod network of the lab's kind clusters (manifests/kind/cluster.yaml)."""
+    document = yaml.safe_load((config.REPO_ROOT / "manifests" / "kind" / "cluster.yaml").read_text())
+    return document["networking"]["podSubnet"]
+
+
+def pod_networks(target: Target) -> list[str]:
+    """The cluster's Pod networks: kubeadm's podSubnet (kind's and kubeadm's clusters), else the
+    nodes' Pod ranges (a node added later brings a range of its own: run `up` again)."""
+    from lab.cluster import kube
+
+    core = kube.core(target)
+    try:
+        found = core.read_namespaced_config_map("kubeadm-config", "kube-system", _request_timeout=30)
+        subnet = yaml.safe_load((found.data or {}).get("ClusterConfiguration") or "{}").get("networking", {}).get("podSubnet")
+    except Exception:  # noqa: BLE001 - not a kubeadm cluster: the nodes say
+        subnet = None
+    if subnet:
+        return [c.strip() for c in str(subnet).split(",") if c.strip()]
+    ranges = sorted({c for n in core.list_node(_request_timeout=30).items for c in (n.spec.pod_cid_rs or [])})
+    if not ranges:
+        raise LabError(f"cannot tell the Pod network of {target.kube_context}: no kubeadm-config, no node has a podCIDR",
+                       hint="classroom-isolation needs it to admit the nodes but no other student's Pods")
+    return ranges
+
+
+def _from_outside(networks: Sequence[str]) -> list[dict]:
+    """Peers for every address outside the Pod networks (per IP family they cover)."""
+    import ipaddress
+
+    peers = []
+    for family, everything in ((4, "0.0.0.0/0"), (6, "::/0")):
+        mine = [n for n in networks if ipaddress.ip_network(n, strict=False).version == family]
+        if mine:
+            peers.append({"ipBlock": {"cidr": everything, "except": mine}})
+    return peers
+
+
+def objects(student: Student, *, prefix: str = PREFIX, classroom: str = "student",
+            networks: Sequence[str] | None = None) -> list[dict]:
+    """The Kubernetes objects of one student's place in the classroom; ``networks``: the
+    cluster's Pod networks (default: the lab's kind cluster's)."""
     ns = student.namespace(prefix)
     labels = _labels(student, classroom)
     meta = {"namespace": ns, "labels": labels}
@@ -228,7 +269,8 @@ def objects(student: Student, *, prefix: str = PREFIX, classroom: str = "student
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": ISOLATION_POLICY, **meta},
          "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
                   "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [
-                      {"key": LABEL, "operator": "DoesNotExist"}]}}]}]}},
+                      {"key": LABEL, "operator": "DoesNotExist"}]}},
+                      *_from_outside(networks or [kind_pod_network()])]}]}},
         open_policy(ns, labels),
         *pvs,
     ]
@@ -319,7 +361,8 @@ def up(students: Iterable[Student], out_dir: str | os.PathLike, *, context: str,
     present = {n.metadata.name for n in kube.core(target).list_namespace(
         label_selector=f"{LABEL}={classroom}", _request_timeout=30).items}
     # A student may have deleted the open-namespace policy (notebook 05): renewing tokens must not restore it.
-    documents = [doc for s in students for doc in objects(s, prefix=prefix, classroom=classroom)
+    networks = pod_networks(target)
+    documents = [doc for s in students for doc in objects(s, prefix=prefix, classroom=classroom, networks=networks)
                  if not (doc["kind"] == "NetworkPolicy" and doc["metadata"]["name"] == OPEN_POLICY
                          and s.namespace(prefix) in present)]
     for pv in (d for d in documents if d["kind"] == "PersistentVolume"):

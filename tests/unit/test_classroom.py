@@ -29,12 +29,21 @@ def test_a_student_gets_a_namespace_with_everything_the_multi_tenancy_recipe_ask
         "k8s-lab-backups-student-ann": ({"namespace": "student-ann", "name": "database-backups"},
                                         "/var/local/k8s-lab/backups-student-ann")}
     policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
-    # Other students are kept out by a policy that admits nothing of the class, the namespace's own
-    # Pods by another, which the student may delete (the lab's policies then decide inside it).
+    # Other students are kept out by a policy that admits no Pod of the class (but the nodes, by
+    # which this machine reaches a node port), the namespace's own Pods by another, which the
+    # student may delete (the lab's policies then decide inside it).
     assert policies[classroom.ISOLATION_POLICY] == {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [
-        {"from": [{"namespaceSelector": {"matchExpressions": [{"key": classroom.LABEL, "operator": "DoesNotExist"}]}}]}]}
+        {"from": [{"namespaceSelector": {"matchExpressions": [{"key": classroom.LABEL, "operator": "DoesNotExist"}]}},
+                  {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16"]}}]}]}
     assert policies[classroom.OPEN_POLICY] == {"podSelector": {}, "policyTypes": ["Ingress"],
                                                "ingress": [{"from": [{"podSelector": {}}]}]}
+
+
+def test_the_isolation_admits_everything_outside_the_pod_networks_of_each_family():
+    [isolation] = [o for o in classroom.objects(classroom.Student("ann"), networks=["10.1.0.0/16", "fd00:1::/56"])
+                   if o["metadata"]["name"] == classroom.ISOLATION_POLICY]
+    assert isolation["spec"]["ingress"][0]["from"][1:] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.1.0.0/16"]}},
+                                                           {"ipBlock": {"cidr": "::/0", "except": ["fd00:1::/56"]}}]
 
 
 def test_the_cluster_role_only_reads_and_only_names_its_own_things():
