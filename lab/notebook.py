@@ -510,7 +510,9 @@ class Lab:
         """``helm upgrade [--install]`` of the lab's release from chart/ with the options every
         upgrade passes (``helm_set_args``) plus ``values`` (e.g. ``"--set", "web.replicas=6"``),
         waiting for every workload and printing their readiness meanwhile."""
-        first = ("--install", RELEASE, str(CHART_DIR), "--create-namespace") if install else (RELEASE, str(CHART_DIR))
+        # A classroom's student may not even try to create the namespace (it is there: the instructor's).
+        create = () if self.classroom else ("--create-namespace",)
+        first = ("--install", RELEASE, str(CHART_DIR), *create) if install else (RELEASE, str(CHART_DIR))
         # The chart's NOTES once, at the install; each upgrade would print them again.
         first += () if install else ("--hide-notes",)
         from lab.system import deploy

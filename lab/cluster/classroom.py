@@ -233,7 +233,7 @@ def objects(student: Student, *, prefix: str = PREFIX, classroom: str = "student
          "verbs": ["update", "patch", "delete"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": [*read, "create"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
-         "resourceNames": [*LAB_POLICY_NAMES, OPEN_POLICY], "verbs": ["update", "patch", "delete"]},
+         "resourceNames": [*LAB_POLICY_NAMES, OPEN_POLICY, *config.CANARY_POLICIES], "verbs": ["update", "patch", "delete"]},
         # What a ServiceAccount of the namespace may do (notebook 06 asks it of its watcher).
         {"apiGroups": ["authorization.k8s.io"], "resources": ["localsubjectaccessreviews"], "verbs": ["create"]},
     ]

@@ -945,8 +945,10 @@ def canary(namespace: str = CANARY_NAMESPACE, *, target: Target,
     client_labels = {"k8s-lab.probe/canary": token, "k8s-lab.probe/role": "client"}
     client_source = Source.probe(f"canary-{token}", client_labels)
     server_name = f"canary-server-{token}"
-    policy_name = f"canary-deny-{token}"
-    allow_name = f"canary-allow-{token}"
+    # In a namespace it shares, the policies' names are fixed: a classroom's Role may delete only
+    # NetworkPolicies it names.
+    policy_name, allow_name = ((f"canary-deny-{token}", f"canary-allow-{token}") if deny == "ingress"
+                               else config.CANARY_POLICIES)
     server = probe_pod_manifest(Source.probe(f"canary-server-{token}", server_labels), 0,
                                 images.PROBE_IMAGE)
     server.metadata.name = server_name
@@ -1019,8 +1021,9 @@ def _cleanup_canary(core, net, namespace: str, token: str, policy_names: Sequenc
     if created_namespace:
         quietly(core.delete_namespace, namespace)
         return
-    for name in policy_names:
-        quietly(net.delete_namespaced_network_policy, name, namespace)
+    # The Pods first: a policy the caller may not delete must not leave them running.
     for pod in core.list_namespaced_pod(namespace,
                                         label_selector=f"k8s-lab.probe/canary={token}").items:
         quietly(core.delete_namespaced_pod, pod.metadata.name, namespace, grace_period_seconds=0)
+    for name in policy_names:
+        quietly(net.delete_namespaced_network_policy, name, namespace)

@@ -57,7 +57,8 @@ def test_the_cluster_role_only_reads_and_only_names_its_own_things():
 def test_the_role_cannot_lift_the_classroom_quota_or_policy():
     rules = rules_of("Role", classroom.objects(classroom.Student("ann")))
     for resource, names in (("resourcequotas", classroom.LAB_QUOTA_NAMES),
-                            ("networkpolicies", [*classroom.LAB_POLICY_NAMES, classroom.OPEN_POLICY])):
+                            ("networkpolicies", [*classroom.LAB_POLICY_NAMES, classroom.OPEN_POLICY,
+                                                 *classroom.config.CANARY_POLICIES])):
         writes = [r for r in rules if resource in r["resources"] and {"update", "patch", "delete"} & set(r["verbs"])]
         assert writes and all(r.get("resourceNames") == names for r in writes)
         assert classroom.QUOTA_NAME not in names and classroom.ISOLATION_POLICY not in names
