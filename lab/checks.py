@@ -138,7 +138,7 @@ class Record:
     points = property(lambda self: self.data["points"])
     earned = property(lambda self: self.data["earned"])
     uids = property(lambda self: dict(self.data["objects"]))
-    applicable = property(lambda self: self.data.get("applicable", True))
+    applicable = property(lambda self: evidence.applies(self.data))
 
     def __bool__(self) -> bool:
         return bool(self.passed)
@@ -465,11 +465,11 @@ def checkpoint(
 def summary() -> None:
     """Show the points of this kernel session's checkpoints so far (not itself evidence)."""
     records = {r["check_id"]: r for r in _session.records}
-    applicable = [r for r in records.values() if r.get("applicable", True)]
+    applicable = [r for r in records.values() if evidence.applies(r)]
     earned = sum(r["earned"] for r in applicable)
     possible = sum(r["points"] for r in applicable)
     lines = [f"{'PASS' if r['passed'] else 'FAIL'}  {r['check_id']}  {r['earned']}/{r['points']}"
-             if r.get("applicable", True) else f"N/A   {r['check_id']}  (not applicable)" for r in records.values()]
+             if evidence.applies(r) else f"N/A   {r['check_id']}  (not applicable)" for r in records.values()]
     skipped = len(records) - len(applicable)
     lines.append(f"total: {earned}/{possible} points from {len(applicable)} checkpoint(s)"
                  + (f"; {skipped} not applicable" if skipped else ""))

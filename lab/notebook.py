@@ -40,9 +40,9 @@ when it changes, and fails after a timeout with what is still wrong.
 **Classroom mode.** With a student's kubeconfig from ``lab classroom up`` (the ``kubeconfig``
 parameter, or $KUBECONFIG) the notebook works in the student's namespace ``student-<id>`` of the
 instructor's cluster, where the student may not create namespaces, PersistentVolumes or label
-nodes. :attr:`Lab.classroom` tells; :meth:`Lab.in_classroom` leaves such a step out with one line saying why
-(the instructor made the namespace, its quota and limits, and the volumes), and the checks of
-those steps say *not applicable* (:func:`lab.checks.not_applicable`) rather than PASS.
+nodes. :attr:`Lab.classroom` tells; :meth:`Lab.in_classroom` leaves such a step out with one
+line saying why (the instructor made the namespace, its quota and limits, and the volumes), and
+the checks of those steps say *not applicable* (:func:`lab.checks.not_applicable`), not PASS.
 """
 from __future__ import annotations
 

@@ -262,12 +262,24 @@ def install_system(room, student: str, node_port: int) -> subprocess.Popen:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_live_grades_the_whole_classroom(room, tmp_path):
+@pytest.fixture
+def installed(room):
+    """ann and cyd with the whole system, uninstalled afterwards: one node has CPU for few classes."""
     say("ann and cyd install the lab system at once, each with their own kubeconfig")
     installs = {s: install_system(room, s, port) for s, port in (("ann", 30481), ("cyd", 30482))}
-    for student, process in installs.items():
-        output, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, f"{student}: {output}"
+    try:
+        for student, process in installs.items():
+            output, _ = process.communicate(timeout=600)
+            assert process.returncode == 0, f"{student}: {output}"
+        yield
+    finally:
+        for student in installs:
+            subprocess.run([str(tools.ensure("helm")), "--kubeconfig", str(room / "out" / student / "kubeconfig"),
+                            "--kube-context", config.KUBE_CONTEXT, "-n", f"student-{student}", "uninstall", "k8s-lab",
+                            "--wait"], capture_output=True, timeout=300)
+
+
+def test_live_grades_the_whole_classroom(room, installed, tmp_path):
     out = tmp_path / "live"
     result = lab_cli("grade", "--live", "--roster", str(room / "roster.csv"), "--out", str(out))
     assert result.returncode == 0, result.stderr + result.stdout
