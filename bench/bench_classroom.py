@@ -80,6 +80,21 @@ def timed(what: str, fn):
     return result
 
 
+def checkpoints(run_dir: Path) -> list[str]:
+    """PASS, N/A or "FAIL check: message" per checkpoint record in a run's executed notebooks."""
+    from lab import evidence
+
+    found = []
+    for path in sorted(run_dir.glob("[0-9][0-9]-*.ipynb")):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            for output in cell.get("outputs", []):
+                record = (evidence.from_output(output) or (None,))[0]
+                if isinstance(record, dict):
+                    found.append("N/A" if not evidence.applies(record) else "PASS" if record["passed"]
+                                 else f"FAIL {record['check_id']}: {record['message'][:120]}")
+    return found
+
+
 def notebooks(class_size: int, last: str) -> int:
     """Students of one classroom run the reference notebooks 02..last at once; then --live grades them."""
     from lab import config
@@ -105,8 +120,11 @@ def notebooks(class_size: int, last: str) -> int:
                                    "-p", f"kubeconfig={kubeconfigs[student.id]}"],
                                   capture_output=True, text=True, cwd=root)
             report = json.loads((out / "report.json").read_text())
+            verdicts = checkpoints(out)
             print(f"  {student.id}: {report['status']} in {time.monotonic() - began:.0f} s: "
-                  + ", ".join(f"{r['notebook'][:2]} {r['duration_s']:.0f} s" for r in report["results"]), flush=True)
+                  + ", ".join(f"{r['notebook'][:2]} {r['duration_s']:.0f} s" for r in report["results"])
+                  + f"; checkpoints: {verdicts.count('PASS')} PASS, {verdicts.count('N/A')} N/A"
+                  + "".join(f"\n    {v}" for v in verdicts if v not in ("PASS", "N/A")), flush=True)
             if proc.returncode:
                 print(proc.stdout[-3000:] + proc.stderr[-3000:])
             return proc.returncode

@@ -151,15 +151,14 @@ def netpol_canary():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+import json
+
 from lab import tasks
+from lab.cluster import classroom
 
 POLICIES = ("default-deny-ingress", "web-allow-http", "database-allow-clients")
 nb.kubectl("delete", "networkpolicy", *POLICIES, "--ignore-not-found")
 if nb.in_classroom("open-namespace"):
-    import json
-
-    from lab.cluster import classroom
-
     labels = nb.read("Namespace", nb.namespace).metadata.labels or {}
     nb.kubectl("apply", "-f", "-", stdin=json.dumps(classroom.open_policy(nb.namespace, labels)))
 nb.kubectl("get", "networkpolicies")
