@@ -13,8 +13,9 @@ Three more students of the same classroom (dee, eve, fay) work through the refer
 at once, each with their own kubeconfig and their own copy of the notebooks: every notebook runs
 to the end, every checkpoint passes or says it does not apply (what the instructor made), `lab
 grade --live` gives each the points that apply, and eve cannot read dee's Secrets or reach dee's
-real database. On two cores three parallel runs of 02-08 take about 20 minutes, so CI runs 02-04
-(LAB_CLASSROOM_LAST=08 runs them all here; bench/bench_classroom.py --notebooks times 02-08).
+real database. On two shared cores three parallel runs of 02-08 take 14 minutes, so CI runs 02-04
+(under 3 minutes; LAB_CLASSROOM_LAST=08 runs them all here; bench/bench_classroom.py --notebooks
+times 02-08).
 """
 from __future__ import annotations
 
