@@ -1,23 +1,32 @@
 """Benchmark of the classroom and of verified grading on a real cluster (issue 13's numbers).
 
     LAB_CLUSTER=... python bench/bench_classroom.py [--students 30] [--submissions 6]
+    LAB_CLUSTER=... python bench/bench_classroom.py --notebooks [--class-size 3] [--last 08]
 
 1. `lab classroom up` for N students (namespaces bench-<id>), then `up` again (idempotent).
 2. `lab grade --live` over those N namespaces (the grader's checks of every notebook).
 3. `lab grade --execute` of M submissions at --jobs 1 and --jobs 3, each in its own sandbox with
    its own limited kubeconfig. A submission is two notebooks that do namespaced work as a student
    would (a Deployment of the pause image, waiting until it is ready, a ConfigMap) and checkpoint
-   it; after each notebook the grader runs its checks. The lab's own notebooks 02-08 need
-   classroom-mode changes (issue 12/13 follow-up) before they can run in a sandbox.
+   it; after each notebook the grader runs its checks.
 4. `lab classroom down`.
+
+With --notebooks instead: a classroom of --class-size students (namespaces bench-nb-<id>) each run
+the reference notebooks 02 to --last at once (`lab run`, their own copy of the notebooks, their own
+kubeconfig), then `lab grade --live` grades them; prints the wall times, each student's points
+(earned/possible: what the instructor made does not apply) and every check that did not pass.
+Exits non-zero when a run fails. tests/cluster/test_classroom.py runs the same for 02-04 in CI.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -71,12 +80,82 @@ def timed(what: str, fn):
     return result
 
 
+def checkpoints(run_dir: Path) -> list[str]:
+    """PASS, N/A or "FAIL check: message" per checkpoint record in a run's executed notebooks."""
+    from lab import evidence
+
+    found = []
+    for path in sorted(run_dir.glob("[0-9][0-9]-*.ipynb")):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            for output in cell.get("outputs", []):
+                record = (evidence.from_output(output) or (None,))[0]
+                if isinstance(record, dict):
+                    found.append("N/A" if not evidence.applies(record) else "PASS" if record["passed"]
+                                 else f"FAIL {record['check_id']}: {record['message'][:120]}")
+    return found
+
+
+def notebooks(class_size: int, last: str) -> int:
+    """Students of one classroom run the reference notebooks 02..last at once; then --live grades them."""
+    from lab import config
+
+    root = config.REPO_ROOT
+    prefix = "bench-nb-"
+    work = Path(tempfile.mkdtemp(prefix="bench-classroom-notebooks-"))
+    students = [classroom.Student(f"s{i}") for i in range(class_size)]
+    try:
+        kubeconfigs = timed(f"classroom up, {class_size} students",
+                            lambda: classroom.up(students, work / "room", context=CONTEXT, prefix=prefix))
+
+        def run(student: classroom.Student) -> int:
+            folder = work / student.id / "notebooks"
+            folder.mkdir(parents=True)
+            for path in (root / "reference").glob("[0-9][0-9]-*.ipynb"):
+                shutil.copy(path, folder)
+            out = work / student.id / "run"
+            began = time.monotonic()
+            proc = subprocess.run([sys.executable, "-m", "lab.cli", "run", last, "--from", "02", "--notebooks-dir",
+                                   str(folder), "--out", str(out), "-p", f"cluster={config.CLUSTER_NAME}",
+                                   "-p", f"namespace={student.namespace(prefix)}", "-p", "mode=offline",
+                                   "-p", f"kubeconfig={kubeconfigs[student.id]}"],
+                                  capture_output=True, text=True, cwd=root)
+            report = json.loads((out / "report.json").read_text())
+            verdicts = checkpoints(out)
+            print(f"  {student.id}: {report['status']} in {time.monotonic() - began:.0f} s: "
+                  + ", ".join(f"{r['notebook'][:2]} {r['duration_s']:.0f} s" for r in report["results"])
+                  + f"; checkpoints: {verdicts.count('PASS')} PASS, {verdicts.count('N/A')} N/A"
+                  + "".join(f"\n    {v}" for v in verdicts if v not in ("PASS", "N/A")), flush=True)
+            if proc.returncode:
+                print(proc.stdout[-3000:] + proc.stderr[-3000:])
+            return proc.returncode
+
+        with ThreadPoolExecutor(class_size) as pool:
+            codes = timed(f"{class_size} students run notebooks 02-{last} at once", lambda: list(pool.map(run, students)))
+        book = timed(f"grade --live, {class_size} namespaces",
+                     lambda: grade.live_gradebook({s.id: s.namespace(prefix) for s in students}, jobs=8))
+        for sub in book.submissions:
+            missed = [f"{o.check_id} ({o.status}: {o.message[:120]})" for o in sub.outcomes
+                      if o.status not in ("passed", "not-applicable")]
+            na = sum(o.status == "not-applicable" for o in sub.outcomes)
+            print(f"  {sub.student}: {sub.earned:g}/{sub.possible:g} points, {na} not applicable"
+                  + ("".join(f"\n    {m}" for m in missed)))
+        return max(codes)
+    finally:
+        classroom.down(context=CONTEXT, prefix=prefix)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--submissions", type=int, default=6)
     parser.add_argument("--skip-execute", action="store_true")
+    parser.add_argument("--notebooks", action="store_true", help="time a class running the reference notebooks")
+    parser.add_argument("--class-size", type=int, default=3)
+    parser.add_argument("--last", default="08", help="the last notebook the class runs (from 02)")
     args = parser.parse_args()
+    if args.notebooks:
+        sys.exit(notebooks(args.class_size, args.last))
     work = Path(tempfile.mkdtemp(prefix="bench-classroom-"))
     students = [classroom.Student(f"s{i:02d}") for i in range(args.students)]
     try:

@@ -25,6 +25,11 @@ A failing checkpoint does not raise (the notebook goes on; the grade gives parti
 ``strict=True``. Verifications return :class:`Result` ``(passed, message, uids)``; the library below
 covers the lab's objects, and :func:`register` adds named checks (some instructor-only) that
 ``lab grade --live`` re-runs against a cluster.
+
+A check can also be *not applicable* (:func:`not_applicable`): in a classroom namespace the
+instructor made the namespace, its quota and the PersistentVolume, so checks of the student making
+them neither pass nor fail. Their records say so, they show ``N/A`` and a grade counts them neither
+as earned nor as possible points.
 """
 from __future__ import annotations
 
@@ -47,10 +52,11 @@ from lab.evidence import (CHECK_ID, GENESIS_HASH, MAX_MESSAGE, MIME_TYPE, SCHEMA
 REQUEST_TIMEOUT_S = 10
 
 __all__ = [
-    "MIME_TYPE", "SCHEMA", "Result", "Record", "CheckpointFailed", "Session", "configure", "settings",
+    "MIME_TYPE", "SCHEMA", "Result", "Record", "CheckpointFailed", "Session", "configure", "settings", "target_for",
+    "NotApplicable", "ok", "fail", "not_applicable",
     "checkpoint", "check", "evaluate", "summary", "register", "registry", "cluster_identity",
-    "namespace_exists", "deployment_ready", "statefulset_ready", "service_has_port",
-    "service_has_endpoints", "configmap_has_key", "secret_has_keys", "pvc_bound",
+    "namespace_exists", "namespace_created", "in_classroom", "classroom_made", "deployment_ready",
+    "statefulset_ready", "service_has_port", "service_has_endpoints", "configmap_has_key", "secret_has_keys", "pvc_bound",
     "networkpolicy_exists", "probe_matrix_clean", "pods_on_every_node", "helm_release_deployed",
     "file_exists_on_host",
 ]
@@ -69,6 +75,20 @@ class Result(NamedTuple):
     message: str
     uids: Mapping[str, str] = {}
 
+    @property
+    def applicable(self) -> bool:
+        return True
+
+
+class NotApplicable(Result):
+    """A :class:`Result` of a check that did not apply: there was nothing for the student to do."""
+
+    __slots__ = ()
+
+    @property
+    def applicable(self) -> bool:
+        return False
+
 
 def ok(message: str, uids: Mapping[str, str] | None = None) -> Result:
     return Result(True, message, dict(uids or {}))
@@ -76,6 +96,12 @@ def ok(message: str, uids: Mapping[str, str] | None = None) -> Result:
 
 def fail(message: str, uids: Mapping[str, str] | None = None) -> Result:
     return Result(False, message, dict(uids or {}))
+
+
+def not_applicable(message: str, uids: Mapping[str, str] | None = None) -> Result:
+    """Neither PASS nor FAIL: what the check looks for is not the student's to make here (a
+    classroom's namespace, quota or volume, made by the instructor). Earns nothing and costs nothing."""
+    return NotApplicable(False, message, dict(uids or {}))
 
 
 class CheckpointFailed(LabError):
@@ -112,12 +138,14 @@ class Record:
     points = property(lambda self: self.data["points"])
     earned = property(lambda self: self.data["earned"])
     uids = property(lambda self: dict(self.data["objects"]))
+    applicable = property(lambda self: evidence.applies(self.data))
 
     def __bool__(self) -> bool:
         return bool(self.passed)
 
     def __repr__(self) -> str:
-        return f"<checkpoint {self.check_id}: {'passed' if self.passed else 'failed'} {self.earned}/{self.points}>"
+        verdict = "not applicable" if not self.applicable else "passed" if self.passed else "failed"
+        return f"<checkpoint {self.check_id}: {verdict} {self.earned}/{self.points}>"
 
     def _ipython_display_(self) -> None:
         # The evidence was displayed when the check ran. As the value of that same cell, show
@@ -137,6 +165,8 @@ class Settings:
 
     namespace: str = field(default_factory=lambda: os.environ.get("LAB_NAMESPACE") or config.NAMESPACE)
     context: str = field(default_factory=lambda: os.environ.get("LAB_CONTEXT") or config.KUBE_CONTEXT)
+    # The kubeconfig file the context is in (None: $KUBECONFIG or ~/.kube/config), e.g. a classroom's.
+    kubeconfig: str | None = None
     notebook: str | None = None
     # A fixed cluster identity instead of reading the cluster (tests, benchmarks, demos).
     identity: dict | None = None
@@ -216,13 +246,19 @@ def _notebook_name(explicit: str | None) -> str:
 # ============================================================================================
 
 
+def target_for(context: str | None = None, namespace: str | None = None) -> Target:
+    """Where checks look: the context (this kernel's by default) in the configured kubeconfig."""
+    target = Target.for_context(_ctx(context), _ns(namespace))
+    return replace(target, kubeconfig=Path(settings.kubeconfig)) if settings.kubeconfig else target
+
+
 def _apis(context: str | None = None):
     """Kubernetes API groups for the context (clients are cached per context by lab.cluster.kube)."""
     from kubernetes import client
 
     from lab.cluster import kube
 
-    api = kube.api_client(Target.for_context(_ctx(context)))
+    api = kube.api_client(target_for(context))
 
     class _Apis:
         core = client.CoreV1Api(api)
@@ -421,7 +457,7 @@ def checkpoint(
         record = evaluate(check_id, points, verify, hint=hint, description=description,
                           namespace=namespace, context=context, notebook=notebook)
         shown = _show(record)
-    if strict and not record["passed"]:
+    if strict and not record["passed"] and evidence.applies(record):
         raise CheckpointFailed(record)
     return Record(record, shown=shown)
 
@@ -429,10 +465,14 @@ def checkpoint(
 def summary() -> None:
     """Show the points of this kernel session's checkpoints so far (not itself evidence)."""
     records = {r["check_id"]: r for r in _session.records}
-    earned = sum(r["earned"] for r in records.values())
-    possible = sum(r["points"] for r in records.values())
-    lines = [f"{'PASS' if r['passed'] else 'FAIL'}  {r['check_id']}  {r['earned']}/{r['points']}" for r in records.values()]
-    lines.append(f"total: {earned}/{possible} points from {len(records)} checkpoint(s)")
+    applicable = [r for r in records.values() if evidence.applies(r)]
+    earned = sum(r["earned"] for r in applicable)
+    possible = sum(r["points"] for r in applicable)
+    lines = [f"{'PASS' if r['passed'] else 'FAIL'}  {r['check_id']}  {r['earned']}/{r['points']}"
+             if evidence.applies(r) else f"N/A   {r['check_id']}  (not applicable)" for r in records.values()]
+    skipped = len(records) - len(applicable)
+    lines.append(f"total: {earned}/{possible} points from {len(applicable)} checkpoint(s)"
+                 + (f"; {skipped} not applicable" if skipped else ""))
     print("\n".join(lines))
 
 
@@ -581,6 +621,19 @@ def _workload_pods(namespace: str, spec_selector, context: str | None) -> tuple[
     return uids, trouble
 
 
+def classroom_made(obj) -> bool:
+    """Whether a Namespace, PersistentVolume, quota... (client model) was made by `lab classroom up`,
+    i.e. by the instructor: a check of the student making it does not apply."""
+    from lab.cluster.classroom import made_by_classroom
+
+    return obj is not None and made_by_classroom(obj)
+
+
+def in_classroom(namespace: str | None = None, context: str | None = None) -> bool:
+    """Whether the namespace is a classroom's (its quota, limits and volumes are the instructor's)."""
+    return classroom_made(_read(_apis(context).core.read_namespace, _ns(namespace)))
+
+
 def namespace_exists(name: str | None = None, context: str | None = None) -> Result:
     """The namespace exists and is Active."""
     name = _ns(name)
@@ -592,6 +645,15 @@ def namespace_exists(name: str | None = None, context: str | None = None) -> Res
     if phase != "Active":
         return fail(f"namespace {name} is {phase}", uids)
     return ok(f"namespace {name} exists", uids)
+
+
+def namespace_created(name: str | None = None, context: str | None = None) -> Result:
+    """The namespace the student made exists and is Active; not applicable in a classroom's
+    namespace, which the instructor made."""
+    name = _ns(name)
+    if in_classroom(name, context):
+        return not_applicable(f"classroom: your instructor made namespace {name}")
+    return namespace_exists(name, context=context)
 
 
 def _lookup(kind: str, read: Callable[..., Any], name: str, namespace: str) -> tuple[Any, Any]:
@@ -887,7 +949,7 @@ def _all_of(results: Iterable[Result]) -> Result:
 @register("system.namespace", points=1, hint="kubectl get namespace k8s-assignment")
 def _system_namespace(namespace: str, context: str) -> Result:
     """The lab namespace exists."""
-    return namespace_exists(namespace, context=context)
+    return namespace_created(namespace, context=context)
 
 
 @register("system.database-ready", points=2, hint="kubectl -n k8s-assignment describe statefulset database")
@@ -985,13 +1047,12 @@ def _instructor_no_crashes(namespace: str, context: str) -> Result:
 @register("instructor.quota-and-limits", points=1, instructor_only=True,
           hint="kubectl -n k8s-assignment get resourcequota,limitrange")
 def _instructor_quota(namespace: str, context: str) -> Result:
-    """The namespace keeps its ResourceQuota and LimitRange (a classroom's own do not count)."""
-    from lab.cluster.classroom import made_by_classroom
-
+    """The namespace keeps its ResourceQuota and LimitRange (in a classroom, the instructor's own)."""
+    if in_classroom(namespace, context):
+        return not_applicable(f"classroom: your instructor set the quota and limits of {namespace}")
     core = _apis(context).core
-    quotas, limits = ([o for o in items if not made_by_classroom(o)] for items in (
-        core.list_namespaced_resource_quota(namespace, _request_timeout=REQUEST_TIMEOUT_S).items,
-        core.list_namespaced_limit_range(namespace, _request_timeout=REQUEST_TIMEOUT_S).items))
+    quotas = core.list_namespaced_resource_quota(namespace, _request_timeout=REQUEST_TIMEOUT_S).items
+    limits = core.list_namespaced_limit_range(namespace, _request_timeout=REQUEST_TIMEOUT_S).items
     uids = {_key(kind, namespace, o.metadata.name): o.metadata.uid
             for kind, items in (("ResourceQuota", quotas), ("LimitRange", limits)) for o in items}
     if not quotas or not limits:
@@ -1010,6 +1071,8 @@ def _instructor_pv_retain(namespace: str, context: str) -> Result:
     if pv is None:
         return fail(f"PersistentVolume {pvc.spec.volume_name} not found")
     uids = {_key("PersistentVolume", None, pv.metadata.name): pv.metadata.uid}
+    if classroom_made(pv):
+        return not_applicable(f"classroom: your instructor made the PersistentVolume {pv.metadata.name}", uids)
     policy = pv.spec.persistent_volume_reclaim_policy
     if policy != "Retain":
         return fail(f"PersistentVolume {pv.metadata.name} has reclaim policy {policy}", uids)
@@ -1019,6 +1082,8 @@ def _instructor_pv_retain(namespace: str, context: str) -> Result:
 @register("instructor.backup-on-host", points=1, instructor_only=True,
           hint="kubectl -n k8s-assignment create job --from=cronjob/database-backup backup-now; ls $LAB_DATA_DIR/backups")
 def _instructor_backup(namespace: str, context: str) -> Result:
-    """At least one non-empty database backup exists in the host's data directory."""
-    return file_exists_on_host("backups/*")
+    """At least one non-empty database backup of the namespace exists in the host's data directory."""
+    from lab.ops import backup
+
+    return file_exists_on_host(backup.backup_dir(target_for(context, namespace)) / "*")
 

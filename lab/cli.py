@@ -434,7 +434,8 @@ def backup() -> None:
 def _backup_options(f):
     f = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
                      help="Backup directory (default: <the cluster's data dir>/backups, which the "
-                          "nodes see as /var/local/k8s-lab/backups).")(f)
+                          "nodes see as /var/local/k8s-lab/backups; backups-<namespace> for another "
+                          "namespace).")(f)
     return target_options()(f)
 
 
@@ -509,7 +510,7 @@ def backup_verify(file: str | None, target, directory: Path | None, into: str | 
 
 @backup.command("list")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              help="Backup directory (default: <the cluster's data dir>/backups).")
+              help="Backup directory (default: <the cluster's data dir>/backups, or backups-<namespace>).")
 @output_option
 @target_options(namespaced=False)
 def backup_list(directory: Path | None, output: str, target) -> None:
@@ -738,7 +739,7 @@ def classroom_up(roster: Path, out_dir: Path, token_hours: float, context: str |
         written = room.up(students, out_dir, context=context or config.KUBE_CONTEXT, prefix=prefix,
                           token_hours=token_hours)
     console.print(f"{len(written)} kubeconfig(s) in {escape(str(out_dir))}: hand each student OUT/<id>/kubeconfig "
-                  f"(KUBECONFIG=... jupyter lab; the notebooks take namespace = \"{prefix}<id>\")")
+                  f"(the notebooks take namespace = \"{prefix}<id>\" and kubeconfig = that file, or KUBECONFIG=it)")
 
 
 @classroom.command("status")

@@ -16,6 +16,8 @@ NAMESPACE = "k8s-assignment"
 WEB_NODEPORT = 30080
 WEB_HOST_PORT = int(os.environ.get("LAB_WEB_HOST_PORT", WEB_NODEPORT))
 DB_PORT = 3306
+# The NetworkPolicies (deny, allow) of the NetworkPolicy canary in a namespace it shares (lab.ops.probe.canary).
+CANARY_POLICIES = ("canary-deny", "canary-allow")
 # Where every kind node mounts its cluster's host data directory (hostPath volumes, backups).
 NODE_DATA_PATH = "/var/local/k8s-lab"
 

@@ -145,11 +145,21 @@ def make_record(
         "objects": {str(k): str(v) for k, v in dict(result.uids or {}).items()},
         "cell_sha256": None if cell_source is None else source_hash(cell_source),
     }
+    if not getattr(result, "applicable", True):
+        # Only then: records of a check that applies stay exactly as before this field existed.
+        record.update(applicable=False, passed=False, earned=0)
     return session.seal(record)
+
+
+def applies(record: Mapping[str, Any]) -> bool:
+    """Whether the record's check applied (a record without the field is of a check that did)."""
+    return record.get("applicable", True) is not False
 
 
 def render_text(record: Mapping[str, Any]) -> str:
     """The human line shown for a record (also stored as the output's text/plain)."""
+    if not applies(record):
+        return f"– N/A {record['check_id']} (not applicable, no points): {record['message']}"
     verdict = "✔ PASS" if record["passed"] else "✘ FAIL"
     line = f"{verdict} {record['check_id']} ({record['earned']}/{record['points']} points): {record['message']}"
     if not record["passed"] and record.get("hint"):
@@ -158,6 +168,10 @@ def render_text(record: Mapping[str, Any]) -> str:
 
 
 def render_html(record: Mapping[str, Any]) -> str:
+    if not applies(record):
+        return (f'<div class="k8s-lab-checkpoint" style="font-family:monospace">'
+                f'<b style="color:#57606a">N/A</b> <b>{html.escape(record["check_id"])}</b> '
+                f'(not applicable, no points): {html.escape(record["message"])}</div>')
     colour = "#1a7f37" if record["passed"] else "#cf222e"
     verdict = "PASS" if record["passed"] else "FAIL"
     out = (f'<div class="k8s-lab-checkpoint" style="font-family:monospace">'
@@ -213,6 +227,7 @@ _OPTIONAL = {
     "objects": ("an object of strings", lambda v: isinstance(v, dict)
                 and all(isinstance(x, str) for x in v.values())),
     "cell_sha256": ("a SHA-256 hex digest or null", lambda v: v is None or (isinstance(v, str) and bool(_HEX64.match(v)))),
+    "applicable": ("false (or absent)", lambda v: v is False),
 }
 
 
@@ -232,6 +247,8 @@ def problems(record: Any) -> list[str]:
             found.append(f"{name} is {_shown(record[name])}, not {wanted}")
     if not found and record["earned"] not in (0, record["points"]):
         found.append(f"earned is {record['earned']}, neither 0 nor the {record['points']} points")
+    if not found and not applies(record) and (record["passed"] or record["earned"]):
+        found.append("a check that did not apply is marked passed or earned points")
     return found
 
 

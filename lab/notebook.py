@@ -7,10 +7,11 @@ it) followed by one cell that hands the values to :func:`start`::
     namespace = "k8s-assignment"   # where the lab's objects go
     mode = "auto"                  # images: "auto" | "online" | "offline"
     solutions = True               # run the reference solutions of the exercises
+    kubeconfig = ""                # the kubeconfig file ("": $KUBECONFIG or ~/.kube/config)
 
     from lab import notebook
     nb = notebook.start("03-database.ipynb", cluster=cluster, namespace=namespace, mode=mode,
-                        solutions=solutions, requires=("01", "02"))
+                        solutions=solutions, kubeconfig=kubeconfig, requires=("01", "02"))
 
 :func:`start` checks the values (a wrong type, an unknown cluster, a malformed namespace is a
 :class:`~lab.errors.LabError` with a hint, shown as two short lines instead of a traceback),
@@ -35,6 +36,13 @@ their own: the PersistentVolume ``k8s-lab-database-data-<namespace>`` (host dire
 
 Notebooks never sleep for a fixed time: :meth:`Lab.wait_for` polls a condition, prints progress
 when it changes, and fails after a timeout with what is still wrong.
+
+**Classroom mode.** With a student's kubeconfig from ``lab classroom up`` (the ``kubeconfig``
+parameter, or $KUBECONFIG) the notebook works in the student's namespace ``student-<id>`` of the
+instructor's cluster, where the student may not create namespaces, PersistentVolumes or label
+nodes. :attr:`Lab.classroom` tells; :meth:`Lab.in_classroom` leaves such a step out with one
+line saying why (the instructor made the namespace, its quota and limits, and the volumes), and
+the checks of those steps say *not applicable* (:func:`lab.checks.not_applicable`), not PASS.
 """
 from __future__ import annotations
 
@@ -58,12 +66,13 @@ from lab.target import Target
 
 NODE_DATA_PATH = config.NODE_DATA_PATH
 
-PARAMETERS = ("cluster", "namespace", "mode", "solutions")
+PARAMETERS = ("cluster", "namespace", "mode", "solutions", "kubeconfig")
 DEFAULTS: dict[str, Any] = {
     "cluster": config.CLUSTER_NAME,
     "namespace": config.NAMESPACE,
     "mode": "auto",
     "solutions": True,
+    "kubeconfig": "",
 }
 MODES = ("auto", "online", "offline")
 RELEASE = "k8s-lab"
@@ -87,23 +96,23 @@ class Parameters:
     namespace: str
     mode: str
     solutions: bool
+    kubeconfig: str = ""  # "": $KUBECONFIG or ~/.kube/config
 
     @property
     def context(self) -> str:
         return f"kind-{self.cluster}"
 
 
-def _kind_contexts() -> set[str]:
+def _kind_contexts(kubeconfig: str = "") -> set[str]:
     """Cluster names of the kind contexts in the kubeconfig (``kind-NAME`` -> ``NAME``)."""
-    import os
+    from lab.target import kubeconfig_paths
 
     # Read the files directly: the client library refuses a kubeconfig without current-context,
     # which kind leaves unset when another tool cleared it.
-    paths = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     names: set[str] = set()
-    for path in filter(None, paths.split(os.pathsep)):
+    for path in kubeconfig_paths(Path(kubeconfig) if kubeconfig else None):
         try:
-            document = yaml.safe_load(Path(path).read_text()) or {}
+            document = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
         for context in document.get("contexts") or []:
@@ -113,10 +122,10 @@ def _kind_contexts() -> set[str]:
     return names
 
 
-def known_clusters() -> set[str]:
+def known_clusters(kubeconfig: str = "") -> set[str]:
     """The clusters a notebook may name: the lab's own (which notebook 01 creates) and every kind
     cluster in the kubeconfig."""
-    return {config.CLUSTER_NAME} | _kind_contexts()
+    return {config.CLUSTER_NAME} | _kind_contexts(kubeconfig)
 
 
 def _type_error(name: str, value: Any, wanted: str, example: str) -> LabError:
@@ -127,10 +136,10 @@ def _type_error(name: str, value: Any, wanted: str, example: str) -> LabError:
 
 def validate_parameters(cluster: Any = DEFAULTS["cluster"], namespace: Any = DEFAULTS["namespace"],
                         mode: Any = DEFAULTS["mode"], solutions: Any = DEFAULTS["solutions"],
-                        *, clusters: Iterable[str] | None = None) -> Parameters:
-    """Check the four notebook parameters; a :class:`LabError` with a hint says what is wrong.
+                        kubeconfig: Any = DEFAULTS["kubeconfig"], *, clusters: Iterable[str] | None = None) -> Parameters:
+    """Check the notebook parameters; a :class:`LabError` with a hint says what is wrong.
 
-    ``clusters`` are the known cluster names (default: :func:`known_clusters`).
+    ``clusters`` are the known cluster names (default: :func:`known_clusters` of the kubeconfig).
     """
     if not isinstance(cluster, str):
         raise _type_error("cluster", cluster, "text (the kind cluster's name)", f'"{config.CLUSTER_NAME}"')
@@ -143,6 +152,16 @@ def validate_parameters(cluster: Any = DEFAULTS["cluster"], namespace: Any = DEF
                 if isinstance(solutions, str) else "True runs the reference solutions, False leaves the exercises to you")
         raise LabError(f"parameter solutions must be True or False, not {type(solutions).__name__} {solutions!r}",
                        hint=hint)
+    if not isinstance(kubeconfig, str):
+        raise _type_error("kubeconfig", kubeconfig, "text (a kubeconfig file, or \"\" for the default)",
+                          '"classroom/ann/kubeconfig"')
+    if kubeconfig:
+        path = Path(kubeconfig).expanduser()
+        if not path.is_file():
+            raise LabError(f"kubeconfig {kubeconfig!r}: there is no such file",
+                           hint="name the file your instructor gave you (lab classroom up writes OUT/<id>/kubeconfig), "
+                                "or leave kubeconfig = \"\" for $KUBECONFIG or ~/.kube/config")
+        kubeconfig = str(path.resolve())
     if mode not in MODES:
         raise LabError(f"unknown mode {mode!r}",
                        hint="mode is \"auto\" (online when a registry answers), \"online\" or \"offline\"")
@@ -156,12 +175,12 @@ def validate_parameters(cluster: Any = DEFAULTS["cluster"], namespace: Any = DEF
     if not _NAME.match(cluster):
         raise LabError(f"{cluster!r} is not a valid cluster name",
                        hint=f"kind cluster names are lower-case letters, digits and '-', e.g. {config.CLUSTER_NAME!r}")
-    known = set(known_clusters() if clusters is None else clusters)
+    known = set(known_clusters(kubeconfig) if clusters is None else clusters)
     if cluster not in known:
         raise LabError(f"unknown cluster {cluster!r}: there is no kubeconfig context kind-{cluster}",
                        hint=f"known clusters: {', '.join(sorted(known)) or '(none)'}; the lab's own cluster is "
                             f"{config.CLUSTER_NAME!r} (notebook 01 or `lab cluster up` creates it)")
-    return Parameters(cluster, namespace, mode, solutions)
+    return Parameters(cluster, namespace, mode, solutions, kubeconfig)
 
 
 # ============================================================================================
@@ -228,7 +247,7 @@ def _cluster_answers(lab: "Lab"):
     from lab import checks
     from lab.cluster import kube
 
-    if lab.cluster not in _kind_contexts():
+    if lab.cluster not in _kind_contexts(lab.params.kubeconfig):
         return checks.fail(f"there is no kubeconfig context {lab.context}: the cluster does not exist")
     try:
         nodes = kube.core(lab.target).list_node(_request_timeout=10).items
@@ -246,9 +265,9 @@ def _cluster_answers(lab: "Lab"):
 def _storage_ready(lab: "Lab"):
     from lab import checks
 
-    quota = lab.read("ResourceQuota", "lab-quota")
+    quota = lab.read("ResourceQuota", lab.quota_name)
     return _all(checks.namespace_exists(lab.namespace),
-                checks.ok("quota found") if quota is not None else checks.fail("ResourceQuota lab-quota does not exist"))
+                checks.ok("quota found") if quota is not None else checks.fail(f"ResourceQuota {lab.quota_name} does not exist"))
 
 
 def _database_ready(lab: "Lab"):
@@ -328,7 +347,13 @@ class Lab:
     @property
     def target(self) -> Target:
         """Where this notebook acts, for every lab function it calls."""
-        return Target(self.cluster, self.namespace)
+        kubeconfig = self.params.kubeconfig
+        return Target(self.cluster, self.namespace, kubeconfig=Path(kubeconfig) if kubeconfig else None)
+
+    def _flags(self, context_flag: str) -> list[str]:
+        """kubectl's (``--context``) or helm's (``--kube-context``) flags for this notebook's cluster."""
+        kubeconfig = ["--kubeconfig", self.params.kubeconfig] if self.params.kubeconfig else []
+        return [*kubeconfig, context_flag, self.context]
 
     @property
     def default_namespace(self) -> bool:
@@ -367,7 +392,31 @@ class Lab:
         notebook then skips what acts on the cluster itself and does the namespaced part."""
         from lab.cluster import classroom
 
-        return classroom.detect(self.context)
+        return classroom.detect(self.context, self.params.kubeconfig or None)
+
+    @property
+    def quota_name(self) -> str:
+        """The namespace's ResourceQuota: the lab's (notebook 02), or in a classroom the instructor's."""
+        from lab.cluster import classroom
+
+        return classroom.QUOTA_NAME if self.classroom else "lab-quota"
+
+    @property
+    def limits_name(self) -> str:
+        """The namespace's LimitRange: the lab's (notebook 02), or in a classroom the instructor's."""
+        from lab.cluster import classroom
+
+        return classroom.LIMITS_NAME if self.classroom else "lab-limits"
+
+    def in_classroom(self, what: str) -> bool:
+        """Whether this notebook runs in a classroom, where the step ``what`` (a key of
+        :data:`CLASSROOM_NOTES`: something that acts on the cluster itself) is left out or done
+        another way; if so, after one line saying why. ``if not nb.in_classroom("pv"): ...``"""
+        note = classroom_note(what, self)
+        if self.classroom is None:
+            return False
+        print(f"classroom: {note}")
+        return True
 
     def __repr__(self) -> str:
         return (f"<lab notebook {self.notebook}: cluster {self.cluster}, namespace {self.namespace}, "
@@ -424,8 +473,8 @@ class Lab:
                 namespaced: bool = True, timeout: float = 120) -> Command:
         """The lab's kubectl against this notebook's cluster (and namespace, unless ``namespaced=False``)."""
         scope = ["--namespace", self.namespace] if namespaced else []
-        argv = [self._tool("kubectl"), "--context", self.context, *scope, *args]
-        shown = " ".join(["kubectl", "--context", self.context, *(["-n", self.namespace] if namespaced else []),
+        argv = [self._tool("kubectl"), *self._flags("--context"), *scope, *args]
+        shown = " ".join(["kubectl", *self._flags("--context"), *(["-n", self.namespace] if namespaced else []),
                           *map(shlex.quote, args)])
         return self.run(argv, shown, stdin=stdin, check=check, show=show, timeout=timeout)
 
@@ -433,8 +482,8 @@ class Lab:
              progress: bool = False) -> Command:
         """The lab's helm against this notebook's cluster and namespace. With ``progress`` the
         workloads' readiness is printed while helm waits."""
-        argv = [self._tool("helm"), "--kube-context", self.context, "--namespace", self.namespace, *args]
-        shown = " ".join(["helm", "--kube-context", self.context, "-n", self.namespace, *map(shlex.quote, args)])
+        argv = [self._tool("helm"), *self._flags("--kube-context"), "--namespace", self.namespace, *args]
+        shown = " ".join(["helm", *self._flags("--kube-context"), "-n", self.namespace, *map(shlex.quote, args)])
         shown = shown.replace(str(config.REPO_ROOT) + "/", "")  # chart/ as typed from the repository root
         if not progress:
             return self.run(argv, shown, check=check, show=show, timeout=timeout)
@@ -462,17 +511,21 @@ class Lab:
         """``helm upgrade [--install]`` of the lab's release from ``chart`` (chart/, or a student's
         copy of it) with the options every upgrade passes (``helm_set_args``) plus ``values`` (e.g.
         ``"--set", "web.replicas=6"``), waiting for every workload and printing their readiness meanwhile."""
-        first = ("--install", RELEASE, str(chart), "--create-namespace") if install else (RELEASE, str(chart))
+        # A classroom's student may not even try to create the namespace (it is there: the instructor's).
+        create = () if self.classroom else ("--create-namespace",)
+        first = ("--install", RELEASE, str(chart), *create) if install else (RELEASE, str(chart))
         # The chart's NOTES once, at the install; each upgrade would print them again.
         first += () if install else ("--hide-notes",)
         from lab.system import deploy
 
-        try:
-            # The namespace's Pod Security labels and the volumes' host directories, as `lab deploy --helm`
-            # (from chart/: a student's copy changes templates, not the namespace or the volumes).
-            deploy.prepare_for_helm(self.target, [*helm_set_args(self), *values])
-        except LabError:
-            pass  # a values file helm cannot render: the upgrade below shows helm's own message
+        # The namespace's Pod Security labels and the volumes' host directories, as `lab deploy --helm`
+        # (from chart/: a student's copy changes templates, not the namespace or the volumes); in a
+        # classroom both are the instructor's.
+        if self.classroom is None:
+            try:
+                deploy.prepare_for_helm(self.target, [*helm_set_args(self), *values])
+            except LabError:
+                pass  # a values file helm cannot render: the upgrade below shows helm's own message
         return self.helm("upgrade", *first, "--history-max", str(HELM_HISTORY_MAX), *helm_set_args(self), *values,
                          "--wait", "--timeout", f"{timeout}s", timeout=timeout + 60, progress=True, check=check)
 
@@ -512,9 +565,9 @@ class Lab:
         hostdirs.prepare(documents, self.cluster)
         rel = Path(path)
         shown_path = f"manifests/{rel}" + ("/" if (MANIFESTS_DIR / rel).is_dir() else "")
-        print(f"$ kubectl --context {self.context} apply -f {shown_path}"
+        print(f"$ kubectl {' '.join(self._flags('--context'))} apply -f {shown_path}"
               + ("" if self.default_namespace else f"   # rewritten for namespace {self.namespace}"))
-        argv = [self._tool("kubectl"), "--context", self.context, "apply", "-f", "-"]
+        argv = [self._tool("kubectl"), *self._flags("--context"), "apply", "-f", "-"]
         result = self.run(argv, f"kubectl apply -f {shown_path}", stdin=text, show=False, check=False)
         if result.output.strip():
             print(result.output.rstrip("\n"))
@@ -776,21 +829,66 @@ class Lab:
 
 
 def start(notebook: str, *, cluster: Any = DEFAULTS["cluster"], namespace: Any = DEFAULTS["namespace"],
-          mode: Any = DEFAULTS["mode"], solutions: Any = DEFAULTS["solutions"],
+          mode: Any = DEFAULTS["mode"], solutions: Any = DEFAULTS["solutions"], kubeconfig: Any = DEFAULTS["kubeconfig"],
           requires: Sequence[str | tuple[str, Callable[[], Any]]] = ()) -> Lab:
     """Validate the parameters, point lab.checks at the cluster and namespace, check the
     prerequisites and return the notebook's :class:`Lab`. Call it in the cell after ``parameters``."""
     install_error_display()
-    params = validate_parameters(cluster, namespace, mode, solutions)
+    params = validate_parameters(cluster, namespace, mode, solutions, kubeconfig)
     from lab import checks
 
-    checks.configure(namespace=params.namespace, context=params.context, notebook=Path(notebook).name)
+    checks.configure(namespace=params.namespace, context=params.context, notebook=Path(notebook).name,
+                     kubeconfig=params.kubeconfig or None)
     lab = Lab(Path(notebook).name, params)
+    check_classroom_namespace(lab.classroom, params.namespace)
     print(f"{lab.notebook}: cluster {params.cluster} (context {params.context}), namespace {params.namespace}, "
-          f"mode {params.mode}, solutions {'shown' if params.solutions else 'left to you'}")
+          f"mode {params.mode}, solutions {'shown' if params.solutions else 'left to you'}"
+          + (f"; classroom: only namespace {lab.classroom} is yours" if lab.classroom else ""))
     lab.require(*requires)
     work_dir()
     return lab
+
+
+def check_classroom_namespace(classroom: str | None, namespace: str) -> None:
+    """A classroom kubeconfig works in one namespace: the ``namespace`` parameter must name it."""
+    if classroom is not None and classroom != namespace:
+        raise LabError(f"your classroom kubeconfig works in namespace {classroom}, not {namespace}",
+                       hint=f'set namespace = "{classroom}" in the parameters cell (with lab run: -p namespace={classroom})')
+
+
+# What a classroom's student may not do, and the line a notebook prints where it leaves the step
+# out or does it another way (Lab.in_classroom).
+CLASSROOM_NOTES = {
+    "namespace": "your instructor created the namespace {namespace}",
+    "quota": "your instructor set the namespace's quota and limits ({quota}, {limits}); the steps below read those",
+    "pv": "your instructor created the PersistentVolume {pv} (and its host directory)",
+    "nodes": "the cluster's nodes are your instructor's: looking inside them needs the host's Docker",
+    "images": "the nodes lack an image the next step needs: ask your instructor to load it (lab images build)",
+    "canary": "the canary may not have a namespace of its own, so it runs in {namespace}; your instructor's "
+              "policy {open} admits every Pod there, and policies only ever add what they allow, so the canary "
+              "denies its client's egress instead of its server's ingress",
+    "open-namespace": "inside {namespace} your instructor's policies make an open namespace: {isolation} keeps the "
+                      "other students out, {open} lets your Pods reach each other (step 3 replaces it; applied "
+                      "again here for a run after that)",
+    "other-namespace": "you may not create another namespace, so the source \"outside\" is left out; "
+                       "your instructor's policy {isolation} keeps every other namespace of the class out",
+    "open-policy": "your instructor's policy {open} admits every Pod of {namespace}, as a namespace without "
+                   "policies would; while it is there no policy of yours can keep one out, so it goes "
+                   "({isolation} stays and keeps the other students out)",
+    "delete-namespace": "deleting {namespace} would delete your own access with it (your Role is in it): "
+                        "this stage is left out",
+}
+
+
+def classroom_note(what: str, lab: "Lab") -> str:
+    """The line :meth:`Lab.in_classroom` prints for ``what`` (a key of :data:`CLASSROOM_NOTES`)."""
+    from lab.cluster import classroom
+
+    if what not in CLASSROOM_NOTES:
+        raise LabError(f"unknown classroom step {what!r}", hint=f"one of {', '.join(CLASSROOM_NOTES)}")
+    return CLASSROOM_NOTES[what].format(namespace=lab.namespace, pv=lab.pv_name, quota=classroom.QUOTA_NAME,
+                                        limits=classroom.LIMITS_NAME, open=classroom.OPEN_POLICY,
+                                        isolation=classroom.ISOLATION_POLICY)
 
 
 def work_dir() -> Path:
@@ -816,10 +914,17 @@ def helm_set_args(lab: Lab) -> list[str]:
     PersistentVolume, host directory and node port (the one the web Service already has)."""
     from lab.system import deploy
 
+    from lab.ops import backup
+
     args = deploy.helm_image_args(lab.image_mode)
     if not lab.default_namespace:
         args += ["--set", f"storage.persistentVolumeName={lab.pv_name}", "--set", f"storage.hostPath={lab.pv_node_path}",
-                 "--set", f"backup.persistentVolumeName=k8s-lab-backups-{lab.namespace}"]
+                 "--set", f"backup.persistentVolumeName=k8s-lab-backups-{lab.namespace}",
+                 "--set", f"backup.hostPath={backup.node_backup_dir(lab.namespace)}"]
+    if lab.classroom:
+        # The instructor made the volumes, the quota and the limits (lab classroom up).
+        args += ["--set", "storage.enabled=false", "--set", "namespace.quota.enabled=false",
+                 "--set", "namespace.limitRange.enabled=false"]
         svc = lab.read("Service", "web")
         port = next((p.node_port for p in (svc.spec.ports if svc else None) or [] if p.node_port), None)
         if port:

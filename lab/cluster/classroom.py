@@ -10,12 +10,18 @@ Kubernetes docs):
 - ServiceAccount ``student``, a Role limited to the namespace and its RoleBinding (quotas, limit
   ranges and the classroom's NetworkPolicy can be read but not lifted);
 - a ClusterRole + ClusterRoleBinding that only reads what the lab's checks look at outside the
-  namespace: the nodes, the ``kube-system`` namespace (the cluster's identity), the student's own
-  namespace and PersistentVolume;
-- a ResourceQuota and a LimitRange;
-- a NetworkPolicy admitting traffic from the namespace itself and from namespaces that are not
-  classroom namespaces (the cluster's DNS, the grader), never from another student;
-- the database's PersistentVolume and its host directory, made by the instructor side;
+  namespace: the nodes, the storage classes, the ``kube-system`` namespace (the cluster's
+  identity), the student's own namespace and PersistentVolumes;
+- a ResourceQuota and a LimitRange (in place of the lab's own, which notebook 02 then leaves out);
+- NetworkPolicy ``classroom-isolation``, which admits traffic only from namespaces that are not
+  classroom namespaces (the cluster's DNS, the grader) and from outside the Pod network (the
+  nodes: a node port reached from this machine), never from another student's Pods, and which the
+  student cannot change; and ``classroom-same-namespace``, which admits the namespace's own Pods,
+  as a namespace without policies would. Policies only ever add what they allow, so the lab's own
+  policies (notebook 05) can only restrict traffic inside the namespace once that second one is
+  gone: the student may delete it, and ``up`` run again does not bring it back;
+- the database's and the backups' PersistentVolumes and their host directories, made by the
+  instructor side (a directory of backups per student: another student's dumps hold their data);
 - ``DIR/<id>/kubeconfig``: a ServiceAccount token for that namespace and nothing else. Its
   context is named like the lab's (``kind-<cluster>``), so the notebooks work unchanged.
 
@@ -31,7 +37,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -51,10 +57,15 @@ FIELD_MANAGER = "k8s-lab-classroom"
 STUDENT_ID = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 MAX_ID = 63 - len(PREFIX)
 TOKEN_HOURS = 24 * 14
-# The lab's own names a student may change or delete (kubectl apply of the lab's manifests); the
-# classroom's own objects of the same kinds are not among them.
+QUOTA_NAME, LIMITS_NAME = "classroom-quota", "classroom-limits"
+ISOLATION_POLICY = "classroom-isolation"
+OPEN_POLICY = "classroom-same-namespace"
+# The lab's own names a student may change or delete (kubectl apply of the lab's manifests, helm
+# upgrade of its chart); the classroom's own objects of the same kinds are not among them, except
+# the policy that stands in for an open namespace.
 LAB_QUOTA_NAMES = ["lab-quota", "lab-limits"]
-LAB_POLICY_NAMES = ["default-deny-ingress", "web-allow-http", "database-allow-clients"]
+LAB_POLICY_NAMES = ["default-deny-ingress", "web-allow-http", "database-allow-clients", "web-egress",
+                    "backup-egress", "watcher-egress"]
 
 QUOTA = {"pods": "30", "requests.cpu": "2", "requests.memory": "3Gi", "limits.cpu": "6", "limits.memory": "6Gi",
          "persistentvolumeclaims": "4", "requests.storage": "5Gi", "services.loadbalancers": "0",
@@ -139,22 +150,66 @@ def _labels(student: Student, classroom: str) -> dict:
     return {LABEL: classroom, STUDENT_LABEL: student.id, "app.kubernetes.io/managed-by": FIELD_MANAGER}
 
 
-def _pv(namespace: str, labels: dict) -> dict:
-    """The lab's database PersistentVolume, renamed for the namespace as the notebooks name it."""
+def _pvs(namespace: str, labels: dict) -> list[dict]:
+    """The lab's PersistentVolumes (the database's, the backups'), renamed for the namespace as the
+    notebooks name them, each on a host directory of its own."""
     from lab.system import deploy
 
-    text = (deploy.MANIFESTS_DIR / "01-storage" / "database-pv.yaml").read_text()
-    pv = next(d for d in yaml.safe_load_all(deploy.rewrite_namespace(text, namespace)) if d)
-    pv["metadata"].setdefault("labels", {}).update(labels)
-    return pv
+    pvs = []
+    for name in ("database-pv.yaml", "backups-pv.yaml"):
+        text = (deploy.MANIFESTS_DIR / "01-storage" / name).read_text()
+        pv = next(d for d in yaml.safe_load_all(deploy.rewrite_namespace(text, namespace)) if d)
+        pv["metadata"].setdefault("labels", {}).update(labels)
+        pvs.append(pv)
+    return pvs
 
 
-def objects(student: Student, *, prefix: str = PREFIX, classroom: str = "student") -> list[dict]:
-    """The Kubernetes objects of one student's place in the classroom."""
+def kind_pod_network() -> str:
+    """The Pod network of the lab's kind clusters (manifests/kind/cluster.yaml)."""
+    document = yaml.safe_load((config.REPO_ROOT / "manifests" / "kind" / "cluster.yaml").read_text())
+    return document["networking"]["podSubnet"]
+
+
+def pod_networks(target: Target) -> list[str]:
+    """The cluster's Pod networks: kubeadm's podSubnet (kind's and kubeadm's clusters), else the
+    nodes' Pod ranges (a node added later brings a range of its own: run `up` again)."""
+    from lab.cluster import kube
+
+    core = kube.core(target)
+    try:
+        found = core.read_namespaced_config_map("kubeadm-config", "kube-system", _request_timeout=30)
+        subnet = yaml.safe_load((found.data or {}).get("ClusterConfiguration") or "{}").get("networking", {}).get("podSubnet")
+    except Exception:  # noqa: BLE001 - not a kubeadm cluster: the nodes say
+        subnet = None
+    if subnet:
+        return [c.strip() for c in str(subnet).split(",") if c.strip()]
+    ranges = sorted({c for n in core.list_node(_request_timeout=30).items for c in (n.spec.pod_cid_rs or [])})
+    if not ranges:
+        raise LabError(f"cannot tell the Pod network of {target.kube_context}: no kubeadm-config, no node has a podCIDR",
+                       hint="classroom-isolation needs it to admit the nodes but no other student's Pods")
+    return ranges
+
+
+def _from_outside(networks: Sequence[str]) -> list[dict]:
+    """Peers for every address outside the Pod networks (per IP family they cover)."""
+    import ipaddress
+
+    peers = []
+    for family, everything in ((4, "0.0.0.0/0"), (6, "::/0")):
+        mine = [n for n in networks if ipaddress.ip_network(n, strict=False).version == family]
+        if mine:
+            peers.append({"ipBlock": {"cidr": everything, "except": mine}})
+    return peers
+
+
+def objects(student: Student, *, prefix: str = PREFIX, classroom: str = "student",
+            networks: Sequence[str] | None = None) -> list[dict]:
+    """The Kubernetes objects of one student's place in the classroom; ``networks``: the
+    cluster's Pod networks (default: the lab's kind cluster's)."""
     ns = student.namespace(prefix)
     labels = _labels(student, classroom)
     meta = {"namespace": ns, "labels": labels}
-    pv = _pv(ns, labels)
+    pvs = _pvs(ns, labels)
     everything = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
     read = ["get", "list", "watch"]
     rules = [
@@ -177,8 +232,10 @@ def objects(student: Student, *, prefix: str = PREFIX, classroom: str = "student
         {"apiGroups": [""], "resources": ["resourcequotas", "limitranges"], "resourceNames": LAB_QUOTA_NAMES,
          "verbs": ["update", "patch", "delete"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": [*read, "create"]},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "resourceNames": LAB_POLICY_NAMES,
-         "verbs": ["update", "patch", "delete"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
+         "resourceNames": [*LAB_POLICY_NAMES, OPEN_POLICY, *config.CANARY_POLICIES], "verbs": ["update", "patch", "delete"]},
+        # What a ServiceAccount of the namespace may do (notebook 06 asks it of its watcher).
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["localsubjectaccessreviews"], "verbs": ["create"]},
     ]
     cluster_role = f"k8s-lab-{ns}"
     subject = [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": ns}]
@@ -196,25 +253,36 @@ def objects(student: Student, *, prefix: str = PREFIX, classroom: str = "student
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
          "metadata": {"name": cluster_role, "labels": labels},
          "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": read},
+                   {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": read},
                    {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system", ns],
                     "verbs": ["get"]},
-                   {"apiGroups": [""], "resources": ["persistentvolumes"], "resourceNames": [pv["metadata"]["name"]],
-                    "verbs": ["get"]}]},
+                   {"apiGroups": [""], "resources": ["persistentvolumes"],
+                    "resourceNames": [pv["metadata"]["name"] for pv in pvs], "verbs": ["get"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
          "metadata": {"name": cluster_role, "labels": labels},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
          "subjects": subject},
-        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "classroom-quota", **meta},
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": QUOTA_NAME, **meta},
          "spec": {"hard": QUOTA}},
-        {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "classroom-limits", **meta},
+        {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": LIMITS_NAME, **meta},
          "spec": {"limits": [{"type": "Container", **LIMITS}]}},
-        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "classroom-isolation", **meta},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": ISOLATION_POLICY, **meta},
          "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
-                  "ingress": [{"from": [{"podSelector": {}},
-                                        {"namespaceSelector": {"matchExpressions": [
-                                            {"key": LABEL, "operator": "DoesNotExist"}]}}]}]}},
-        pv,
+                  "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [
+                      {"key": LABEL, "operator": "DoesNotExist"}]}},
+                      *_from_outside(networks or [kind_pod_network()])]}]}},
+        open_policy(ns, labels),
+        *pvs,
     ]
+
+
+def open_policy(namespace: str, labels: dict) -> dict:
+    """The policy that admits the namespace's own Pods, as a namespace without policies would;
+    ``labels``: the namespace's (the classroom's keys are kept)."""
+    kept = {k: v for k, v in labels.items() if k in (LABEL, STUDENT_LABEL, "app.kubernetes.io/managed-by")}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": OPEN_POLICY, "namespace": namespace, "labels": kept},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]}}
 
 
 def made_by_classroom(obj) -> bool:
@@ -284,13 +352,21 @@ def up(students: Iterable[Student], out_dir: str | os.PathLike, *, context: str,
     """Create (or update) every student's place and write ``out_dir/<id>/kubeconfig``; the paths."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from lab.cluster import kube
+
     students = list(students)
     classroom = prefix.rstrip("-") or "student"
-    documents = [doc for s in students for doc in objects(s, prefix=prefix, classroom=classroom)]
     target = Target.for_context(context)
     existing = _existing_volumes(target)
+    present = {n.metadata.name for n in kube.core(target).list_namespace(
+        label_selector=f"{LABEL}={classroom}", _request_timeout=30).items}
+    # A student may have deleted the open-namespace policy (notebook 05): renewing tokens must not restore it.
+    networks = pod_networks(target)
+    documents = [doc for s in students for doc in objects(s, prefix=prefix, classroom=classroom, networks=networks)
+                 if not (doc["kind"] == "NetworkPolicy" and doc["metadata"]["name"] == OPEN_POLICY
+                         and s.namespace(prefix) in present)]
     for pv in (d for d in documents if d["kind"] == "PersistentVolume"):
-        # The instructor side makes the database's directory, so no student Pod needs hostPath rights.
+        # The instructor side makes the volumes' directories, so no student Pod needs hostPath rights.
         directory = host_directory(pv, target)
         if pv["metadata"]["name"] not in existing and directory.exists():
             # A new volume starts empty: the files of an earlier classroom's student with the same
@@ -353,23 +429,46 @@ def down(*, context: str, prefix: str = PREFIX, wait: bool = True) -> list[str]:
 # ============================================================================================
 
 
+def context_namespace(documents: Iterable[dict], context: str) -> str | None:
+    """The default namespace that ``context`` names in these kubeconfig documents (None: none)."""
+    for document in documents:
+        for entry in (document or {}).get("contexts") or []:
+            if isinstance(entry, dict) and entry.get("name") == context:
+                return (entry.get("context") or {}).get("namespace") or None
+    return None
+
+
+def classroom_namespace(namespace: str | None, may_create_namespaces: bool) -> str | None:
+    """The student's namespace when a kubeconfig is a classroom's: it names a default namespace
+    and may not create namespaces (an instructor's or a kind admin's may). Else None."""
+    return namespace if namespace and not may_create_namespaces else None
+
+
 @lru_cache(maxsize=None)
-def detect(context: str) -> str | None:
-    """The student's namespace when ``context`` is a classroom kubeconfig (it may not create
-    namespaces, and its default namespace is ``student-*``), else None. Notebooks then skip what
-    acts on the cluster itself (creating kind, nodes, PersistentVolumes) and do the namespaced part."""
-    from kubernetes import client, config as kubeconfig
+def detect(context: str, kubeconfig: str | None = None) -> str | None:
+    """The student's namespace when ``context`` (in ``kubeconfig``, default $KUBECONFIG) is a
+    classroom kubeconfig, else None. Notebooks then skip what acts on the cluster itself (creating
+    kind, nodes, PersistentVolumes, namespaces) and do the namespaced part."""
+    from kubernetes import client
 
     from lab.cluster import kube
+    from lab.target import kubeconfig_paths
 
-    try:
-        contexts, active = kubeconfig.list_kube_config_contexts()
-        entry = next((c for c in contexts if c["name"] == context), active)
-        namespace = (entry or {}).get("context", {}).get("namespace")
-        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
-            resource_attributes=client.V1ResourceAttributes(verb="create", resource="namespaces")))
-        allowed = client.AuthorizationV1Api(kube.api_client(Target.for_context(context))).create_self_subject_access_review(
-            review, _request_timeout=10).status.allowed
-    except Exception:  # noqa: BLE001 - no kubeconfig or no cluster: not a classroom either
+    documents = []
+    for path in kubeconfig_paths(Path(kubeconfig) if kubeconfig else None):
+        try:
+            documents.append(yaml.safe_load(path.read_text()) or {})
+        except (OSError, yaml.YAMLError):
+            continue
+    namespace = context_namespace(documents, context)
+    if namespace is None:
         return None
-    return namespace if not allowed and namespace else None
+    target = replace(Target.for_context(context), kubeconfig=Path(kubeconfig) if kubeconfig else None)
+    review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+        resource_attributes=client.V1ResourceAttributes(verb="create", resource="namespaces")))
+    try:
+        allowed = client.AuthorizationV1Api(kube.api_client(target)).create_self_subject_access_review(
+            review, _request_timeout=10).status.allowed
+    except Exception:  # noqa: BLE001 - no cluster: the notebook's own prerequisites say so
+        return None
+    return classroom_namespace(namespace, bool(allowed))

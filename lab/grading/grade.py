@@ -92,6 +92,8 @@ STATUS_TEXT = {
     "unreadable": "the notebook could not be read",
     "solutions-run": "a build task run with the reference solutions earns nothing",
     "unverified": "checked only inside the notebook's kernel, which the grader cannot trust: no points",
+    "not-applicable": "not applicable here (e.g. a classroom's namespace, quota or volume, made by the instructor): "
+                      "counted neither as earned nor as possible points",
 }
 
 
@@ -660,6 +662,9 @@ def score(sub: Submission, expected: Mapping[str, Expected], reference_cells: bo
             if not ev.intact:
                 outcome = Outcome(exp.check_id, ev.notebook, exp.points, 0, "invalid", STATUS_TEXT["invalid"],
                                   exp.hint)
+            elif not evidence.applies(rec):
+                outcome = Outcome(exp.check_id, ev.notebook, 0, 0, "not-applicable", str(rec.get("message", "")),
+                                  exp.hint)
             else:
                 passed = bool(rec.get("passed"))
                 outcome = Outcome(exp.check_id, ev.notebook, exp.points, exp.points if passed else 0,
@@ -715,21 +720,32 @@ def score_verified(sub: Submission, expected: Mapping[str, Expected]) -> None:
             status, message = "not-run", "the grader did not run this check (the notebook before it did not run?)"
             sub.outcomes.append(Outcome(exp.check_id, exp.notebook, exp.points, 0, status, message, exp.hint))
             continue
-        passed = bool(rec["passed"])
-        sub.outcomes.append(Outcome(exp.check_id, exp.notebook, exp.points, exp.points if passed else 0,
-                                    "passed" if passed else "failed", rec["message"], rec["hint"] or exp.hint))
+        verdict = _verdict(rec)
+        if verdict == "N/A":
+            sub.outcomes.append(Outcome(exp.check_id, exp.notebook, 0, 0, "not-applicable", rec["message"],
+                                        rec["hint"] or exp.hint))
+        else:
+            passed = verdict == "PASS"
+            sub.outcomes.append(Outcome(exp.check_id, exp.notebook, exp.points, exp.points if passed else 0,
+                                        "passed" if passed else "failed", rec["message"], rec["hint"] or exp.hint))
         ev = latest.get(exp.check_id)
-        if ev is not None and bool(ev.record["passed"]) != passed:
-            said = "PASS" if ev.record["passed"] else "FAIL"
-            kind = "forged-evidence" if ev.record["passed"] else "evidence-disagrees"
-            sub.flag(kind, f"the notebook says {said}, the grader's own check says "
-                     f"{'PASS' if passed else 'FAIL'}: {rec['message']}", ev.notebook, exp.check_id)
+        if ev is not None and _verdict(ev.record) != verdict:
+            said = _verdict(ev.record)
+            kind = "forged-evidence" if said == "PASS" and verdict == "FAIL" else "evidence-disagrees"
+            sub.flag(kind, f"the notebook says {said}, the grader's own check says {verdict}: {rec['message']}",
+                     ev.notebook, exp.check_id)
     for cid, ev in latest.items():
         if cid not in expected:
-            said = "PASS" if ev.record["passed"] else "FAIL"
+            said = _verdict(ev.record)
             sub.outcomes.append(Outcome(cid, ev.notebook, 0, 0, "unverified",
                                         f"{STATUS_TEXT['unverified']} (the notebook says {said}: "
                                         f"{ev.record['message']})", ev.record["hint"]))
+
+
+def _verdict(record: Mapping[str, Any]) -> str:
+    if not evidence.applies(record):
+        return "N/A"
+    return "PASS" if record["passed"] else "FAIL"
 
 
 def _report_error(report: Mapping[str, Any]) -> str:
@@ -1358,8 +1374,9 @@ def classroom_status(students: Sequence["classroom.Student"], *, context: str, p
         ns = s.namespace(prefix)
         sub = by_id.get(s.id)
         pods = core.list_namespaced_pod(ns, _request_timeout=30).items if ns in present else []
+        counted = [o for o in sub.outcomes if o.status != "not-applicable"] if sub else []
         rows.append({"student": s.id, "name": s.name, "namespace": ns, "state": present.get(ns, "missing"),
                      "pods": f"{sum(p.status.phase == 'Running' for p in pods)}/{len(pods)}",
-                     "checks": f"{sum(o.status == 'passed' for o in sub.outcomes)}/{len(sub.outcomes)}" if sub else "",
+                     "checks": f"{sum(o.status == 'passed' for o in counted)}/{len(counted)}" if sub else "",
                      "points": f"{sub.earned:g}/{sub.possible:g}" if sub else ""})
     return pd.DataFrame(rows, columns=["student", "name", "namespace", "state", "pods", "checks", "points"])

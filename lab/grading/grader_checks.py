@@ -21,7 +21,6 @@ import json
 from lab import checks
 from lab.checks import Result, fail, ok
 from lab.system import deploy
-from lab.target import Target
 
 RELEASE = "k8s-lab"
 
@@ -48,18 +47,17 @@ def _first_failure(*results: Result) -> Result:
 @checks.register("storage.namespace", points=1, notebook="02-storage.ipynb",
                  hint="kubectl get namespace <your namespace>")
 def _storage_namespace(namespace: str, context: str) -> Result:
-    return checks.namespace_exists(namespace, context=context)
+    return checks.namespace_created(namespace, context=context)
 
 
 @checks.register("storage.quota-and-limits", points=1, notebook="02-storage.ipynb",
                  hint="kubectl get resourcequota,limitrange in your namespace")
 def _storage_quota(namespace: str, context: str) -> Result:
-    from lab.cluster.classroom import made_by_classroom
-
+    if checks.in_classroom(namespace, context):
+        return checks.not_applicable(f"classroom: your instructor set the quota and limits of {namespace}")
     core = checks._apis(context).core
-    quotas, limits = ([o for o in items if not made_by_classroom(o)] for items in (
-        core.list_namespaced_resource_quota(namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items,
-        core.list_namespaced_limit_range(namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items))
+    quotas = core.list_namespaced_resource_quota(namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items
+    limits = core.list_namespaced_limit_range(namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items
     if not quotas or not limits:
         return fail(f"namespace {namespace} has {len(quotas)} ResourceQuota(s) and {len(limits)} LimitRange(s)")
     if not any("pods" in (q.spec.hard or {}) for q in quotas):
@@ -76,6 +74,8 @@ def _storage_pv(namespace: str, context: str) -> Result:
     if pv is None:
         return fail(f"PersistentVolume {name} does not exist")
     uids = {f"PersistentVolume/{name}": pv.metadata.uid}
+    if checks.classroom_made(pv):
+        return checks.not_applicable(f"classroom: your instructor made the PersistentVolume {name}", uids)
     claim = pv.spec.claim_ref
     problems = []
     if pv.spec.storage_class_name != "manual":
@@ -198,11 +198,13 @@ def _helm_history(namespace: str, context: str) -> Result:
 
 @checks.register("helm.rollback", points=2, notebook="07-helm.ipynb", hint="helm history k8s-lab; helm rollback")
 def _helm_rollback(namespace: str, context: str) -> Result:
-    entries = helm_revisions(namespace, context)
-    if not entries or not entries[-1]["description"].startswith("Rollback to"):
-        return fail("the latest revision is not a rollback")
+    # Any kept revision, not only the latest: --live sees the finished lab, and 08 upgrades again.
+    rollbacks = [e for e in helm_revisions(namespace, context) if e["description"].startswith("Rollback to")]
+    if not rollbacks:
+        return fail("no revision of the release is a rollback")
     web = checks.deployment_ready("web", replicas=3, namespace=namespace, context=context)
-    return checks.Result(web.passed, f"{entries[-1]['description']}; {web.message}", web.uids)
+    return checks.Result(web.passed, f"revision {rollbacks[-1]['revision']}: {rollbacks[-1]['description']}; "
+                         f"{web.message}", web.uids)
 
 
 _recheck("helm.system-ready", checks.system_ready, RELEASE,
@@ -223,7 +225,7 @@ def _backup_job(namespace: str, context: str) -> Result:
 
     from lab.cluster import kube
 
-    jobs = client.BatchV1Api(kube.api_client(Target.for_context(context))).list_namespaced_job(
+    jobs = client.BatchV1Api(kube.api_client(checks.target_for(context))).list_namespaced_job(
         namespace, _request_timeout=checks.REQUEST_TIMEOUT_S).items
     done = [j for j in jobs if (j.status.succeeded or 0) > 0]
     if not done:

@@ -1,7 +1,8 @@
 """Backups of the lab database: create, check, restore, verify and list them, and a disaster drill.
 
 A backup is one gzip file of ``mysqldump`` output in the host's backup directory
-(``<data_dir>/backups``, which every kind node sees as ``/var/local/k8s-lab/backups``) plus a
+(``<data_dir>/backups``, which every kind node sees as ``/var/local/k8s-lab/backups``; another
+namespace's in ``backups-<namespace>``) plus a
 sidecar metadata file::
 
     k8s-lab-lab-20250101T020000Z.sql.gz          one database (here: lab)
@@ -52,7 +53,7 @@ from typing import Iterable, Sequence
 
 from kubernetes.client.exceptions import ApiException
 
-from lab import runner
+from lab import config, runner
 from lab.cluster import kube
 from lab.errors import LabError
 from lab.host import tools
@@ -65,7 +66,6 @@ META_SUFFIX = ".meta.json"
 PARTIAL_SUFFIX = ".partial"
 METADATA_FORMAT = 1
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
-NODE_BACKUP_DIR = "/var/local/k8s-lab/backups"
 
 # A gzip of an empty stream is 20 bytes; mysqldump's header and footer alone compress to several
 # hundred. Anything under this is not a dump.
@@ -96,9 +96,21 @@ _PASSWORD_FROM_STDIN = 'IFS= read -r MYSQL_PWD || exit 90; export MYSQL_PWD; set
 # Names and places
 
 
+def _backups_name(namespace: str) -> str:
+    # Another namespace's backups apart from the lab's: a classroom's students must not read each
+    # other's dumps, nor restore the "latest" of someone else.
+    return "backups" if namespace == config.NAMESPACE else f"backups-{namespace}"
+
+
 def backup_dir(target: Target) -> Path:
-    """Where `target`'s backups live on the host (``/var/local/k8s-lab/backups`` inside its nodes)."""
-    return target.data_dir / "backups"
+    """Where `target`'s backups live on the host: the data directory's ``backups`` for the lab's
+    namespace, ``backups-<namespace>`` for another (see :func:`node_backup_dir`)."""
+    return target.data_dir / _backups_name(target.namespace)
+
+
+def node_backup_dir(namespace: str) -> str:
+    """The same directory inside the cluster's nodes (the backup PersistentVolume's hostPath)."""
+    return f"{config.NODE_DATA_PATH}/{_backups_name(namespace)}"
 
 
 def timestamp(moment: datetime | None = None) -> str:

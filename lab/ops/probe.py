@@ -915,16 +915,24 @@ def cni_note(target: Target) -> str:
 
 
 def canary(namespace: str = CANARY_NAMESPACE, *, target: Target,
-           timeout: float = DEFAULT_TIMEOUT_S, retry_s: float = 15.0) -> CanaryResult:
+           timeout: float = DEFAULT_TIMEOUT_S, retry_s: float = 15.0, deny: str = "ingress") -> CanaryResult:
     """Prove that the cluster enforces NetworkPolicy: a server Pod and a long-lived client
-    connect; a deny-all ingress policy on the server must make the connect time out; without
-    it they connect again. Everything is removed afterwards (the namespace too, when the canary
-    created it). Raises LabError when the policy is not enforced."""
+    connect; a deny-all policy must make the connect time out; without it they connect again.
+    Everything is removed afterwards (the namespace too, when the canary created it). Raises
+    LabError when the policy is not enforced.
+
+    ``deny="ingress"`` denies the server's ingress: the test for a namespace of its own.
+    ``deny="egress"`` denies the client's egress instead, for a namespace the canary shares (a
+    classroom student's, who may not create one): policies only ever add what they allow, so a
+    policy there admitting the namespace's Pods would hide a deny on the server; and a policy of
+    the canary's own admits the client to the server, whatever else the namespace holds."""
     from kubernetes import client
 
     from lab.build import images
     from lab.progress import step
 
+    if deny not in ("ingress", "egress"):
+        raise LabError(f"unknown canary deny {deny!r}", hint='"ingress" (the server\'s) or "egress" (the client\'s)')
     start = time.monotonic()
     core = kube.core(target)
     net = client.NetworkingV1Api(kube.api_client(target))
@@ -934,10 +942,13 @@ def canary(namespace: str = CANARY_NAMESPACE, *, target: Target,
         created_namespace = True
     token = uuid.uuid4().hex[:6]
     server_labels = {"k8s-lab.probe/canary": token, "k8s-lab.probe/role": "server"}
-    client_source = Source.probe(f"canary-{token}", {"k8s-lab.probe/canary": token,
-                                                     "k8s-lab.probe/role": "client"})
+    client_labels = {"k8s-lab.probe/canary": token, "k8s-lab.probe/role": "client"}
+    client_source = Source.probe(f"canary-{token}", client_labels)
     server_name = f"canary-server-{token}"
-    policy_name = f"canary-deny-{token}"
+    # In a namespace it shares, the policies' names are fixed: a classroom's Role may delete only
+    # NetworkPolicies it names.
+    policy_name, allow_name = ((f"canary-deny-{token}", f"canary-allow-{token}") if deny == "ingress"
+                               else config.CANARY_POLICIES)
     server = probe_pod_manifest(Source.probe(f"canary-server-{token}", server_labels), 0,
                                 images.PROBE_IMAGE)
     server.metadata.name = server_name
@@ -951,8 +962,16 @@ def canary(namespace: str = CANARY_NAMESPACE, *, target: Target,
                     retry_s=retry_s, workers=1, target=target)
         return str(df["observed"].iloc[0])
 
+    def policy(name: str, labels: dict, kind: str, ingress: list | None = None):
+        return client.V1NetworkPolicy(metadata=client.V1ObjectMeta(name=name), spec=client.V1NetworkPolicySpec(
+            pod_selector=client.V1LabelSelector(match_labels=labels), policy_types=[kind], ingress=ingress))
+
     try:
         with step(f"canary: start a server and a client in {namespace}"):
+            if deny == "egress":
+                net.create_namespaced_network_policy(namespace, policy(allow_name, server_labels, "Ingress", [
+                    client.V1NetworkPolicyIngressRule(_from=[client.V1NetworkPolicyPeer(
+                        pod_selector=client.V1LabelSelector(match_labels=client_labels))])]))
             core.create_namespaced_pod(namespace, server)
             ensure_probe_pods(client_source, namespace, target)
             _wait_ready(core, namespace, [server_name], READY_TIMEOUT_S)
@@ -963,18 +982,16 @@ def canary(namespace: str = CANARY_NAMESPACE, *, target: Target,
                            hint=f"does a NetworkPolicy in {namespace} select the canary's Pods? "
                                 f"Use a namespace of its own (the default {CANARY_NAMESPACE})"
                                 + cni_note(target))
-        net.create_namespaced_network_policy(namespace, client.V1NetworkPolicy(
-            metadata=client.V1ObjectMeta(name=policy_name),
-            spec=client.V1NetworkPolicySpec(
-                pod_selector=client.V1LabelSelector(match_labels=server_labels),
-                policy_types=["Ingress"])))
+        denied = (policy(policy_name, server_labels, "Ingress") if deny == "ingress"
+                  else policy(policy_name, client_labels, "Egress"))
+        net.create_namespaced_network_policy(namespace, denied)
         blocked = look("timeout")
         if blocked == "timeout":
             blocked = look("timeout")  # twice: an engine that restarts lets packets through
         if blocked != "timeout":
             raise LabError(
-                f"this cluster does not enforce NetworkPolicy: with a deny-all ingress policy "
-                f"on the server the client still got '{blocked}'",
+                f"this cluster does not enforce NetworkPolicy: with a deny-all {deny} policy "
+                f"on the {'server' if deny == 'ingress' else 'client'} the client still got '{blocked}'",
                 hint="kind enforces policies with its CNI daemon kindnetd (kind >= v0.24); check "
                      "`kubectl -n kube-system get pods -l app=kindnet` and recreate the cluster "
                      "with `lab cluster up --recreate` if it is old or crashing"
@@ -982,15 +999,15 @@ def canary(namespace: str = CANARY_NAMESPACE, *, target: Target,
         net.delete_namespaced_network_policy(policy_name, namespace)
         restored = look("connected")
         seconds = time.monotonic() - start
-        message = (f"NetworkPolicy is enforced: connected before, {blocked} under a deny-all "
+        message = (f"NetworkPolicy is enforced: connected before, {blocked} under a deny-all {deny} "
                    f"policy, {restored} after removing it ({seconds:.1f} s)")
         return CanaryResult(True, before, blocked, restored, namespace, round(seconds, 2),
                             message)
     finally:
-        _cleanup_canary(core, net, namespace, token, policy_name, created_namespace)
+        _cleanup_canary(core, net, namespace, token, (policy_name, allow_name), created_namespace)
 
 
-def _cleanup_canary(core, net, namespace: str, token: str, policy_name: str,
+def _cleanup_canary(core, net, namespace: str, token: str, policy_names: Sequence[str],
                     created_namespace: bool) -> None:
     from kubernetes.client.exceptions import ApiException
 
@@ -1004,7 +1021,9 @@ def _cleanup_canary(core, net, namespace: str, token: str, policy_name: str,
     if created_namespace:
         quietly(core.delete_namespace, namespace)
         return
-    quietly(net.delete_namespaced_network_policy, policy_name, namespace)
+    # The Pods first: a policy the caller may not delete must not leave them running.
     for pod in core.list_namespaced_pod(namespace,
                                         label_selector=f"k8s-lab.probe/canary={token}").items:
         quietly(core.delete_namespaced_pod, pod.metadata.name, namespace, grace_period_seconds=0)
+    for name in policy_names:
+        quietly(net.delete_namespaced_network_policy, name, namespace)

@@ -175,10 +175,11 @@ redact = runner.redact
 
 def rewrite_namespace(text: str, namespace: str) -> str:
     """The manifests' YAML for ``namespace``: unchanged for the lab's own namespace; otherwise
-    every namespaced object moves there, the Namespace is renamed, the database's
-    PersistentVolume gets a name and host directory of its own (reserved for the claim in the new
-    namespace) and the web Service lets Kubernetes pick its node port (30080 is taken by the
-    lab's own namespace, and node ports are cluster-wide)."""
+    every namespaced object moves there, the Namespace is renamed, each PersistentVolume (the
+    database's, the backups') gets a name and host directory of its own (reserved for the claim in
+    the new namespace: one namespace's Pods never see another's files) and the web Service lets
+    Kubernetes pick its node port (30080 is taken by the lab's own namespace, and node ports are
+    cluster-wide)."""
     if namespace == config.NAMESPACE:
         return text
     documents = [d for d in yaml.safe_load_all(text) if d]
@@ -189,12 +190,10 @@ def rewrite_namespace(text: str, namespace: str) -> str:
             meta["name"] = namespace
         elif kind == "PersistentVolume":
             spec = doc.get("spec", {})
-            if meta.get("name") == DEFAULT_PV:
-                meta["name"] = f"{DEFAULT_PV}-{namespace}"
+            if meta.get("name") in PERSISTENT_VOLUMES or spec.get("claimRef", {}).get("namespace") == config.NAMESPACE:
+                meta["name"] = f"{meta['name']}-{namespace}"
                 if "hostPath" in spec:
                     spec["hostPath"]["path"] = f"{spec['hostPath']['path'].rstrip('/')}-{namespace}"
-            elif spec.get("claimRef", {}).get("namespace") == config.NAMESPACE:
-                meta["name"] = f"{meta['name']}-{namespace}"  # another namespace's claim: same directory
             if spec.get("claimRef", {}).get("namespace") == config.NAMESPACE:
                 spec["claimRef"]["namespace"] = namespace
         elif kind not in _CLUSTER_SCOPED:

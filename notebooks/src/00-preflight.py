@@ -45,12 +45,14 @@ cluster = "k8s-lab"  # the kind cluster: kubeconfig context kind-<cluster>
 namespace = "k8s-assignment"  # where the lab's objects go
 mode = "auto"  # images: "auto" | "online" | "offline"
 solutions = True  # True runs the reference solutions; False leaves the exercises to you
+kubeconfig = ""  # "": $KUBECONFIG or ~/.kube/config; in a classroom, the file your instructor gave you
 
 # %%
 # NBVAL_CHECK_OUTPUT
 from lab import checks, notebook
 
-nb = notebook.start("00-preflight.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions)
+nb = notebook.start("00-preflight.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions,
+                    kubeconfig=kubeconfig)
 
 # %% [markdown]
 # The cell above checked the parameters (a typo such as `solutions = "yes"` stops here with a hint),

@@ -44,12 +44,14 @@ cluster = "k8s-lab"  # the kind cluster: kubeconfig context kind-<cluster>
 namespace = "k8s-assignment"  # where the lab's objects go
 mode = "auto"  # images and node image: "auto" | "online" | "offline"
 solutions = True  # True runs the reference solutions; False leaves the exercises to you
+kubeconfig = ""  # "": $KUBECONFIG or ~/.kube/config; in a classroom, the file your instructor gave you
 
 # %%
 # NBVAL_CHECK_OUTPUT
 from lab import checks, notebook, tasks
 
-nb = notebook.start("01-kind-cluster.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions)
+nb = notebook.start("01-kind-cluster.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions,
+                    kubeconfig=kubeconfig)
 
 # %% [markdown]
 # ## Step 1: bring the cluster up (or reuse it)

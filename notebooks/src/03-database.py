@@ -44,13 +44,14 @@ cluster = "k8s-lab"  # the kind cluster: kubeconfig context kind-<cluster>
 namespace = "k8s-assignment"  # where the lab's objects go
 mode = "auto"  # images: "auto" | "online" | "offline"
 solutions = True  # True runs the reference solutions; False leaves the exercises to you
+kubeconfig = ""  # "": $KUBECONFIG or ~/.kube/config; in a classroom, the file your instructor gave you
 
 # %%
 # NBVAL_CHECK_OUTPUT
 from lab import checks, notebook
 
 nb = notebook.start("03-database.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions,
-                    requires=("01", "02"))
+                    kubeconfig=kubeconfig, requires=("01", "02"))
 
 # %% [markdown]
 # The database image depends on the mode: online it is the official `mysql:8.4`, offline the lab's
@@ -437,7 +438,7 @@ checks.checkpoint(
 # %%
 # NBVAL_IGNORE_OUTPUT
 nb.kubectl("get", "persistentvolumeclaims")
-nb.kubectl("get", "persistentvolume", "-l", "app.kubernetes.io/part-of=k8s-lab", namespaced=False)
+nb.kubectl("get", "persistentvolume", nb.pv_name, namespaced=False)
 print(f"\nfiles on this machine: {nb.pv_host_path}")
 print(sorted(p.name for p in nb.pv_host_path.iterdir())[:12] if nb.pv_host_path.exists() else "(not readable here)")
 

@@ -43,13 +43,14 @@ cluster = "k8s-lab"  # the kind cluster: kubeconfig context kind-<cluster>
 namespace = "k8s-assignment"  # where the lab's objects go
 mode = "auto"  # images: "auto" | "online" | "offline"
 solutions = True  # True runs the reference solutions; False leaves the exercises to you
+kubeconfig = ""  # "": $KUBECONFIG or ~/.kube/config; in a classroom, the file your instructor gave you
 
 # %%
 # NBVAL_CHECK_OUTPUT
 from lab import checks, notebook
 
 nb = notebook.start("04-web-server.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions,
-                    requires=("01", "02"))
+                    kubeconfig=kubeconfig, requires=("01", "02"))
 
 # %% [markdown]
 # ## Step 1: the nginx configuration (ConfigMap)

@@ -50,13 +50,14 @@ cluster = "k8s-lab"  # the kind cluster: kubeconfig context kind-<cluster>
 namespace = "k8s-assignment"  # where the lab's objects go
 mode = "auto"  # images: "auto" | "online" | "offline"
 solutions = True  # True runs the reference solutions; False leaves the exercises to you
+kubeconfig = ""  # "": $KUBECONFIG or ~/.kube/config; in a classroom, the file your instructor gave you
 
 # %%
 # NBVAL_CHECK_OUTPUT
 from lab import checks, notebook
 
 nb = notebook.start("05-network-policy.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions,
-                    requires=("01", "02", "03", "04"))
+                    kubeconfig=kubeconfig, requires=("01", "02", "03", "04"))
 
 # %% [markdown]
 # ## Step 1: does this cluster enforce NetworkPolicy? The canary
@@ -89,6 +90,9 @@ from lab.ops import probe
 
 # the lab's canary namespace; a notebook run in another namespace (lab grade --execute) gets its own
 CANARY_NS = probe.CANARY_NAMESPACE if nb.default_namespace else f"{probe.CANARY_NAMESPACE}-{nb.namespace}"[:63].rstrip("-")
+CANARY_DENY = "ingress"
+if nb.in_classroom("canary"):
+    CANARY_NS, CANARY_DENY = nb.namespace, "egress"
 
 
 def canary_namespace_free():
@@ -100,7 +104,7 @@ def canary_namespace_free():
 
 
 nb.wait_for(canary_namespace_free, "the canary's namespace", timeout=120)
-canary = probe.canary(CANARY_NS, target=nb.target)
+canary = probe.canary(CANARY_NS, target=nb.target, deny=CANARY_DENY)
 print(canary.message)
 pd.DataFrame([
     {"step": "1. no policy", "client -> server:8080": canary.before},
@@ -136,6 +140,10 @@ def netpol_canary():
 #   database Pod itself on a port nothing listens on (8080: without a policy it is `refused`),
 # - each cell is one TCP connect from inside the source Pod, with a 1.5 s timeout.
 #
+# In a classroom, the cells below say what changes there: no namespace of your own for the
+# outsider, and your instructor's policies, which stand in for an open namespace until yours
+# take over.
+#
 # ```bash
 # kubectl -n k8s-assignment delete networkpolicy default-deny-ingress web-allow-http database-allow-clients --ignore-not-found
 # kubectl -n k8s-assignment get networkpolicies
@@ -143,15 +151,23 @@ def netpol_canary():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+import json
+
 from lab import tasks
+from lab.cluster import classroom
 
 POLICIES = ("default-deny-ingress", "web-allow-http", "database-allow-clients")
 nb.kubectl("delete", "networkpolicy", *POLICIES, "--ignore-not-found")
+if nb.in_classroom("open-namespace"):
+    labels = nb.read("Namespace", nb.namespace).metadata.labels or {}
+    nb.kubectl("apply", "-f", "-", stdin=json.dumps(classroom.open_policy(nb.namespace, labels)))
 nb.kubectl("get", "networkpolicies")
 # the outside source's namespace (a namespace of its own per lab namespace)
 OUTSIDE_NS = f"{nb.namespace}-outside"[:63]
-nb.kubectl("get", "namespace", OUTSIDE_NS, namespaced=False, check=False, show=False).ok or \
-    nb.kubectl("create", "namespace", OUTSIDE_NS, namespaced=False)
+outside = not nb.in_classroom("other-namespace")
+if outside:
+    nb.kubectl("get", "namespace", OUTSIDE_NS, namespaced=False, check=False, show=False).ok or \
+        nb.kubectl("create", "namespace", OUTSIDE_NS, namespaced=False)
 measurable = tasks.have(nb, "database", "web", "web-service")
 
 # %% [markdown]
@@ -165,8 +181,9 @@ BACKUP_LABELS = {"app.kubernetes.io/name": "k8s-lab", "app.kubernetes.io/compone
                  # not the instance label: no Service or Job selects this Pod
                  "app.kubernetes.io/instance": "probe"}
 WEB_LABELS = dict(kv.split("=") for kv in probe.LAB_WEB_SELECTOR.split(","))
-SOURCES = [*probe.lab_sources(), probe.Source.probe("backup", BACKUP_LABELS),
-           probe.Source.probe("outside", {**WEB_LABELS, "app.kubernetes.io/instance": "probe"}, namespace=OUTSIDE_NS)]
+SOURCES = [*probe.lab_sources(), probe.Source.probe("backup", BACKUP_LABELS)]
+if outside:
+    SOURCES.append(probe.Source.probe("outside", {**WEB_LABELS, "app.kubernetes.io/instance": "probe"}, namespace=OUTSIDE_NS))
 DATABASE_POD = "app.kubernetes.io/instance=k8s-lab,app.kubernetes.io/component=database"
 DESTINATIONS = [*probe.lab_destinations(), probe.Destination.pods("database-pod", DATABASE_POD, ports=(8080,))]
 CELLS = (("database", 3306), ("web", 80), ("database-pod", 8080))
@@ -225,7 +242,8 @@ def netpol_open():
 
     if blocked := tasks.missing(nb, "database", "web", "web-service"):
         return blocked
-    left = client.NetworkingV1Api(kube.api_client(nb.target)).list_namespaced_network_policy(nb.namespace, _request_timeout=10).items
+    left = [p for p in client.NetworkingV1Api(kube.api_client(nb.target)).list_namespaced_network_policy(
+        nb.namespace, _request_timeout=10).items if not checks.classroom_made(p)]  # a classroom's are not yours
     if left:
         return checks.fail(f"NetworkPolicies still in the namespace: {', '.join(p.metadata.name for p in left)}")
     result = checks.probe_matrix_clean(open_df)
@@ -309,9 +327,13 @@ spec:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+from lab.cluster import classroom
+
 nb.apply("04-network-policy/default-deny-ingress.yaml")
 nb.apply("04-network-policy/web-allow-http.yaml")
 tasks.apply(nb, "work/database-policy.yaml", "NetworkPolicy")
+if nb.in_classroom("open-policy"):
+    nb.kubectl("delete", "networkpolicy", classroom.OPEN_POLICY, "--ignore-not-found")
 nb.kubectl("describe", "networkpolicy", "database-allow-clients", check=False);
 
 # %% [markdown]

@@ -57,6 +57,7 @@ cluster = "k8s-lab"  # the kind cluster: kubeconfig context kind-<cluster>
 namespace = "k8s-assignment"  # where the lab's objects go
 mode = "auto"  # images: "auto" | "online" | "offline"
 solutions = True  # True runs the reference solutions; False leaves the exercises to you
+kubeconfig = ""  # "": $KUBECONFIG or ~/.kube/config; in a classroom, the file your instructor gave you
 workers = 2  # worker nodes the cluster needs (besides the control plane)
 
 # %%
@@ -65,7 +66,7 @@ from lab import checks, notebook
 from lab.errors import LabError
 
 nb = notebook.start("09-scheduling.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions,
-                    requires=("01",))
+                    kubeconfig=kubeconfig, requires=("01",))
 if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 4:
     raise LabError(f"parameter workers must be a whole number from 1 to 4, not {type(workers).__name__} {workers!r}",
                    hint="e.g. workers = 2 (with lab run: -p workers=2); each node is a container that needs memory")

@@ -46,6 +46,7 @@ cluster = "k8s-lab"  # the kind cluster: kubeconfig context kind-<cluster>
 namespace = "k8s-assignment"  # where the lab's objects go
 mode = "auto"  # images: "auto" | "online" | "offline"
 solutions = True  # True runs the reference solutions; False leaves the exercises to you
+kubeconfig = ""  # "": $KUBECONFIG or ~/.kube/config; in a classroom, the file your instructor gave you
 down = False  # True also deletes the kind cluster at the end (`lab cluster down`); CI keeps it
 
 # %%
@@ -53,7 +54,8 @@ down = False  # True also deletes the kind cluster at the end (`lab cluster down
 from lab import checks, notebook
 from lab.errors import LabError
 
-nb = notebook.start("99-cleanup.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions)
+nb = notebook.start("99-cleanup.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions,
+                    kubeconfig=kubeconfig)
 if not isinstance(down, bool):
     raise LabError(f"parameter down must be True or False, not {type(down).__name__} {down!r}",
                    hint="down = True deletes the cluster at the end (with lab run: -p down=true)")

@@ -8,19 +8,30 @@ quota or isolation, and cannot reach bob's database port over the network while 
 the grader's own checks (a check monkeypatched inside the kernel earns nothing); and that
 `lab grade --live --roster` grades all three after two of them installed the lab system in
 parallel with their own kubeconfigs.
+
+Three more students of the same classroom (dee, eve, fay) work through the reference notebooks
+at once, each with their own kubeconfig and their own copy of the notebooks: every notebook runs
+to the end, every checkpoint passes or says it does not apply (what the instructor made), `lab
+grade --live` gives each the points that apply, and eve cannot read dee's Secrets or reach dee's
+real database. On two shared cores three parallel runs of 02-08 take 14 minutes, so CI runs 02-04
+(under 3 minutes; LAB_CLASSROOM_LAST=08 runs them all here; bench/bench_classroom.py --notebooks
+times 02-08).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import pandas as pd
 import pytest
 
-from lab import config
+from lab import checks, config
 from lab.cluster import classroom
 from lab.cluster import kube
 from lab.host import tools
@@ -252,12 +263,24 @@ def install_system(room, student: str, node_port: int) -> subprocess.Popen:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_live_grades_the_whole_classroom(room, tmp_path):
+@pytest.fixture
+def installed(room):
+    """ann and cyd with the whole system, uninstalled afterwards: one node has CPU for few classes."""
     say("ann and cyd install the lab system at once, each with their own kubeconfig")
     installs = {s: install_system(room, s, port) for s, port in (("ann", 30481), ("cyd", 30482))}
-    for student, process in installs.items():
-        output, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, f"{student}: {output}"
+    try:
+        for student, process in installs.items():
+            output, _ = process.communicate(timeout=600)
+            assert process.returncode == 0, f"{student}: {output}"
+        yield
+    finally:
+        for student in installs:
+            subprocess.run([str(tools.ensure("helm")), "--kubeconfig", str(room / "out" / student / "kubeconfig"),
+                            "--kube-context", config.KUBE_CONTEXT, "-n", f"student-{student}", "uninstall", "k8s-lab",
+                            "--wait"], capture_output=True, timeout=300)
+
+
+def test_live_grades_the_whole_classroom(room, installed, tmp_path):
     out = tmp_path / "live"
     result = lab_cli("grade", "--live", "--roster", str(room / "roster.csv"), "--out", str(out))
     assert result.returncode == 0, result.stderr + result.stdout
@@ -268,8 +291,9 @@ def test_live_grades_the_whole_classroom(room, tmp_path):
         for check in ("db.statefulset-ready", "db.claim-bound", "web.deployment-ready", "web.nodeport",
                       "web.endpoints", "netpol.applied", "watcher.daemonset", "helm.system-ready"):
             assert details.loc[(student, check), "status"] == "passed", (student, check)
-    assert details.loc[("bob", "storage.namespace"), "status"] == "passed"
-    assert details.loc[("bob", "storage.persistent-volume"), "status"] == "passed"  # the instructor's PV
+    # what the instructor made earns nothing and costs nothing
+    for check in ("storage.namespace", "storage.persistent-volume", "storage.quota-and-limits", "build.pv"):
+        assert details.loc[("bob", check), ["status", "earned", "possible"]].tolist() == ["not-applicable", 0, 0], check
     assert details.loc[("bob", "db.statefulset-ready"), "status"] == "failed"
     assert book.loc["ann", "earned"] > book.loc["bob", "earned"]
     status = lab_cli("classroom", "status", str(room / "roster.csv"))
@@ -277,5 +301,134 @@ def test_live_grades_the_whole_classroom(room, tmp_path):
     # A plain table when piped: each row starts with the student's id (never folded across lines).
     rows = {line.split()[0]: line for line in status.stdout.splitlines() if line.split()[:1] and line.split()[0] in IDS}
     assert "Active" in rows["bob"] and f"{book.loc['ann', 'earned']:g}/{book.loc['ann', 'possible']:g}" in rows["ann"]
-    assert details.loc[("bob", "storage.quota-and-limits"), "status"] == "failed"  # the classroom's quota is not his
     assert (out / "feedback" / "cyd.html").exists()
+
+
+# ------------------------------------------------------------------- the notebooks in a classroom
+
+
+CLASS = ("dee", "eve", "fay")
+LAST = os.environ.get("LAB_CLASSROOM_LAST", "04")
+# The grader's checks tied to no notebook, by the notebook after which they hold.
+HOLDS_AFTER = {"build.pv": "02", "system.namespace": "02", "instructor.quota-and-limits": "02",
+               "build.db-service": "03", "build.db-claims": "03", "system.database-ready": "03",
+               "system.database-storage": "03", "system.database-secret": "03", "instructor.database-endpoints": "03",
+               "instructor.no-crashing-pods": "03", "instructor.database-volume-retained": "03",
+               "build.web-init": "04", "build.web-service": "04", "system.web-ready": "04", "system.web-nodeport": "04",
+               "system.web-config": "04", "instructor.web-endpoints": "04", "system.network-policies": "05",
+               "instructor.backup-on-host": "08"}
+# What the instructor made in a classroom: checks of the student making it do not apply.
+NOT_APPLICABLE = {
+    "notebook": {"storage.namespace": "02", "storage.quota-and-limits": "02", "build.pv": "02",
+                 "storage.host-directory": "02", "backup.drill-namespace": "08"},
+    "grader": {"storage.namespace": "02", "storage.quota-and-limits": "02", "storage.persistent-volume": "02",
+               "build.pv": "02", "system.namespace": "02", "instructor.quota-and-limits": "02",
+               "instructor.database-volume-retained": "03"},
+}
+
+
+def ran(notebook_number: str) -> bool:
+    return notebook_number <= LAST
+
+
+@pytest.fixture(scope="module")
+def notebook_class(room):
+    """dee, eve and fay in the same classroom as ann, bob and cyd (removed with it)."""
+    roster = room / "notebook-roster.csv"
+    roster.write_text("student\n" + "".join(f"{i}\n" for i in CLASS))
+    result = lab_cli("classroom", "up", str(roster), "--out", str(room / "out"))
+    assert result.returncode == 0, result.stderr + result.stdout
+    return roster
+
+
+def run_notebooks(room, student: str, work) -> dict:
+    """`lab run` of the reference notebooks 02..LAST as the student runs them: their own copy of the
+    notebooks (the build tasks write work/ next to them) and their kubeconfig."""
+    folder = work / student / "notebooks"
+    folder.mkdir(parents=True)
+    for path in (config.REPO_ROOT / "reference").glob("[0-9][0-9]-*.ipynb"):
+        shutil.copy(path, folder)
+    result = lab_cli("run", LAST, "--from", "02", "--notebooks-dir", str(folder), "--out", str(work / student / "run"),
+                     "-p", f"cluster={config.CLUSTER_NAME}", "-p", f"namespace=student-{student}", "-p", "mode=offline",
+                     "-p", f"kubeconfig={room / 'out' / student / 'kubeconfig'}", timeout=3600)
+    report = json.loads((work / student / "run" / "report.json").read_text())
+    return {"returncode": result.returncode, "output": result.stdout + result.stderr, "report": report}
+
+
+def verdicts(run_dir) -> dict[str, str]:
+    """check id -> PASS/FAIL/N/A of the checkpoint records in a run's executed notebooks."""
+    import nbformat
+
+    found = {}
+    for path in sorted(run_dir.glob("[0-9][0-9]-*.ipynb")):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            for output in cell.get("outputs", []):
+                record = output.get("data", {}).get(checks.MIME_TYPE)
+                if record:
+                    found[record["check_id"]] = ("N/A" if record.get("applicable") is False
+                                                 else "PASS" if record["passed"] else f"FAIL: {record['message']}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def class_runs(room, notebook_class, tmp_path_factory):
+    """The three students' runs of the notebooks, made at once: student -> run (see run_notebooks)."""
+    work = tmp_path_factory.mktemp("notebooks")
+    say(f"dee, eve and fay run the reference notebooks 02-{LAST} at once, each with their own kubeconfig")
+    began = time.monotonic()
+    with ThreadPoolExecutor(len(CLASS)) as pool:
+        runs = dict(zip(CLASS, pool.map(lambda s: run_notebooks(room, s, work), CLASS)))
+    say(f"3 students, notebooks 02-{LAST} in parallel: {time.monotonic() - began:.0f} s")
+    return {student: {**run, "dir": work / student / "run"} for student, run in runs.items()}
+
+
+def test_three_students_run_the_notebooks_at_once_and_are_graded_on_what_applies(notebook_class, class_runs, tmp_path):
+    for student, run in class_runs.items():
+        assert run["returncode"] == 0, f"{student}: {run['output'][-3000:]}"
+        assert [r["status"] for r in run["report"]["results"]] == ["passed"] * (int(LAST) - 1), student
+        found = verdicts(run["dir"])
+        wanted_na = {c for c, n in NOT_APPLICABLE["notebook"].items() if ran(n)}
+        assert {c for c, v in found.items() if v == "N/A"} == wanted_na, student
+        assert {c: v for c, v in found.items() if v not in ("PASS", "N/A")} == {}, student
+
+    began = time.monotonic()
+    out = tmp_path / "live"
+    result = lab_cli("grade", "--live", "--roster", str(notebook_class), "--out", str(out))
+    say(f"lab grade --live of 3 namespaces: {time.monotonic() - began:.1f} s")
+    assert result.returncode == 0, result.stderr + result.stdout
+    details = pd.read_csv(out / "details.csv")
+    details["after"] = [HOLDS_AFTER[c] if n == "(finished lab)" else n[:2] for c, n in zip(details.check_id, details.notebook)]
+    applies = details[details.after.map(ran)]
+    for student in CLASS:
+        mine = applies[applies.student == student].set_index("check_id")
+        wanted_na = {c for c, n in NOT_APPLICABLE["grader"].items() if ran(n)}
+        assert set(mine.index[mine.status == "not-applicable"]) == wanted_na, student
+        wrong = mine[~mine.status.isin(["passed", "not-applicable"])]
+        assert wrong.empty, f"{student}: {wrong[['status', 'message']].to_dict('index')}"
+        assert mine.earned.sum() == mine.possible.sum() > 0 and (mine.possible[mine.status == "not-applicable"] == 0).all()
+    book = pd.read_csv(out / "gradebook.csv", index_col="student")
+    assert sorted(book.index) == list(CLASS) and set(book.grading) == {"verified"}
+    if LAST == "08":
+        assert (book.earned == book.possible).all(), book[["earned", "possible"]]
+
+
+def test_after_the_notebooks_a_student_still_cannot_touch_another_students_database(room, class_runs):
+    """eve's Pod cannot connect to dee's real database, by its Service or its Pod's address, while a
+    Pod of dee's that her policies admit can; eve's kubeconfig cannot read dee's credentials."""
+    assert class_runs["dee"]["returncode"] == 0 and ran("03"), "dee's run of the notebooks up to 03 (the database)"
+    assert forbidden(as_student(room, "eve", "-n", "student-dee", "get", "secret", "database-credentials"))
+    assert forbidden(as_student(room, "eve", "-n", "student-dee", "exec", "database-0", "--", "true"))
+    clients = {"dee": "app.kubernetes.io/name=k8s-lab,app.kubernetes.io/component=backup,app.kubernetes.io/instance=probe",
+               "eve": "k8s-lab.test/role=client"}
+    for student, labels in clients.items():
+        ok(as_student(room, student, "run", "client", f"--image={PROBE}", "--image-pull-policy=IfNotPresent",
+                      f"--labels={labels}", "--", "sleep", "infinity"))
+    for student in clients:
+        ok(as_student(room, student, "wait", "--for=condition=Ready", "pod/client", "--timeout=120s", timeout=150))
+    service = "database.student-dee.svc.cluster.local"
+    dee = as_student(room, "dee", "exec", "client", "--", "probe-tcp", service, "3306", "3")
+    assert dee.stdout.strip() == "connected", dee.stdout + dee.stderr
+    pod_ip = kube.core(TARGET).read_namespaced_pod("database-0", "student-dee").status.pod_ip
+    for where in (service, pod_ip):
+        eve = as_student(room, "eve", "exec", "client", "--", "probe-tcp", where, "3306", "3")
+        assert eve.stdout.strip() == "timeout", (where, eve.stdout + eve.stderr)

@@ -532,3 +532,22 @@ def test_backup_retention_prunes_only_the_cronjobs_own_dumps(tmp_path):
     subprocess.run(["bash", "-c", "set -euo pipefail\n" + prune.replace("/backups/", f"{tmp_path}/")],
                    env={"BACKUP_KEEP": "2", "PATH": os.environ["PATH"]}, check=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[-2:], *metas[-2:], *others])
+
+
+def test_without_storage_the_chart_claims_volumes_an_administrator_made(helm):
+    """A classroom's student may not create PersistentVolumes: with storage.enabled=false the chart
+    renders none, and still claims the database's (its StatefulSet) and the backups' volume."""
+    objects = template(helm, "--set", "storage.enabled=false")
+    assert not [o for o in objects if o["kind"] == "PersistentVolume"]
+    claims = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
+    assert claims["database-backups"]["storageClassName"] == "manual"
+    [database] = [o for o in objects if o["kind"] == "StatefulSet"]
+    assert database["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "manual"
+
+
+def test_a_classroom_student_may_change_every_policy_of_the_chart(helm):
+    """helm upgrade patches the chart's NetworkPolicies: a classroom's Role names each one."""
+    from lab.cluster import classroom
+
+    names = {o["metadata"]["name"] for o in template(helm) if o["kind"] == "NetworkPolicy"}
+    assert names == set(classroom.LAB_POLICY_NAMES)

@@ -118,6 +118,30 @@ def test_a_failed_checkpoint_prints_reason_and_hint_and_does_not_raise(capsys):
     assert not rec and rec.earned == 0 and rec.data["hint"] == "kubectl describe sts database"
 
 
+def test_a_check_that_does_not_apply_says_so_and_counts_for_nothing(capsys):
+    rec = checks.checkpoint("storage.namespace", points=1, hint="kubectl apply -f ...",
+                            verify=lambda: checks.not_applicable("classroom: your instructor made namespace student-ann"))
+    out = capsys.readouterr().out
+    assert "N/A storage.namespace (not applicable, no points): classroom: your instructor made namespace student-ann" in out
+    assert "hint" not in out and "PASS" not in out and "FAIL" not in out
+    assert (rec.passed, rec.earned, rec.points, rec.applicable) == (False, 0, 1, False)
+    assert rec.data["applicable"] is False and rec.data["hash"] == checks.record_hash(rec.data)
+    # a check that applies keeps the record it always had
+    assert "applicable" not in checks.checkpoint("a.b", points=1, verify=lambda: checks.ok("fine")).data
+    checks.checkpoint("c.d", points=2, verify=lambda: checks.fail("broken"))
+    checks.summary()
+    assert capsys.readouterr().out.splitlines()[-1] == "total: 1/3 points from 2 checkpoint(s); 1 not applicable"
+
+
+def test_a_not_applicable_record_cannot_also_be_passed():
+    from lab import evidence
+
+    record = checks.make_record("a.one", 2, checks.not_applicable("not yours"), cluster=IDENTITY)
+    assert evidence.problems(record) == []
+    assert any("did not apply" in p for p in evidence.problems({**record, "passed": True, "earned": 2}))
+    assert any("applicable is true" in p for p in evidence.problems({**record, "applicable": True}))
+
+
 def test_strict_raises_after_recording():
     with pytest.raises(checks.CheckpointFailed) as failure:
         checks.checkpoint("db.ready", points=2, hint="look", verify=lambda: (False, "nope"), strict=True)

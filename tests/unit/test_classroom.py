@@ -21,29 +21,49 @@ def test_a_student_gets_a_namespace_with_everything_the_multi_tenancy_recipe_ask
     assert labels["pod-security.kubernetes.io/enforce"] == "baseline" and labels[classroom.LABEL] == "student"
     assert all(o["metadata"]["namespace"] == "student-ann" for o in objects
                if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume"))
-    pv = kinds["PersistentVolume"]
-    assert pv["metadata"]["name"] == "k8s-lab-database-data-student-ann"
-    assert pv["spec"]["claimRef"] == {"namespace": "student-ann", "name": "data-database-0"}
-    policy = kinds["NetworkPolicy"]["spec"]
-    assert policy["podSelector"] == {} and policy["ingress"][0]["from"][1]["namespaceSelector"] == {
-        "matchExpressions": [{"key": classroom.LABEL, "operator": "DoesNotExist"}]}
+    # Each volume on a host directory of its own: another student's backups hold their data.
+    volumes = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "PersistentVolume"}
+    assert {name: (spec["claimRef"], spec["hostPath"]["path"]) for name, spec in volumes.items()} == {
+        "k8s-lab-database-data-student-ann": ({"namespace": "student-ann", "name": "data-database-0"},
+                                              "/var/local/k8s-lab/pv/database-student-ann"),
+        "k8s-lab-backups-student-ann": ({"namespace": "student-ann", "name": "database-backups"},
+                                        "/var/local/k8s-lab/backups-student-ann")}
+    policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+    # Other students are kept out by a policy that admits no Pod of the class (but the nodes, by
+    # which this machine reaches a node port), the namespace's own Pods by another, which the
+    # student may delete (the lab's policies then decide inside it).
+    assert policies[classroom.ISOLATION_POLICY] == {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [
+        {"from": [{"namespaceSelector": {"matchExpressions": [{"key": classroom.LABEL, "operator": "DoesNotExist"}]}},
+                  {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16"]}}]}]}
+    assert policies[classroom.OPEN_POLICY] == {"podSelector": {}, "policyTypes": ["Ingress"],
+                                               "ingress": [{"from": [{"podSelector": {}}]}]}
+
+
+def test_the_isolation_admits_everything_outside_the_pod_networks_of_each_family():
+    [isolation] = [o for o in classroom.objects(classroom.Student("ann"), networks=["10.1.0.0/16", "fd00:1::/56"])
+                   if o["metadata"]["name"] == classroom.ISOLATION_POLICY]
+    assert isolation["spec"]["ingress"][0]["from"][1:] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.1.0.0/16"]}},
+                                                           {"ipBlock": {"cidr": "::/0", "except": ["fd00:1::/56"]}}]
 
 
 def test_the_cluster_role_only_reads_and_only_names_its_own_things():
     rules = rules_of("ClusterRole", classroom.objects(classroom.Student("ann")))
     assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in rules)
     named = {r["resources"][0]: r.get("resourceNames") for r in rules}
-    assert named == {"nodes": None, "namespaces": ["kube-system", "student-ann"],
-                     "persistentvolumes": ["k8s-lab-database-data-student-ann"]}
+    assert named == {"nodes": None, "storageclasses": None, "namespaces": ["kube-system", "student-ann"],
+                     "persistentvolumes": ["k8s-lab-database-data-student-ann", "k8s-lab-backups-student-ann"]}
 
 
 def test_the_role_cannot_lift_the_classroom_quota_or_policy():
     rules = rules_of("Role", classroom.objects(classroom.Student("ann")))
-    for resource, names in (("resourcequotas", classroom.LAB_QUOTA_NAMES), ("networkpolicies", classroom.LAB_POLICY_NAMES)):
+    for resource, names in (("resourcequotas", classroom.LAB_QUOTA_NAMES),
+                            ("networkpolicies", [*classroom.LAB_POLICY_NAMES, classroom.OPEN_POLICY,
+                                                 *classroom.config.CANARY_POLICIES])):
         writes = [r for r in rules if resource in r["resources"] and {"update", "patch", "delete"} & set(r["verbs"])]
         assert writes and all(r.get("resourceNames") == names for r in writes)
-        assert "classroom-quota" not in names and "classroom-isolation" not in names
+        assert classroom.QUOTA_NAME not in names and classroom.ISOLATION_POLICY not in names
     assert not any("namespaces" in r["resources"] or "*" in r["verbs"] for r in rules)
+
 
 
 def test_the_kubeconfig_holds_one_context_named_like_the_labs_and_a_token():

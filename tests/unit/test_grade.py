@@ -56,11 +56,11 @@ def reference(tmp_path, write_nb) -> Path:
 
 
 def student_run(reference: Path, root: Path, student: str, *, failing=(), cluster: str | None = None,
-                drop=(), stop_at: str | None = None, edit_source: dict | None = None) -> Path:
+                drop=(), stop_at: str | None = None, edit_source: dict | None = None, not_applicable=()) -> Path:
     """What `lab run` leaves for a student: the reference notebooks with evidence outputs made by
     lab.checks from fake results. ``drop`` deletes checkpoint cells; ``stop_at`` leaves that
     checkpoint and everything after it in its notebook unexecuted; ``edit_source`` changes a
-    checkpoint cell's source before it "runs"."""
+    checkpoint cell's source before it "runs"; ``not_applicable`` checks say so (a classroom's)."""
     out = root / student
     out.mkdir(parents=True, exist_ok=True)
     for path in sorted(reference.glob("*.ipynb")):
@@ -81,6 +81,8 @@ def student_run(reference: Path, root: Path, student: str, *, failing=(), cluste
                     cell.source = edit_source[cid]
                 result = (checks.fail(f"{cid} is wrong in {student}", {f"Obj/{cid}": f"uid-{student}-{cid}"})
                           if cid in failing else checks.ok(f"{cid} fine", {f"Obj/{cid}": f"uid-{student}-{cid}"}))
+                if cid in not_applicable:
+                    result = checks.not_applicable(f"classroom: {cid} is the instructor's")
                 record = checks.make_record(cid, f["points"], result, hint=f["hint"], notebook=path.name,
                                             namespace=student, cluster={"kube_system_uid": cluster or f"cluster-{student}"},
                                             cell_source=cell.source, session=session)
@@ -153,6 +155,29 @@ def test_a_reference_run_scores_full_marks(reference, tmp_path):
     assert (alice.earned, alice.possible, alice.status) == (FULL, FULL, "graded")
     assert alice.flags == [] and alice.errors == []
     assert all(o.status == "passed" for o in alice.outcomes)
+
+
+def test_a_check_that_did_not_apply_counts_neither_as_earned_nor_as_possible(reference, tmp_path):
+    student_run(reference, tmp_path / "subs", "alice", not_applicable={"db.pvc-bound"})
+    alice = by_student(grade.grade([tmp_path / "subs"], reference_dir=reference))["alice"]
+    assert (alice.earned, alice.possible, alice.status, alice.flags) == (FULL - 1, FULL - 1, "graded", [])
+    pvc = outcome(alice, "db.pvc-bound")
+    assert (pvc.status, pvc.earned, pvc.possible, pvc.message) == (
+        "not-applicable", 0, 0, "classroom: db.pvc-bound is the instructor's")
+
+
+def test_verified_grades_follow_the_graders_not_applicable_and_flag_a_notebook_that_disagrees(reference, tmp_path):
+    student_run(reference, tmp_path / "subs", "alice")  # the notebook says PASS everywhere
+    sub = grade.inspect_submission("alice", tmp_path / "subs" / "alice")
+    session = checks.Session()
+    sub.grader_records = [checks.make_record(cid, points, result, session=session, kind="grader") for cid, points, result in (
+        ("db.statefulset-ready", 2, checks.ok("ready")), ("db.pvc-bound", 1, checks.not_applicable("the instructor's")),
+        ("net.default-deny", 2, checks.ok("there")), ("net.probe-matrix", 3, checks.fail("2 cells wrong")))]
+    grade.score(sub, grade.expected_checks(reference))
+    assert (sub.earned, sub.possible) == (4, 7)
+    assert outcome(sub, "db.pvc-bound").status == "not-applicable"
+    flagged = {f.check_id: f.kind for f in sub.flags}
+    assert flagged == {"db.pvc-bound": "evidence-disagrees", "net.probe-matrix": "forged-evidence"}
 
 
 def test_failed_networkpolicy_checks_lose_exactly_their_points_with_the_reason(reference, tmp_path):

@@ -23,7 +23,8 @@ NOTEBOOKS_DIR = config.REPO_ROOT / "notebooks"
 NOTEBOOKS = sorted(p for p in (NOTEBOOKS_DIR.parent / "reference").glob("[0-9][0-9]-*.ipynb"))
 HANDOUTS = sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
 OURS = ("00-preflight", "01-kind-cluster", "02-storage", "03-database", "04-web-server", "07-helm")
-EXPECTED_PARAMETERS = {"cluster": "k8s-lab", "namespace": "k8s-assignment", "mode": "auto", "solutions": True}
+EXPECTED_PARAMETERS = {"cluster": "k8s-lab", "namespace": "k8s-assignment", "mode": "auto", "solutions": True,
+                       "kubeconfig": ""}
 SECTION = re.compile(r"^##\s+(Step \d+|Exercise)\b.*$", re.MULTILINE)
 SLEEP = re.compile(r"\btime\.sleep\s*\(|\bfrom\s+time\s+import\s+[^\n]*\bsleep\b|(?<![\w.])sleep\s*\(")
 
@@ -89,13 +90,14 @@ def test_title_objectives_summary_and_cleanup(nb_path):
         assert re.search(rf"^{heading}\b", text, re.MULTILINE), f"a `{heading}` section"
 
 
-def test_parameters_cell_declares_the_four_parameters(nb_path):
+def test_parameters_cell_declares_the_lab_parameters(nb_path):
     tree = ast.parse(parameters_cell(load(nb_path)).source)
     values = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
               for t in node.targets if isinstance(t, ast.Name)}
-    # a notebook may declare more parameters of its own after the four
+    # a notebook may declare more parameters of its own after the lab's
     assert {k: values.get(k, "(missing)") for k in EXPECTED_PARAMETERS} == EXPECTED_PARAMETERS
-    assert list(values)[:4] == list(EXPECTED_PARAMETERS), "the four parameters come first, in this order"
+    assert list(values)[:len(EXPECTED_PARAMETERS)] == list(EXPECTED_PARAMETERS), \
+        "the lab's parameters come first, in this order"
 
 
 def test_the_cell_after_parameters_starts_the_notebook(nb_path):
@@ -300,6 +302,9 @@ def test_storing_drops_what_papermill_added():
     ({"namespace": "kube-system"}, "belongs to the cluster itself", "k8s-assignment"),
     ({"cluster": "Bad Name"}, "not a valid cluster name", "lower-case"),
     ({"cluster": "nope"}, "unknown cluster 'nope'", "known clusters: k8s-lab"),
+    ({"kubeconfig": None}, "parameter kubeconfig must be text", "parameters cell"),
+    ({"kubeconfig": "/nowhere/kubeconfig"}, "kubeconfig '/nowhere/kubeconfig': there is no such file",
+     "lab classroom up writes OUT/<id>/kubeconfig"),
 ])
 def test_bad_parameters_are_readable_errors(changes, message, hint):
     values = {**EXPECTED_PARAMETERS, **changes}
@@ -325,6 +330,91 @@ def test_known_clusters_come_from_the_kubeconfig(tmp_path, monkeypatch):
     assert notebook.known_clusters() == {config.CLUSTER_NAME, "second"}
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     assert notebook.known_clusters() == {config.CLUSTER_NAME}
+
+
+def test_a_kubeconfig_parameter_is_where_the_notebook_acts(tmp_path, monkeypatch):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({"contexts": [{"name": "kind-class", "context": {"namespace": "student-ann"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "the-instructors"))
+    monkeypatch.chdir(tmp_path)
+    params = notebook.validate_parameters("class", "student-ann", "offline", True, "kubeconfig")
+    assert params.kubeconfig == str(kubeconfig)  # absolute, whatever the notebook's folder
+    lab = notebook.Lab("02-x.ipynb", params)
+    assert lab.target.kubeconfig == kubeconfig and lab.target.kubectl_flags() == [
+        "--kubeconfig", str(kubeconfig), "--context", "kind-class"]
+    assert lab._flags("--kube-context") == ["--kubeconfig", str(kubeconfig), "--kube-context", "kind-class"]
+    assert notebook.known_clusters(str(kubeconfig)) == {config.CLUSTER_NAME, "class"}
+    with pytest.raises(LabError, match="unknown cluster 'class'"):  # not in $KUBECONFIG
+        notebook.validate_parameters("class", "student-ann", "offline", True)
+
+
+def test_a_classroom_kubeconfig_names_its_namespace_and_may_not_create_namespaces():
+    from lab.cluster import classroom
+
+    documents = [{"contexts": [{"name": "kind-a", "context": {"cluster": "a"}}]},
+                 {"contexts": [{"name": "kind-k8s-lab", "context": {"namespace": "student-ann"}}]}]
+    assert classroom.context_namespace(documents, "kind-k8s-lab") == "student-ann"
+    assert classroom.context_namespace(documents, "kind-a") is None
+    assert classroom.context_namespace([{}], "kind-k8s-lab") is None
+    assert classroom.classroom_namespace("student-ann", may_create_namespaces=False) == "student-ann"
+    assert classroom.classroom_namespace("student-ann", may_create_namespaces=True) is None  # an instructor's
+    assert classroom.classroom_namespace(None, may_create_namespaces=False) is None
+    notebook.check_classroom_namespace(None, "k8s-assignment")
+    notebook.check_classroom_namespace("student-ann", "student-ann")
+    with pytest.raises(LabError) as caught:
+        notebook.check_classroom_namespace("student-ann", "k8s-assignment")
+    assert caught.value.message == "your classroom kubeconfig works in namespace student-ann, not k8s-assignment"
+    assert 'namespace = "student-ann"' in caught.value.hint
+
+
+@pytest.fixture
+def classroom_lab(monkeypatch):
+    """A Lab whose kubeconfig is a classroom's (what lab.cluster.classroom.detect finds for one)."""
+    from lab.cluster import classroom
+
+    monkeypatch.setattr(classroom, "detect", lambda context, kubeconfig=None: "student-ann")
+    return notebook.Lab("x.ipynb", notebook.validate_parameters(
+        "k8s-lab", "student-ann", "offline", True, clusters={"k8s-lab"}))
+
+
+def test_in_a_classroom_steps_on_the_cluster_itself_are_left_out_with_the_reason(classroom_lab, capsys, monkeypatch):
+    from lab.cluster import classroom
+
+    assert classroom_lab.in_classroom("pv") is True
+    assert capsys.readouterr().out == ("classroom: your instructor created the PersistentVolume "
+                                       "k8s-lab-database-data-student-ann (and its host directory)\n")
+    assert (classroom_lab.quota_name, classroom_lab.limits_name) == ("classroom-quota", "classroom-limits")
+    for what in notebook.CLASSROOM_NOTES:  # every note names what it is about, none is left unformatted
+        assert "{" not in notebook.classroom_note(what, classroom_lab)
+    monkeypatch.setattr(classroom, "detect", lambda context, kubeconfig=None: None)  # an admin's kubeconfig
+    outside = notebook.Lab("x.ipynb", notebook.validate_parameters(**EXPECTED_PARAMETERS, clusters={"k8s-lab"}))
+    assert outside.in_classroom("pv") is False and capsys.readouterr().out == ""
+    assert (outside.quota_name, outside.limits_name) == ("lab-quota", "lab-limits")
+    with pytest.raises(LabError, match="unknown classroom step 'pvc'"):
+        outside.in_classroom("pvc")  # a typo fails outside a classroom too
+
+
+def test_in_a_classroom_helm_claims_the_instructors_volumes(classroom_lab, monkeypatch):
+    monkeypatch.setattr(classroom_lab, "read", lambda kind, name, namespace=None: None)
+    args = notebook.helm_set_args(classroom_lab)
+    values = dict(a.split("=", 1) for a in args[1::2])
+    assert values["storage.enabled"] == values["namespace.quota.enabled"] == values["namespace.limitRange.enabled"] == "false"
+    assert values["storage.persistentVolumeName"] == "k8s-lab-database-data-student-ann"
+    assert values["backup.persistentVolumeName"] == "k8s-lab-backups-student-ann"
+    assert values["backup.hostPath"] == "/var/local/k8s-lab/backups-student-ann"
+
+
+def test_another_namespace_keeps_its_backups_apart():
+    from lab.ops import backup
+    from lab.target import Target
+
+    lab_ns, other = Target("k8s-lab"), Target("k8s-lab", "student-ann")
+    assert backup.backup_dir(lab_ns) == lab_ns.data_dir / "backups"
+    assert backup.backup_dir(other) == other.data_dir / "backups-student-ann"
+    assert backup.node_backup_dir(config.NAMESPACE) == "/var/local/k8s-lab/backups"
+    # where the nodes write them is where `lab backup` reads them
+    assert backup.backup_dir(other) == other.data_dir / Path(backup.node_backup_dir("student-ann")).relative_to(
+        config.NODE_DATA_PATH)
 
 
 def test_prerequisites_name_the_notebook_to_run_first():
@@ -361,10 +451,10 @@ def test_manifests_for_another_namespace():
             if doc["kind"] == "Namespace":
                 assert meta["name"] == "grade-alice"
             elif doc["kind"] == "PersistentVolume":
-                # Each namespace's claims get volumes of their own: the database its own directory,
-                # the backups the shared backup directory (where `lab backup` looks).
+                # Each namespace's claims get volumes of their own, each on its own directory (the
+                # backups where `lab backup` looks for that namespace's).
                 paths = {"k8s-lab-database-data-grade-alice": "/var/local/k8s-lab/pv/database-grade-alice",
-                         "k8s-lab-backups-grade-alice": "/var/local/k8s-lab/backups"}
+                         "k8s-lab-backups-grade-alice": "/var/local/k8s-lab/backups-grade-alice"}
                 assert doc["spec"]["hostPath"]["path"] == paths[meta["name"]]
                 assert doc["spec"]["claimRef"]["namespace"] == "grade-alice"
             else:

@@ -35,6 +35,16 @@ def test_a_bad_file_gets_a_message_naming_the_problem(tmp_path, text, message):
     assert problems and any(message in p for p in problems), problems
 
 
+def test_in_another_namespace_the_handouts_namespace_is_fine_and_another_is_not(tmp_path):
+    """The handouts write k8s-assignment; in a classroom's namespace tasks.apply moves the object there."""
+    path = tmp_path / "web-service.yaml"
+    path.write_text("kind: Service\nmetadata: {name: web, namespace: k8s-assignment}\n")
+    assert tasks.file_problems(path, ("Service",), "student-ann") == []
+    path.write_text("kind: Service\nmetadata: {name: web, namespace: student-bob}\n")
+    assert tasks.file_problems(path, ("Service",), "student-ann") == [
+        f"{path}: Service web: metadata.namespace is 'student-bob', the lab works in 'student-ann'"]
+
+
 def test_a_missing_file_says_which_cell_to_run(tmp_path):
     assert "run the %%writefile cell above first" in tasks.file_problems(tmp_path / "nope.yaml", ("Pod",), "ns")[0]
 
