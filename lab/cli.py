@@ -258,8 +258,8 @@ def verify_table(results, title: str) -> Table:
     colours = {"passed": "green", "skipped": "yellow", "pending": "yellow"}
     table = Table(title=title, box=box.SIMPLE_HEAD if console.is_terminal else None, pad_edge=False)
     table.add_column("test", no_wrap=True, overflow="ignore")
-    table.add_column("result", no_wrap=True)
-    table.add_column("seconds", justify="right", no_wrap=True)
+    table.add_column("result", no_wrap=True, overflow="ignore")
+    table.add_column("seconds", justify="right", no_wrap=True, overflow="ignore")
     for result in results:
         colour = colours.get(result.status, "red")
         table.add_row(escape(result.name), f"[{colour}]{escape(result.status)}[/]", f"{result.seconds:.1f}")

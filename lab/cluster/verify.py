@@ -248,10 +248,11 @@ def parse_junit(xml: str | Path, selected: Sequence[str]) -> list[Result]:
     suite_failures = []
     for case in root.iter("testcase"):
         name = case.get("name", "")
+        test = name.removeprefix("[It] ")
         status = case.get("status") or _status_from_children(case)
-        result = Result(name, status, float(case.get("time") or 0), _message(case))
-        if name.startswith("[It] "):
-            found[name[len("[It] "):]] = result
+        result = Result(test, status, float(case.get("time") or 0), _message(case))
+        if test != name:
+            found[test] = result
         elif result.failed:
             suite_failures.append(result)
     return suite_failures + [found.get(n) or Result(n, "not run", 0.0, "missing from the JUnit report")
