@@ -11,5 +11,6 @@ RUN set -eux; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         bind9-dnsutils busybox curl iperf iproute2 netcat-openbsd procps; \
     rm -rf /var/lib/apt/lists/*; \
-    command -v dig nc curl ip ss iperf getent hostname awk nsenter
+    # `command -v` in dash looks up its first name only: one at a time.
+    for tool in dig nc curl ip ss iperf getent hostname awk nsenter busybox; do command -v "$tool"; done
 CMD ["sh"]
