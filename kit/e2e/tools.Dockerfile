@@ -6,11 +6,11 @@ ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 # The base image's own inputs, so this image is rebuilt when the base changes.
 ARG BASE_INPUTS
+# The last line checks each tool (dash's `command -v` looks up only its first name).
 RUN set -eux; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         bind9-dnsutils busybox curl iperf iproute2 netcat-openbsd procps; \
     rm -rf /var/lib/apt/lists/*; \
-    # `command -v` in dash looks up its first name only: one at a time.
     for tool in dig nc curl ip ss iperf getent hostname awk nsenter busybox; do command -v "$tool"; done
 CMD ["sh"]
