@@ -214,7 +214,8 @@ def cluster_status(target) -> None:
               help="Run the upstream tests whose full names match REGEX (a Python regular expression) "
                    "instead of the lab's curated selection.")
 @click.option("--skip", metavar="REGEX", default=None,
-              help="Leave out the tests whose names match REGEX. Default: [Disruptive] and [Flaky] tests.")
+              help="Leave out the tests whose names match REGEX. Default: [Disruptive], [Flaky] and "
+                   "[Provider:...] (one cloud's) tests.")
 @click.option("--quick", is_flag=True, help="One test per area, a few minutes (what `make test` runs).")
 @click.option("--list", "list_only", is_flag=True, help="Print the names of the selected tests and stop.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),

@@ -33,8 +33,9 @@ _TAGS = r"(?: \[[^\]]+\])*"
 SUITE_TIMEOUT_S = 3 * 3600
 # Ginkgo matches each focus regex against the whole list; past this the command line is too long.
 MAX_FOCUS_CHARS = 100_000
-# Tests that harm the cluster they run on, or that upstream itself calls unreliable.
-DEFAULT_SKIP = (r"\[Disruptive\]", r"\[Flaky\]")
+# Tests that harm the cluster they run on, that upstream itself calls unreliable, or that need one
+# cloud provider's cluster (a curated name's [Provider:GCE] twin, say).
+DEFAULT_SKIP = (r"\[Disruptive\]", r"\[Flaky\]", r"\[Provider:")
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,20 @@ class Area:
     prefix: str
     tests: tuple[str, ...]
 
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"{self.prefix} {test}" for test in self.tests)
+
     def patterns(self) -> tuple[str, ...]:
-        return tuple(f"^{re.escape(f'{self.prefix} {test}')}{_TAGS}$" for test in self.tests)
+        return tuple(curated_pattern(name) for name in self.names())
+
+
+def curated_pattern(name: str) -> str:
+    return f"^{re.escape(name)}{_TAGS}$"
 
 
 NETPOL = "[sig-network] Netpol NetworkPolicy between server and client"
 STATEFULSET = "[sig-apps] StatefulSet Basic StatefulSet functionality [StatefulSetBasic]"
-LOCAL_PV = "[sig-storage] PersistentVolumes-local  [Volume type: dir]"
+LOCAL_PV = "[sig-storage] PersistentVolumes-local [Volume type: dir]"
 
 DEFAULT_AREAS = (
     Area("NetworkPolicy", NETPOL, (
@@ -177,7 +185,7 @@ class Selection:
             raise LabError(f"invalid regular expression {error.pattern!r}: {error}",
                            hint="--focus and --skip take Python regular expressions") from error
         if self.curated:
-            unmatched = [f.pattern for f in focus if not any(f.search(n) for n in names)]
+            unmatched = [_curated_name(f.pattern) for f in focus if not any(f.search(n) for n in names)]
             if unmatched:
                 raise LabError(f"{len(unmatched)} curated test(s) are not in this e2e.test: "
                                + "; ".join(unmatched),
@@ -189,6 +197,11 @@ class Selection:
                            + (f" and not --skip {'|'.join(self.skip)!r}" if self.skip else ""),
                            hint="the names are those `lab cluster verify --list` prints")
         return picked
+
+
+def _curated_name(pattern: str) -> str:
+    """The test name a curated pattern was made from (for messages)."""
+    return re.sub(r"\\(.)", r"\1", pattern.removeprefix("^").removesuffix(f"{_TAGS}$"))
 
 
 def parse_listing(text: str) -> list[str]:

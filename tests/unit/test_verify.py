@@ -50,6 +50,17 @@ def test_the_netpol_area_takes_the_tcp_test_not_its_udp_twin():
     assert selection.pick(NAMES) == [DENY]
 
 
+def test_a_curated_name_leaves_out_its_cloud_provider_twin():
+    gce = "[sig-network] DNS should provide DNS for services [Provider:GCE]"
+    selection = verify.Selection.of(quick=True)
+    names = [n for n in selection.pick([*NAMES, gce, *_quick_names()])]
+    assert DNS in names and gce not in names
+
+
+def _quick_names() -> list[str]:
+    return [name for area in verify.QUICK_AREAS for name in area.names()]
+
+
 def test_a_curated_name_that_upstream_renamed_is_an_error_naming_it():
     selection = verify.Selection(verify.Area("dns", "[sig-network] DNS", ("should provide DNS for the moon",))
                                  .patterns(), curated=True)
