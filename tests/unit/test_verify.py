@@ -105,6 +105,34 @@ def test_the_ginkgo_focus_matches_exactly_the_selected_names_as_ginkgo_sees_them
     assert seen == [DENY, ROLLING]
 
 
+def test_tests_that_need_more_nodes_are_held_back_on_a_small_cluster_and_say_why():
+    rollback = "[sig-apps] Daemon set [Serial] should rollback without unnecessary restarts [Conformance]"
+    simple = "[sig-apps] Daemon set [Serial] should run and stop simple daemon [Conformance]"
+    selection = verify.Selection.of()
+    assert selection.held_back([rollback, simple, DNS], schedulable=1) == {
+        rollback: "needs 2 schedulable nodes, the cluster has 1"}
+    assert selection.held_back([rollback, simple, DNS], schedulable=2) == {}
+    # --focus is the user's choice: nothing is held back.
+    assert verify.Selection.of(focus="Daemon").held_back([rollback], schedulable=1) == {}
+
+
+def test_schedulable_nodes_leave_out_cordoned_and_no_schedule_tainted_ones():
+    from kubernetes import client
+
+    def node(unschedulable=None, taints=()):
+        return client.V1Node(spec=client.V1NodeSpec(unschedulable=unschedulable, taints=[
+            client.V1Taint(key=k, effect=e) for k, e in taints] or None))
+
+    nodes = [node(taints=[("node-role.kubernetes.io/control-plane", "NoSchedule")]), node(),
+             node(taints=[("example.com/slow", "PreferNoSchedule")]), node(unschedulable=True)]
+    assert verify.schedulable_nodes(nodes) == 2
+
+
+def test_an_empty_focus_is_refused_rather_than_running_every_test():
+    with pytest.raises(LabError, match="every test"):
+        verify.ginkgo_focus([])
+
+
 def test_a_selection_too_long_for_one_command_line_is_refused():
     with pytest.raises(LabError, match="too many"):
         verify.ginkgo_focus([f"[sig-x] test number {i} " + "x" * 200 for i in range(1000)])
