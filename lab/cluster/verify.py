@@ -377,7 +377,8 @@ class _Progress:
             self.done += 1
             self.failed += match.group(1) not in (None, "SKIPPED", "PENDING")
         failed = f", {self.failed} failed" if self.failed else ""
-        self.show(f"{self.done}/{self.total} done{failed}; {self.current[:120]}")
+        # An interrupted run prints more end lines than it had tests; the count never passes the total.
+        self.show(f"{min(self.done, self.total)}/{self.total} done{failed}; {self.current[:120]}")
 
 
 def default_out_dir() -> Path:
