@@ -420,7 +420,7 @@ def run(target: Target, selection: Selection, out_dir: Path | None = None) -> Re
     to_run = [n for n in names if n not in held]
     if not to_run:
         raise LabError(f"every selected test needs more schedulable nodes: {next(iter(held.values()))}",
-                       hint=f"run them on a bigger cluster: `LAB_CLUSTER=NAME lab cluster up --workers 2`")
+                       hint="run them on a bigger cluster: `LAB_CLUSTER=NAME lab cluster up --workers 2`")
     log_path = out / "e2e.log"
     with _admin_kubeconfig(target) as kubeconfig, open(log_path, "w") as log:
         argv = [e2e_test, f"--kubeconfig={kubeconfig}", f"--context={target.kube_context}",
