@@ -38,11 +38,12 @@ NOTEBOOKS = $(wildcard reference/[0-9][0-9]-*.ipynb)
 JUPYTERLAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 CLUSTER_TESTS = $(wildcard tests/cluster/test_*.py tests/cluster/*_test.py)
 
-.PHONY: help lab test venv venv-notebook host doctor tools kit-import cluster images run run-handouts notebooks release constraints test-unit test-cluster test-notebooks test-browser clean
+.PHONY: help lab test verify venv venv-notebook host doctor tools kit-import cluster images run run-handouts notebooks release constraints test-unit test-cluster test-notebooks test-browser clean
 
 help:
 	@echo "make lab    set up everything and run the notebooks headlessly (venv, Docker, cluster, images)"
 	@echo "make test   unit tests, cluster tests and the notebooks under nbval"
+	@echo "make verify Kubernetes' own e2e tests on the cluster, the lab's full selection (lab cluster verify)"
 	@echo "make clean  remove .venv and runs/ (the cluster and the build cache stay)"
 	@echo "make notebooks      build the handouts and reference notebooks from notebooks/src/"
 	@echo "make run-handouts   run the handouts as a student who has done nothing yet would"
@@ -176,6 +177,11 @@ else
 	$(VPY) -m pytest --durations=15 $(NBVAL) $(if $(wildcard $(NBVAL_SANITIZE)),--nbval-sanitize-with $(NBVAL_SANITIZE)) \
 	  --nbval-current-env --nbval-cell-timeout=1200 -p no:cacheprovider $(NOTEBOOKS)
 endif
+
+# Kubernetes' own end-to-end tests, the full curated selection (`make test` runs the --quick one).
+# VERIFY_FLAGS: e.g. --focus REGEX, --out DIR.
+verify: venv host cluster
+	$(LAB) cluster verify $(VERIFY_FLAGS)
 
 # JupyterLab in a real browser, as a student uses it; needs no cluster (screenshots: runs/browser/).
 test-browser: $(VENV)/.installed-browser

@@ -100,6 +100,10 @@ def emit(frame, output: str, title: str, narrow: Sequence[str] | None = None) ->
         table.add_column(column, no_wrap=True, overflow="ignore")
     for row in frame[columns].itertuples(index=False):
         table.add_row(*(_cell(value) for value in row))
+    print_whole(table)
+
+
+def print_whole(table: Table) -> None:
     # Piped output has no width: print each row whole rather than fold it at 80 columns.
     wide = console if console.is_terminal else Console(width=100_000, highlight=False)
     wide.print(table, crop=False)
@@ -203,6 +207,64 @@ def cluster_status(target) -> None:
     for key, value in (state or {}).items():
         table.add_row(escape(str(key)), escape(_format_value(value)))
     console.print(table)
+
+
+@cluster.command("verify")
+@click.option("--focus", metavar="REGEX", default=None,
+              help="Run the upstream tests whose full names match REGEX (a Python regular expression) "
+                   "instead of the lab's curated selection.")
+@click.option("--skip", metavar="REGEX", default=None,
+              help="Leave out the tests whose names match REGEX. Default: [Disruptive], [Flaky] and "
+                   "[Provider:...] (one cloud's) tests.")
+@click.option("--quick", is_flag=True, help="One test per area, a few minutes (what `make test` runs).")
+@click.option("--list", "list_only", is_flag=True, help="Print the names of the selected tests and stop.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the JUnit report, the log and results.json here instead of runs/verify-<UTC timestamp>/.")
+@target_options(namespaced=False)
+def cluster_verify(focus: str | None, skip: str | None, quick: bool, list_only: bool, out_dir: Path | None,
+                   target) -> None:
+    """Run Kubernetes' own end-to-end tests (upstream e2e.test) against the cluster.
+
+    Builds e2e.test and agnhost from the k8s.io/kubernetes module at the cluster's version, and the
+    test images from the lab's Debian base (all cached), loads the images into the nodes and runs
+    the lab's curated selection: NetworkPolicy, Services, DNS, StatefulSet, DaemonSet, ConfigMap and
+    Secret volumes, the downward API, hostPath and node-directory volumes. Needs the cluster's admin
+    credentials. Exits non-zero when a test fails.
+    """
+    from lab.cluster import verify
+
+    selection = verify.Selection.of(focus, skip, quick)
+    if list_only:
+        for name in selection.pick(verify.list_tests(verify.e2e.e2e_binary())):
+            click.echo(name)
+        return
+    report = verify.run(target, selection, out_dir)
+    print_whole(verify_table(report.results, f"lab cluster verify: {report.target} ({report.nodes} nodes)"))
+    for result in report.results:
+        if result.failed:
+            err_console.print(f"[red]{escape(result.status)}[/] {escape(result.name)}: {escape(result.message)}",
+                              soft_wrap=True)
+    counts = report.counts()
+    console.print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
+                  f"of {report.selected} selected in {report.seconds:.0f} s; JUnit report: "
+                  f"{escape(str(report.junit))}", soft_wrap=True)
+    if not report.ok:
+        raise LabError(f"{counts['failed'] or 'some'} upstream test(s) failed on {report.target}"
+                       + ("" if counts["failed"] else f" (e2e.test exited {report.exit_code})"),
+                       f"each test's steps and the cluster's state at the failure are in {report.log}")
+
+
+def verify_table(results, title: str) -> Table:
+    """One row per test (test, result, seconds); names never wrap, so `| grep` finds them whole."""
+    colours = {"passed": "green", "skipped": "yellow", "pending": "yellow"}
+    table = Table(title=title, box=box.SIMPLE_HEAD if console.is_terminal else None, pad_edge=False)
+    table.add_column("test", no_wrap=True, overflow="ignore")
+    table.add_column("result", no_wrap=True, overflow="ignore")
+    table.add_column("seconds", justify="right", no_wrap=True, overflow="ignore")
+    for result in results:
+        colour = colours.get(result.status, "red")
+        table.add_row(escape(result.name), f"[{colour}]{escape(result.status)}[/]", f"{result.seconds:.1f}")
+    return table
 
 
 def _format_value(value) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,11 +41,16 @@ class GoBuild:
     # generated wrapper one.
     source: Path | None = None
     outputs: tuple[str, ...] = field(default=())
+    # The test binary of the one package (`go test -c`), as upstream's e2e.test is made.
+    test: bool = False
 
     def key(self) -> str:
-        digest = hashlib.sha256(json.dumps(
-            [self.name, self.packages, self.requires, self.replaces, self.ldflags, self.cgo,
-             self.tags, go_version()], sort_keys=True).encode())
+        inputs = [self.name, self.packages, self.requires, self.replaces, self.ldflags, self.cgo,
+                  self.tags, go_version()]
+        if self.test:
+            # Only when set, so the keys (and caches) of every other build stay as they were.
+            inputs.append("test")
+        digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode())
         if self.source is not None:
             for path in sorted(self.source.rglob("*")):
                 if path.is_file():
@@ -113,19 +119,19 @@ def build(spec: GoBuild) -> Path:
     staging.mkdir(parents=True)
     # One program gets an explicit file name (a wrapper module's own name carries a version).
     target = str(staging / spec.binary_names()[0]) if len(spec.packages) == 1 else str(staging) + "/"
-    # -v names each package as it is compiled: the progress line shows it with the count so far.
-    cmd = ["go", "build", "-v", "-trimpath", "-ldflags", spec.ldflags, "-o", target]
+    cmd = ["go", *build_verb(spec), "-trimpath", "-ldflags", spec.ldflags, "-o", target]
     if spec.tags:
         cmd += ["-tags", ",".join(spec.tags)]
     cmd += list(spec.packages)
-    with step(f"go build {spec.name} ({len(spec.packages)} programs)") as progress:
+    what = "go test -c" if spec.test else "go build"
+    with step(f"{what} {spec.name} ({len(spec.packages)} programs)") as progress:
         compiled = 0
 
         def show(line: str) -> None:
             nonlocal compiled
-            if line and not line.startswith(("#", " ", "\t")):
+            if (package := compiled_package(line, spec.test)) is not None:
                 compiled += 1
-                progress.update(f"{compiled} packages compiled, now {line}")
+                progress.update(f"{compiled} packages compiled, now {package}")
 
         result = runner.run(cmd, cwd=work, env=go_env(spec.cgo), timeout=BUILD_TIMEOUT_S, check=False,
                             on_line=show, hint=f"the build directory is {work}")
@@ -140,6 +146,29 @@ def build(spec: GoBuild) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
+
+
+def build_verb(spec: GoBuild) -> list[str]:
+    """`go build -v` names each package it compiles; `go test -c` has no such flag (its -v is the
+    test binary's), so a test binary is built with -x and its compiler calls name the packages.
+    -vet=off: this builds upstream's tests to run them, it does not check their source."""
+    if spec.test:
+        if len(spec.packages) != 1:
+            raise LabError(f"{spec.name}: a test binary is built from exactly one package, "
+                           f"not {len(spec.packages)}", hint="make one GoBuild per test package")
+        return ["test", "-c", "-vet=off", "-x"]
+    return ["build", "-v"]
+
+
+_COMPILE = re.compile(r"/compile\s.*?\s-p\s+(\S+)")
+
+
+def compiled_package(line: str, test: bool) -> str | None:
+    """The package a line of build output says is being compiled, if it says so."""
+    if test:
+        match = _COMPILE.search(line)
+        return match.group(1) if match else None
+    return line if line and not line.startswith(("#", " ", "\t")) else None
 
 
 def _wrapper_go_mod(spec: GoBuild) -> str:
