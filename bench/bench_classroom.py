@@ -36,6 +36,7 @@ import nbformat  # noqa: E402
 from lab.cluster import classroom  # noqa: E402
 from lab.grading import grade  # noqa: E402
 from lab.target import Target  # noqa: E402
+from tests.support import graded_notebook  # noqa: E402
 
 CONTEXT = Target.of().kube_context
 
@@ -62,15 +63,7 @@ CHECK = 'checks.checkpoint("bench.work-%(n)s", points=1, verify=lambda: checks.d
 def submission(folder: Path) -> None:
     folder.mkdir(parents=True)
     for n, name in ((1, "03-database.ipynb"), (2, "04-web-server.ipynb")):
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        params = nbformat.v4.new_code_cell('cluster = "k8s-lab"\nnamespace = "k8s-assignment"\nsolutions = True')
-        params.metadata["tags"] = ["parameters"]
-        setup = nbformat.v4.new_code_cell("from lab import checks\nfrom lab.cluster import kube\nfrom lab.target import Target\n"
-                                          "context = f'kind-{cluster}'\ntarget = Target(cluster, namespace)\n"
-                                          "checks.configure(namespace=namespace, context=context)")
-        nb.cells = [params, setup, nbformat.v4.new_code_cell(WORK % {"n": n}), nbformat.v4.new_code_cell(CHECK % {"n": n})]
-        nbformat.write(nb, str(folder / name))
+        nbformat.write(graded_notebook([WORK % {"n": n}, CHECK % {"n": n}]), str(folder / name))
 
 
 def timed(what: str, fn):

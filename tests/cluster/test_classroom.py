@@ -35,7 +35,7 @@ from lab import checks, config
 from lab.cluster import classroom
 from lab.cluster import kube
 from lab.host import tools
-from tests.support import TARGET, lab_cli, say
+from tests.support import TARGET, graded_notebook, lab_cli, say
 
 pytestmark = pytest.mark.cluster
 
@@ -194,16 +194,8 @@ def test_notebooks_detect_classroom_mode(room):
 
 def submission(folder, cells: list[str]):
     """A one-notebook submission named like the lab's 03 (so the grader's 03 checks run after it)."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell('cluster = "k8s-lab"\nnamespace = "k8s-assignment"\nsolutions = True')
-    params.metadata["tags"] = ["parameters"]
-    setup = nbformat.v4.new_code_cell("from lab import checks\nfrom lab.cluster import kube\nfrom lab.target import Target\n"
-                                      "context = f'kind-{cluster}'\ntarget = Target(cluster, namespace)\n"
-                                      "checks.configure(namespace=namespace, context=context)")
-    nb.cells = [params, setup, *map(nbformat.v4.new_code_cell, cells)]
     folder.mkdir(parents=True)
-    nbformat.write(nb, str(folder / "03-database.ipynb"))
+    nbformat.write(graded_notebook(cells), str(folder / "03-database.ipynb"))
 
 
 HONEST = ("from kubernetes import client\n"
