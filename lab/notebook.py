@@ -951,19 +951,29 @@ def chart_objects(lab: Lab, extra: Sequence[str] = ()) -> list[dict]:
 
 def ownership(lab: Lab, objects: Iterable[Mapping[str, Any]]) -> list[dict]:
     """For each object: does it exist, and does Helm's ownership metadata name this release?"""
+    import json
+
+    objects = list(objects)
+    found: dict[tuple[str, str], dict] = {}
+    # One kubectl for the namespaced objects and one for the cluster-scoped ones, not one per
+    # object: a chart's two dozen process start-ups took seconds in every checkpoint that asks.
+    for namespaced in (True, False):
+        refs = [f"{obj['kind'].lower()}/{obj['name']}" for obj in objects if (obj["namespace"] is not None) == namespaced]
+        if not refs:
+            continue
+        result = lab.kubectl("get", *refs, "-o", "json", "--ignore-not-found", show=False, namespaced=namespaced,
+                             check=False)
+        if not result.ok:
+            raise LabError(f"kubectl get {' '.join(refs)} failed: {result.output.strip()[-500:]}")
+        listed = json.loads(result.stdout) if result.stdout.strip() else {}
+        for item in listed.get("items", [listed] if listed.get("kind") not in (None, "List") else []):
+            found[(item["kind"], item["metadata"]["name"])] = item["metadata"]
     rows = []
     for obj in objects:
-        ref = f"{obj['kind'].lower()}/{obj['name']}"
-        args = ["get", ref, "-o", "json", "--ignore-not-found"]
-        result = lab.kubectl(*args, show=False, namespaced=obj["namespace"] is not None, check=False)
-        if not result.ok:
-            raise LabError(f"kubectl get {ref} failed: {result.output.strip()[-500:]}")
-        if not result.stdout.strip():
+        meta = found.get((obj["kind"], obj["name"]))
+        if meta is None:
             rows.append({**obj, "exists": False, "managed_by": None, "release": None, "state": "to create"})
             continue
-        import json
-
-        meta = json.loads(result.stdout).get("metadata", {})
         labels, notes = meta.get("labels") or {}, meta.get("annotations") or {}
         owned = (labels.get("app.kubernetes.io/managed-by") == "Helm"
                  and notes.get("meta.helm.sh/release-name") == RELEASE

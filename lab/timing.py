@@ -72,8 +72,12 @@ def checkpoint() -> Iterator[None]:
 
 
 def waits(argv: Sequence[str]) -> bool:
-    """Whether an external command waits on the cluster rather than doing work of its own."""
+    """Whether an external command waits on the cluster rather than doing work of its own: a
+    waiting kubectl or helm, and kind making, removing or loading nodes (booting containers and
+    importing images is the cluster's work, which a plain script does just the same)."""
     args = [str(a) for a in argv[1:]]
+    if argv and Path(str(argv[0])).name == "kind":
+        return any(_subcommand(args, *words) for words in (("create", "cluster"), ("delete", "cluster"), ("load",)))
     return ("--wait" in args or any(a.startswith("--wait=") and a != "--wait=false" for a in args)
             or _subcommand(args, "wait") or _subcommand(args, "rollout", "status"))
 

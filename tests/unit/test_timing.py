@@ -37,6 +37,11 @@ def test_a_wait_counts_as_waiting_even_around_the_lab_s_own_calls(books):
     (["kubectl", "--context", "kind-x", "apply", "-f", "-"], False),
     (["helm", "history", "k8s-lab"], False),
     (["kubectl", "--context", "kind-x", "get", "pods", "-o", "json"], False),
+    (["/cache/bin/kind", "create", "cluster", "--name", "k8s-lab", "--config", "-"], True),
+    (["kind", "delete", "cluster", "--name", "k8s-lab"], True),
+    (["kind", "load", "docker-image", "--name", "k8s-lab", "k8s-lab/web:1"], True),
+    (["kind", "get", "kubeconfig", "--name", "k8s-lab"], False),
+    (["kind", "version"], False),
 ])
 def test_commands_that_wait_on_the_cluster_are_told_apart(argv, waits):
     assert timing.waits(argv) is waits

@@ -126,3 +126,22 @@ def test_make_test_unit_gets_the_tools_first():
     assert "tools" in prerequisites
     assert re.search(r"^tools:.*\n\t\$\(LAB\) tools\b", makefile, re.MULTILINE)
 
+
+
+# ------------------------------------------------------------------------- reported versions
+
+
+def test_a_tools_version_is_asked_once_per_binary_and_again_when_it_changes(tmp_path, monkeypatch):
+    """Every kernel's first checkpoint and every `lab` command ask kubectl, helm and kind for their
+    versions: a binary answers once; a replaced one (another size or time) is asked again."""
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    calls = tmp_path / "calls"
+    binary = tmp_path / "kubectl"
+    binary.write_text(f'#!/bin/sh\necho run >> {calls}\necho "Client Version: v1.34.4"\n')
+    binary.chmod(0o755)
+    kubectl = tools._tool("kubectl")
+    assert [tools._reported_version(binary, kubectl) for _ in range(3)] == ["v1.34.4"] * 3
+    assert calls.read_text().count("run") == 1
+    binary.write_text(f'#!/bin/sh\necho run >> {calls}\necho "Client Version: v1.35.0" # a newer one\n')
+    assert tools._reported_version(binary, kubectl) == "v1.35.0"
+    assert calls.read_text().count("run") == 2
