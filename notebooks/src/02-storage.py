@@ -333,7 +333,7 @@ spec:
 # NBVAL_IGNORE_OUTPUT
 if not nb.in_classroom("pv"):
     tasks.apply(nb, "work/pv.yaml", "PersistentVolume")
-nb.kubectl("get", "persistentvolume", nb.pv_name, namespaced=False)
+nb.kubectl("get", "persistentvolume", nb.pv_name, namespaced=False, check=False)
 nb.kubectl("get", "storageclass", namespaced=False);
 
 # %% [markdown]

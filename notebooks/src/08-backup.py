@@ -524,7 +524,7 @@ def backup_drill_statefulset():
 # NBVAL_IGNORE_OUTPUT
 nb.kubectl("get", "persistentvolume", nb.pv_name, "-o",
            "custom-columns=NAME:.metadata.name,RECLAIM:.spec.persistentVolumeReclaimPolicy,STATUS:.status.phase,CLAIM:.spec.claimRef.name",
-           namespaced=False);
+           namespaced=False, check=False);
 
 # %% [markdown]
 # The drill takes a snapshot of the namespace's objects (kept in memory: it holds Secrets),

@@ -267,7 +267,7 @@ def sched_system():
 # %%
 # NBVAL_IGNORE_OUTPUT
 nb.kubectl("get", "nodes", "-L", DB_LABEL, namespaced=False)
-nb.kubectl("get", "persistentvolume", nb.pv_name, "-o", "jsonpath={.spec.nodeAffinity.required}", namespaced=False)
+nb.kubectl("get", "persistentvolume", nb.pv_name, "-o", "jsonpath={.spec.nodeAffinity.required}", namespaced=False, check=False)
 print()
 nb.kubectl("get", "pod", "database-0", "-o", "wide");
 
