@@ -120,15 +120,16 @@ def _tool(name: str) -> Tool:
     return tools[name]
 
 
-def _reported_version(path: Path, tool: Tool) -> str | None:
+def _reported_version(path: str | os.PathLike, tool: Tool) -> str | None:
     """The version the binary at `path` reports. Remembered in the lab cache per binary (its real
     path, size and modification time): every notebook kernel and `lab` command asks for the same
     three tools, and their start-ups were half a second of each kernel's first checkpoint."""
+    real = Path(path).resolve()
     try:
-        stat = path.resolve().stat()
+        stat = real.stat()
     except OSError:
         return None
-    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = f"{real}:{stat.st_size}:{stat.st_mtime_ns}"
     memo_file = config.cache_dir() / "tool-versions.json"
     try:
         memo = json.loads(memo_file.read_text())
