@@ -228,9 +228,10 @@ def test_helm_upgrade_rolls_out_replicas_and_nginx_config(system, tmp_path):
                            what="web Pods replaced with the new config")
     say(f"upgrade of nginx config (and back to 3 replicas): {time.monotonic() - start:.1f}s, "
         f"new pods {sorted(pods)}")
-    for _ in range(6):
-        _, headers = fetch()
-        assert headers.get("x-lab-config") == "v2"
+    # The old Pods serve on through their graceful shutdown until every node's kube-proxy has
+    # dropped them (about a second, more on a busy 3-node cluster): then only the new config answers.
+    kube.wait_until(lambda: all(fetch()[1].get("x-lab-config") == "v2" for _ in range(6)), 30,
+                    what="six requests in a row answered with the new nginx config")
     system["upgraded_pods"] = set(pods)
 
 
