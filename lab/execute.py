@@ -373,7 +373,7 @@ def _time_split_table(results: Sequence[NotebookResult]) -> list[str]:
     if not timed:
         return []
     lines = ["", "## Where the time went", "",
-             "Waiting on the cluster: polls until ready, rollouts, `helm --wait`. The lab's own work: "
+             "Waiting on the cluster: polls until ready, rollouts, `helm --wait`, kind making nodes and loading images, probes' connections. The lab's own work: "
              "checkpoints, external commands, API calls. Other: the notebook's own code and plots.", "",
              "| notebook | total (s) | kernel start | waiting on the cluster | the lab's own work | other "
              "| checkpoints | slowest checkpoint (ms) |",

@@ -1,7 +1,8 @@
 """Where a notebook's time goes: waiting on the cluster, or the lab's own work.
 
 Every lab function that waits on the cluster (a poll until ready, `kubectl rollout status`, `helm
---wait`) runs inside ``measure(WAIT)``; every checkpoint, external command and Kubernetes API call
+--wait`, kind booting nodes or loading images, a probe matrix's connections and their timeouts)
+runs inside ``measure(WAIT)``; every checkpoint, external command and Kubernetes API call
 inside ``measure(LAB)``. Time under any active wait counts as waiting, even when a command or API
 call runs inside it (a poll is waiting, however it polls); other time under a LAB measure is the
 lab's own work; the rest of a cell (the student's code, plots, imports) is neither.

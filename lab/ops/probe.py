@@ -642,7 +642,8 @@ def probe_cells(cells: list[_Cell], *, timeout: float = DEFAULT_TIMEOUT_S,
         key = _SourcePod(cell.source_group, cell.source, cell.namespace, cell.container)
         by_source.setdefault(key, []).append(cell)
     # The execs run in threads (lab.timing books only the main thread, which waits for them here).
-    with timing.measure(timing.LAB), ThreadPoolExecutor(max_workers=max(1, min(workers, len(by_source)))) as pool:
+    # Their time is the cluster's: Pods connecting, and each dropped cell its full connect timeout.
+    with timing.measure(timing.WAIT), ThreadPoolExecutor(max_workers=max(1, min(workers, len(by_source)))) as pool:
         list(pool.map(lambda item: _probe_source(item[0], item[1], timeout, transport, target),
                       by_source.items()))
     return len(by_source)
