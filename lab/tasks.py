@@ -196,19 +196,21 @@ class Built:
         return lab.read(self.kind, self.name or lab.pv_name) is not None
 
 
+# Each verify names the lab's namespace: the grader (`lab grade --live`) runs these for many
+# students' namespaces, and the checks' default is the one namespace its own process was set up for.
 BUILT: dict[str, Built] = {
     "pv": Built("02", 3, "the database's PersistentVolume", "PersistentVolume", None,
                 lambda lab: checks.ok("found") if BUILT["pv"].exists(lab) else checks.fail(f"{lab.pv_name} does not exist")),
     "database": Built("03", 4, "the StatefulSet database", "StatefulSet", "database",
-                      lambda lab: checks.statefulset_ready("database", replicas=1)),
+                      lambda lab: checks.statefulset_ready("database", replicas=1, namespace=lab.namespace)),
     "database-service": Built("03", 3, "the Service database", "Service", "database",
-                              lambda lab: checks.service_has_endpoints("database")),
-    "web": Built("04", 2, "the Deployment web", "Deployment", "web", lambda lab: checks.deployment_ready("web")),
+                              lambda lab: checks.service_has_endpoints("database", namespace=lab.namespace)),
+    "web": Built("04", 2, "the Deployment web", "Deployment", "web", lambda lab: checks.deployment_ready("web", namespace=lab.namespace)),
     "web-service": Built("04", 4, "the Service web", "Service", "web", lambda lab: _reachable_from_host(lab)),
     "watcher-rbac": Built("06", 1, "the watcher's permissions", None, None,
                           lambda lab: watcher_permissions(lab, ("list", "pods"), ("watch", "pods"))),
     "watcher": Built("06", 2, "the watcher DaemonSet", None, None,
-                     lambda lab: checks.pods_on_every_node("app.kubernetes.io/component=watcher")),
+                     lambda lab: checks.pods_on_every_node("app.kubernetes.io/component=watcher", namespace=lab.namespace)),
 }
 
 
@@ -217,7 +219,7 @@ def _reachable_from_host(lab) -> checks.Result:
     svc = lab.read("Service", "web")
     if svc is None or not any(p.node_port for p in svc.spec.ports or []):
         return checks.fail("Service web has no node port")
-    return checks.service_has_endpoints("web")
+    return checks.service_has_endpoints("web", namespace=lab.namespace)
 
 
 def can(lab, verb: str, resource: str) -> bool:

@@ -211,6 +211,28 @@ def test_missing_names_the_step_to_finish(lab, monkeypatch):
     assert tasks.missing(lab, "database") is None
 
 
+def test_what_later_steps_need_is_looked_for_in_the_students_namespace(monkeypatch):
+    """`lab grade --live` runs a check such as helm.template-change for each student's namespace
+    in one grader process, whose checks default to the lab's namespace: each object a later step
+    needs (tasks.BUILT) is looked for in the namespace being graded, never in that default."""
+    asked = []
+
+    def recorder(name):
+        def check(*args, namespace=None, **kwargs):
+            asked.append((name, namespace))
+            return checks.ok("ready")
+        return check
+
+    for helper in ("statefulset_ready", "service_has_endpoints", "deployment_ready", "pods_on_every_node"):
+        monkeypatch.setattr(checks, helper, recorder(helper))
+    student = notebook.Lab("(check)", notebook.Parameters("k8s-lab", "student-ann", "offline", False))
+    monkeypatch.setattr(notebook.Lab, "read", lambda self, kind, name: type("Svc", (), {
+        "spec": type("Spec", (), {"ports": [type("Port", (), {"node_port": 30080})()]})()})())
+    for name in ("database", "database-service", "web", "web-service", "watcher"):
+        assert tasks.BUILT[name].verify(student).passed
+    assert asked and {namespace for _, namespace in asked} == {"student-ann"}, asked
+
+
 def test_a_helm_upgrade_that_lost_a_race_is_tried_once_more(tmp_path, lab, monkeypatch, capsys):
     values = tmp_path / "values.yaml"
     values.write_text("web:\n  replicas: 2\n")
