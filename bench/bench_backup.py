@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab.ops import backup  # noqa: E402
+from lab.ops.database import Database  # noqa: E402
 from lab.system import deploy  # noqa: E402
 from lab.target import Target  # noqa: E402
 
@@ -78,7 +79,7 @@ def remove() -> None:
     shutil.rmtree(HOST_DIR, ignore_errors=True)
 
 
-def install() -> backup.Database:
+def install() -> Database:
     from lab.build import images
 
     image = images.image_names(images.resolve_mode("auto"))["database"]
@@ -87,18 +88,18 @@ def install() -> backup.Database:
                         "--set", "watcher.enabled=false", "--set", "backup.enabled=false",
                         "--set", f"storage.persistentVolumeName={PV}", "--set", f"storage.hostPath={NODE_DIR}",
                         "--set", f"database.image={image}", "--wait", "--timeout", "300s"))
-    db = backup.Database(HERE)
+    db = Database(HERE)
     backup.wait_database(db, 300)
     return db
 
 
-def data_mb(db: backup.Database) -> float:
+def data_mb(db: Database) -> float:
     rows = db.sql("SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES "
                   "WHERE TABLE_SCHEMA = 'bench';")
     return int(rows[0][0]) / 2**20
 
 
-def fill(db: backup.Database, megabytes: int) -> int:
+def fill(db: Database, megabytes: int) -> int:
     db.sql("CREATE DATABASE IF NOT EXISTS bench; SET GLOBAL innodb_flush_log_at_trx_commit = 2;")
     db.sql("CREATE TABLE IF NOT EXISTS items (id BIGINT PRIMARY KEY AUTO_INCREMENT, n INT NOT NULL, "
            "x DOUBLE, label VARCHAR(40), body VARCHAR(255), created DATETIME) ENGINE=InnoDB;"

@@ -19,11 +19,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import timing  # noqa: E402
+from lab import execute, timing  # noqa: E402
 from lab.host import tools  # noqa: E402
 from lab.system import deploy  # noqa: E402
 from lab.target import Target  # noqa: E402
@@ -68,6 +69,9 @@ def main() -> None:
     for column in COLUMNS:
         print(f"  {column:<44} {totals[column]:8.1f} s  {100 * totals[column] / suite:5.1f} %")
     print(f"  {'checkpoints':<44} {checkpoints:8d}    mean {mean:.1f} ms, slowest {slowest:.0f} ms")
+    print(f"\n{'what took the most time':<44} {'count':>8} {'seconds':>9}")
+    for what, (n, seconds) in execute.tally([SimpleNamespace(time_split=r["time_split"]) for r in results])[:12]:
+        print(f"  {what:<42} {n:8d} {seconds:9.1f}")
     deploy.undeploy(TARGET)  # the script starts from the same empty namespace the notebooks did
     plain = same_work()
     print(f"{'bench/same_work.sh (kubectl, helm, a shell)':<46} {plain:8.1f} s")

@@ -321,7 +321,7 @@ def time_split(duration_s: float, output: Path, booked: dict) -> dict[str, float
     wait, lab = booked.get(timing.WAIT, 0.0), booked.get(timing.LAB, 0.0)
     split = {"kernel_s": round(kernel, 3), timing.WAIT: round(wait, 3), timing.LAB: round(lab, 3),
              "other_s": round(max(0.0, duration_s - kernel - wait - lab), 3)}
-    for key in ("checkpoints", "checkpoint_ms_max", "checkpoint_ms_mean"):
+    for key in ("checkpoints", "checkpoint_ms_max", "checkpoint_ms_mean", "by_what"):
         if key in booked:
             split[key] = booked[key]
     return split
@@ -389,7 +389,24 @@ def _time_split_table(results: Sequence[NotebookResult]) -> list[str]:
     whole = sum(r.duration_s for r in timed) or 1.0
     lines.append("| **all** | {:.1f} | {} |  |  |".format(
         whole, " | ".join(f"{totals[k]:.1f} ({100 * totals[k] / whole:.0f}%)" for k in totals)))
+    spent = tally(timed)
+    if spent:
+        lines += ["", "What took the most time (commands by program and subcommand, API calls by verb, "
+                      "SQL requests; a command under a wait counts as waiting above):", "",
+                  "| what | count | seconds |", "| --- | ---: | ---: |"]
+        lines += [f"| `{what}` | {n} | {seconds:.1f} |" for what, (n, seconds) in spent[:10]]
     return lines
+
+
+def tally(results: Sequence[NotebookResult]) -> list[tuple[str, tuple[int, float]]]:
+    """The notebooks' ``by_what`` tallies summed, the most time first."""
+    summed: dict[str, list[float]] = {}
+    for r in results:
+        for what, (n, seconds) in (r.time_split or {}).get("by_what", {}).items():
+            line = summed.setdefault(what, [0, 0.0])
+            line[0] += n
+            line[1] += seconds
+    return sorted(((w, (int(n), s)) for w, (n, s) in summed.items()), key=lambda item: -item[1][1])
 
 
 Listener = Callable[[str, NotebookResult], None]

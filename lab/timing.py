@@ -7,6 +7,10 @@ inside ``measure(LAB)``. Time under any active wait counts as waiting, even when
 call runs inside it (a poll is waiting, however it polls); other time under a LAB measure is the
 lab's own work; the rest of a cell (the student's code, plots, imports) is neither.
 
+Beside the split, each external command (by program and subcommand: ``kubectl exec``, ``helm
+template``), API call (by verb) and SQL request is tallied by what it was, its count and its
+seconds, so a report can name what the lab's own time was spent on.
+
 The books are kept per process, in the main thread only (a progress poller in a background thread
 runs beside a wait and must not be counted twice). When ``LAB_TIMING_FILE`` names a file, as
 `lab run` sets it for each notebook's kernel, the totals are written there whenever the outermost
@@ -29,6 +33,8 @@ TIMING_FILE_ENV = "LAB_TIMING_FILE"
 
 spent: dict[str, float] = {WAIT: 0.0, LAB: 0.0}
 checkpoint_ms: list[float] = []
+by_what: dict[str, list[float]] = {}  # what -> [count, seconds]
+TOP = 15
 _active: Counter = Counter()
 _last_mark: float | None = None
 
@@ -88,12 +94,47 @@ def _subcommand(args: list[str], *words: str) -> bool:
     return any(plain[i:i + len(words)] == list(words) for i in range(len(plain)))
 
 
+@contextmanager
+def tally(what: str, kind: str = LAB) -> Iterator[None]:
+    """``measure(kind)``, and the elapsed time added to ``what``'s line in ``by_what``."""
+    began = time.perf_counter()
+    with measure(kind):
+        try:
+            yield
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                line = by_what.setdefault(what, [0, 0.0])
+                line[0] += 1
+                line[1] += time.perf_counter() - began
+
+
+# Options the lab puts before a subcommand, whose value is the next word.
+_VALUED = frozenset({"--context", "--kube-context", "--kubeconfig", "-n", "--namespace"})
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """A command as the tally names it: the program and its first one or two plain words."""
+    plain, skip = [], False
+    for arg in map(str, argv[1:]):
+        if skip:
+            skip = False
+        elif arg in _VALUED:
+            skip = True
+        elif not arg.startswith("-"):
+            plain.append(arg)
+    program = Path(str(argv[0])).name if argv else "?"
+    words = plain[:2] if program in ("kind", "docker") or plain[:1] == ["rollout"] else plain[:1]
+    return " ".join([program, *words])
+
+
 def command(argv: Sequence[str]):
-    return measure(WAIT if waits(argv) else LAB)
+    return tally(command_name(argv), WAIT if waits(argv) else LAB)
 
 
 def totals() -> dict:
+    top = sorted(by_what.items(), key=lambda item: -item[1][1])[:TOP]
     return {**{k: round(v, 3) for k, v in spent.items()}, "checkpoints": len(checkpoint_ms),
+            "by_what": {what: [int(n), round(seconds, 3)] for what, (n, seconds) in top},
             "checkpoint_ms_max": round(max(checkpoint_ms, default=0.0), 1),
             "checkpoint_ms_mean": round(sum(checkpoint_ms) / len(checkpoint_ms), 1) if checkpoint_ms else 0.0}
 

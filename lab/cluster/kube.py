@@ -20,9 +20,9 @@ T = TypeVar("T")
 class _TimedApiClient(client.ApiClient):
     """Every API call is the lab's own work in the notebook's time split (lab.timing)."""
 
-    def call_api(self, *args, **kwargs):
-        with timing.measure(timing.LAB):
-            return super().call_api(*args, **kwargs)
+    def call_api(self, method, *args, **kwargs):
+        with timing.tally(f"API {method}"):
+            return super().call_api(method, *args, **kwargs)
 
 
 @lru_cache(maxsize=16)

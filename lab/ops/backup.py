@@ -34,7 +34,6 @@ How it works:
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import gzip
 import hashlib
@@ -46,7 +45,7 @@ import tempfile
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -56,7 +55,8 @@ from kubernetes.client.exceptions import ApiException
 from lab import config, runner
 from lab.cluster import kube
 from lab.errors import LabError
-from lab.host import tools
+from lab.ops.database import (OBJECT_KINDS, SYSTEM_SCHEMAS, Database, database_charsets, object_counts,
+                              pod_ready, quote_identifier, quote_string, table_stats)
 from lab.progress import info, step
 from lab.target import Target
 
@@ -71,13 +71,7 @@ STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 # hundred. Anything under this is not a dump.
 MIN_BACKUP_BYTES = 200
 DUMP_TRAILER = b"-- Dump completed"
-SYSTEM_SCHEMAS = frozenset({"mysql", "sys", "information_schema", "performance_schema"})
-OBJECT_KINDS = ("views", "routines", "triggers", "events")
 
-STATEFULSET = "database"
-CONTAINER = "database"
-SECRET = "database-credentials"
-ROOT_PASSWORD_KEY = "root-password"
 DUMP_OPTIONS = ("--single-transaction", "--routines", "--triggers", "--events", "--hex-blob",
                 "--default-character-set=utf8mb4")
 DEFAULT_TIMEOUT_S = 1800
@@ -87,9 +81,6 @@ _NAME = re.compile(rf"^{PREFIX}-(?:(?P<database>.+)-)?(?P<stamp>\d{{8}}T\d{{6}}Z
 # Names this module creates databases under or restores into: plain identifiers only (they are
 # also passed to shell scripts as arguments, never spliced into them).
 _DATABASE_NAME = re.compile(r"^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$")
-
-# The first thing every script run in the database Pod does: take the password from stdin.
-_PASSWORD_FROM_STDIN = 'IFS= read -r MYSQL_PWD || exit 90; export MYSQL_PWD; set -o pipefail; '
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,222 +325,6 @@ def _write_json(path: Path, document: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The database in the cluster
-
-
-def pod_name(statefulset: str = STATEFULSET) -> str:
-    return f"{statefulset}-0"
-
-
-def _pod_ready(pod) -> bool:
-    return (pod.metadata.deletion_timestamp is None and pod.status.phase == "Running"
-            and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []))
-
-
-def require_running(target: Target, statefulset: str = STATEFULSET):
-    """The database Pod, when it runs and is Ready; else a LabError that says why."""
-    pod, namespace = pod_name(statefulset), target.namespace
-    hint = (f"start it: `kubectl --context {target.kube_context} -n {namespace} scale statefulset/"
-            f"{statefulset} --replicas=1` (or `lab deploy`), then try again")
-    try:
-        found = kube.core(target).read_namespaced_pod(pod, namespace, _request_timeout=20)
-    except LabError:
-        raise
-    except ApiException as error:
-        if error.status != 404:
-            raise LabError(f"cannot read pod {pod} in {namespace}: {error.reason}") from error
-        detail = ""
-        try:
-            sts = kube.apps(target).read_namespaced_stateful_set(statefulset, namespace)
-            detail = f" (StatefulSet {statefulset} has {sts.spec.replicas} replicas)"
-        except ApiException:
-            detail = f" (there is no StatefulSet {statefulset} in {namespace})"
-        raise LabError(f"the database is down: pod {pod} does not exist in {namespace}{detail}",
-                       hint=hint) from None
-    except Exception as error:  # noqa: BLE001 - refused, timed out, TLS: the cluster is not there
-        raise LabError(f"the cluster {target.cluster!r} does not answer ({type(error).__name__})",
-                       hint="start it with `lab cluster up`; `lab cluster status` shows its state") from error
-    if not _pod_ready(found):
-        raise LabError(f"the database is down: pod {pod} in {namespace} is not Ready "
-                       f"(phase {found.status.phase})", hint=hint)
-    return found
-
-
-def _secret_name(target: Target, statefulset: str) -> str:
-    """The Secret the database's StatefulSet mounts its credentials from."""
-    try:
-        sts = kube.apps(target).read_namespaced_stateful_set(statefulset, target.namespace)
-    except ApiException:
-        return SECRET
-    for volume in sts.spec.template.spec.volumes or []:
-        if volume.secret is not None and volume.secret.secret_name:
-            return volume.secret.secret_name
-    return SECRET
-
-
-def root_password(target: Target, statefulset: str = STATEFULSET) -> str:
-    """The root password, from the database's Secret via the API. Never print it."""
-    name, namespace = _secret_name(target, statefulset), target.namespace
-    try:
-        secret = kube.core(target).read_namespaced_secret(name, namespace)
-    except ApiException as error:
-        raise LabError(f"cannot read Secret {name} in {namespace}: {error.reason}",
-                       hint="the database's credentials live there (key root-password)") from error
-    value = (secret.data or {}).get(ROOT_PASSWORD_KEY)
-    if not value:
-        raise LabError(f"Secret {name} in {namespace} has no key {ROOT_PASSWORD_KEY}")
-    password = base64.b64decode(value).decode()
-    if "\n" in password:
-        raise LabError(f"the root password in Secret {name} contains a newline; this tool cannot pass it")
-    return password
-
-
-def exec_cmd(target: Target, script: str, *args: str, statefulset: str = STATEFULSET,
-             container: str = CONTAINER) -> list[str]:
-    """kubectl exec of a bash script (with positional ``args``) in the database container; the
-    script reads the password from the first line of stdin."""
-    from lab.system.deploy import kubectl_cmd
-
-    return kubectl_cmd(target, "exec", "-i", "-n", target.namespace, pod_name(statefulset), "-c", container, "--",
-                       "bash", "-c", _PASSWORD_FROM_STDIN + script, "lab-backup", *args)
-
-
-@dataclass
-class Database:
-    """A database server in a namespace, reached with kubectl exec into its StatefulSet's Pod."""
-
-    target: Target
-    statefulset: str = STATEFULSET
-    container: str = CONTAINER
-    _password: str | None = field(default=None, repr=False)
-
-    @property
-    def namespace(self) -> str:
-        return self.target.namespace
-
-    @property
-    def pod(self) -> str:
-        return pod_name(self.statefulset)
-
-    def password(self) -> str:
-        if self._password is None:
-            self._password = root_password(self.target, self.statefulset)
-        return self._password
-
-    def forget_password(self) -> None:
-        self._password = None  # the Secret may have been recreated (disaster drill)
-
-    def require_running(self):
-        return require_running(self.target, self.statefulset)
-
-    def cmd(self, script: str, *args: str) -> list[str]:
-        return exec_cmd(self.target, script, *args, statefulset=self.statefulset,
-                        container=self.container)
-
-    def sql(self, statements: str, database: str | None = None, timeout: float = 600) -> list[list[str]]:
-        """Run SQL as root; the rows of the output (tab-separated, no header)."""
-        script = ('exec mysql --user=root --batch --skip-column-names --default-character-set=utf8mb4 '
-                  '${1:+--database="$1"}')
-        cmd = self.cmd(script, database or "")
-        stdin = (self.password() + "\n" + statements).encode()
-        result = runner.run(cmd, what=f"SQL in {self.namespace}/{self.pod}", input=stdin, text=False,
-                            timeout=timeout, check=False, env=tools.env_with_tools())
-        if result.returncode != 0:
-            message = runner.redact(result.stderr.decode(errors="replace").strip(), [self.password()])
-            raise LabError(f"SQL in {self.namespace}/{self.pod} failed (exit {result.returncode}): "
-                           f"{message[-1500:]}", hint=f"is the database up? `lab backup` needs pod "
-                                                       f"{self.pod} Ready in {self.namespace}")
-        text = result.stdout.decode(errors="replace")
-        return [line.split("\t") for line in text.splitlines() if line != ""]
-
-    def ping(self) -> bool:
-        try:
-            return self.sql("SELECT 1;", timeout=30) == [["1"]]
-        except LabError:
-            return False
-
-    def user_databases(self) -> list[str]:
-        rows = self.sql("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1;")
-        return [r[0] for r in rows if r[0] not in SYSTEM_SCHEMAS]
-
-    def database_exists(self, name: str) -> bool:
-        return bool(self.sql(f"SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
-                             f"WHERE SCHEMA_NAME = {quote_string(name)};"))
-
-    def server_version(self) -> str:
-        return self.sql("SELECT VERSION();")[0][0]
-
-
-def quote_identifier(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def quote_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _in_list(names: Iterable[str]) -> str:
-    return ", ".join(quote_string(n) for n in names)
-
-
-# --------------------------------------------------------------------------------------------
-# What is in a database: tables, row counts, checksums, other objects
-
-
-def table_stats(db: Database, databases: Sequence[str]) -> list[dict]:
-    """Every base table of ``databases``: database, table, rows (COUNT(*)), checksum (CHECKSUM
-    TABLE) and data_bytes (data + index length the server reports)."""
-    if not databases:
-        return []
-    listing = db.sql("SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) "
-                     "FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' "
-                     f"AND TABLE_SCHEMA IN ({_in_list(databases)}) ORDER BY 1, 2;")
-    if not listing:
-        return []
-    names = [f"{quote_identifier(s)}.{quote_identifier(t)}" for s, t, _ in listing]
-    script = "".join(f"SELECT COUNT(*) FROM {n};\n" for n in names)
-    script += "".join(f"CHECKSUM TABLE {n};\n" for n in names)
-    rows = db.sql(script)
-    if len(rows) != 2 * len(names):
-        raise LabError(f"unexpected output counting the tables of {', '.join(databases)} "
-                       f"({len(rows)} lines for {len(names)} tables)")
-    found = []
-    for i, (schema, table, data_bytes) in enumerate(listing):
-        count = int(rows[i][0])
-        checksum = rows[len(names) + i][-1]
-        found.append({"database": schema, "table": table, "rows": count,
-                      "checksum": None if checksum == "NULL" else int(checksum),
-                      "data_bytes": int(data_bytes)})
-    return found
-
-
-def object_counts(db: Database, databases: Sequence[str]) -> dict[str, dict[str, int]]:
-    """database -> {views, routines, triggers, events: how many}."""
-    counts = {d: {k: 0 for k in OBJECT_KINDS} for d in databases}
-    if not databases:
-        return counts
-    listed = _in_list(databases)
-    queries = {
-        "views": ("TABLE_SCHEMA", "VIEWS"),
-        "routines": ("ROUTINE_SCHEMA", "ROUTINES"),
-        "triggers": ("TRIGGER_SCHEMA", "TRIGGERS"),
-        "events": ("EVENT_SCHEMA", "EVENTS"),
-    }
-    script = "".join(f"SELECT '{kind}', {column}, COUNT(*) FROM information_schema.{view} "
-                     f"WHERE {column} IN ({listed}) GROUP BY {column};\n"
-                     for kind, (column, view) in queries.items())
-    for kind, schema, n in db.sql(script):
-        counts.setdefault(schema, {k: 0 for k in OBJECT_KINDS})[kind] = int(n)
-    return counts
-
-
-def _charsets(db: Database, databases: Sequence[str]) -> dict[str, dict[str, str]]:
-    rows = db.sql("SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
-                  f"FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN ({_in_list(databases)});")
-    return {s: {"character_set": c, "collation": k} for s, c, k in rows}
-
-
-# --------------------------------------------------------------------------------------------
 # Create
 
 
@@ -627,7 +402,7 @@ def create(target: Target, database: str | None = None,
                 raise LabError(f"{db.namespace}/{db.pod} has no user databases to back up")
         tables = table_stats(db, databases)
         objects = object_counts(db, databases)
-        charsets = _charsets(db, databases)
+        charsets = database_charsets(db, databases)
         version = db.server_version()
         stats_s = time.monotonic() - t0
 
@@ -1184,7 +959,7 @@ def wait_database(db: Database, timeout: float, old_uid: str | None = None) -> N
         pod = core.read_namespaced_pod(db.pod, db.namespace)
         if old_uid and pod.metadata.uid == old_uid:
             return False
-        return _pod_ready(pod)
+        return pod_ready(pod)
 
     def answers():
         try:

@@ -17,6 +17,7 @@ import pytest
 from lab import config
 from lab.cluster import kind, kube
 from lab.ops import backup
+from lab.ops.database import Database, table_stats
 from lab.system import deploy, hostdirs
 from lab.errors import LabError
 from tests.support import TARGET, helm, kubectl, lab_cli, say
@@ -90,7 +91,7 @@ def db():
          "--set", "watcher.enabled=false", "--set", "backup.enabled=false",
          "--set", f"storage.persistentVolumeName={PV}", "--set", f"storage.hostPath={NODE_DIR}",
          "--set", f"database.image={image}", "--wait", "--timeout", "300s", timeout=360)
-    database = backup.Database(HERE)
+    database = Database(HERE)
     kube.wait_until(database.ping, 300, what="the database to answer SQL")
     database.sql(SEED, database="lab")
     yield database
@@ -102,11 +103,11 @@ def backups(tmp_path):
     return tmp_path / "backups"
 
 
-def live_state(database: backup.Database, name: str = "lab") -> list[dict]:
-    return backup.table_stats(database, [name])
+def live_state(database: Database, name: str = "lab") -> list[dict]:
+    return table_stats(database, [name])
 
 
-def rows(database: backup.Database, query: str, name: str = "lab") -> list[list[str]]:
+def rows(database: Database, query: str, name: str = "lab") -> list[list[str]]:
     return database.sql(query, database=name)
 
 

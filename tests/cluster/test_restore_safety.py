@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from lab.ops import backup
+from lab.ops.database import Database, table_stats
 from lab.system import deploy
 from lab.system import hostdirs
 from lab.cluster import kind, kube
@@ -61,17 +62,17 @@ def db():
     hostdirs.prepare([d for d in yaml.safe_load_all(rendered) if d], TARGET.cluster)
     helm("upgrade", "--install", deploy.RELEASE, str(deploy.CHART_DIR), "--namespace", NS, "--create-namespace",
          *args, "--wait", "--timeout", "300s", timeout=360)
-    database = backup.Database(HERE)
+    database = Database(HERE)
     kube.wait_until(database.ping, 300, what="the database to answer SQL")
     database.sql(SEED, database="lab")
     yield database
     remove_everything()
 
 
-def live(database: backup.Database) -> list[dict]:
+def live(database: Database) -> list[dict]:
     """Each table's rows and CHECKSUM TABLE: its content. Not data_bytes, which InnoDB updates in
     the background (persistent statistics) with no change of content."""
-    return [{k: v for k, v in table.items() if k != "data_bytes"} for table in backup.table_stats(database, ["lab"])]
+    return [{k: v for k, v in table.items() if k != "data_bytes"} for table in table_stats(database, ["lab"])]
 
 
 def broken_copy(good: backup.Backup, directory) -> backup.Backup:

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from lab.ops import backup
+from lab.ops.database import PASSWORD_FROM_STDIN, Database
 from lab.cli import cli
 from lab.errors import LabError
 from lab.target import Target
@@ -277,7 +278,7 @@ def test_compare_marks_differences_and_missing_tables():
 # ------------------------------------------------------------ create and restore, no cluster
 
 
-class LocalDatabase(backup.Database):
+class LocalDatabase(Database):
     """Runs the scripts locally: `mysqldump` and `mysql` are shell functions given by the test."""
 
     def __init__(self, functions: str, running: bool = True):
@@ -292,7 +293,7 @@ class LocalDatabase(backup.Database):
             raise LabError("the database is down: pod database-0 does not exist in test-ns")
 
     def cmd(self, script, *args):
-        return ["bash", "-c", backup._PASSWORD_FROM_STDIN + self.functions + "\n" + script, "x", *args]
+        return ["bash", "-c", PASSWORD_FROM_STDIN + self.functions + "\n" + script, "x", *args]
 
     def sql(self, statements, database=None, timeout=600):
         self.statements.append(statements)

@@ -14,6 +14,7 @@ def books(monkeypatch):
     monkeypatch.setattr(timing, "spent", {timing.WAIT: 0.0, timing.LAB: 0.0})
     monkeypatch.setattr(timing, "checkpoint_ms", [])
     monkeypatch.setattr(timing, "_last_mark", None)
+    monkeypatch.setattr(timing, "by_what", {})
     return timing.spent
 
 
@@ -47,6 +48,28 @@ def test_commands_that_wait_on_the_cluster_are_told_apart(argv, waits):
     assert timing.waits(argv) is waits
 
 
+@pytest.mark.parametrize("argv, name", [
+    (["/cache/bin/kubectl", "--context", "kind-x", "-n", "ns", "exec", "-i", "database-0", "--", "mysql"], "kubectl exec"),
+    (["kubectl", "--context", "kind-x", "rollout", "status", "deploy/web"], "kubectl rollout status"),
+    (["helm", "template", "k8s-lab", "chart"], "helm template"),
+    (["kind", "load", "docker-image", "--name", "k8s-lab"], "kind load docker-image"),
+    (["gzip", "-t", "/tmp/x.gz"], "gzip /tmp/x.gz"),
+])
+def test_a_command_is_tallied_by_program_and_subcommand(argv, name):
+    assert timing.command_name(argv) == name
+
+
+def test_the_tally_says_what_the_time_went_to(books):
+    for _ in range(3):
+        with timing.command(["helm", "lint", "chart"]):
+            time.sleep(0.02)
+    with timing.tally("SQL"):
+        time.sleep(0.05)
+    assert timing.by_what["helm lint"][0] == 3 and timing.by_what["helm lint"][1] >= 0.06
+    assert list(timing.totals()["by_what"]) == ["helm lint", "SQL"]  # the most time first
+    assert books[timing.LAB] >= 0.11
+
+
 def test_the_books_reach_the_file_lab_run_names(books, tmp_path, monkeypatch):
     ledger = tmp_path / "t.json"
     monkeypatch.setenv(timing.TIMING_FILE_ENV, str(ledger))
@@ -77,3 +100,4 @@ def test_lab_run_splits_each_notebook_s_time(make_notebook, tmp_path):
     assert total == pytest.approx(report.results[0].duration_s, abs=0.01)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Where the time went" in md and "| 01-timed.ipynb |" in md.split("## Where the time went")[1]
+    assert split["by_what"]["sleep 0.5"][0] == 1 and "| `sleep 0.5` | 1 |" in md
