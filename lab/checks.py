@@ -872,26 +872,28 @@ def pods_on_every_node(label: Mapping[str, str] | str, namespace: str | None = N
 def helm_release_deployed(name: str, namespace: str | None = None, context: str | None = None) -> Result:
     """The Helm release's latest revision has status ``deployed`` (read from Helm's release
     Secrets, or ConfigMaps with HELM_DRIVER=configmap; no helm binary needed)."""
+    from lab.cluster import kube
+
     namespace = _ns(namespace)
     core = _apis(context).core
     selector = f"owner=helm,name={name}"
-    kind, items = "Secret", core.list_namespaced_secret(namespace, label_selector=selector,
-                                                        _request_timeout=REQUEST_TIMEOUT_S).items
+    kind, items = "Secret", kube.list_metadata(core.list_namespaced_secret, namespace, selector,
+                                                      timeout=REQUEST_TIMEOUT_S)
     if not items:
-        kind, items = "ConfigMap", core.list_namespaced_config_map(namespace, label_selector=selector,
-                                                                    _request_timeout=REQUEST_TIMEOUT_S).items
+        kind, items = "ConfigMap", kube.list_metadata(core.list_namespaced_config_map, namespace, selector,
+                                                            timeout=REQUEST_TIMEOUT_S)
     if not items:
         return fail(f"no Helm release {name} in namespace {namespace}")
 
-    def revision(obj) -> int:
+    def revision(meta: dict) -> int:
         try:
-            return int((obj.metadata.labels or {}).get("version", "0"))
+            return int((meta.get("labels") or {}).get("version", "0"))
         except ValueError:
             return 0
 
     latest = max(items, key=revision)
-    status = (latest.metadata.labels or {}).get("status", "unknown")
-    uids = {_key(kind, namespace, latest.metadata.name): latest.metadata.uid}
+    status = (latest.get("labels") or {}).get("status", "unknown")
+    uids = {_key(kind, namespace, latest["name"]): latest["uid"]}
     if status != "deployed":
         return fail(f"Helm release {name} revision {revision(latest)} is {status}", uids)
     return ok(f"Helm release {name} revision {revision(latest)} is deployed", uids)

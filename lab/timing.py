@@ -123,7 +123,7 @@ def command_name(argv: Sequence[str]) -> str:
         elif not arg.startswith("-"):
             plain.append(arg)
     program = Path(str(argv[0])).name if argv else "?"
-    words = plain[:2] if program in ("kind", "docker") or plain[:1] == ["rollout"] else plain[:1]
+    words = plain[:2] if program == "kind" or plain[:1] == ["rollout"] else plain[:1]
     return " ".join([program, *words])
 
 

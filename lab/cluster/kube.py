@@ -1,6 +1,7 @@
 """Kubernetes API access for the lab, through the official Python client."""
 from __future__ import annotations
 
+import json
 import time
 from functools import lru_cache
 from typing import Callable, TypeVar
@@ -65,6 +66,19 @@ def core(target: Target) -> client.CoreV1Api:
 
 def apps(target: Target) -> client.AppsV1Api:
     return client.AppsV1Api(api_client(target))
+
+
+# Helm's release records carry the whole release, gzipped (the chart, its values, the manifest):
+# listing five revisions moves about a megabyte, and the client parses all of it. When the labels
+# and names are all a caller needs, the API server sends only the metadata.
+_METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
+
+
+def list_metadata(list_call: Callable, namespace: str, selector: str, timeout: float = 60) -> list[dict]:
+    """The metadata (name, uid, labels, ...) of what a ``list_namespaced_*`` call finds, as dicts."""
+    response = list_call(namespace, label_selector=selector, _headers=_METADATA_ONLY, _preload_content=False,
+                         _request_timeout=timeout)
+    return [item["metadata"] for item in json.loads(response.data).get("items") or []]
 
 
 def node_ready(node: client.V1Node) -> bool:

@@ -460,8 +460,7 @@ def installed_method(target: Target) -> str | None:
         if error.status == 404:
             return None
         raise
-    releases = core.list_namespaced_secret(target.namespace, label_selector=f"owner=helm,name={RELEASE}").items
-    if releases:
+    if kube.list_metadata(core.list_namespaced_secret, target.namespace, f"owner=helm,name={RELEASE}"):
         return "helm"
     selector = "app.kubernetes.io/part-of=k8s-lab"
     apps = kube.apps(target)

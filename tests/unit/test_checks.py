@@ -362,9 +362,16 @@ def test_pods_on_every_node_names_the_uncovered_nodes(monkeypatch):
     ([], False, "no Helm release k8s-lab in namespace ns"),
 ])
 def test_helm_release_deployed_reads_the_latest_revision(monkeypatch, labels, passed, text):
-    secrets = [client.V1Secret(metadata=meta(f"sh.helm.release.v1.k8s-lab.v{l['version']}",
-                                             labels={"owner": "helm", "name": "k8s-lab", **l})) for l in labels]
-    install(monkeypatch, core={"list_namespaced_secret": listing(secrets), "list_namespaced_config_map": listing([])})
+    # What the API server answers a metadata-only list (PartialObjectMetadataList) with.
+    secrets = [{"metadata": {"name": f"sh.helm.release.v1.k8s-lab.v{l['version']}", "uid": f"uid-{l['version']}",
+                             "labels": {"owner": "helm", "name": "k8s-lab", **l}}} for l in labels]
+
+    def metadata_list(namespace, **options):
+        assert "PartialObjectMetadataList" in options["_headers"]["Accept"] and not options["_preload_content"]
+        return types.SimpleNamespace(data=json.dumps({"kind": "PartialObjectMetadataList", "items": secrets}))
+
+    install(monkeypatch, core={"list_namespaced_secret": metadata_list,
+                               "list_namespaced_config_map": lambda namespace, **options: types.SimpleNamespace(data="{}")})
     checks.configure(namespace="ns")
     result = checks.helm_release_deployed("k8s-lab")
     assert result.passed is passed and text in result.message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -575,3 +576,32 @@ def test_the_notebooks_nbval_runs_have_the_conftest_that_leaves_out_the_evidence
     [pattern] = re.findall(r"^NOTEBOOKS = \$\(wildcard (\S+)\)", makefile, re.MULTILINE)
     conftest = config.REPO_ROOT / Path(pattern).parent / "conftest.py"
     assert "nbval_skip_checkpoint_records" in conftest.read_text(), conftest
+
+
+def test_helm_lint_of_unchanged_files_runs_once_and_an_edit_runs_it_again(tmp_path, capsys, monkeypatch):
+    """A checkpoint that lints the chart right after the cell above did is answered from memory;
+    any change to the chart's files makes helm run again, and a failure stays a failure."""
+    from lab import timing
+    from lab.system import deploy
+
+    chart = tmp_path / "chart"
+    shutil.copytree(deploy.CHART_DIR, chart)
+    lab = notebook.Lab("x.ipynb", notebook.validate_parameters(
+        "k8s-lab", "k8s-assignment", "offline", True, clusters={"k8s-lab"}))
+    monkeypatch.setattr(timing, "by_what", {})
+    first = lab.helm("lint", str(chart))
+    again = lab.helm("lint", str(chart), show=False)
+    assert first.ok and again.output == first.output
+    assert timing.by_what["helm lint"][0] == 1
+    assert capsys.readouterr().out.count("$ helm") == 1  # the quiet second call printed nothing
+
+    values = chart / "values.yaml"
+    values.write_text(values.read_text() + "\n# an edit\n")
+    assert lab.helm("lint", str(chart), show=False).ok
+    assert timing.by_what["helm lint"][0] == 2
+
+    (chart / "Chart.yaml").write_text("apiVersion: [broken\n")
+    for _ in range(2):
+        with pytest.raises(LabError):
+            lab.helm("lint", str(chart), show=False)
+    assert timing.by_what["helm lint"][0] == 3
