@@ -5,6 +5,7 @@ It installs its own database (the chart's storage and database layers) in the na
 k8s-lab-backup-bench, fills a database `bench` by doubling a table with INSERT ... SELECT until
 its InnoDB data reaches --mb, then times, once each:
 
+  20 SQL requests           lab.ops.database's one client per Pod, against a kubectl exec each
   lab backup create         lab.ops.backup.create (stats + mysqldump | gzip + checks + metadata)
   lab restore + verify      lab.ops.backup.restore --into a fresh database, then lab.ops.backup.verify
   plain dump to file        kubectl exec mysqldump | gzip > file (no checks, no metadata)
@@ -133,6 +134,9 @@ def main() -> None:
         size = data_mb(db)
         print(f"database bench: {rows} rows, {size:.1f} MiB InnoDB data+index", flush=True)
 
+        timed("20 SQL requests: one session", lambda: [db.sql("SELECT 1;") for _ in range(20)])
+        timed("20 SQL requests: an exec each", lambda: [plain_exec("mysql --user=root -e 'SELECT 1'")
+                                                        for _ in range(20)])
         made = timed("lab backup create", lambda: backup.create(HERE, "bench", directory=workdir))
         meta = made.metadata
         results[-1] = (*results[-1][:2], f"{backup.human_size(made.size)} gz, "

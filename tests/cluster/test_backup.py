@@ -17,6 +17,7 @@ import pytest
 from lab import config
 from lab.cluster import kind, kube
 from lab.ops import backup
+from lab.ops import database as mysql
 from lab.ops.database import Database, table_stats
 from lab.system import deploy, hostdirs
 from lab.errors import LabError
@@ -112,6 +113,21 @@ def rows(database: Database, query: str, name: str = "lab") -> list[list[str]]:
 
 
 # ------------------------------------------------------------------------------------- tests
+
+
+def test_statements_share_one_client_and_an_idle_one_is_replaced(db, monkeypatch):
+    connection = lambda: db.sql("SELECT CONNECTION_ID();")[0][0]  # noqa: E731 - the server's id of this client
+    first = connection()
+    assert connection() == first  # the same client answered: no new exec, no new login
+    monkeypatch.setattr(mysql, "SESSION_IDLE_S", 0.0)
+    assert connection() != first  # a session that sat idle is never trusted with a statement
+
+
+def test_a_failed_statement_says_what_the_server_said_and_the_next_one_runs(db):
+    with pytest.raises(LabError, match=rf"SQL in {NS}/database-0 failed: ERROR 1146 .*no_such_table"):
+        db.sql("SELECT * FROM no_such_table;", database="lab")
+    assert db.sql("SELECT COUNT(*) FROM empty_one;", database="lab") == [["0"]]
+    assert db.sql("SELECT 'tab\there', 'ünïcode ✓';") == [["tab\\there", "ünïcode ✓"]]  # batch mode escapes a tab
 
 
 def test_round_trip_into_a_fresh_database_verifies(db, backups):
