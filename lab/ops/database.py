@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import re
 import threading
 import time
 import uuid
@@ -396,7 +397,7 @@ def _ask(db: Database, database: str | None, statements: str, timeout: float) ->
             raise
         except _ClientEnded as ended:
             _forget(db, database, session)
-            detail = ended.stderr or _exit_status(ended.status) or "the connection closed"
+            detail = _server_errors(ended.stderr) or _exit_status(ended.status) or "the connection closed"
             raise LabError(f"SQL in {where} failed: {runner.redact(detail, [db.password()])[-1500:]}",
                            hint=_down_hint(db)) from None
         except TimeoutError:
@@ -411,6 +412,13 @@ def _forget(db: Database, database: str | None, session: _Session) -> None:
         key = _session_key(db, database)
         if _sessions.get(key) is session:
             del _sessions[key]
+
+
+def _server_errors(stderr: str) -> str:
+    """The client's ERROR lines, without the statement it echoes around them nor its line count
+    (a line of the whole session, not of the request)."""
+    errors = [re.sub(r" at line \d+", "", line) for line in stderr.splitlines() if line.startswith("ERROR")]
+    return "; ".join(errors) or stderr
 
 
 def _exit_status(status: str) -> str:
