@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
-from lab import config, runner
+from lab import config, runner, timing
 from lab.cluster import kube
 from lab.errors import LabError
 from lab.host import docker, tools
@@ -129,7 +129,7 @@ def wait_ready(target: Target, timeout: float = READY_TIMEOUT_S) -> list[str]:
     """Wait for every node to be Ready and for cluster DNS to serve."""
     deadline = time.monotonic() + timeout
     reason = ""
-    with step("waiting for nodes to be Ready") as progress:
+    with timing.measure(timing.WAIT), step("waiting for nodes to be Ready") as progress:
         while time.monotonic() < deadline:
             healthy, reason, names = health(target)
             if healthy:
@@ -140,7 +140,7 @@ def wait_ready(target: Target, timeout: float = READY_TIMEOUT_S) -> list[str]:
             raise LabError(f"the cluster did not become ready in {timeout:.0f}s: {reason}",
                            hint=f"look at `kubectl --context {target.kube_context} get pods -A`; "
                                 "`lab cluster up --recreate` starts over")
-    with step("waiting for cluster DNS"):
+    with timing.measure(timing.WAIT), step("waiting for cluster DNS"):
         core = kube.core(target)
         while time.monotonic() < deadline:
             pods = core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns").items
@@ -222,7 +222,7 @@ def _start_stopped_nodes(target: Target) -> None:
     with step(f"starting stopped node containers {', '.join(nodes)}"):
         docker.run(["start", *nodes])
     deadline = time.monotonic() + READY_TIMEOUT_S
-    with step("waiting for the kubelets to report again"):
+    with timing.measure(timing.WAIT), step("waiting for the kubelets to report again"):
         while time.monotonic() < deadline:
             if _fresh_since(since, target):
                 break

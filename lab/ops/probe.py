@@ -523,6 +523,11 @@ def ensure_probe_pods(source: Source, namespace: str, target: Target,
 
 
 def _wait_ready(core, namespace: str, names: Sequence[str], timeout: float) -> None:
+    with timing.measure(timing.WAIT):  # polling is waiting on the cluster
+        _poll_ready(core, namespace, names, timeout)
+
+
+def _poll_ready(core, namespace: str, names: Sequence[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     pending = list(names)
     while pending:
@@ -692,7 +697,8 @@ def matrix(namespace: str, sources: Sequence[Source], destinations: Sequence[Des
     deadline = time.monotonic() + retry_s
     wrong = [c for c in cells if not c.correct]
     while wrong and time.monotonic() < deadline:
-        time.sleep(0.5)
+        with timing.measure(timing.WAIT):  # for the data plane to catch up with the policies
+            time.sleep(0.5)
         execs += probe_cells(wrong, **kwargs)
         passes += 1
         wrong = [c for c in wrong if not c.correct]

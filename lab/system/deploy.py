@@ -19,12 +19,13 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import yaml
 
-from lab import config, runner
+from lab import config, runner, timing
 from lab.system import credentials
 from lab.system import hostdirs
 from lab.cluster import kube
@@ -159,15 +160,28 @@ def _secret_values(documents: Iterable[dict]) -> set[str]:
 def _known_secrets(target: Target) -> set[str]:
     """Credential values the repository's manifests and chart defaults carry, and the ones
     generated for the lab's namespace."""
+    files = (*(path for layer in layers() for path in layer_files(layer)), CHART_DIR / "values.yaml")
+    return _committed_secrets(tuple((str(p), *_stamp(p)) for p in files)) | set(credentials.existing(target).values())
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns
+
+
+# Every command a notebook prints is redacted: parsing four dozen YAML files for each one took a
+# third of a second. The files are parsed again only when one of them changes.
+@lru_cache(maxsize=4)
+def _committed_secrets(files: tuple[tuple[str, int, int], ...]) -> frozenset[str]:
+    *manifests, (chart_values_path, *_) = files
     docs: list[dict] = []
-    for layer in layers():
-        for path in layer_files(layer):
-            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for path, *_ in manifests:
+        docs += [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
     values = _secret_values(docs)
-    chart_values = yaml.safe_load((CHART_DIR / "values.yaml").read_text()) or {}
+    chart_values = yaml.safe_load(Path(chart_values_path).read_text()) or {}
     auth = ((chart_values.get("database") or {}).get("auth") or {})
     values |= {str(auth[k]) for k in ("rootPassword", "password") if auth.get(k)}
-    return values | set(credentials.existing(target).values())
+    return frozenset(values)
 
 
 redact = runner.redact
@@ -384,8 +398,8 @@ def wait_ready(target: Target, timeout: float = DEFAULT_TIMEOUT_S, what: str = "
 
     The progress line shows ready/desired per workload while it waits."""
     deadline = time.monotonic() + timeout
-    time.sleep(1)  # give controllers a moment to notice freshly applied objects
-    with step(f"waiting for the workloads in {target.namespace}") as progress:
+    with timing.measure(timing.WAIT), step(f"waiting for the workloads in {target.namespace}") as progress:
+        time.sleep(1)  # give controllers a moment to notice freshly applied objects
         while True:
             try:
                 pending = problems(target)
@@ -433,11 +447,12 @@ def check_images(target: Target, mode: str, wait_s: float = 30) -> None:
 
     local = sorted({ref for ref in image_names(mode).values() if ref.startswith("k8s-lab/")})
     deadline = time.monotonic() + wait_s
-    while True:
-        missing = missing_images(target, local)
-        if not missing or time.monotonic() > deadline:
-            break
-        time.sleep(5)  # a node reports newly loaded images with its next status update
+    with timing.measure(timing.WAIT):  # polling is waiting on the cluster
+        while True:
+            missing = missing_images(target, local)
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(5)  # a node reports newly loaded images with its next status update
     if missing:
         listing = "; ".join(f"{ref} (missing on {', '.join(nodes)})" for ref, nodes in missing.items())
         raise LabError(f"the cluster's nodes lack the lab's images: {listing}",

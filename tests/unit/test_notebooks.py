@@ -605,3 +605,30 @@ def test_helm_lint_of_unchanged_files_runs_once_and_an_edit_runs_it_again(tmp_pa
         with pytest.raises(LabError):
             lab.helm("lint", str(chart), show=False)
     assert timing.by_what["helm lint"][0] == 3
+
+
+def test_printed_output_is_redacted_and_the_manifests_are_parsed_only_when_they_change(tmp_path, monkeypatch):
+    """Every command a notebook prints is redacted with the secrets the manifests carry and the
+    ones generated for the namespace; parsing the manifests for each command cost a third of a
+    second, so they are read again only after one of them changed."""
+    import os
+
+    from lab.system import credentials, deploy
+
+    monkeypatch.setenv("LAB_DATA_DIR", str(tmp_path))
+    lab = notebook.Lab("x.ipynb", notebook.validate_parameters(
+        "k8s-lab", "k8s-assignment", "offline", True, clusters={"k8s-lab"}))
+    generated = credentials.passwords(lab.target)["root-password"]
+    assert lab.redact(f"the value {generated} leaked") == f"the value {runner.REDACTED} leaked"
+    parsed = deploy._committed_secrets.cache_info().misses
+    for _ in range(20):
+        assert lab.redact(generated) == runner.REDACTED
+    assert deploy._committed_secrets.cache_info().misses == parsed
+    secret_file = deploy.MANIFESTS_DIR / "02-database" / "secret.yaml"
+    before = secret_file.stat()
+    try:
+        os.utime(secret_file, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+        assert lab.redact(generated) == runner.REDACTED
+        assert deploy._committed_secrets.cache_info().misses == parsed + 1
+    finally:
+        os.utime(secret_file, ns=(before.st_atime_ns, before.st_mtime_ns))
