@@ -300,6 +300,10 @@ printf 'web:\n  replicas: 2\n' >"$TMP/values.yaml"; helm_up upgrade 300 -f "$TMP
 mapfile -t revs < <(revisions); for r in "${revs[@]}"; do h get values k8s-lab --revision "$r" --all --output json; done
 mapfile -t revs < <(revisions); h rollback k8s-lab "${revs[-2]}" --history-max 5 --wait --timeout 300s
 revisions; h upgrade k8s-lab "$CHART" "${SET[@]}" --set web.nodePort=80 2>/dev/null || true  # the schema refuses it
+cp -r "$CHART" "$TMP/chart"  # one template change in a copy of the chart: the revision on the web Service
+sed -i 's/^    {{- include "k8s-lab.labels" (dict "root" . "component" "web") | nindent 4 }}$/&\n  annotations:\n    k8s-lab\/revision: {{ .Release.Revision | quote }}/' \
+  "$TMP/chart/templates/web/service.yaml"
+CHART=$TMP/chart helm_up upgrade 300; h history k8s-lab --max 1; k get service web -o jsonpath='{.metadata.annotations}'; echo
 h status k8s-lab; k get statefulsets,deployments,services,pvc
 
 section "08 backup"
