@@ -252,22 +252,32 @@ def target_for(context: str | None = None, namespace: str | None = None) -> Targ
     return replace(target, kubeconfig=Path(settings.kubeconfig)) if settings.kubeconfig else target
 
 
-def _apis(context: str | None = None):
-    """Kubernetes API groups for the context (clients are cached per context by lab.cluster.kube)."""
-    from kubernetes import client
+class _Apis:
+    """Kubernetes API groups over one client, each made when first used: the client library
+    imports an API group's module (hundreds of model classes) on first access, and a check
+    that reads a Namespace should not pay for the apps, networking and discovery groups."""
 
+    _GROUPS = {"core": "CoreV1Api", "apps": "AppsV1Api", "networking": "NetworkingV1Api",
+               "discovery": "DiscoveryV1Api", "version": "VersionApi"}
+
+    def __init__(self, api) -> None:
+        self._api = api
+
+    def __getattr__(self, group: str):
+        if group not in self._GROUPS:
+            raise AttributeError(group)
+        from kubernetes import client
+
+        made = getattr(client, self._GROUPS[group])(self._api)
+        setattr(self, group, made)
+        return made
+
+
+def _apis(context: str | None = None) -> _Apis:
+    """Kubernetes API groups for the context (clients are cached per context by lab.cluster.kube)."""
     from lab.cluster import kube
 
-    api = kube.api_client(target_for(context))
-
-    class _Apis:
-        core = client.CoreV1Api(api)
-        apps = client.AppsV1Api(api)
-        networking = client.NetworkingV1Api(api)
-        discovery = client.DiscoveryV1Api(api)
-        version = client.VersionApi(api)
-
-    return _Apis
+    return _Apis(kube.api_client(target_for(context)))
 
 
 def _describe_error(error: BaseException) -> str:

@@ -880,6 +880,9 @@ def start(notebook: str, *, cluster: Any = DEFAULTS["cluster"], namespace: Any =
           + (f"; classroom: only namespace {lab.classroom} is yours" if lab.classroom else ""))
     lab.require(*requires)
     work_dir()
+    # The client library builds the core API group's few hundred model classes when it is first
+    # used (over half a second): here, once, rather than in the first checkpoint a student runs.
+    import kubernetes.client.api.core_v1_api  # noqa: F401
     return lab
 
 

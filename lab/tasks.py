@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -487,10 +488,13 @@ def _serving_host_problems(lab, deployment: dict) -> tuple[list[str], dict]:
             if p.metadata.deletion_timestamp is None and p.status.phase == "Running"]
     wrong: dict[str, list[tuple[str, str]]] = {}
     read = {}
-    for pod in pods:
+    # One exec per Pod, all at once: each is mostly the round trip to the container.
+    with ThreadPoolExecutor(max_workers=max(1, len(pods))) as pool:
+        pages = list(pool.map(lambda pod: _read_file(lab, pod.metadata.name, "nginx", WEB_PAGE), pods))
+    for pod, page in zip(pods, pages):
         name = pod.metadata.name
         try:
-            host = json.loads(_read_file(lab, name, "nginx", WEB_PAGE)).get("serving_host")
+            host = json.loads(page).get("serving_host")
         except (ValueError, AttributeError):  # no page, or not a JSON object
             host = None
         if host is None:
