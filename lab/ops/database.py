@@ -294,10 +294,12 @@ class _Session:
         # Rows never equal this by chance, so it can end every request's output.
         self._marker = f"k8s-lab-end-{uuid.uuid4().hex}"
         self._requests = itertools.count(1)
+        self._served = False
         self.used = time.monotonic()
 
     def usable(self) -> bool:
-        if self._ws is None or time.monotonic() - self.used > SESSION_IDLE_S:
+        """Open, and either new or used within SESSION_IDLE_S."""
+        if self._ws is None or (self._served and time.monotonic() - self.used > SESSION_IDLE_S):
             return False
         try:
             self._ws.update(timeout=0)
@@ -327,7 +329,7 @@ class _Session:
             status += self._ws.read_channel(3)
             lines = out.split(b"\n")
             if marker in lines[:-1]:
-                self.used = time.monotonic()
+                self._served, self.used = True, time.monotonic()
                 return [line.decode(errors="replace") for line in lines[:lines.index(marker)]]
             if not self._ws.is_open():
                 self.close()
@@ -363,23 +365,21 @@ def _close_sessions(db: Database) -> None:
 def _session(db: Database, database: str | None) -> _Session:
     key = _session_key(db, database)
     with _sessions_lock:
-        session = _sessions.get(key)
-        if session is None or not session.usable():
-            if session is not None:
-                session.close()
-            session = _sessions[key] = _Session(db, database)
-        return session
+        if key not in _sessions:
+            _sessions[key] = _Session(db, database)
+        return _sessions[key]
 
 
 def _request(db: Database, statements: str, database: str | None, timeout: float) -> list[str]:
-    try:
-        return _ask(db, database, statements, timeout)
-    except _NotSent:
+    # A session found idle or closed is replaced, and a request it could not send goes down the
+    # new one; the third session in a row that cannot take it is an error.
+    for _ in range(3):
         try:
             return _ask(db, database, statements, timeout)
         except _NotSent:
-            raise LabError(f"cannot send SQL to {db.namespace}/{db.pod}: the connection closed twice",
-                           hint=_down_hint(db)) from None
+            continue
+    raise LabError(f"cannot send SQL to {db.namespace}/{db.pod}: the connection closed each time",
+                   hint=_down_hint(db))
 
 
 def _down_hint(db: Database) -> str:
@@ -389,7 +389,13 @@ def _down_hint(db: Database) -> str:
 def _ask(db: Database, database: str | None, statements: str, timeout: float) -> list[str]:
     session = _session(db, database)
     where = f"{db.namespace}/{db.pod}"
+    # Whether a session still serves is asked under its lock: looking at its connection while
+    # another thread reads an answer from it would take that answer's frames.
     with session.lock:
+        if not session.usable():
+            _forget(db, database, session)
+            session.close()
+            raise _NotSent
         try:
             return session.ask(statements, timeout)
         except _NotSent:
@@ -398,7 +404,8 @@ def _ask(db: Database, database: str | None, statements: str, timeout: float) ->
         except _ClientEnded as ended:
             _forget(db, database, session)
             detail = _server_errors(ended.stderr) or _exit_status(ended.status) or "the connection closed"
-            raise LabError(f"SQL in {where} failed: {runner.redact(detail, [db.password()])[-1500:]}",
+            # The password this session logged in with (the Secret may be gone by now: a drill).
+            raise LabError(f"SQL in {where} failed: {runner.redact(detail, [db._password or ''])[-1500:]}",
                            hint=_down_hint(db)) from None
         except TimeoutError:
             _forget(db, database, session)

@@ -123,6 +123,19 @@ def test_statements_share_one_client_and_an_idle_one_is_replaced(db, monkeypatch
     assert connection() != first  # a session that sat idle is never trusted with a statement
 
 
+def test_threads_sharing_a_database_each_get_their_own_answers(db):
+    """lab grade --live checks students in threads; two checks of one database must never read
+    each other's rows off the shared client."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def asks(worker: int) -> list[bool]:
+        return [db.sql(f"SELECT {worker * 100 + i};") == [[str(worker * 100 + i)]] for i in range(15)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = [ok for worker in pool.map(asks, range(4)) for ok in worker]
+    assert answers == [True] * 60
+
+
 def test_a_failed_statement_says_what_the_server_said_and_the_next_one_runs(db):
     with pytest.raises(LabError, match=rf"SQL in {NS}/database-0 failed: ERROR 1146 .*no_such_table"):
         db.sql("SELECT * FROM no_such_table;", database="lab")
