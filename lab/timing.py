@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 WAIT = "cluster_wait_s"
 LAB = "lab_s"
@@ -67,15 +67,20 @@ def measure(kind: str) -> Iterator[None]:
 
 
 @contextmanager
-def checkpoint() -> Iterator[None]:
-    """A checkpoint's verification: the lab's own work, and its duration kept for the report."""
+def _timed(kind: str, keep: Callable[[float], None]) -> Iterator[None]:
+    """``measure(kind)``, and the block's seconds handed to ``keep`` (main thread only)."""
     began = time.perf_counter()
-    with measure(LAB):
+    with measure(kind):
         try:
             yield
         finally:
             if threading.current_thread() is threading.main_thread():
-                checkpoint_ms.append((time.perf_counter() - began) * 1000)
+                keep(time.perf_counter() - began)
+
+
+def checkpoint():
+    """A checkpoint's verification: the lab's own work, and its duration kept for the report."""
+    return _timed(LAB, lambda seconds: checkpoint_ms.append(seconds * 1000))
 
 
 def waits(argv: Sequence[str]) -> bool:
@@ -94,18 +99,14 @@ def _subcommand(args: list[str], *words: str) -> bool:
     return any(plain[i:i + len(words)] == list(words) for i in range(len(plain)))
 
 
-@contextmanager
-def tally(what: str, kind: str = LAB) -> Iterator[None]:
+def tally(what: str, kind: str = LAB):
     """``measure(kind)``, and the elapsed time added to ``what``'s line in ``by_what``."""
-    began = time.perf_counter()
-    with measure(kind):
-        try:
-            yield
-        finally:
-            if threading.current_thread() is threading.main_thread():
-                line = by_what.setdefault(what, [0, 0.0])
-                line[0] += 1
-                line[1] += time.perf_counter() - began
+    def keep(seconds: float) -> None:
+        line = by_what.setdefault(what, [0, 0.0])
+        line[0] += 1
+        line[1] += seconds
+
+    return _timed(kind, keep)
 
 
 # Options the lab puts before a subcommand, whose value is the next word.
