@@ -35,7 +35,6 @@ PIP_INSTALL = PIP_CONSTRAINT=$(CURDIR)/$(CONSTRAINTS) $(VPY) -m pip install --qu
 # The reference notebooks (solutions, stored outputs) are what make lab, nbval and CI run; the
 # handouts in notebooks/ are what students open. Both are built from notebooks/src/.
 NOTEBOOKS = $(wildcard reference/[0-9][0-9]-*.ipynb)
-JUPYTERLAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 CLUSTER_TESTS = $(wildcard tests/cluster/test_*.py tests/cluster/*_test.py)
 
 .PHONY: help lab test verify venv venv-notebook host doctor tools kit-import cluster images run run-handouts notebooks release constraints test-unit test-cluster test-notebooks test-browser clean
@@ -87,13 +86,8 @@ $(VENV)/.installed-browser: $(VENV)/.installed-notebook
 	$(PIP_INSTALL) -e '.[browser]'
 	@touch $@
 
-# JupyterLab without first-run pop-ups (the news prompt, update checks): settings shipped in jupyter/.
-$(JUPYTERLAB_SETTINGS): jupyter/overrides.json $(VENV)/.installed-notebook
-	@mkdir -p $(dir $@)
-	cp $< $@
-
 venv: $(VENV)/.installed
-venv-notebook: $(VENV)/.installed-notebook $(JUPYTERLAB_SETTINGS)
+venv-notebook: $(VENV)/.installed-notebook
 
 host:
 	bash scripts/setup-host

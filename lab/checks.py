@@ -879,9 +879,10 @@ def pods_on_every_node(label: Mapping[str, str] | str, namespace: str | None = N
     return ok(f"a ready Pod with {selector} runs on each of the {len(nodes)} node(s)", uids)
 
 
-def helm_release_deployed(name: str, namespace: str | None = None, context: str | None = None) -> Result:
-    """The Helm release's latest revision has status ``deployed`` (read from Helm's release
-    Secrets, or ConfigMaps with HELM_DRIVER=configmap; no helm binary needed)."""
+def helm_revisions(name: str, namespace: str | None = None, context: str | None = None) -> list[dict]:
+    """The Helm release's revisions, oldest first: [{"revision", "status", "kind", "name", "uid"}]
+    of its release records (Secrets, or ConfigMaps with HELM_DRIVER=configmap), read as metadata
+    only, with no helm binary: Helm labels each record with its revision and status."""
     from lab.cluster import kube
 
     namespace = _ns(namespace)
@@ -892,21 +893,29 @@ def helm_release_deployed(name: str, namespace: str | None = None, context: str 
     if not items:
         kind, items = "ConfigMap", kube.list_metadata(core.list_namespaced_config_map, namespace, selector,
                                                             timeout=REQUEST_TIMEOUT_S)
-    if not items:
-        return fail(f"no Helm release {name} in namespace {namespace}")
-
-    def revision(meta: dict) -> int:
+    revisions = []
+    for meta in items:
+        labels = meta.get("labels") or {}
         try:
-            return int((meta.get("labels") or {}).get("version", "0"))
+            revision = int(labels.get("version", ""))
         except ValueError:
-            return 0
+            continue  # not a record Helm wrote
+        revisions.append({"revision": revision, "status": labels.get("status", "unknown"), "kind": kind,
+                          "name": meta["name"], "uid": meta["uid"]})
+    return sorted(revisions, key=lambda r: r["revision"])
 
-    latest = max(items, key=revision)
-    status = (latest.get("labels") or {}).get("status", "unknown")
-    uids = {_key(kind, namespace, latest["name"]): latest["uid"]}
-    if status != "deployed":
-        return fail(f"Helm release {name} revision {revision(latest)} is {status}", uids)
-    return ok(f"Helm release {name} revision {revision(latest)} is deployed", uids)
+
+def helm_release_deployed(name: str, namespace: str | None = None, context: str | None = None) -> Result:
+    """The Helm release's latest revision has status ``deployed``."""
+    namespace = _ns(namespace)
+    revisions = helm_revisions(name, namespace, context)
+    if not revisions:
+        return fail(f"no Helm release {name} in namespace {namespace}")
+    latest = revisions[-1]
+    uids = {_key(latest["kind"], namespace, latest["name"]): latest["uid"]}
+    if latest["status"] != "deployed":
+        return fail(f"Helm release {name} revision {latest['revision']} is {latest['status']}", uids)
+    return ok(f"Helm release {name} revision {latest['revision']} is deployed", uids)
 
 
 def system_ready(release: str = "k8s-lab", namespace: str | None = None, context: str | None = None) -> Result:

@@ -738,6 +738,22 @@ class Lab:
                            hint=f"is the database ready? kubectl -n {self.namespace} logs {pod} -c database")
         return result
 
+    def exec_in_pod(self, pod: str, *command: str, container: str | None = None, timeout: float = 30):
+        """Run ``command`` in a container of ``pod`` and return what it printed (``.stdout``,
+        ``.stderr``, ``.exit_code``, ``.ok``): ``kubectl exec`` without the kubectl, for checks
+        that look inside a Pod."""
+        from lab.cluster import kube
+
+        return kube.exec_in_pod(self.target, pod, command, container=container, timeout=timeout)
+
+    def query(self, sql: str, database: str = "lab") -> list[list[str]]:
+        """The rows ``sql`` returns (lists of column values, no header), run as the database's root
+        user: what checkpoints ask. It goes down the lab's own client session (lab.ops.database),
+        not a kubectl and a login per question; a failure raises LabError with the server's error."""
+        from lab.ops.database import Database
+
+        return Database(self.target).sql(sql, database=database, timeout=60)
+
     def web_url(self, path: str = "/") -> str:
         """The web Service from this machine: http://127.0.0.1:30080 (the kind port mapping), or a
         node's address and the Service's node port outside the default namespace."""
@@ -971,7 +987,7 @@ def helm_set_args(lab: Lab) -> list[str]:
 
 def chart_objects(lab: Lab, extra: Sequence[str] = ()) -> list[dict]:
     """The objects ``helm template`` renders for this notebook's release (hooks and tests left out):
-    [{"kind", "name", "namespace" (None when cluster-scoped)}]."""
+    [{"kind", "name", "api_version", "namespace" (None when cluster-scoped)}]."""
     result = lab.helm("template", RELEASE, str(CHART_DIR), *helm_set_args(lab), *extra, show=False)
     objects = []
     for doc in yaml.safe_load_all(result.stdout):
@@ -981,33 +997,28 @@ def chart_objects(lab: Lab, extra: Sequence[str] = ()) -> list[dict]:
         if "helm.sh/hook" in (meta.get("annotations") or {}):
             continue
         kind = doc.get("kind")
-        objects.append({"kind": kind, "name": meta.get("name"),
+        objects.append({"kind": kind, "name": meta.get("name"), "api_version": doc.get("apiVersion"),
                         "namespace": None if kind in _CLUSTER_SCOPED else (meta.get("namespace") or lab.namespace)})
     return objects
 
 
 def ownership(lab: Lab, objects: Iterable[Mapping[str, Any]]) -> list[dict]:
     """For each object: does it exist, and does Helm's ownership metadata name this release?"""
-    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lab.cluster import kube
 
     objects = list(objects)
-    found: dict[tuple[str, str], dict] = {}
-    # One kubectl for the namespaced objects and one for the cluster-scoped ones, not one per
-    # object: a chart's two dozen process start-ups took seconds in every checkpoint that asks.
-    for namespaced in (True, False):
-        refs = [f"{obj['kind'].lower()}/{obj['name']}" for obj in objects if (obj["namespace"] is not None) == namespaced]
-        if not refs:
-            continue
-        result = lab.kubectl("get", *refs, "-o", "json", "--ignore-not-found", show=False, namespaced=namespaced,
-                             check=False)
-        if not result.ok:
-            raise LabError(f"kubectl get {' '.join(refs)} failed: {result.output.strip()[-500:]}")
-        listed = json.loads(result.stdout) if result.stdout.strip() else {}
-        for item in listed.get("items", [listed] if listed.get("kind") not in (None, "List") else []):
-            found[(item["kind"], item["metadata"]["name"])] = item["metadata"]
+
+    def metadata(obj: Mapping[str, Any]) -> dict | None:
+        return kube.read_metadata(lab.target, obj["kind"], obj["name"], obj["namespace"], obj.get("api_version"))
+
+    # Only the metadata, through the API and a few at a time: one kubectl per check (its start-up
+    # and discovery) cost more than reading the two dozen objects of the chart.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = list(pool.map(metadata, objects))
     rows = []
-    for obj in objects:
-        meta = found.get((obj["kind"], obj["name"]))
+    for obj, meta in zip(objects, found):
         if meta is None:
             rows.append({**obj, "exists": False, "managed_by": None, "release": None, "state": "to create"})
             continue
@@ -1019,6 +1030,15 @@ def ownership(lab: Lab, objects: Iterable[Mapping[str, Any]]) -> list[dict]:
                      "release": notes.get("meta.helm.sh/release-name"),
                      "state": "owned by the release" if owned else "to adopt"})
     return rows
+
+
+def release_revisions(lab: Lab) -> list[dict]:
+    """The release's revisions, oldest first, as [{"revision", "status", ...}]: what ``helm
+    history`` says of them, read from Helm's release records through the API (no helm to start).
+    Empty when there is no release."""
+    from lab import checks
+
+    return checks.helm_revisions(RELEASE, lab.namespace, lab.context)
 
 
 def helm_history(lab: Lab) -> list[dict]:

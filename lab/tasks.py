@@ -458,22 +458,11 @@ def _downward_env_unwritten(deployment: dict) -> list[str]:
 
 
 def _read_file(lab, pod: str, container: str, path: str) -> str:
-    """A file in a running container (the API server's exec, in-process: no kubectl to start per
-    Pod); "" when it cannot be read."""
-    from kubernetes import client
-    from kubernetes.stream import stream
-
+    """A file in a running container; "" when it cannot be read."""
     from lab.cluster import kube
 
-    # stream() swaps the ApiClient's transport while it connects, so every exec gets its own.
-    api = client.ApiClient(kube.api_client(lab.target).configuration)
-    try:
-        return stream(client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod, lab.namespace, container=container,
-                      command=["cat", path], stdout=True, stderr=False, stdin=False, tty=False, _request_timeout=10)
-    except Exception:  # noqa: BLE001 - the Pod went away, the API server hiccuped: nothing read
-        return ""
-    finally:
-        api.close()
+    run = kube.exec_in_pod(lab.target, pod, ["cat", path], container=container, timeout=10)
+    return run.stdout if run.ok else ""
 
 
 def _serving_host_problems(lab, deployment: dict) -> tuple[list[str], dict]:
@@ -657,7 +646,7 @@ def check_helm_template(namespace: str, context: str) -> checks.Result:
     lab = _lab(namespace, context)
     if blocked := missing(lab, "web-service"):
         return blocked
-    deployed = [e for e in notebook.helm_history(lab) if e.get("status") == "deployed"]
+    deployed = [e for e in notebook.release_revisions(lab) if e["status"] == "deployed"]
     if not deployed:
         return checks.fail(f"the release {notebook.RELEASE} has no deployed revision: install it (step 4 of 07)")
     revision = deployed[-1]["revision"]

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 from kubernetes import client, config as kubeconfig_loader
 from kubernetes.client.exceptions import ApiException
@@ -79,6 +80,130 @@ def list_metadata(list_call: Callable, namespace: str, selector: str, timeout: f
     response = list_call(namespace, label_selector=selector, _headers=_METADATA_ONLY, _preload_content=False,
                          _request_timeout=timeout)
     return [item["metadata"] for item in json.loads(response.data).get("items") or []]
+
+
+@dataclass(frozen=True)
+class Exec:
+    """A command run in a container: its output, and ``problem`` when it did not run to its end
+    (no such Pod or executable, the exec broke or timed out). A non-zero exit is no problem: the
+    command ran, and says what it found in ``exit_code`` and its output."""
+
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def exec_in_pod(target: Target, pod: str, command: Sequence[str], *, container: str | None = None,
+                namespace: str | None = None, timeout: float = 30) -> Exec:
+    """Run ``command`` in a container with the API server's exec (websocket), in-process: no
+    kubectl to start, which is most of the time a short command takes."""
+    from kubernetes.stream import stream
+
+    # stream() swaps the ApiClient's transport while it connects, so every exec gets its own.
+    api = client.ApiClient(api_client(target).configuration)
+    ws = None
+    out, err, status = [], [], ""
+    try:
+        with timing.tally("API exec"):
+            ws = stream(client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod, namespace or target.namespace,
+                        container=container, command=list(command), stdout=True, stderr=True, stdin=False,
+                        tty=False, _preload_content=False)
+            deadline = time.monotonic() + timeout
+            while ws.is_open() and time.monotonic() < deadline:
+                ws.update(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
+                out.append(ws.read_channel(1))
+                err.append(ws.read_channel(2))
+                status += ws.read_channel(3)
+            out.append(ws.read_channel(1))
+            err.append(ws.read_channel(2))
+            status += ws.read_channel(3)
+            finished = not ws.is_open()
+    except Exception as error:  # noqa: BLE001 - no such Pod, the Pod went away, the API server hiccuped
+        return Exec("", "", None, f"exec failed: {_refusal(error)}")
+    finally:
+        if ws is not None:
+            ws.close()
+        api.close()
+    stdout, stderr = "".join(out), "".join(err)
+    if not finished:
+        return Exec(stdout, stderr, None, f"the exec did not finish within {timeout:g}s")
+    code, problem = exec_status(status)
+    return Exec(stdout, stderr, code, problem)
+
+
+def _refusal(error: Exception) -> str:
+    """Why the API server refused an exec: the message of the Status it sent with the refused
+    websocket handshake ("pods "x" not found"), or the error itself."""
+    text = str(error)
+    start = text.find('{"kind":"Status"')
+    if start >= 0:
+        try:
+            return json.loads(text[start:])["message"]
+        except (ValueError, KeyError):
+            pass
+    return f"{type(error).__name__}: {text[:300]}"
+
+
+def exec_status(status: str) -> tuple[int | None, str]:
+    """(exit code, problem) from an exec's status channel: the API server reports success, a
+    command's non-zero exit (with its code), or why the command never ran."""
+    if not status.strip():
+        return 0, ""
+    try:
+        parsed = json.loads(status)
+    except ValueError:
+        return None, status.strip()[:300]
+    if parsed.get("status") == "Success":
+        return 0, ""
+    if parsed.get("reason") == "NonZeroExitCode":
+        causes = (parsed.get("details") or {}).get("causes") or []
+        code = next((c.get("message") for c in causes if c.get("reason") == "ExitCode"), None)
+        try:
+            return int(code), ""
+        except (TypeError, ValueError):
+            return 1, ""
+    # The runtime's reason comes last, after the API server's and the kubelet's wrappers.
+    message = str(parsed.get("message") or status)
+    return None, message if len(message) <= 300 else "…" + message[-299:]
+
+
+@lru_cache(maxsize=16)
+def _dynamic(api: client.ApiClient):
+    """A DynamicClient over ``api``: any kind by its apiVersion and kind, no typed API group to
+    import. Its discovery cache lives in the lab cache, one file per API server address."""
+    import hashlib
+
+    from kubernetes.dynamic import DynamicClient
+
+    from lab import config
+
+    cache = config.cache_dir() / "discovery" / f"{hashlib.sha256(api.configuration.host.encode()).hexdigest()[:16]}.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    return DynamicClient(api, cache_file=str(cache))
+
+
+_METADATA_ONE = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}
+
+
+def read_metadata(target: Target, kind: str, name: str, namespace: str | None,
+                  api_version: str | None = None) -> dict | None:
+    """The metadata (name, uid, labels, annotations, ...) of one object of any kind, as a dict;
+    None when it does not exist. ``namespace`` None: a cluster-scoped object."""
+    from kubernetes.dynamic.exceptions import NotFoundError
+
+    dynamic = _dynamic(api_client(target))
+    resource = dynamic.resources.get(kind=kind, **({"api_version": api_version} if api_version else {}))
+    try:
+        found = resource.get(name=name, namespace=namespace, header_params=dict(_METADATA_ONE),
+                             _request_timeout=30)
+    except NotFoundError:
+        return None
+    return found.to_dict().get("metadata") or {}
 
 
 def node_ready(node: client.V1Node) -> bool:

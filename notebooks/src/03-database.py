@@ -49,6 +49,7 @@ kubeconfig = ""  # "": $KUBECONFIG or ~/.kube/config; in a classroom, the file y
 # %%
 # NBVAL_CHECK_OUTPUT
 from lab import checks, notebook
+from lab.errors import LabError
 
 nb = notebook.start("03-database.ipynb", cluster=cluster, namespace=namespace, mode=mode, solutions=solutions,
                     kubeconfig=kubeconfig, requires=("01", "02"))
@@ -490,8 +491,8 @@ def db_stable_name():
     pod = nb.read("Pod", "database-0")
     if pod is None or not pod.status.pod_ip:
         return checks.fail("Pod database-0 has no IP yet")
-    answer = nb.kubectl("exec", "database-0", "-c", "database", "--", "getent", "hosts",
-                        f"database-0.database-headless.{nb.namespace}.svc.cluster.local", show=False, check=False)
+    answer = nb.exec_in_pod("database-0", "getent", "hosts", f"database-0.database-headless.{nb.namespace}.svc.cluster.local",
+                            container="database")
     resolved = answer.stdout.split()[0] if answer.ok and answer.stdout.split() else None
     if resolved != pod.status.pod_ip:
         return checks.fail(f"database-0.database-headless resolves to {resolved or 'nothing'}, the Pod's IP is {pod.status.pod_ip}")
@@ -561,13 +562,13 @@ if tasks.have(nb, "database"):
 def db_row_written():
     if blocked := tasks.missing(nb, "database"):
         return blocked
-    answer = nb.mysql("SELECT note FROM notes WHERE id = 1;", show=False, check=False)
-    if not answer.ok:
-        return checks.fail(f"the query failed: {answer.output.strip().splitlines()[-1] if answer.output.strip() else answer.returncode}")
-    notes = answer.stdout.splitlines()[1:]
+    try:
+        notes = nb.query("SELECT note FROM notes WHERE id = 1;")
+    except LabError as error:
+        return checks.fail(f"the query failed: {error.message}")
     if not notes:
         return checks.fail("table lab.notes has no row with id 1")
-    if notes[0] != my_note:
+    if notes[0][0] != my_note:
         return checks.fail("the row with id 1 does not carry this run's my_note: it is from another run, or mistyped")
     return checks.ok("table lab.notes has the row with id 1, written in this run")
 
@@ -653,8 +654,10 @@ def db_config_live():
     if blocked := tasks.missing(nb, "database"):
         return blocked
     wanted = re.search(r"^\s*max_connections\s*=\s*(\d+)", nb.read("ConfigMap", "database-config").data["my.cnf"], re.MULTILINE)
-    answer = nb.mysql("SHOW VARIABLES LIKE 'max_connections';", show=False, check=False)
-    live = answer.stdout.split()[-1] if answer.ok and answer.stdout.split() else None
+    try:
+        live = next((value for _, value in nb.query("SHOW VARIABLES LIKE 'max_connections';")), None)
+    except LabError:
+        live = None
     if wanted is None:
         return checks.fail("my.cnf in ConfigMap database-config sets no max_connections")
     if live != wanted.group(1):

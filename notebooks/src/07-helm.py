@@ -170,15 +170,23 @@ def helm_ownership():
 # NBVAL_IGNORE_OUTPUT
 import textwrap
 
+
+def adopt(rows, show):
+    refs = [f"{row['kind'].lower()}/{row['name']}" for row in rows]
+    scoped = rows[0]["namespace"] is not None
+    nb.kubectl("label", *refs, "app.kubernetes.io/managed-by=Helm", "--overwrite", namespaced=scoped, show=show)
+    nb.kubectl("annotate", *refs, f"meta.helm.sh/release-name={RELEASE}",
+               f"meta.helm.sh/release-namespace={nb.namespace}", "--overwrite", namespaced=scoped, show=show)
+
+
 to_adopt = [row for row in notebook.ownership(nb, chart_objects) if row["state"] == "to adopt"]
-for number, row in enumerate(to_adopt):
-    ref = f"{row['kind'].lower()}/{row['name']}"
-    scoped = row["namespace"] is not None
-    # the two commands in full for the first object; for the others, one line at the end
-    nb.kubectl("label", ref, "app.kubernetes.io/managed-by=Helm", "--overwrite", namespaced=scoped, show=number == 0)
-    nb.kubectl("annotate", ref, f"meta.helm.sh/release-name={RELEASE}",
-               f"meta.helm.sh/release-namespace={nb.namespace}", "--overwrite", namespaced=scoped, show=number == 0)
 if to_adopt:
+    # The two commands in full for the first object. kubectl label and annotate take many objects
+    # at once: the others go in one pair of commands per scope, summed up in a line at the end.
+    adopt(to_adopt[:1], show=True)
+    for scoped in (True, False):
+        if rows := [row for row in to_adopt[1:] if (row["namespace"] is not None) == scoped]:
+            adopt(rows, show=False)
     print(textwrap.fill(f"adopted {len(to_adopt)} object(s) the same way: "
                         + ", ".join(f"{r['kind']}/{r['name']}" for r in to_adopt), width=100))
 else:
@@ -333,7 +341,7 @@ history
 # NBVAL_CHECK_OUTPUT
 @checks.checkpoint("helm.history", points=1, hint="helm -n k8s-assignment history k8s-lab")
 def helm_history_check():
-    entries = notebook.helm_history(nb)
+    entries = notebook.release_revisions(nb)
     if len(entries) < 2:
         return checks.fail(f"the release has {len(entries)} revision(s); upgrade it (step 5) to make a second")
     latest, earlier = entries[-1], entries[:-1]
@@ -394,7 +402,7 @@ def helm_rollback():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-revisions_before = [e["revision"] for e in notebook.helm_history(nb)]
+revisions_before = [e["revision"] for e in notebook.release_revisions(nb)]
 bad = nb.helm("upgrade", RELEASE, CHART, *SET, "--set", "web.nodePort=80", show=False, check=False)
 print(f"exit code {bad.returncode}")
 print(bad.stderr.strip())
@@ -420,7 +428,7 @@ def helm_schema_rejects():
         return checks.fail("helm accepted web.nodePort=80: the schema did not stop it")
     if "schema" not in bad.stderr:
         return checks.fail(f"helm failed, but not because of the schema: {bad.stderr.strip()[:200]}")
-    after = [e["revision"] for e in notebook.helm_history(nb)]
+    after = [e["revision"] for e in notebook.release_revisions(nb)]
     if after != revisions_before:
         return checks.fail(f"the release's revisions changed from {revisions_before} to {after}")
     deployed = checks.helm_release_deployed("k8s-lab")

@@ -132,10 +132,10 @@ nb.mysql(f"""
 @checks.checkpoint("backup.data", points=1,
                    hint="run the cell above; nb.mysql(\"SELECT COUNT(*) FROM readings;\") shows what is there")
 def backup_data():
-    answer = nb.mysql("SELECT COUNT(*) FROM readings WHERE id BETWEEN 1 AND 1000;", show=False, check=False)
-    if not answer.ok:
-        return checks.fail("cannot read lab.readings: " + (answer.output.strip().splitlines() or ["?"])[-1])
-    count = answer.stdout.split()[-1]
+    try:
+        [[count]] = nb.query("SELECT COUNT(*) FROM readings WHERE id BETWEEN 1 AND 1000;")
+    except LabError as error:
+        return checks.fail(f"cannot read lab.readings: {error.message}")
     if count != "1000":
         return checks.fail(f"lab.readings has {count} of the 1000 readings (ids 1-1000)")
     return checks.ok("lab.readings holds the 1000 readings")
@@ -429,9 +429,11 @@ def backup_checksum_by_hand():
         return checks.fail(f"the checksums differ: {my_checksums}")
     if my_checksums["lab"] != recorded:
         return checks.fail(f"your checksum {my_checksums['lab']} is not the one the backup recorded")
-    live = nb.mysql("CHECKSUM TABLE lab_restored.readings;", user_key="root", password_key="root-password",
-                    show=False, check=False)
-    if not live.ok or live.stdout.split()[-1] != str(recorded):
+    try:
+        [[_, live]] = nb.query("CHECKSUM TABLE lab_restored.readings;")
+    except LabError:
+        live = None
+    if live != str(recorded):
         return checks.fail("lab_restored.readings has another checksum now: restore it again (step 5)")
     return checks.ok("CHECKSUM TABLE: lab.readings = lab_restored.readings = the backup's metadata")
 

@@ -229,7 +229,7 @@ checks.checkpoint("sched.images", points=1, hint="lab images build (it loads the
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-has_release = bool(notebook.helm_history(nb)) if nb.read("Namespace", nb.namespace) is not None else False
+has_release = bool(notebook.release_revisions(nb)) if nb.read("Namespace", nb.namespace) is not None else False
 if not has_release and nb.read("Deployment", "web") is not None:
     raise LabError(f"the system in {nb.namespace} was applied with kubectl and is not a Helm release yet",
                    hint="run 07-helm.ipynb first: it hands the objects over to Helm")

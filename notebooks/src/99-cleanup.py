@@ -106,7 +106,7 @@ if have_cluster:
 # %%
 # NBVAL_IGNORE_OUTPUT
 def release_exists():
-    return bool(notebook.helm_history(nb)) if have_cluster else False
+    return bool(notebook.release_revisions(nb)) if have_cluster else False
 
 
 if not have_cluster:

@@ -14,8 +14,9 @@ import time
 import pytest
 
 from lab import checks, config
+from lab.cluster import kube
 from lab.system import deploy
-from tests.support import TARGET, kubectl, run, say
+from tests.support import TARGET, helm, kubectl, run, say
 
 pytestmark = pytest.mark.cluster
 
@@ -204,6 +205,23 @@ def test_a_checkpoint_records_cluster_and_object_uids_but_no_secret(objects, cap
     assert data["objects"] == {f"Secret/{NS}/creds": uid("secret", "creds")}
     assert data["namespace"] == NS and data["hash"] == checks.record_hash(data)
     assert SECRET_VALUE not in json.dumps(data)
+
+
+def test_helm_revisions_and_object_metadata_are_what_helm_and_kubectl_see(objects):
+    """Checkpoints read Helm's records and the chart's objects through the API, not by starting
+    helm and kubectl: they must see what those tools see."""
+    history = json.loads(helm("history", RELEASE, "-n", NS, "-o", "json").stdout)
+    revisions = checks.helm_revisions(RELEASE)
+    assert [(r["revision"], r["status"]) for r in revisions] == [(e["revision"], e["status"]) for e in history]
+    assert checks.helm_revisions("absent-release") == []
+    made_by_helm = kube.read_metadata(TARGET, "ConfigMap", "from-helm", NS, "v1")
+    assert made_by_helm["uid"] == uid("configmap", "from-helm")
+    assert made_by_helm["annotations"]["meta.helm.sh/release-name"] == RELEASE
+    assert made_by_helm["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    policy = kube.read_metadata(TARGET, "NetworkPolicy", "deny-ingress", NS, "networking.k8s.io/v1")
+    assert policy["uid"] == uid("networkpolicy", "deny-ingress")
+    assert kube.read_metadata(TARGET, "Namespace", NS, None)["uid"] == uid("namespace", NS, None)
+    assert kube.read_metadata(TARGET, "ConfigMap", "absent", NS) is None
 
 
 # ------------------------------------------------------------------------- failing checks

@@ -160,6 +160,18 @@ def test_correct_policy_every_cell_as_expected(system):
     assert set(df.observed) == {"connected", "timeout"}
 
 
+def test_exec_in_pod_tells_output_and_exit_code_from_a_command_that_did_not_run(system):
+    ran = kube.exec_in_pod(TARGET, "db-0", ["bash", "-c", "echo out; echo err >&2; exit 3"], namespace=NS)
+    assert (ran.stdout, ran.stderr, ran.exit_code, ran.problem, ran.ok) == ("out\n", "err\n", 3, "", False)
+    assert kube.exec_in_pod(TARGET, "db-0", ["true"], namespace=NS).ok
+    missing = kube.exec_in_pod(TARGET, "no-such-pod", ["true"], namespace=NS)
+    assert missing.exit_code is None and missing.problem == 'exec failed: pods "no-such-pod" not found'
+    no_binary = kube.exec_in_pod(TARGET, "db-0", ["/no/such/binary"], namespace=NS)
+    assert no_binary.exit_code is None and "/no/such/binary" in no_binary.problem
+    slow = kube.exec_in_pod(TARGET, "db-0", ["sleep", "5"], namespace=NS, timeout=1)
+    assert slow.exit_code is None and slow.problem == "the exec did not finish within 1s"
+
+
 def test_refused_and_timeout_are_told_apart(system):
     # Port 3307 on the database Pod: nothing listens. Opened to the web tier it answers with a
     # reset (refused); for everyone else the policy drops the packets (timeout).

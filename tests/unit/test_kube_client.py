@@ -32,3 +32,13 @@ def test_a_rewritten_kubeconfig_gives_a_client_for_the_new_server(tmp_path):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a coarse clock must not hide it
     assert kube.api_client(target).configuration.host == "https://127.0.0.1:40123"
     assert first.configuration.host == "https://127.0.0.1:38801"
+
+
+def test_exec_status_tells_an_exit_code_from_a_command_that_never_ran():
+    assert kube.exec_status("") == (0, "")
+    assert kube.exec_status('{"metadata":{},"status":"Success"}') == (0, "")
+    assert kube.exec_status('{"status":"Failure","reason":"NonZeroExitCode","message":"exit 2",'
+                            '"details":{"causes":[{"reason":"ExitCode","message":"2"}]}}') == (2, "")
+    code, problem = kube.exec_status('{"status":"Failure","message":"exec: \\"bash\\": executable file not found"}')
+    assert code is None and "executable file not found" in problem
+    assert kube.exec_status("not json") == (None, "not json")

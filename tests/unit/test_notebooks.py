@@ -520,11 +520,13 @@ def test_sanitize_config_is_readable_by_nbval():
 def test_jupyterlab_settings_skip_the_first_run_prompts():
     import json
 
-    settings = json.loads((config.REPO_ROOT / "jupyter" / "overrides.json").read_text())
+    shipped = "jupyter/lab/settings/overrides.d/k8s-lab.json"
+    settings = json.loads((config.REPO_ROOT / shipped).read_text())
     notification = settings["@jupyterlab/apputils-extension:notification"]
     assert notification == {"checkForUpdates": False, "fetchNews": "false"}
     makefile = (config.REPO_ROOT / "Makefile").read_text()
-    assert "share/jupyter/lab/settings/overrides.json" in makefile, "make venv-notebook installs the settings"
+    assert f"install -D -m 0644 $(JUPYTERLAB_SETTINGS) $(VENV)/share/{shipped}" in makefile
+    assert f"JUPYTERLAB_SETTINGS := {shipped}" in makefile, "make venv-notebook installs the settings"
 
 
 

@@ -333,15 +333,6 @@ def test_exec_failure_marks_that_sources_cells_as_errors(fake, monkeypatch):
     assert set(bad.observed) == {"error"} and set(bad.detail) == {"exec failed: pod not found"}
 
 
-def test_exec_status_problem():
-    assert probe._exec_status_problem("") is None
-    assert probe._exec_status_problem('{"metadata":{},"status":"Success"}') is None
-    assert probe._exec_status_problem(
-        '{"status":"Failure","reason":"NonZeroExitCode","message":"exit 1"}') is None
-    assert "executable file not found" in probe._exec_status_problem(
-        '{"status":"Failure","message":"exec: \\"bash\\": executable file not found"}')
-
-
 # -------------------------------------------------------------------------- heatmap and report
 
 

@@ -376,7 +376,7 @@ def released(lab, monkeypatch):
     state = {"annotations": {}, "revision": 7}
     monkeypatch.setattr(tasks, "_lab", lambda namespace, context: lab)
     monkeypatch.setattr(tasks, "missing", lambda lab, *names: None)
-    monkeypatch.setattr(notebook, "helm_history", lambda lab: [
+    monkeypatch.setattr(notebook, "release_revisions", lambda lab: [
         {"revision": state["revision"] - 1, "status": "superseded"}, {"revision": state["revision"], "status": "deployed"}])
     monkeypatch.setattr(lab, "read", lambda kind, name, namespace=None: SimpleNamespace(
         metadata=SimpleNamespace(uid="uid-svc", annotations=state["annotations"])))
