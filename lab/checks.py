@@ -881,28 +881,10 @@ def pods_on_every_node(label: Mapping[str, str] | str, namespace: str | None = N
 
 def helm_revisions(name: str, namespace: str | None = None, context: str | None = None) -> list[dict]:
     """The Helm release's revisions, oldest first: [{"revision", "status", "kind", "name", "uid"}]
-    of its release records (Secrets, or ConfigMaps with HELM_DRIVER=configmap), read as metadata
-    only, with no helm binary: Helm labels each record with its revision and status."""
-    from lab.cluster import kube
+    (lab.system.helm_records: Helm's own records, no helm binary needed)."""
+    from lab.system import helm_records
 
-    namespace = _ns(namespace)
-    core = _apis(context).core
-    selector = f"owner=helm,name={name}"
-    kind, items = "Secret", kube.list_metadata(core.list_namespaced_secret, namespace, selector,
-                                                      timeout=REQUEST_TIMEOUT_S)
-    if not items:
-        kind, items = "ConfigMap", kube.list_metadata(core.list_namespaced_config_map, namespace, selector,
-                                                            timeout=REQUEST_TIMEOUT_S)
-    revisions = []
-    for meta in items:
-        labels = meta.get("labels") or {}
-        try:
-            revision = int(labels.get("version", ""))
-        except ValueError:
-            continue  # not a record Helm wrote
-        revisions.append({"revision": revision, "status": labels.get("status", "unknown"), "kind": kind,
-                          "name": meta["name"], "uid": meta["uid"]})
-    return sorted(revisions, key=lambda r: r["revision"])
+    return helm_records.revisions(target_for(context, namespace), name, timeout=REQUEST_TIMEOUT_S)
 
 
 def helm_release_deployed(name: str, namespace: str | None = None, context: str | None = None) -> Result:

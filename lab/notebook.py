@@ -1036,9 +1036,18 @@ def release_revisions(lab: Lab) -> list[dict]:
     """The release's revisions, oldest first, as [{"revision", "status", ...}]: what ``helm
     history`` says of them, read from Helm's release records through the API (no helm to start).
     Empty when there is no release."""
-    from lab import checks
+    from lab.system import helm_records
 
-    return checks.helm_revisions(RELEASE, lab.namespace, lab.context)
+    return helm_records.revisions(lab.target, RELEASE)
+
+
+def release_record(lab: Lab, revision: int | None = None) -> dict | None:
+    """The release at ``revision`` (default: the latest) as Helm stored it: ``info["description"]``
+    and ``info["status"]``, ``config`` (what ``helm get values`` prints), ``manifest``. None when
+    there is no such release. Read through the API (lab.system.helm_records), no helm to start."""
+    from lab.system import helm_records
+
+    return helm_records.record(lab.target, RELEASE, revision)
 
 
 def helm_history(lab: Lab) -> list[dict]:

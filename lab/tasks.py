@@ -118,14 +118,18 @@ def apply(lab, path: str | Path, *kinds: str, dry_run: bool = False) -> bool:
 
 
 def api_refusal(lab, path: str | Path) -> str | None:
-    """Why the API refuses the student's file (a server-side dry run), or None when it accepts it."""
+    """Why the API refuses the student's file (a server-side dry run of each object in it), or
+    None when it accepts them all."""
+    from lab.cluster import kube
+
     path = Path(path)
     if not path.exists():
         return None
-    result = lab.kubectl("apply", "-f", "-", "--dry-run=server", stdin=_as_applied(lab, path), check=False, show=False)
-    if result.ok:
-        return None
-    return " ".join(result.output.split())[-400:] or f"kubectl exit {result.returncode}"
+    for document in yaml.safe_load_all(_as_applied(lab, path)):
+        refusal = kube.dry_run_apply(lab.target, document) if isinstance(document, dict) else None
+        if refusal:
+            return " ".join(refusal.split())[-400:]
+    return None
 
 
 # ============================================================================================
@@ -622,12 +626,14 @@ def _nested(values: Any, expected: dict, prefix: str = "") -> list[str]:
 
 
 def helm_values_applied(lab, expected: dict, verify: Callable[[], Any], release: str = "k8s-lab") -> checks.Result:
-    """The release's user-supplied values (``helm get values``) hold ``expected``, and ``verify``
-    passes (the cluster followed)."""
-    answer = lab.helm("get", "values", release, "--output", "json", show=False, check=False)
-    if not answer.ok:
-        return checks.fail(f"helm get values {release} failed: {answer.output.strip()[-200:]}")
-    wrong = _nested(json.loads(answer.stdout or "{}") or {}, expected)
+    """The latest revision's user-supplied values (what ``helm get values`` prints, read from
+    Helm's record) hold ``expected``, and ``verify`` passes (the cluster followed)."""
+    from lab.system import helm_records
+
+    stored = helm_records.record(lab.target, release)
+    if stored is None:
+        return checks.fail(f"there is no Helm release {release} in {lab.namespace}")
+    wrong = _nested(stored.get("config") or {}, expected)
     if wrong:
         return checks.fail("in the release's values, " + "; ".join(wrong))
     return checks._as_result(verify())

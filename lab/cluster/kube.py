@@ -206,6 +206,30 @@ def read_metadata(target: Target, kind: str, name: str, namespace: str | None,
     return found.to_dict().get("metadata") or {}
 
 
+def dry_run_apply(target: Target, body: dict) -> str | None:
+    """Why the API server would refuse to apply ``body`` (server-side apply, dry run: admission,
+    quotas and strict field validation run, nothing is stored), or None when it would accept it.
+    What ``kubectl apply --dry-run=server`` tells, without starting kubectl."""
+    from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
+
+    kind, api_version = body.get("kind"), body.get("apiVersion")
+    try:
+        resource = _dynamic(api_client(target)).resources.get(api_version=api_version, kind=kind)
+    except ResourceNotFoundError:
+        return f'no matches for kind "{kind}" in version "{api_version}"'
+    namespace = ((body.get("metadata") or {}).get("namespace") or target.namespace) if resource.namespaced else None
+    try:
+        resource.server_side_apply(body=body, namespace=namespace, field_manager="k8s-lab-check", dry_run="All",
+                                   force_conflicts=True, query_params=[("fieldValidation", "Strict")],
+                                   _request_timeout=30)
+    except DynamicApiError as error:
+        try:
+            return json.loads(error.body).get("message") or str(error.summary())
+        except (TypeError, ValueError):
+            return error.summary()
+    return None
+
+
 def node_ready(node: client.V1Node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 

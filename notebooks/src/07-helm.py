@@ -382,9 +382,10 @@ nb.helm("rollback", RELEASE, str(before_upgrade), "--history-max", str(notebook.
 @checks.checkpoint("helm.rollback", points=2,
                    hint="helm -n k8s-assignment history k8s-lab; then helm -n k8s-assignment rollback k8s-lab <the revision before the upgrade> --wait")
 def helm_rollback():
-    entries = notebook.helm_history(nb)
-    if not entries or not entries[-1]["description"].startswith("Rollback to"):
-        return checks.fail(f"the latest revision is not a rollback: {entries[-1]['description'] if entries else 'no release'}")
+    latest = notebook.release_record(nb)
+    description = latest["info"].get("description", "") if latest else "no release"
+    if not description.startswith("Rollback to"):
+        return checks.fail(f"the latest revision is not a rollback: {description}")
     web = checks.deployment_ready("web", replicas=3)
     if not web.passed:
         return web

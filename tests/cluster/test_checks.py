@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+from dataclasses import replace
 
 import pytest
 
 from lab import checks, config
 from lab.cluster import kube
-from lab.system import deploy
+from lab.system import deploy, helm_records
 from tests.support import TARGET, helm, kubectl, run, say
 
 pytestmark = pytest.mark.cluster
@@ -128,7 +129,7 @@ def objects(tmp_path_factory):
             kubectl("rollout", "status", f"{kind}/{name}", "-n", NS, "--timeout=240s", timeout=300)
         kubectl("wait", "-n", NS, "--for=jsonpath={.status.phase}=Bound", "pvc/data-store-0", "--timeout=120s",
                 timeout=180)
-        yield
+        yield chart
     finally:
         say(f"deleting {NS}")
         kubectl("delete", "namespace", NS, "--wait=false", check=False)
@@ -210,10 +211,19 @@ def test_a_checkpoint_records_cluster_and_object_uids_but_no_secret(objects, cap
 def test_helm_revisions_and_object_metadata_are_what_helm_and_kubectl_see(objects):
     """Checkpoints read Helm's records and the chart's objects through the API, not by starting
     helm and kubectl: they must see what those tools see."""
+    helm("upgrade", RELEASE, str(objects), "-n", NS, "--set", "greeting=hello", "--wait", "--timeout", "120s")
     history = json.loads(helm("history", RELEASE, "-n", NS, "-o", "json").stdout)
     revisions = checks.helm_revisions(RELEASE)
+    assert len(history) >= 2
     assert [(r["revision"], r["status"]) for r in revisions] == [(e["revision"], e["status"]) for e in history]
     assert checks.helm_revisions("absent-release") == []
+    target = replace(TARGET, namespace=NS)
+    latest = helm_records.record(target, RELEASE)
+    assert latest["config"] == json.loads(helm("get", "values", RELEASE, "-n", NS, "-o", "json").stdout)
+    assert latest["config"] == {"greeting": "hello"}
+    assert latest["info"]["description"] == history[-1]["description"]
+    assert helm_records.record(target, RELEASE, revision=1)["info"]["status"] == "superseded"
+    assert helm_records.record(target, "absent-release") is None
     made_by_helm = kube.read_metadata(TARGET, "ConfigMap", "from-helm", NS, "v1")
     assert made_by_helm["uid"] == uid("configmap", "from-helm")
     assert made_by_helm["annotations"]["meta.helm.sh/release-name"] == RELEASE
@@ -222,6 +232,20 @@ def test_helm_revisions_and_object_metadata_are_what_helm_and_kubectl_see(object
     assert policy["uid"] == uid("networkpolicy", "deny-ingress")
     assert kube.read_metadata(TARGET, "Namespace", NS, None)["uid"] == uid("namespace", NS, None)
     assert kube.read_metadata(TARGET, "ConfigMap", "absent", NS) is None
+
+
+def test_a_server_side_dry_run_refuses_what_the_api_would_and_stores_nothing(objects):
+    """tasks.api_refusal asks the API server, not kubectl, whether a student's file would apply."""
+    target = replace(TARGET, namespace=NS)
+    fine = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry-run-only"}, "data": {"a": "b"}}
+    assert kube.dry_run_apply(target, fine) is None
+    assert kube.read_metadata(TARGET, "ConfigMap", "dry-run-only", NS) is None, "a dry run stores nothing"
+    misspelt = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry-run-only"}, "dta": {"a": "b"}}
+    assert "dta" in kube.dry_run_apply(target, misspelt)
+    negative = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pause"}, "spec": {"replicas": -1}}
+    assert "spec.replicas" in kube.dry_run_apply(target, negative)
+    unknown = {"apiVersion": "v1", "kind": "NoSuchKind", "metadata": {"name": "x"}}
+    assert kube.dry_run_apply(target, unknown) == 'no matches for kind "NoSuchKind" in version "v1"'
 
 
 # ------------------------------------------------------------------------- failing checks

@@ -13,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from lab import checks
+from lab.system import helm_records
 from lab.errors import LabError
 
 IDENTITY = {"context": "kind-k8s-lab", "kube_system_uid": "cluster-test-uid"}
@@ -370,8 +371,9 @@ def test_helm_release_deployed_reads_the_latest_revision(monkeypatch, labels, pa
         assert "PartialObjectMetadataList" in options["_headers"]["Accept"] and not options["_preload_content"]
         return types.SimpleNamespace(data=json.dumps({"kind": "PartialObjectMetadataList", "items": secrets}))
 
-    install(monkeypatch, core={"list_namespaced_secret": metadata_list,
-                               "list_namespaced_config_map": lambda namespace, **options: types.SimpleNamespace(data="{}")})
+    core = types.SimpleNamespace(list_namespaced_secret=metadata_list,
+                                 list_namespaced_config_map=lambda namespace, **options: types.SimpleNamespace(data="{}"))
+    monkeypatch.setattr(helm_records.kube, "core", lambda target: core)
     checks.configure(namespace="ns")
     result = checks.helm_release_deployed("k8s-lab")
     assert result.passed is passed and text in result.message
