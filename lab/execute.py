@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import yaml
 
-from lab import timing
+from lab import timing, yamldoc
 from lab.config import REPO_ROOT
 from lab.errors import LabError
 
@@ -143,7 +143,7 @@ def parse_parameters(items: Iterable[str]) -> dict[str, Any]:
                 "write parameters as -p name=value, with a Python identifier as the name",
             )
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yamldoc.load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise LabError(f"cannot read the value of parameter {key!r}: {raw!r}", f"quote it ({exc.__class__.__name__})")
         if isinstance(value, (_dt.date, _dt.datetime)):

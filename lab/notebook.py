@@ -59,7 +59,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from lab import config, runner, timing
+from lab import config, runner, timing, yamldoc
 from lab.errors import LabError
 from lab.progress import step
 from lab.system.deploy import _CLUSTER_SCOPED, DEFAULT_PV, MANIFESTS_DIR, rewrite_namespace  # noqa: F401 - the notebooks' names
@@ -113,7 +113,7 @@ def _kind_contexts(kubeconfig: str = "") -> set[str]:
     names: set[str] = set()
     for path in kubeconfig_paths(Path(kubeconfig) if kubeconfig else None):
         try:
-            document = yaml.safe_load(path.read_text()) or {}
+            document = yamldoc.load(path.read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
         for context in document.get("contexts") or []:
@@ -594,7 +594,7 @@ class Lab:
         from lab.system import hostdirs
         from lab.system import deploy
 
-        documents = [d for d in yaml.safe_load_all(text) if d]
+        documents = [d for d in yamldoc.load_all(text) if d]
         self.remember_secret(*deploy._secret_values(documents))
         hostdirs.prepare(documents, self.cluster)
         rel = Path(path)
@@ -617,11 +617,12 @@ class Lab:
         """The Docker containers that are this cluster's nodes (stopped ones included)."""
         from lab.host import docker
 
-        if not docker.engine_ready():
+        try:
+            listed = docker.run(["ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={self.cluster}",
+                                 "--format", "{{.Names}}"], check=False, timeout=30)
+        except LabError:  # no Docker at all
             return []
-        out = docker.output(["ps", "-a", "--filter", f"label=io.x-k8s.kind.cluster={self.cluster}",
-                             "--format", "{{.Names}}"])
-        return sorted(out.split())
+        return sorted(listed.stdout.decode().split()) if listed.returncode == 0 else []
 
     def cluster_up(self):
         """The lab's ``lab cluster up``: reuse the running cluster (same number of nodes, stopped
@@ -990,7 +991,7 @@ def chart_objects(lab: Lab, extra: Sequence[str] = ()) -> list[dict]:
     [{"kind", "name", "api_version", "namespace" (None when cluster-scoped)}]."""
     result = lab.helm("template", RELEASE, str(CHART_DIR), *helm_set_args(lab), *extra, show=False)
     objects = []
-    for doc in yaml.safe_load_all(result.stdout):
+    for doc in yamldoc.load_all(result.stdout):
         if not doc:
             continue
         meta = doc.get("metadata") or {}
@@ -1008,17 +1009,18 @@ def ownership(lab: Lab, objects: Iterable[Mapping[str, Any]]) -> list[dict]:
 
     from lab.cluster import kube
 
+    def kind_of(obj: Mapping[str, Any]) -> tuple:
+        return obj["kind"], obj["namespace"], obj.get("api_version")
+
     objects = list(objects)
-
-    def metadata(obj: Mapping[str, Any]) -> dict | None:
-        return kube.read_metadata(lab.target, obj["kind"], obj["name"], obj["namespace"], obj.get("api_version"))
-
-    # Only the metadata, through the API and a few at a time: one kubectl per check (its start-up
-    # and discovery) cost more than reading the two dozen objects of the chart.
+    kinds = sorted({kind_of(obj) for obj in objects}, key=str)
+    # Metadata only, one list per kind and a few kinds at a time: the chart's two dozen objects are
+    # a dozen kinds; a kubectl per check (its start-up and discovery) cost more than all of them.
     with ThreadPoolExecutor(max_workers=4) as pool:
-        found = list(pool.map(metadata, objects))
+        by_kind = dict(zip(kinds, pool.map(lambda kind: kube.metadata_by_name(lab.target, *kind), kinds)))
     rows = []
-    for obj, meta in zip(objects, found):
+    for obj in objects:
+        meta = by_kind[kind_of(obj)].get(obj["name"])
         if meta is None:
             rows.append({**obj, "exists": False, "managed_by": None, "release": None, "state": "to create"})
             continue

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from lab import config
+from lab import config, yamldoc
 from lab.errors import LabError
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -102,7 +102,7 @@ def kubeconfig_contexts(kubeconfig: Path | None = None) -> set[str]:
     names: set[str] = set()
     for path in kubeconfig_paths(kubeconfig):
         try:
-            document = yaml.safe_load(path.read_text()) or {}
+            document = yamldoc.load(path.read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
         names.update(c.get("name") for c in document.get("contexts") or [] if isinstance(c, dict))

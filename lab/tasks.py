@@ -18,12 +18,12 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 import yaml
 
-from lab import checks, config, notebook
+from lab import checks, config, notebook, yamldoc
 from lab.cluster import classroom
 from lab.errors import LabError
 
@@ -42,7 +42,7 @@ def read_objects(path: str | Path) -> tuple[list[dict], list[str]]:
     if not path.exists():
         return [], [f"{path} does not exist: run the %%writefile cell above first"]
     try:
-        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        documents = [d for d in yamldoc.load_all(path.read_text()) if d is not None]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
@@ -108,7 +108,7 @@ def apply(lab, path: str | Path, *kinds: str, dry_run: bool = False) -> bool:
         # run as root to chown it), as `lab deploy` does for the manifests.
         from lab.system import hostdirs
 
-        hostdirs.prepare([d for d in yaml.safe_load_all(text) if isinstance(d, dict)], lab.cluster)
+        hostdirs.prepare([d for d in yamldoc.load_all(text) if isinstance(d, dict)], lab.cluster)
     result = lab.kubectl("apply", "-f", "-", *extra, stdin=text, check=False, show=False)
     if result.output.strip():
         print(result.output.rstrip())
@@ -125,7 +125,7 @@ def api_refusal(lab, path: str | Path) -> str | None:
     path = Path(path)
     if not path.exists():
         return None
-    for document in yaml.safe_load_all(_as_applied(lab, path)):
+    for document in yamldoc.load_all(_as_applied(lab, path)):
         refusal = kube.dry_run_apply(lab.target, document) if isinstance(document, dict) else None
         if refusal:
             return " ".join(refusal.split())[-400:]
@@ -461,17 +461,24 @@ def _downward_env_unwritten(deployment: dict) -> list[str]:
     return [f"render-page's env {name}" for name in (*DOWNWARD, SERVING_HOST) if name not in names]
 
 
-def _read_file(lab, pod: str, container: str, path: str) -> str:
-    """A file in a running container; "" when it cannot be read."""
+def _page(lab, pod) -> str:
+    """whoami.json as nginx serves it, through the API server's Pod proxy (milliseconds); when nginx
+    does not serve it, as render-page wrote it into the container (an exec, a tenth of a second),
+    so that a page nginx cannot find is still judged by what the init container wrote."""
     from lab.cluster import kube
 
-    run = kube.exec_in_pod(lab.target, pod, ["cat", path], container=container, timeout=10)
+    nginx = next((c for c in pod.spec.containers if c.name == "nginx"), None)
+    ports = [p.container_port for p in (nginx.ports or [])] if nginx else []
+    served = kube.pod_http_get(lab.target, pod.metadata.name, ports[0], PurePosixPath(WEB_PAGE).name) if ports else None
+    if served is not None:
+        return served
+    run = kube.exec_in_pod(lab.target, pod.metadata.name, ["cat", WEB_PAGE], container="nginx", timeout=10)
     return run.stdout if run.ok else ""
 
 
 def _serving_host_problems(lab, deployment: dict) -> tuple[list[str], dict]:
     """What the pages render-page wrote say about the serving host: each web Pod's own page must
-    name that Pod (it is the one that serves it). Reads whoami.json in the running Pods."""
+    name that Pod (it is the one that serves it). Reads whoami.json from the running Pods."""
     from lab.cluster import kube
 
     labels = field(deployment, "spec.selector.matchLabels") or {}
@@ -481,9 +488,8 @@ def _serving_host_problems(lab, deployment: dict) -> tuple[list[str], dict]:
             if p.metadata.deletion_timestamp is None and p.status.phase == "Running"]
     wrong: dict[str, list[tuple[str, str]]] = {}
     read = {}
-    # One exec per Pod, all at once: each is mostly the round trip to the container.
     with ThreadPoolExecutor(max_workers=max(1, len(pods))) as pool:
-        pages = list(pool.map(lambda pod: _read_file(lab, pod.metadata.name, "nginx", WEB_PAGE), pods))
+        pages = list(pool.map(lambda pod: _page(lab, pod), pods))
     for pod, page in zip(pods, pages):
         name = pod.metadata.name
         try:
@@ -590,7 +596,7 @@ def helm_upgrade(lab, values: str | Path | None = None, *, chart: str | Path | N
     if values is not None:
         values = Path(values)
         try:
-            document = yaml.safe_load(values.read_text()) if values.exists() else None
+            document = yamldoc.load(values.read_text()) if values.exists() else None
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             print(f"not upgraded: {values} is not valid YAML" + (f" (line {mark.line + 1})" if mark else ""))

@@ -85,13 +85,18 @@ def checkpoint():
 
 def waits(argv: Sequence[str]) -> bool:
     """Whether an external command waits on the cluster rather than doing work of its own: a
-    waiting kubectl or helm, and kind making, removing or loading nodes (booting containers and
+    waiting kubectl or helm (``kubectl delete`` waits for what it deletes to be gone unless told
+    ``--wait=false``), and kind making, removing or loading nodes (booting containers and
     importing images is the cluster's work, which a plain script does just the same)."""
     args = [str(a) for a in argv[1:]]
-    if argv and Path(str(argv[0])).name == "kind":
+    program = Path(str(argv[0])).name if argv else ""
+    if program == "kind":
         return any(_subcommand(args, *words) for words in (("create", "cluster"), ("delete", "cluster"), ("load",)))
-    return ("--wait" in args or any(a.startswith("--wait=") and a != "--wait=false" for a in args)
-            or _subcommand(args, "wait") or _subcommand(args, "rollout", "status"))
+    if "--wait=false" in args:
+        return False
+    return ("--wait" in args or any(a.startswith("--wait=") for a in args)
+            or _subcommand(args, "wait") or _subcommand(args, "rollout", "status")
+            or (program == "kubectl" and _subcommand(args, "delete")))
 
 
 def _subcommand(args: list[str], *words: str) -> bool:

@@ -44,7 +44,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from lab import config
+from lab import config, yamldoc
 from lab.errors import LabError
 from lab.system import hostdirs
 from lab.target import Target
@@ -158,7 +158,7 @@ def _pvs(namespace: str, labels: dict) -> list[dict]:
     pvs = []
     for name in ("database-pv.yaml", "backups-pv.yaml"):
         text = (deploy.MANIFESTS_DIR / "01-storage" / name).read_text()
-        pv = next(d for d in yaml.safe_load_all(deploy.rewrite_namespace(text, namespace)) if d)
+        pv = next(d for d in yamldoc.load_all(deploy.rewrite_namespace(text, namespace)) if d)
         pv["metadata"].setdefault("labels", {}).update(labels)
         pvs.append(pv)
     return pvs
@@ -166,7 +166,7 @@ def _pvs(namespace: str, labels: dict) -> list[dict]:
 
 def kind_pod_network() -> str:
     """The Pod network of the lab's kind clusters (manifests/kind/cluster.yaml)."""
-    document = yaml.safe_load((config.REPO_ROOT / "manifests" / "kind" / "cluster.yaml").read_text())
+    document = yamldoc.load((config.REPO_ROOT / "manifests" / "kind" / "cluster.yaml").read_text())
     return document["networking"]["podSubnet"]
 
 
@@ -178,7 +178,7 @@ def pod_networks(target: Target) -> list[str]:
     core = kube.core(target)
     try:
         found = core.read_namespaced_config_map("kubeadm-config", "kube-system", _request_timeout=30)
-        subnet = yaml.safe_load((found.data or {}).get("ClusterConfiguration") or "{}").get("networking", {}).get("podSubnet")
+        subnet = yamldoc.load((found.data or {}).get("ClusterConfiguration") or "{}").get("networking", {}).get("podSubnet")
     except Exception:  # noqa: BLE001 - not a kubeadm cluster: the nodes say
         subnet = None
     if subnet:
@@ -457,7 +457,7 @@ def detect(context: str, kubeconfig: str | None = None) -> str | None:
     documents = []
     for path in kubeconfig_paths(Path(kubeconfig) if kubeconfig else None):
         try:
-            documents.append(yaml.safe_load(path.read_text()) or {})
+            documents.append(yamldoc.load(path.read_text()) or {})
         except (OSError, yaml.YAMLError):
             continue
     namespace = context_namespace(documents, context)

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
-from lab import config, runner, timing
+from lab import config, runner, timing, yamldoc
 from lab.cluster import kube
 from lab.errors import LabError
 from lab.host import docker, tools
@@ -83,7 +83,7 @@ def render_config(workers: int, data_dir: Path, host_port: int = config.WEB_HOST
     """The kind config from the repo, with the data directory and `workers` worker nodes."""
     if workers < 0:
         raise LabError(f"--workers must be 0 or more, not {workers}")
-    document = yaml.safe_load(KIND_CONFIG.read_text())
+    document = yamldoc.load(KIND_CONFIG.read_text())
     worker = document.pop("worker")
     for node in (document["nodes"][0], worker):
         for mount in node["extraMounts"]:

@@ -136,6 +136,20 @@ def exec_in_pod(target: Target, pod: str, command: Sequence[str], *, container: 
     return Exec(stdout, stderr, code, problem)
 
 
+def pod_http_get(target: Target, pod: str, port: int | str, path: str, *, namespace: str | None = None,
+                 timeout: float = 5) -> str | None:
+    """The body a Pod's HTTP server answers for ``path`` on ``port`` (a number or a port's name),
+    through the API server's Pod proxy: a few milliseconds where an exec takes a tenth of a second.
+    None when it does not answer 200."""
+    try:
+        response = core(target).connect_get_namespaced_pod_proxy_with_path(
+            f"{pod}:{port}", namespace or target.namespace, path.lstrip("/"), _preload_content=False,
+            _request_timeout=timeout)
+    except Exception:  # noqa: BLE001 - refused, not found, timed out: no answer either way
+        return None
+    return response.data.decode(errors="replace") if response.status == 200 else None
+
+
 def _refusal(error: Exception) -> str:
     """Why the API server refused an exec: the message of the Status it sent with the refused
     websocket handshake ("pods "x" not found"), or the error itself."""
@@ -187,23 +201,19 @@ def _dynamic(api: client.ApiClient):
     return DynamicClient(api, cache_file=str(cache))
 
 
-_METADATA_ONE = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}
+_METADATA_LIST = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 
 
-def read_metadata(target: Target, kind: str, name: str, namespace: str | None,
-                  api_version: str | None = None) -> dict | None:
-    """The metadata (name, uid, labels, annotations, ...) of one object of any kind, as a dict;
-    None when it does not exist. ``namespace`` None: a cluster-scoped object."""
-    from kubernetes.dynamic.exceptions import NotFoundError
-
+def metadata_by_name(target: Target, kind: str, namespace: str | None,
+                     api_version: str | None = None) -> dict[str, dict]:
+    """The metadata (name, uid, labels, annotations, ...) of every object of one kind of any API
+    group in ``namespace`` (None: a cluster-scoped kind), by name: one list call, metadata only,
+    however many of them a caller asks about."""
     dynamic = _dynamic(api_client(target))
     resource = dynamic.resources.get(kind=kind, **({"api_version": api_version} if api_version else {}))
-    try:
-        found = resource.get(name=name, namespace=namespace, header_params=dict(_METADATA_ONE),
-                             _request_timeout=30)
-    except NotFoundError:
-        return None
-    return found.to_dict().get("metadata") or {}
+    found = resource.get(namespace=namespace, header_params=dict(_METADATA_LIST), _request_timeout=30)
+    items = [item.get("metadata") or {} for item in found.to_dict().get("items") or []]
+    return {meta.get("name"): meta for meta in items}
 
 
 def dry_run_apply(target: Target, body: dict) -> str | None:

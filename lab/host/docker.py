@@ -146,6 +146,19 @@ def exec_(container: str, command: list[str], input: bytes | None = None) -> str
     return run(args, input=input).stdout.decode()
 
 
+def exec_each(containers: list[str], command: list[str]) -> dict[str, str | None]:
+    """``command`` in every container at once (each ``docker exec`` mostly waits on the runtime):
+    its stdout per container, None where it failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(container: str) -> str | None:
+        result = run(["exec", container, *command], check=False, timeout=60)
+        return result.stdout.decode(errors="replace") if result.returncode == 0 else None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(containers))) as pool:
+        return dict(zip(containers, pool.map(one, containers)))
+
+
 def copy_into(container: str, source: Path, destination: str) -> None:
     run(["cp", str(source), f"{container}:{destination}"])
 

@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from lab import config, timing
+from lab import config, timing, yamldoc
 from lab.build import images
 from lab.build.images import WATCHER_GO_IMAGE, WATCHER_IMAGE
 from lab.cluster import kind, kube
@@ -615,8 +615,6 @@ def watcher_objects(namespace: str, image: str | None = None, env: dict[str, str
     """The watcher's ServiceAccount, Role, RoleBinding and DaemonSet for ``namespace``, rendered
     from the chart's defaults (``helm template``) for ``implementation`` (python or go), with extra
     environment variables for its container."""
-    import yaml
-
     if implementation not in IMPLEMENTATIONS:
         raise LabError(f"unknown watcher implementation {implementation!r}",
                        hint=f"use one of: {', '.join(IMPLEMENTATIONS)}")
@@ -628,7 +626,7 @@ def watcher_objects(namespace: str, image: str | None = None, env: dict[str, str
         cmd += ["--show-only", template]
     proc = tools.run("helm", *cmd, timeout=120, what="helm template of the watcher",
                      hint="check chart/templates/watcher/ with `helm lint chart`")
-    objects = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    objects = [d for d in yamldoc.load_all(proc.stdout) if d]
     for obj in objects:
         if obj.get("kind") != "DaemonSet" or not env:
             continue

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 import yaml
 
+from lab import yamldoc
 from lab.errors import LabError
 from lab.target import Target
 
@@ -93,7 +94,7 @@ def generated_keys(doc: dict) -> list[str]:
 def fill(text: str, target: Target) -> str:
     """YAML text with the generated keys of its annotated Secrets filled in (for each Secret's
     own namespace). Text without such a Secret comes back unchanged."""
-    documents = list(yaml.safe_load_all(text))
+    documents = list(yamldoc.load_all(text))
     targets = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Secret" and generated_keys(d)]
     if not targets:
         return text

@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from lab import config, runner, timing
+from lab import config, runner, timing, yamldoc
 from lab.system import credentials
 from lab.system import hostdirs
 from lab.cluster import kube
@@ -109,7 +109,7 @@ def _pod_specs(document: dict) -> list[dict]:
 def substitute_images(text: str, substitutions: dict[str, str]) -> str:
     """YAML text with every container's whole image reference replaced per `substitutions`
     (parsed and written again as YAML; unchanged text when there is nothing to replace)."""
-    documents = [d for d in yaml.safe_load_all(text) if d]
+    documents = [d for d in yamldoc.load_all(text) if d]
     changed = False
     for document in documents:
         for pod in _pod_specs(document):
@@ -176,9 +176,9 @@ def _committed_secrets(files: tuple[tuple[str, int, int], ...]) -> frozenset[str
     *manifests, (chart_values_path, *_) = files
     docs: list[dict] = []
     for path, *_ in manifests:
-        docs += [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+        docs += [d for d in yamldoc.load_all(Path(path).read_text()) if d]
     values = _secret_values(docs)
-    chart_values = yaml.safe_load(Path(chart_values_path).read_text()) or {}
+    chart_values = yamldoc.load(Path(chart_values_path).read_text()) or {}
     auth = ((chart_values.get("database") or {}).get("auth") or {})
     values |= {str(auth[k]) for k in ("rootPassword", "password") if auth.get(k)}
     return frozenset(values)
@@ -196,7 +196,7 @@ def rewrite_namespace(text: str, namespace: str) -> str:
     cluster-wide)."""
     if namespace == config.NAMESPACE:
         return text
-    documents = [d for d in yaml.safe_load_all(text) if d]
+    documents = [d for d in yamldoc.load_all(text) if d]
     for doc in documents:
         kind = doc.get("kind")
         meta = doc.setdefault("metadata", {})
@@ -546,7 +546,7 @@ def _deploy_manifests(target: Target, mode: str, wait: bool, timeout: float) -> 
     applied: list[str] = []
     for layer in layers():
         text = credentials.fill(render_layer(layer, mode), target)
-        documents = list(yaml.safe_load_all(text))
+        documents = list(yamldoc.load_all(text))
         secrets |= _secret_values(documents)
         hostdirs.prepare(documents, target.cluster)
         with step(f"kubectl apply -f manifests/{layer.name}"):
@@ -590,7 +590,7 @@ def prepare_for_helm(target: Target, args: Sequence[str]) -> None:
     its PersistentVolumes, owned by the uid that uses them (no Pod may run as root to chown)."""
     rendered = _run(target, helm_cmd(target, "template", RELEASE, str(CHART_DIR), "--namespace", target.namespace,
                                      "--set", "namespace.create=true", *args), "helm template", timeout=120).stdout
-    documents = [d for d in yaml.safe_load_all(rendered) if d]
+    documents = [d for d in yamldoc.load_all(rendered) if d]
     [namespace] = [d for d in documents if d.get("kind") == "Namespace"]
     labels = [f"{k}={v}" for k, v in namespace["metadata"]["labels"].items() if k.startswith("pod-security.")]
     namespace = target.namespace
@@ -618,7 +618,7 @@ def helm_values(target: Target, revision: int | None = None) -> dict:
     args = ["get", "values", RELEASE, "--namespace", target.namespace, "--output", "yaml"]
     if revision is not None:
         args += ["--revision", str(revision)]
-    return yaml.safe_load(_run(target, helm_cmd(target, *args), "helm get values", timeout=60).stdout) or {}
+    return yamldoc.load(_run(target, helm_cmd(target, *args), "helm get values", timeout=60).stdout) or {}
 
 
 def helm_rollback(target: Target, revision: int | None = None, wait: bool = True,

@@ -220,9 +220,8 @@ def cluster_node_image():
     from lab import config
     from lab.host import docker
 
-    images = {}
-    for name in nb.node_containers():
-        images[name] = docker.output(["inspect", "--format", "{{.Config.Image}}", name])
+    nodes = nb.node_containers()
+    images = dict(zip(nodes, docker.output(["inspect", "--format", "{{.Config.Image}}", *nodes]).split())) if nodes else {}
     known = {config.UPSTREAM_NODE_IMAGE: "online", config.OFFLINE_NODE_IMAGE: "offline"}
     odd = {n: i for n, i in images.items() if i not in known}
     if not images:

@@ -393,8 +393,8 @@ def storage_host_directory():
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(token)
     nodes = nb.node_containers()
-    blind = [n for n in nodes
-             if docker.run(["exec", n, "cat", f"{notebook.NODE_DATA_PATH}/.mount-check"], check=False).stdout.decode().strip() != token]
+    seen = docker.exec_each(nodes, ["cat", f"{notebook.NODE_DATA_PATH}/.mount-check"])
+    blind = [node for node, text in seen.items() if (text or "").strip() != token]
     if not nodes:
         return checks.fail(f"no node containers of cluster {nb.cluster}")
     if blind:

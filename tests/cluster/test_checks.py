@@ -224,14 +224,15 @@ def test_helm_revisions_and_object_metadata_are_what_helm_and_kubectl_see(object
     assert latest["info"]["description"] == history[-1]["description"]
     assert helm_records.record(target, RELEASE, revision=1)["info"]["status"] == "superseded"
     assert helm_records.record(target, "absent-release") is None
-    made_by_helm = kube.read_metadata(TARGET, "ConfigMap", "from-helm", NS, "v1")
+    config_maps = kube.metadata_by_name(TARGET, "ConfigMap", NS, "v1")
+    made_by_helm = config_maps["from-helm"]
     assert made_by_helm["uid"] == uid("configmap", "from-helm")
     assert made_by_helm["annotations"]["meta.helm.sh/release-name"] == RELEASE
     assert made_by_helm["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-    policy = kube.read_metadata(TARGET, "NetworkPolicy", "deny-ingress", NS, "networking.k8s.io/v1")
+    policy = kube.metadata_by_name(TARGET, "NetworkPolicy", NS, "networking.k8s.io/v1")["deny-ingress"]
     assert policy["uid"] == uid("networkpolicy", "deny-ingress")
-    assert kube.read_metadata(TARGET, "Namespace", NS, None)["uid"] == uid("namespace", NS, None)
-    assert kube.read_metadata(TARGET, "ConfigMap", "absent", NS) is None
+    assert kube.metadata_by_name(TARGET, "Namespace", None)[NS]["uid"] == uid("namespace", NS, None)
+    assert "absent" not in config_maps
 
 
 def test_a_server_side_dry_run_refuses_what_the_api_would_and_stores_nothing(objects):
@@ -239,7 +240,7 @@ def test_a_server_side_dry_run_refuses_what_the_api_would_and_stores_nothing(obj
     target = replace(TARGET, namespace=NS)
     fine = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry-run-only"}, "data": {"a": "b"}}
     assert kube.dry_run_apply(target, fine) is None
-    assert kube.read_metadata(TARGET, "ConfigMap", "dry-run-only", NS) is None, "a dry run stores nothing"
+    assert "dry-run-only" not in kube.metadata_by_name(TARGET, "ConfigMap", NS), "a dry run stores nothing"
     misspelt = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry-run-only"}, "dta": {"a": "b"}}
     assert "dta" in kube.dry_run_apply(target, misspelt)
     negative = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pause"}, "spec": {"replicas": -1}}

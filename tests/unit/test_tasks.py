@@ -302,17 +302,29 @@ def web_cluster(lab, monkeypatch, tmp_path):
     state = {"deployment": _web_deployment(), "pages": {name: name for name in ("web-a", "web-b", "web-c")}}
     monkeypatch.setattr(tasks, "_lab", lambda namespace, context: lab)
     monkeypatch.setattr(lab, "read", lambda kind, name, namespace=None: state["deployment"] if kind == "Deployment" else None)
+    state["served"] = True  # nginx serves the page; False: only the file in the container has it
+    nginx = SimpleNamespace(name="nginx", ports=[SimpleNamespace(container_port=8080)])
     pods = [SimpleNamespace(metadata=SimpleNamespace(name=n, uid=f"uid-{n}", deletion_timestamp=None),
-                            status=SimpleNamespace(phase="Running")) for n in state["pages"]]
+                            spec=SimpleNamespace(containers=[nginx]), status=SimpleNamespace(phase="Running"))
+            for n in state["pages"]]
     monkeypatch.setattr(kube, "core", lambda target: SimpleNamespace(
         list_namespaced_pod=lambda namespace, label_selector, _request_timeout: SimpleNamespace(items=pods)))
 
-    def read_file(lab, pod, container, path):
-        assert (container, path) == ("nginx", tasks.WEB_PAGE)
-        page = state["pages"][pod]
-        return "" if page is None else json.dumps({"pod_name": pod, "serving_host": page})
+    def page(pod):
+        host = state["pages"][pod]
+        return None if host is None else json.dumps({"pod_name": pod, "serving_host": host})
 
-    monkeypatch.setattr(tasks, "_read_file", read_file)
+    def http_get(target, pod, port, path):
+        assert (port, path) == (8080, "whoami.json")
+        return page(pod) if state["served"] else None
+
+    def exec_in_pod(target, pod, command, container, timeout):
+        assert (container, command) == ("nginx", ["cat", tasks.WEB_PAGE])
+        text = page(pod)
+        return kube.Exec(text or "", "" if text else "cat: No such file", 0 if text else 1)
+
+    monkeypatch.setattr(kube, "pod_http_get", http_get)
+    monkeypatch.setattr(kube, "exec_in_pod", exec_in_pod)
     return state
 
 
@@ -333,6 +345,16 @@ def test_web_init_reads_the_serving_host_from_each_pods_page(web_cluster, pages,
     result = tasks.check_web_init("k8s-assignment", "kind-k8s-lab")
     assert not result.passed and message in result.message, result.message
     assert "metadata.name" not in result.message  # what is wrong, not the answer
+
+
+def test_web_init_reads_the_file_when_nginx_does_not_serve_it(web_cluster):
+    """The page comes through the API server's Pod proxy; a student's nginx config that serves
+    no whoami.json does not hide what the init container wrote."""
+    web_cluster["served"] = False
+    assert tasks.check_web_init("k8s-assignment", "kind-k8s-lab").passed
+    web_cluster["pages"]["web-b"] = "unknown"
+    result = tasks.check_web_init("k8s-assignment", "kind-k8s-lab")
+    assert not result.passed and "serving-host is 'unknown' on web-b" in result.message, result.message
 
 
 def test_web_init_without_a_page_to_read_says_so(web_cluster):

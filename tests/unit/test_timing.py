@@ -36,6 +36,9 @@ def test_a_wait_counts_as_waiting_even_around_the_lab_s_own_calls(books):
     (["kubectl", "--context", "kind-x", "wait", "--for=condition=Ready", "pod/a"], True),
     (["helm", "upgrade", "--install", "k8s-lab", "chart", "--wait", "--timeout", "300s"], True),
     (["kubectl", "--context", "kind-x", "apply", "-f", "-"], False),
+    (["kubectl", "--context", "kind-x", "-n", "ns", "delete", "pod", "web-1"], True),  # waits by default
+    (["kubectl", "--context", "kind-x", "delete", "pod", "web-1", "--wait=false"], False),
+    (["helm", "upgrade", "k8s-lab", "chart", "--wait=false"], False),
     (["helm", "history", "k8s-lab"], False),
     (["kubectl", "--context", "kind-x", "get", "pods", "-o", "json"], False),
     (["/cache/bin/kind", "create", "cluster", "--name", "k8s-lab", "--config", "-"], True),
