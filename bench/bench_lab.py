@@ -69,9 +69,9 @@ def main() -> None:
     for column in COLUMNS:
         print(f"  {column:<44} {totals[column]:8.1f} s  {100 * totals[column] / suite:5.1f} %")
     print(f"  {'checkpoints':<44} {checkpoints:8d}    mean {mean:.1f} ms, slowest {slowest:.0f} ms")
-    print(f"\n{'what took the most time':<44} {'count':>8} {'seconds':>9}")
-    for what, (n, seconds) in execute.tally([SimpleNamespace(time_split=r["time_split"]) for r in results])[:12]:
-        print(f"  {what:<42} {n:8d} {seconds:9.1f}")
+    print(f"\n{'what the lab spent its own time on':<44} {'count':>8} {'seconds':>9} {'own':>7}")
+    for what, (n, seconds, own) in execute.tally([SimpleNamespace(time_split=r["time_split"]) for r in results])[:12]:
+        print(f"  {what:<42} {n:8d} {seconds:9.1f} {own:7.1f}")
     deploy.undeploy(TARGET)  # the script starts from the same empty namespace the notebooks did
     plain = same_work()
     print(f"{'bench/same_work.sh (kubectl, helm, a shell)':<46} {plain:8.1f} s")

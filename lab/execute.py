@@ -391,22 +391,24 @@ def _time_split_table(results: Sequence[NotebookResult]) -> list[str]:
         whole, " | ".join(f"{totals[k]:.1f} ({100 * totals[k] / whole:.0f}%)" for k in totals)))
     spent = tally(timed)
     if spent:
-        lines += ["", "What took the most time (commands by program and subcommand, API calls by verb, "
-                      "SQL requests; a command under a wait counts as waiting above):", "",
-                  "| what | count | seconds |", "| --- | ---: | ---: |"]
-        lines += [f"| `{what}` | {n} | {seconds:.1f} |" for what, (n, seconds) in spent[:10]]
+        lines += ["", "What the lab's own work went to (commands by program and subcommand, API calls by verb, "
+                      "SQL requests; the time a command spent under a wait is waiting, not the lab's own):", "",
+                  "| what | count | seconds | of them the lab's own |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| `{what}` | {n} | {seconds:.1f} | {own:.1f} |" for what, (n, seconds, own) in spent[:10]]
     return lines
 
 
-def tally(results: Sequence[NotebookResult]) -> list[tuple[str, tuple[int, float]]]:
-    """The notebooks' ``by_what`` tallies summed, the most time first."""
+def tally(results: Sequence[NotebookResult]) -> list[tuple[str, tuple[int, float, float]]]:
+    """The notebooks' ``by_what`` tallies summed as (count, seconds, the lab's own seconds), the
+    most of the lab's own time first."""
     summed: dict[str, list[float]] = {}
     for r in results:
-        for what, (n, seconds) in (r.time_split or {}).get("by_what", {}).items():
-            line = summed.setdefault(what, [0, 0.0])
+        for what, (n, seconds, own) in (r.time_split or {}).get("by_what", {}).items():
+            line = summed.setdefault(what, [0, 0.0, 0.0])
             line[0] += n
             line[1] += seconds
-    return sorted(((w, (int(n), s)) for w, (n, s) in summed.items()), key=lambda item: -item[1][1])
+            line[2] += own
+    return sorted(((w, (int(n), s, o)) for w, (n, s, o) in summed.items()), key=lambda item: (-item[1][2], -item[1][1]))
 
 
 Listener = Callable[[str, NotebookResult], None]

@@ -33,7 +33,7 @@ TIMING_FILE_ENV = "LAB_TIMING_FILE"
 
 spent: dict[str, float] = {WAIT: 0.0, LAB: 0.0}
 checkpoint_ms: list[float] = []
-by_what: dict[str, list[float]] = {}  # what -> [count, seconds]
+by_what: dict[str, list[float]] = {}  # what -> [count, seconds, of them the lab's own (under no wait)]
 TOP = 15
 _active: Counter = Counter()
 _last_mark: float | None = None
@@ -105,11 +105,15 @@ def _subcommand(args: list[str], *words: str) -> bool:
 
 
 def tally(what: str, kind: str = LAB):
-    """``measure(kind)``, and the elapsed time added to ``what``'s line in ``by_what``."""
+    """``measure(kind)``, and the elapsed time added to ``what``'s line in ``by_what``: to its
+    seconds, and to its own seconds too when no wait holds it (then it is the lab's own work)."""
+    own = kind == LAB and not _active[WAIT]
+
     def keep(seconds: float) -> None:
-        line = by_what.setdefault(what, [0, 0.0])
+        line = by_what.setdefault(what, [0, 0.0, 0.0])
         line[0] += 1
         line[1] += seconds
+        line[2] += seconds if own else 0.0
 
     return _timed(kind, keep)
 
@@ -138,9 +142,9 @@ def command(argv: Sequence[str]):
 
 
 def totals() -> dict:
-    top = sorted(by_what.items(), key=lambda item: -item[1][1])[:TOP]
+    top = sorted(by_what.items(), key=lambda item: (-item[1][2], -item[1][1]))[:TOP]
     return {**{k: round(v, 3) for k, v in spent.items()}, "checkpoints": len(checkpoint_ms),
-            "by_what": {what: [int(n), round(seconds, 3)] for what, (n, seconds) in top},
+            "by_what": {what: [int(n), round(seconds, 3), round(own, 3)] for what, (n, seconds, own) in top},
             "checkpoint_ms_max": round(max(checkpoint_ms, default=0.0), 1),
             "checkpoint_ms_mean": round(sum(checkpoint_ms) / len(checkpoint_ms), 1) if checkpoint_ms else 0.0}
 

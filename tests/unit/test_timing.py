@@ -68,8 +68,12 @@ def test_the_tally_says_what_the_time_went_to(books):
             time.sleep(0.02)
     with timing.tally("SQL"):
         time.sleep(0.05)
+    with timing.measure(timing.WAIT), timing.command(["kubectl", "get", "pods"]):
+        time.sleep(0.08)  # a poll's command: waiting, none of it the lab's own
     assert timing.by_what["helm lint"][0] == 3 and timing.by_what["helm lint"][1] >= 0.06
-    assert list(timing.totals()["by_what"]) == ["helm lint", "SQL"]  # the most time first
+    assert timing.by_what["helm lint"][2] == timing.by_what["helm lint"][1]
+    assert timing.by_what["kubectl get"][1] >= 0.08 and timing.by_what["kubectl get"][2] == 0
+    assert list(timing.totals()["by_what"]) == ["helm lint", "SQL", "kubectl get"]  # the most own time first
     assert books[timing.LAB] >= 0.11
 
 
@@ -103,4 +107,4 @@ def test_lab_run_splits_each_notebook_s_time(make_notebook, tmp_path):
     assert total == pytest.approx(report.results[0].duration_s, abs=0.01)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Where the time went" in md and "| 01-timed.ipynb |" in md.split("## Where the time went")[1]
-    assert split["by_what"]["sleep 0.5"][0] == 1 and "| `sleep 0.5` | 1 |" in md
+    assert split["by_what"]["sleep 0.5"][0] == 1 and "| `sleep 0.5` | 1 | 0.5 | 0.5 |" in md
