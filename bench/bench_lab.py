@@ -71,11 +71,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fresh", action="store_true",
                         help="recreate the cluster with one node before each side, as `make lab` finds it")
-    fresh = parser.parse_args().fresh
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="keep the executed notebooks and the report here (default: a temporary directory)")
+    options = parser.parse_args()
+    fresh = options.fresh
     if fresh:
         fresh_cluster()
     with tempfile.TemporaryDirectory(prefix="k8s-lab-bench-") as scratch:
-        suite, results = lab_run(Path(scratch))
+        suite, results = lab_run(options.out or Path(scratch))
     totals = {c: sum(r["time_split"][c] for r in results) for c in COLUMNS}
     checkpoints = sum(r["time_split"].get("checkpoints", 0) for r in results)
     slowest = max((r["time_split"].get("checkpoint_ms_max", 0) for r in results), default=0)

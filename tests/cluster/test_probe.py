@@ -172,6 +172,16 @@ def test_exec_in_pod_tells_output_and_exit_code_from_a_command_that_did_not_run(
     assert slow.exit_code is None and slow.problem == "the exec did not finish within 1s"
 
 
+def test_a_pods_http_answer_comes_through_the_api_servers_proxy(system):
+    """What build.web-init reads a web Pod's page with: a 200's body, or None for anything else."""
+    set_policies(lab_policies(CORRECT))  # HTTP to the web Pods is open to everyone, the API server too
+    page = kube.pod_http_get(TARGET, "web-0", WEB_PORT, "/", namespace=NS)
+    assert page is not None and "html" in page.lower(), page
+    assert kube.pod_http_get(TARGET, "web-0", WEB_PORT, "/no-such-page", namespace=NS) is None
+    assert kube.pod_http_get(TARGET, "web-0", 9, "/", namespace=NS) is None  # nothing listens
+    assert kube.pod_http_get(TARGET, "no-such-pod", WEB_PORT, "/", namespace=NS) is None
+
+
 def test_refused_and_timeout_are_told_apart(system):
     # Port 3307 on the database Pod: nothing listens. Opened to the web tier it answers with a
     # reset (refused); for everyone else the policy drops the packets (timeout).
