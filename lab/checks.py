@@ -36,11 +36,12 @@ from __future__ import annotations
 import glob as _glob
 import os
 import shutil
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from lab import config, evidence, runner, timing
+from lab import config, evidence, memo, runner, timing
 from lab.errors import LabError
 from lab.target import Target
 
@@ -259,6 +260,8 @@ class _Apis:
 
     _GROUPS = {"core": "CoreV1Api", "apps": "AppsV1Api", "networking": "NetworkingV1Api",
                "discovery": "DiscoveryV1Api", "version": "VersionApi"}
+    # The kube-system namespace's UID, read once: see cluster_identity.
+    kube_system_uid: str | None = None
 
     def __init__(self, api) -> None:
         self._api = api
@@ -273,11 +276,19 @@ class _Apis:
         return made
 
 
+_apis_by_client: "weakref.WeakKeyDictionary[Any, _Apis]" = weakref.WeakKeyDictionary()
+
+
 def _apis(context: str | None = None) -> _Apis:
-    """Kubernetes API groups for the context (clients are cached per context by lab.cluster.kube)."""
+    """Kubernetes API groups for the context, one set per client (lab.cluster.kube keeps a client
+    per context until its kubeconfig changes)."""
     from lab.cluster import kube
 
-    return _Apis(kube.api_client(target_for(context)))
+    api = kube.api_client(target_for(context))
+    apis = _apis_by_client.get(api)
+    if apis is None:
+        apis = _apis_by_client[api] = _Apis(api)
+    return apis
 
 
 def _describe_error(error: BaseException) -> str:
@@ -303,6 +314,18 @@ def _tool_versions() -> dict[str, str | None]:
     return versions
 
 
+def _node_images_by_uid(nodes: list[dict]) -> dict[str, str]:
+    """Node UID -> the kind node's image, remembered: a node keeps its image for life, and every
+    notebook kernel's first checkpoint asked Docker again (a process start-up)."""
+    names = {n["uid"]: n["name"] for n in nodes}
+
+    def ask(uids: list[str]) -> dict[str, str | None]:
+        images = _node_images([names[uid] for uid in uids])
+        return {uid: images.get(names[uid]) for uid in uids}
+
+    return memo.recall("node-images", names, ask)
+
+
 def _node_images(names: list[str]) -> dict[str, str]:
     """The container image of each kind node (kind runs nodes as Docker containers)."""
     docker = shutil.which("docker")
@@ -325,15 +348,18 @@ def cluster_identity(context: str | None = None) -> dict:
     """Who the cluster is: the kube-system namespace UID (unique per cluster), server version,
     nodes (name, UID, OS image, kubelet, runtime, kind node image) and kubectl/helm/kind versions.
 
-    The UID is read on every call (a recreated cluster has a new one); the rest is cached per UID.
-    Never raises: an unreachable cluster gives ``{"context": ..., "error": ...}``.
+    The UID is read once per API client: a recreated cluster has a new one, and comes with a new
+    kubeconfig entry (its address and certificates), hence a new client. The rest is cached per
+    UID. Never raises: an unreachable cluster gives ``{"context": ..., "error": ...}``.
     """
     if settings.identity is not None:
         return dict(settings.identity)
     ctx = _ctx(context)
     try:
         apis = _apis(ctx)
-        uid = apis.core.read_namespace("kube-system", _request_timeout=REQUEST_TIMEOUT_S).metadata.uid
+        uid = apis.kube_system_uid or apis.core.read_namespace(
+            "kube-system", _request_timeout=REQUEST_TIMEOUT_S).metadata.uid
+        apis.kube_system_uid = uid
     except Exception as error:  # noqa: BLE001 - no kubeconfig, refused, timed out
         return {"context": ctx, "error": _describe_error(error)}
     cached = _identity_cache.get((ctx, uid))
@@ -358,9 +384,9 @@ def cluster_identity(context: str | None = None) -> dict:
             })
     except Exception as error:  # noqa: BLE001
         identity["nodes_error"] = _describe_error(error)
-    images = _node_images([n["name"] for n in nodes])
+    images = _node_images_by_uid(nodes)
     for n in nodes:
-        n["node_image"] = images.get(n["name"])
+        n["node_image"] = images.get(n["uid"])
     identity["nodes"] = sorted(nodes, key=lambda n: n["name"])
     identity["tools"] = _tool_versions()
     _identity_cache[(ctx, uid)] = identity

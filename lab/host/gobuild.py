@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lab.config import REPO_ROOT, cache_dir
-from lab import runner
+from lab import memo, runner
 from lab.errors import LabError
 from lab.progress import step
 
@@ -64,11 +64,15 @@ class GoBuild:
 
 @lru_cache(maxsize=1)
 def go_version() -> str:
+    """The Go toolchain's version (part of every build's key), remembered per `go` binary."""
     go = shutil.which("go")
     if go is None:
         raise LabError("the offline kit builds from Go modules, but `go` is not on PATH",
                        hint="install Go 1.24 or newer (https://go.dev/dl or Debian's golang-1.2x)")
-    return runner.run([go, "env", "GOVERSION"], timeout=60).stdout.strip()
+    # GOTOOLCHAIN can make one `go` binary run another toolchain: then it is asked every time.
+    key = memo.file_key(go) if "GOTOOLCHAIN" not in os.environ else None
+    ask = lambda: runner.run([go, "env", "GOVERSION"], timeout=60).stdout.strip()  # noqa: E731
+    return memo.recall_one("go-versions", key, ask) if key else ask()
 
 
 def go_env(cgo: bool) -> dict[str, str]:
@@ -79,7 +83,14 @@ def go_env(cgo: bool) -> dict[str, str]:
 
 
 def module_dir(module: str, version: str) -> Path:
-    """Download a module (cached by Go) and return where its source is."""
+    """Download a module (cached by Go) and return where its source is. Where a module version
+    sits is remembered while it is there: Go's module cache never changes a version's files."""
+    key = f"{os.environ.get('GOMODCACHE', '')}|{module}@{version}"
+    return Path(memo.recall_one("go-module-dirs", key, lambda: str(_download_module(module, version)),
+                                valid=lambda directory: Path(directory).is_dir()))
+
+
+def _download_module(module: str, version: str) -> Path:
     result = runner.run(["go", "mod", "download", "-json", f"{module}@{version}"], env=go_env(False),
                         timeout=MODULE_DOWNLOAD_TIMEOUT_S, check=False,
                         hint="check that the Go module proxy is reachable (go env GOPROXY)")

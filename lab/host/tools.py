@@ -8,7 +8,6 @@ module proxy (offline).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import re
@@ -20,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from lab import config, runner
+from lab import config, memo, runner
 from lab.host import gobuild
 from lab.errors import LabError
 from lab.host.gobuild import GoBuild
@@ -121,37 +120,20 @@ def _tool(name: str) -> Tool:
 
 
 def _reported_version(path: str | os.PathLike, tool: Tool) -> str | None:
-    """The version the binary at `path` reports. Remembered in the lab cache per binary (its real
-    path, size and modification time): every notebook kernel and `lab` command asks for the same
-    three tools, and their start-ups were half a second of each kernel's first checkpoint."""
-    real = Path(path).resolve()
-    try:
-        stat = real.stat()
-    except OSError:
-        return None
-    key = f"{real}:{stat.st_size}:{stat.st_mtime_ns}"
-    memo_file = config.cache_dir() / "tool-versions.json"
-    try:
-        memo = json.loads(memo_file.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    if key in memo:
-        return memo[key]
+    """The version the binary at `path` reports, remembered per binary: every notebook kernel and
+    `lab` command asks for the same three tools, and their start-ups were half a second of each
+    kernel's first checkpoint."""
+    key = memo.file_key(path)
+    return memo.recall_one("tool-versions", key, lambda: _ask_version(path, tool)) if key else None
+
+
+def _ask_version(path: str | os.PathLike, tool: Tool) -> str | None:
     try:
         result = runner.run([path, *tool.version_args], timeout=20, check=False)
     except LabError:
         return None
     match = re.search(r"v\d+\.\d+\.\d+[\w.+-]*", result.stdout + result.stderr)
-    reported = match.group(0) if result.returncode == 0 and match else None
-    if reported:
-        try:
-            memo_file.parent.mkdir(parents=True, exist_ok=True)
-            partial = memo_file.with_name(f"{memo_file.name}.{os.getpid()}")
-            partial.write_text(json.dumps({**memo, key: reported}))
-            os.replace(partial, memo_file)  # whole or not at all, whoever writes last
-        except OSError:
-            pass  # a read-only cache only costs the next caller the same start-up
-    return reported
+    return match.group(0) if result.returncode == 0 and match else None
 
 
 def _download_dir(tool: Tool) -> Path:

@@ -59,7 +59,8 @@ def node(name):
 
 def install(monkeypatch, **groups):
     """checks._apis() returns namespaces of fake methods: install(core={...}, apps={...})."""
-    fake = types.SimpleNamespace(**{g: types.SimpleNamespace(**methods) for g, methods in groups.items()})
+    fake = types.SimpleNamespace(kube_system_uid=None,
+                                 **{g: types.SimpleNamespace(**methods) for g, methods in groups.items()})
     monkeypatch.setattr(checks, "_apis", lambda context=None: fake)
     return fake
 
@@ -215,7 +216,8 @@ def test_cluster_identity_never_raises_without_a_cluster(monkeypatch):
     assert identity == {"context": "nowhere", "error": "no kubeconfig context 'nowhere'"}
 
 
-def test_cluster_identity_reads_uid_version_and_nodes(monkeypatch):
+def test_cluster_identity_reads_uid_version_and_nodes(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path))
     checks.configure(identity=None)
     checks._identity_cache.clear()
     info = client.V1NodeSystemInfo(architecture="amd64", boot_id="", container_runtime_version="containerd://1",
@@ -232,6 +234,61 @@ def test_cluster_identity_reads_uid_version_and_nodes(monkeypatch):
     assert identity["kube_system_uid"] == "ks-uid" and identity["server_version"] == "v1.34.4"
     assert identity["nodes"] == [{"name": "cp", "uid": "node-uid", "os_image": "Debian", "kubelet": "v1.34.4",
                                   "runtime": "containerd://1", "node_image": "k8s-lab/node:v1.34.4"}]
+
+
+def test_a_nodes_image_is_asked_of_docker_once_per_node(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path))
+    asked = []
+
+    def inspect(names):
+        asked.append(sorted(names))
+        return {name: f"image-of-{name}" for name in names}
+
+    monkeypatch.setattr(checks, "_node_images", inspect)
+    nodes = [{"name": "cp", "uid": "u-cp"}, {"name": "w1", "uid": "u-w1"}]
+    assert checks._node_images_by_uid(nodes) == {"u-cp": "image-of-cp", "u-w1": "image-of-w1"}
+    assert checks._node_images_by_uid(nodes) == {"u-cp": "image-of-cp", "u-w1": "image-of-w1"}
+    recreated = [{"name": "cp", "uid": "u-cp2"}, {"name": "w1", "uid": "u-w1"}]  # a new node, same name
+    assert checks._node_images_by_uid(recreated)["u-cp2"] == "image-of-cp"
+    assert asked == [["cp", "w1"], ["cp"]]
+
+
+def test_the_kube_system_uid_is_read_once_per_client(monkeypatch):
+    """Every checkpoint records the cluster's identity; the UID costs an API call, so it is read
+    once per client. A recreated cluster means a new kubeconfig entry, hence a new client."""
+    checks.configure(identity=None)
+    reads = []
+
+    def client(uid):
+        return types.SimpleNamespace(kube_system_uid=None, core=types.SimpleNamespace(
+            read_namespace=lambda name, **k: reads.append(uid) or client_namespace(uid),
+            list_node=listing([])), version=types.SimpleNamespace(get_code=lambda **k: types.SimpleNamespace(git_version="v1")))
+
+    def client_namespace(uid):
+        return types.SimpleNamespace(metadata=types.SimpleNamespace(uid=uid))
+
+    monkeypatch.setattr(checks, "_node_images_by_uid", lambda nodes: {})
+    monkeypatch.setattr(checks, "_tool_versions", lambda: {})
+    first = client("uid-1")
+    monkeypatch.setattr(checks, "_apis", lambda context=None: first)
+    assert [checks.cluster_identity()["kube_system_uid"] for _ in range(3)] == ["uid-1"] * 3
+    assert reads == ["uid-1"]
+    recreated = client("uid-2")
+    monkeypatch.setattr(checks, "_apis", lambda context=None: recreated)
+    assert checks.cluster_identity()["kube_system_uid"] == "uid-2" and reads == ["uid-1", "uid-2"]
+
+
+def test_checks_share_one_set_of_api_groups_per_client(monkeypatch):
+    from lab.cluster import kube
+
+    class Client:  # an ApiClient's stand-in: any object a weak reference can point to
+        pass
+
+    clients = [Client()]
+    monkeypatch.setattr(kube, "api_client", lambda target: clients[-1])
+    assert checks._apis("kind-x") is checks._apis("kind-x")
+    clients.append(Client())  # the kubeconfig changed: a new client
+    assert checks._apis("kind-x")._api is clients[-1]
 
 
 # ------------------------------------------------------------------------------ registry
