@@ -69,8 +69,10 @@ def go_version() -> str:
     if go is None:
         raise LabError("the offline kit builds from Go modules, but `go` is not on PATH",
                        hint="install Go 1.24 or newer (https://go.dev/dl or Debian's golang-1.2x)")
-    # GOTOOLCHAIN can make one `go` binary run another toolchain: then it is asked every time.
-    key = memo.file_key(go) if "GOTOOLCHAIN" not in os.environ else None
+    # GOTOOLCHAIN can make one `go` binary run another toolchain: set in the environment, it is
+    # asked every time; set with `go env -w`, the settings file is part of the key.
+    settings = Path(os.environ.get("GOENV") or Path.home() / ".config" / "go" / "env")
+    key = f"{memo.file_key(go)}|{memo.file_key(settings)}" if "GOTOOLCHAIN" not in os.environ else None
     ask = lambda: runner.run([go, "env", "GOVERSION"], timeout=60).stdout.strip()  # noqa: E731
     return memo.recall_one("go-versions", key, ask) if key else ask()
 

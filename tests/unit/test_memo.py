@@ -54,3 +54,36 @@ def test_a_binary_s_key_changes_with_the_binary(tmp_path):
     binary.write_text("three")
     assert first and memo.file_key(binary) != first
     assert memo.file_key(tmp_path / "absent") is None
+
+
+def test_go_is_asked_its_version_again_when_its_settings_change(tmp_path, monkeypatch):
+    """`go env -w GOTOOLCHAIN=...` makes the same binary another toolchain: the settings file is
+    part of the key; GOTOOLCHAIN in the environment means asking every time."""
+    import shutil
+    import types
+
+    from lab import runner
+    from lab.host import gobuild
+
+    go = tmp_path / "go"
+    go.write_text("#!/bin/sh\n")
+    settings = tmp_path / "go-env"
+    monkeypatch.setattr(shutil, "which", lambda name: str(go))
+    monkeypatch.setenv("GOENV", str(settings))
+    monkeypatch.delenv("GOTOOLCHAIN", raising=False)
+    asked = []
+    monkeypatch.setattr(runner, "run", lambda argv, **k: asked.append(argv) or types.SimpleNamespace(stdout="go1.24.1\n"))
+
+    def version():
+        gobuild.go_version.cache_clear()
+        return gobuild.go_version()
+
+    assert [version(), version()] == ["go1.24.1", "go1.24.1"] and len(asked) == 1
+    settings.write_text("GOTOOLCHAIN=go1.25.0\n")
+    version()
+    assert len(asked) == 2
+    monkeypatch.setenv("GOTOOLCHAIN", "go1.25.0")
+    version()
+    version()
+    assert len(asked) == 4
+    gobuild.go_version.cache_clear()
