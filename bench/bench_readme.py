@@ -21,8 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = "k8s-lab"
-# pytest's closing line of each suite ("== 892 passed in 12.3s ==") and make's own failures.
-SUMMARY = re.compile(r"^=+ (.*(?:passed|failed|error).*) =+$|^make(?:\[\d+\])?: \*\*\*.*$")
+# pytest's closing line of each suite ("892 passed in 12.3s", framed by "=" unless -q) and
+# make's own failures.
+SUMMARY = re.compile(r"^=* ?(\d+ (?:passed|failed|error).* in [\d.]+s.*?) ?=*$|^make(?:\[\d+\])?: \*\*\*.*$")
 
 
 def delete_cluster() -> None:
