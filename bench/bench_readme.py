@@ -45,7 +45,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="how many times in a row (default: 3)")
     parser.add_argument("--logs", type=Path, help="keep each round's logs here (default: a temporary directory)")
     options = parser.parse_args()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+    # One commit for every round, even when HEAD moves while they run.
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="k8s-lab-readme-") as scratch:
         logs = options.logs or Path(scratch)
@@ -54,6 +55,7 @@ def main() -> int:
             delete_cluster()
             clone = Path(scratch) / f"clone-{round_}"
             subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+            subprocess.run(["git", "checkout", "-q", "--detach", head], cwd=clone, check=True)
             print(f"\n== round {round_} of {options.rounds}: a fresh clone of {head}, no cluster", flush=True)
             for goal in ("lab", "test"):
                 code, seconds, lines = timed(["make", goal], clone, logs / f"round{round_}-make-{goal}.log")
