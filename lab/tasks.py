@@ -248,7 +248,8 @@ def can(lab, verb: str, resource: str) -> bool:
 
 def watcher_permissions(lab, *wanted: tuple[str, str]) -> checks.Result:
     """The watcher may do each (verb, resource) of ``wanted``."""
-    lacking = [f"{verb} {resource}" for verb, resource in wanted if not can(lab, verb, resource)]
+    allowed = checks.answers_at_once([lambda v=verb, r=resource: can(lab, v, r) for verb, resource in wanted])
+    lacking = [f"{verb} {resource}" for (verb, resource), yes in zip(wanted, allowed) if not yes]
     if lacking:
         return checks.fail(f"the watcher's ServiceAccount may not {', '.join(lacking)}")
     return checks.ok("the watcher may " + ", ".join(f"{v} {r}" for v, r in wanted))
@@ -257,12 +258,14 @@ def watcher_permissions(lab, *wanted: tuple[str, str]) -> checks.Result:
 def missing(lab, *names: str) -> checks.Result | None:
     """None when the student's objects ``names`` are there and ready; else a FAIL saying which step
     of which notebook builds them (for a checkpoint: ``return tasks.missing(nb, "database") or ...``)."""
-    for name in names:
-        built = BUILT[name]
+    def verify(built: Built) -> checks.Result:
         try:
-            result = checks._as_result(built.verify(lab))
+            return checks._as_result(built.verify(lab))
         except Exception as error:  # noqa: BLE001 - an API error is "not there yet", not a crash
-            result = checks.fail(f"{type(error).__name__}: {error}"[:200])
+            return checks.fail(f"{type(error).__name__}: {error}"[:200])
+
+    wanted = [BUILT[name] for name in names]
+    for built, result in zip(wanted, checks.answers_at_once([lambda b=b: verify(b) for b in wanted])):
         if not result.passed:
             return checks.fail(f"{built.what} is not ready ({result.message}): finish step {built.step} of "
                                f"{built.notebook} first")

@@ -7,9 +7,11 @@ on a command line, in output or in an error message.
 Statements go down one long-lived ``mysql`` client per database Pod, over one exec (the API
 server's websocket, in-process), read back up to a marker row. Starting a ``kubectl exec`` and a
 client login for every question cost about a quarter of a second before the query ran, and a
-backup's verification asks four questions, a notebook's checkpoints dozens. A session that has
-been idle for a while, or whose Pod went away, is replaced by a fresh one before it is used, so a
-statement is never sent down a connection that may have died in silence.
+backup's verification asks four questions, a notebook's checkpoints dozens. A session whose Pod
+went away is replaced by a fresh one; one that has been idle for a while must first answer a
+``SELECT 1`` within a few seconds, else it is replaced too. So a statement is never sent down a
+connection that may have died in silence, and a checkpoint a minute after the last one does not
+pay for a new login.
 """
 from __future__ import annotations
 
@@ -41,9 +43,12 @@ PASSWORD_FROM_STDIN = 'IFS= read -r MYSQL_PWD || exit 90; export MYSQL_PWD; set 
 # there, and its error is the request's error.
 _CLIENT = ('exec mysql --user=root --batch --skip-column-names --unbuffered '
            '--default-character-set=utf8mb4 ${1:+--database="$1"}')
-# A session unused for longer than this is closed rather than trusted: an idle exec can be cut by
-# a proxy or the kubelet without the client hearing of it.
+# A session unused for longer than this must answer a ping before it is trusted: an idle exec can
+# be cut by a proxy or the kubelet without the client hearing of it. A ping that takes longer than
+# PING_TIMEOUT_S ends the session; nothing but the ping went down it, so the statement goes down a
+# new one.
 SESSION_IDLE_S = 30.0
+PING_TIMEOUT_S = 3.0
 
 
 
@@ -163,6 +168,20 @@ class Database:
         with timing.tally("SQL"):
             lines = _request(self, statements, database, timeout)
         return [line.split("\t") for line in lines if line != ""]
+
+    def prepare(self, database: str | None = None) -> threading.Thread:
+        """Open (or check) the session to ``database`` in a background thread, while something
+        else runs: the checkpoint after a student's own SQL then finds it open instead of paying
+        for an exec and a login. Failures are left to whoever asks next, who reports them."""
+        def open_session() -> None:
+            try:
+                self.sql("SELECT 1;", database=database, timeout=30)
+            except Exception:  # noqa: BLE001 - the next real request opens its own and says why
+                pass
+
+        thread = threading.Thread(target=open_session, name="sql-session", daemon=True)
+        thread.start()
+        return thread
 
     def ping(self) -> bool:
         try:
@@ -298,14 +317,21 @@ class _Session:
         self.used = time.monotonic()
 
     def usable(self) -> bool:
-        """Open, and either new or used within SESSION_IDLE_S."""
-        if self._ws is None or (self._served and time.monotonic() - self.used > SESSION_IDLE_S):
+        """Open, and either used within SESSION_IDLE_S or answering a ping now."""
+        if self._ws is None:
             return False
         try:
             self._ws.update(timeout=0)
         except Exception:  # noqa: BLE001 - the connection broke: a new session is made instead
             return False
-        return self._ws.is_open()
+        if not self._ws.is_open():
+            return False
+        if not self._served or time.monotonic() - self.used <= SESSION_IDLE_S:
+            return True
+        try:
+            return self.ask("SELECT 1;", PING_TIMEOUT_S) == ["1"]
+        except (_NotSent, _ClientEnded, TimeoutError):
+            return False
 
     def ask(self, statements: str, timeout: float) -> list[str]:
         """The output lines of ``statements``; _ClientEnded when the client exited on the way."""

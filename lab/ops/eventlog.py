@@ -481,13 +481,24 @@ def load_events(target: Target | None, since: str | None = None, lines: Iterable
         if cutoff is not None:
             since_seconds = max(1, int((pd.Timestamp.now(tz="UTC") - cutoff).total_seconds()) + 1)
         lines = read_logs(target, since_seconds=since_seconds)
-    events = parse_lines(lines)
+    global _last_load
+    key = (tuple(lines), cutoff, fill_gaps)
+    if _last_load is not None and _last_load[0] == key:
+        return _last_load[1].copy()
+    events = parse_lines(key[0])
     if fill_gaps:
         events = fill_restart_gaps(events)
     events = dedupe(events)
     if cutoff is not None:
         events = events[events["time"] >= cutoff].reset_index(drop=True)
-    return events
+    _last_load = (key, events)
+    return events.copy()
+
+
+# The last lines parsed and their frame: checkpoints read the logs again right after a cell did,
+# and when no line was written in between, parsing them again (tens of milliseconds of pandas,
+# mostly fixed costs) would give the same frame.
+_last_load: tuple[tuple, pd.DataFrame] | None = None
 
 
 class LogFollower:

@@ -115,12 +115,49 @@ def rows(database: Database, query: str, name: str = "lab") -> list[list[str]]:
 # ------------------------------------------------------------------------------------- tests
 
 
-def test_statements_share_one_client_and_an_idle_one_is_replaced(db, monkeypatch):
+def signal_sql_clients(signal: str) -> None:
+    """Send ``signal`` to every mysql client process in the test's database container."""
+    script = (f'for p in /proc/[0-9]*; do case "$(cat $p/comm 2>/dev/null)" in mysql|mariadb) '
+              f'kill -{signal} "${{p#/proc/}}";; esac; done')
+    ran = kube.exec_in_pod(HERE, "database-0", ["bash", "-c", script], container=mysql.CONTAINER)
+    assert ran.ok, ran
+
+
+def test_statements_share_one_client_and_an_idle_one_must_answer_first(db, monkeypatch):
     connection = lambda: db.sql("SELECT CONNECTION_ID();")[0][0]  # noqa: E731 - the server's id of this client
     first = connection()
     assert connection() == first  # the same client answered: no new exec, no new login
     monkeypatch.setattr(mysql, "SESSION_IDLE_S", 0.0)
-    assert connection() != first  # a session that sat idle is never trusted with a statement
+    assert connection() == first  # idle, it answered the ping: kept, no new login
+    # A client that no longer answers (stopped here; a connection cut in silence looks the same):
+    # the ping times out and the statement goes down a new session instead.
+    monkeypatch.setattr(mysql, "PING_TIMEOUT_S", 1.0)
+    signal_sql_clients("STOP")
+    try:
+        started = time.monotonic()
+        second = connection()
+        assert second != first
+        assert time.monotonic() - started < 15  # the ping's timeout, not the statement's 600 s
+    finally:
+        signal_sql_clients("CONT")
+    assert connection() == second
+
+
+def test_a_session_prepared_in_the_background_serves_the_next_statement(db, monkeypatch):
+    import threading
+
+    opened = []
+
+    class Counted(mysql._Session):
+        def __init__(self, *args):
+            super().__init__(*args)
+            opened.append(threading.current_thread().name)
+
+    monkeypatch.setattr(mysql, "_Session", Counted)
+    mysql._close_sessions(db)
+    db.prepare("lab").join(60)
+    assert db.sql("SELECT DATABASE();", database="lab") == [["lab"]]
+    assert opened == ["sql-session"]  # opened once, by the background thread, and used after
 
 
 def test_threads_sharing_a_database_each_get_their_own_answers(db):

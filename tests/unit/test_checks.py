@@ -39,14 +39,14 @@ def meta(name, uid=None, namespace="ns", labels=None, generation=1):
                                generation=generation)
 
 
-def ready_pod(name, node="node-1", ready=True, waiting=None):
+def ready_pod(name, node="node-1", ready=True, waiting=None, labels=None):
     statuses = None
     if waiting:
         statuses = [client.V1ContainerStatus(name="c", image="i", image_id="", ready=False, restart_count=2,
                                              state=client.V1ContainerState(
                                                  waiting=client.V1ContainerStateWaiting(reason=waiting)))]
     return client.V1Pod(
-        metadata=meta(name),
+        metadata=meta(name, labels=labels or {"app": name.rsplit("-", 1)[0]}),
         spec=client.V1PodSpec(containers=[], node_name=node),
         status=client.V1PodStatus(phase="Running", container_statuses=statuses,
                                   conditions=[client.V1PodCondition(type="Ready", status="True" if ready else "False")]),
@@ -66,7 +66,13 @@ def install(monkeypatch, **groups):
 
 
 def listing(items):
-    return lambda *a, **k: types.SimpleNamespace(items=list(items))
+    """A list call: the models, or the API server's JSON when asked with _preload_content=False."""
+    def answer(*args, **options):
+        if options.get("_preload_content", True):
+            return types.SimpleNamespace(items=list(items))
+        return types.SimpleNamespace(data=json.dumps(
+            {"items": [client.ApiClient().sanitize_for_serialization(item) for item in items]}))
+    return answer
 
 
 # ------------------------------------------------------------------------- records and hashes
@@ -353,7 +359,9 @@ def test_deployment_ready_reports_replicas_and_pod_trouble(monkeypatch):
         metadata=meta("web"), spec=client.V1DeploymentSpec(
             replicas=3, selector=client.V1LabelSelector(match_labels={"app": "web"}), template=client.V1PodTemplateSpec()),
         status=client.V1DeploymentStatus(ready_replicas=2, updated_replicas=3, observed_generation=1))
-    pods = [ready_pod("web-1"), ready_pod("web-2"), ready_pod("web-3", ready=False, waiting="ImagePullBackOff")]
+    # The namespace's other Pods are listed too; only the Deployment's selector picks.
+    pods = [ready_pod("database-0", ready=False, waiting="CrashLoopBackOff"), ready_pod("web-1"),
+            ready_pod("web-2"), ready_pod("web-3", ready=False, waiting="ImagePullBackOff"), ready_pod("probe-x")]
     install(monkeypatch, apps={"read_namespaced_deployment": lambda n, ns, **k: dep},
             core={"list_namespaced_pod": listing(pods)})
     result = checks.deployment_ready("web", replicas=3)
@@ -434,6 +442,33 @@ def test_helm_release_deployed_reads_the_latest_revision(monkeypatch, labels, pa
     checks.configure(namespace="ns")
     result = checks.helm_release_deployed("k8s-lab")
     assert result.passed is passed and text in result.message
+
+
+def test_system_ready_asks_its_three_questions_at_once_and_answers_with_the_first_failure(monkeypatch):
+    import threading
+
+    together = threading.Barrier(3, timeout=10)  # broken unless all three are asked at the same time
+
+    def answer(result):
+        def ask(*args, **kwargs):
+            together.wait()
+            if isinstance(result, Exception):
+                raise result
+            return result
+        return ask
+
+    monkeypatch.setattr(checks, "helm_release_deployed", answer(checks.ok("deployed", {"Secret/ns/r": "u1"})))
+    monkeypatch.setattr(checks, "statefulset_ready", answer(checks.fail("database 0/1", {"StatefulSet/ns/d": "u2"})))
+    monkeypatch.setattr(checks, "deployment_ready", answer(RuntimeError("never looked at: an earlier one failed")))
+    result = checks.system_ready()
+    assert not result.passed and result.message == "database 0/1"
+    assert result.uids == {"Secret/ns/r": "u1", "StatefulSet/ns/d": "u2"}
+
+    together.reset()
+    monkeypatch.setattr(checks, "statefulset_ready", answer(checks.ok("database 1/1", {"StatefulSet/ns/d": "u2"})))
+    monkeypatch.setattr(checks, "deployment_ready", answer(checks.ok("web 3/3", {"Deployment/ns/w": "u3"})))
+    result = checks.system_ready()
+    assert result.passed and set(result.uids) == {"Secret/ns/r", "StatefulSet/ns/d", "Deployment/ns/w"}
 
 
 def test_probe_matrix_clean_accepts_a_dataframe_with_a_correct_column():

@@ -544,6 +544,19 @@ def test_load_events_parses_fills_dedupes_and_cuts_at_since():
     assert later["time"].min() >= pd.Timestamp("2024-05-01T12:00:05Z")
 
 
+def test_the_same_lines_loaded_again_are_parsed_once_and_each_caller_gets_its_own_frame(monkeypatch):
+    parsed = []
+    real = eventlog.parse_lines
+    monkeypatch.setattr(eventlog, "parse_lines", lambda lines: parsed.append(len(lines)) or real(lines))
+    lines = restart_feeds()
+    first = eventlog.load_events(None, lines=lines)
+    first.loc[:, "pod"] = "changed by a caller"
+    again = eventlog.load_events(None, lines=list(lines))
+    assert parsed == [len(lines)] and "changed by a caller" not in set(again["pod"])
+    more = eventlog.load_events(None, lines=lines + lines[:1])  # a line more: parsed again
+    assert len(parsed) == 2 and len(more) == len(again)  # (the extra line is a duplicate)
+
+
 def test_parse_since():
     now = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
     assert eventlog.parse_since("90s", now) == pd.Timestamp("2024-05-01T11:58:30Z")
