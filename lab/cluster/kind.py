@@ -176,12 +176,13 @@ def up(target: Target, workers: int | None = None, mode: str = "auto", recreate:
             info(f"reusing healthy cluster {name} ({len(names)} nodes)")
             return ClusterInfo(name, context, _node_image_of(name), names, created=False)
     workers = workers or 0
+    host_port = _web_host_port(name)
+    _require_free_host_port(host_port, name)  # before a node image build that may take minutes
     image = node_image(mode)
     data_dir = target.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     rendered = config.cache_dir() / f"kind-config-{name}.yaml"
     rendered.parent.mkdir(parents=True, exist_ok=True)
-    host_port = _web_host_port(name)
     rendered.write_text(yaml.safe_dump(render_config(workers, data_dir, host_port), sort_keys=False))
     with step(f"kind create cluster {name} ({workers + 1} nodes, {image})"):
         _kind("create", "cluster", "--name", name, "--image", image, "--config", str(rendered),
@@ -191,18 +192,34 @@ def up(target: Target, workers: int | None = None, mode: str = "auto", recreate:
 
 
 def _web_host_port(name: str) -> int:
-    """The host port for the web NodePort: 30080 (or LAB_WEB_HOST_PORT) for the lab's own cluster;
-    for a second cluster, that port when it is free, else any free one (`docker port` finds it)."""
-    wanted = config.WEB_HOST_PORT
+    """The host port for the web NodePort: 30080 (or LAB_WEB_HOST_PORT) for the lab's own cluster,
+    a free port of its own for any other (`docker port` finds it). Never 30080 for another one,
+    even when it is free: the lab's own cluster, deleted for a moment (notebook 09, `--recreate`),
+    would find it taken when it comes back."""
     if name == config.DEFAULT_CLUSTER or "LAB_WEB_HOST_PORT" in os.environ:
-        return wanted
+        return config.WEB_HOST_PORT
     with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", wanted))
-            return wanted
-        except OSError:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _require_free_host_port(port: int, name: str) -> None:
+    """Before kind makes nodes: a container already publishing ``port`` is named, with what to
+    do, instead of Docker's "port is already allocated" halfway through `kind create`."""
+    holders = docker.output(["ps", "--filter", f"publish={port}", "--format",
+                             '{{.Names}}\t{{.Label "io.x-k8s.kind.cluster"}}']).splitlines()
+    if not holders:
+        return
+    container, _, cluster = holders[0].partition("\t")
+    if cluster:
+        raise LabError(f"host port {port}, which cluster {name} publishes its web NodePort on, is taken by "
+                       f"cluster {cluster} (container {container})",
+                       hint=f"delete it (`lab cluster down --cluster {cluster}`), or give {name} another port: "
+                            f"LAB_WEB_HOST_PORT=30081 lab cluster up --cluster {name}")
+    raise LabError(f"host port {port}, which cluster {name} publishes its web NodePort on, is taken by "
+                   f"container {container}",
+                   hint=f"stop it (`docker stop {container}`), or give {name} another port: "
+                        f"LAB_WEB_HOST_PORT=30081 lab cluster up --cluster {name}")
 
 
 def web_host_port(target: Target) -> int:

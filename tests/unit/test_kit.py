@@ -144,6 +144,33 @@ def test_cluster_up_brings_every_tool_first(monkeypatch, mode):
     assert calls == [mode]
 
 
+def test_only_the_labs_own_cluster_publishes_its_web_on_30080(monkeypatch):
+    monkeypatch.delenv("LAB_WEB_HOST_PORT", raising=False)
+    assert kind._web_host_port(config.DEFAULT_CLUSTER) == config.WEB_HOST_PORT
+    # Another cluster never takes it, even while it is free: k8s-lab, recreated, would find it gone.
+    ports = {kind._web_host_port("k8s-lab-b") for _ in range(3)}
+    assert config.WEB_HOST_PORT not in ports and all(1024 < p < 65536 for p in ports)
+
+
+@pytest.mark.parametrize("holder, named, hint", [
+    ("k8s-lab-m-control-plane\tk8s-lab-m", "taken by cluster k8s-lab-m (container k8s-lab-m-control-plane)",
+     "lab cluster down --cluster k8s-lab-m"),
+    ("some-web\t", "taken by container some-web", "docker stop some-web"),
+])
+def test_a_taken_web_port_is_named_before_anything_is_built(monkeypatch, holder, named, hint):
+    asked = []
+    monkeypatch.setattr(docker, "require_engine", lambda: None)
+    monkeypatch.setattr(tools, "ensure_all", lambda mode: {})
+    monkeypatch.setattr(kind, "exists", lambda target: False)
+    monkeypatch.setattr(docker, "output", lambda args: asked.append(args) or holder)
+    monkeypatch.setattr(kind, "node_image", lambda mode: pytest.fail("the node image was built first"))
+    with pytest.raises(LabError) as error:
+        kind.up(TARGET)
+    assert f"host port {config.WEB_HOST_PORT}" in error.value.message and named in error.value.message
+    assert hint in error.value.hint and "LAB_WEB_HOST_PORT=" in error.value.hint
+    assert ["--filter", f"publish={config.WEB_HOST_PORT}"] == asked[0][1:3]
+
+
 @pytest.fixture
 def healthy_three_nodes(monkeypatch):
     nodes = ["k8s-lab-control-plane", "k8s-lab-worker", "k8s-lab-worker2"]
