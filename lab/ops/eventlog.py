@@ -239,8 +239,14 @@ def fill_restart_gaps(events: pd.DataFrame) -> pd.DataFrame:
     """
     if events.empty:
         return events
-    status = events[events["type"] == STATUS_TYPE]
-    pods = pod_events(events)
+    # The bookkeeping reads ten columns: filtering those alone, not all of the frame's, is most of
+    # the difference; whole rows are taken (by index label) only for the Pods found missing.
+    if not events.index.is_unique:
+        events = events.reset_index(drop=True)
+    slim = events[["time", "type", "change", "status", "session", "scope", "watcher_node", "watcher",
+                   "resource_version", "uid"]]
+    status = slim[slim["type"] == STATUS_TYPE]
+    pods = pod_events(slim)
     snapshots = pods[pods["type"] == "SNAPSHOT"]
     starts: dict[str, pd.Timestamp] = {}
     for session, when in status[status["status"] == "snapshot"].groupby("session", observed=True)["time"].min().items():
@@ -250,8 +256,8 @@ def fill_restart_gaps(events: pd.DataFrame) -> pd.DataFrame:
     if len(starts) < 2:
         return events
     scopes = status[status["status"] == "started"].groupby("session", observed=True)["scope"].first()
-    nodes = events.groupby("session", observed=True)["watcher_node"].first()
-    watchers = events.groupby("session", observed=True)["watcher"].first()
+    nodes = slim.groupby("session", observed=True)["watcher_node"].first()
+    watchers = slim.groupby("session", observed=True)["watcher"].first()
     list_rvs = (status[status["status"] == "snapshot"].groupby("session", observed=True)["resource_version"].first())
     groups: dict[tuple, list[tuple[pd.Timestamp, str]]] = {}
     for session, when in starts.items():
@@ -274,7 +280,7 @@ def fill_restart_gaps(events: pd.DataFrame) -> pd.DataFrame:
             missing = alive[~alive["uid"].isin(seen_now | gone)]
             if missing.empty:
                 continue
-            rows = missing.copy()
+            rows = events.loc[missing.index].copy()
             rows["time"] = when
             rows["type"] = "RESYNC"
             rows["change"] = "DELETED"

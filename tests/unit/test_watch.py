@@ -533,6 +533,11 @@ def test_fill_restart_gaps_infers_deletions_missed_between_two_watchers():
     single = eventlog.parse_lines(lifecycle_feed().lines)
     assert eventlog.fill_restart_gaps(single) is single
     assert eventlog.fill_restart_gaps(events.iloc[:0]).empty
+    # A frame glued from two (its index repeats) gets the same one inferred row, no more.
+    parsed = eventlog.parse_lines(restart_feeds())
+    halves = pd.concat([parsed.iloc[:len(parsed) // 2], parsed.iloc[len(parsed) // 2:].reset_index(drop=True)])
+    assert not halves.index.is_unique
+    assert eventlog.fill_restart_gaps(halves)["inferred"].sum() == 1
 
 
 def test_load_events_parses_fills_dedupes_and_cuts_at_since():
