@@ -903,8 +903,10 @@ def start(notebook: str, *, cluster: Any = DEFAULTS["cluster"], namespace: Any =
     lab.require(*requires)
     work_dir()
     # The client library builds the core API group's few hundred model classes when it is first
-    # used (over half a second): here, once, rather than in the first checkpoint a student runs.
+    # used (over half a second), and every checkpoint's record names the cluster (its UID, version
+    # and nodes, read once per kernel): both here, rather than in the first checkpoint a student runs.
     import kubernetes.client.api.core_v1_api  # noqa: F401
+    checks.cluster_identity()
     return lab
 
 
