@@ -375,6 +375,10 @@ class _Session:
 
 _sessions: dict[tuple, _Session] = {}
 _sessions_lock = threading.Lock()
+# One lock per session key while its session is being opened (an exec and a login): a slow one
+# (a Pod just restarted, a student's namespace in `lab grade --live`) holds up only the requests
+# that wait for that session, not every other database's.
+_opening: dict[tuple, threading.Lock] = {}
 
 
 def _session_key(db: Database, database: str | None) -> tuple:
@@ -391,9 +395,17 @@ def _close_sessions(db: Database) -> None:
 def _session(db: Database, database: str | None) -> _Session:
     key = _session_key(db, database)
     with _sessions_lock:
-        if key not in _sessions:
-            _sessions[key] = _Session(db, database)
-        return _sessions[key]
+        if key in _sessions:
+            return _sessions[key]
+        opening = _opening.setdefault(key, threading.Lock())
+    with opening:
+        with _sessions_lock:
+            if key in _sessions:  # opened by the thread this one waited for
+                return _sessions[key]
+        session = _Session(db, database)
+        with _sessions_lock:
+            _sessions[key] = session
+        return session
 
 
 def _request(db: Database, statements: str, database: str | None, timeout: float) -> list[str]:
