@@ -353,6 +353,10 @@ class _Session:
             out += self._ws.read_channel(1)
             err += self._ws.read_channel(2)
             status += self._ws.read_channel(3)
+            # Reading an empty channel takes whatever frames have arrived off the socket: stdout
+            # among them must be read now, not after the next update has waited a second for
+            # frames that already came.
+            out += self._ws.read_channel(1)
             lines = out.split(b"\n")
             if marker in lines[:-1]:
                 self._served, self.used = True, time.monotonic()

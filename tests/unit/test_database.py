@@ -55,3 +55,43 @@ def test_threads_asking_for_one_session_open_it_once(opened):
     for thread in threads:
         thread.join(10)
     assert log == ["slow"] and len(sessions) == 4 and len({id(s) for s in sessions}) == 1
+
+
+class ScriptedExec:
+    """An exec's websocket, as the client library's WSClient behaves: each update() takes the next
+    frame that has arrived, or waits ``timeout`` when none has; reading a channel with nothing
+    buffered first takes what has arrived (update(0)), whatever its channel."""
+
+    def __init__(self, frames):
+        self.frames, self.channels, self.sent = list(frames), {}, []
+
+    def is_open(self):
+        return True
+
+    def write_stdin(self, data):
+        self.sent.append(data)
+
+    def update(self, timeout=0):
+        if self.frames:
+            channel, data = self.frames.pop(0)
+            self.channels[channel] = self.channels.get(channel, b"") + data
+        elif timeout:
+            time.sleep(timeout)
+
+    def read_channel(self, channel, timeout=0):
+        if channel not in self.channels:
+            self.update(timeout)
+        return self.channels.pop(channel, b"")
+
+
+def test_an_answer_read_off_the_socket_early_is_not_held_a_second(monkeypatch):
+    import itertools
+
+    session = object.__new__(database._Session)
+    # The rows arrive, then the marker, just as the read of stderr looks at the socket.
+    session._ws = ScriptedExec([(1, b"42\n"), (1, b"end-1\n")])
+    session._marker, session._requests = "end", itertools.count(1)
+    started = time.monotonic()
+    assert session.ask("SELECT 42;", timeout=30) == ["42"]
+    assert time.monotonic() - started < 0.5
+    assert session._ws.sent == [b"SELECT 42;\nSELECT 'end-1';\n"]
