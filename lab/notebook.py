@@ -995,8 +995,25 @@ def helm_set_args(lab: Lab) -> list[str]:
 
 def chart_objects(lab: Lab, extra: Sequence[str] = ()) -> list[dict]:
     """The objects ``helm template`` renders for this notebook's release (hooks and tests left out):
-    [{"kind", "name", "api_version", "namespace" (None when cluster-scoped)}]."""
-    result = lab.helm("template", RELEASE, str(CHART_DIR), *helm_set_args(lab), *extra, show=False)
+    [{"kind", "name", "api_version", "namespace" (None when cluster-scoped)}].
+
+    Remembered in the lab cache (lab.memo) by the chart's files, helm's version, the namespace and
+    the arguments: the same chart renders the same objects, and checkpoints asked for them again
+    and again, each time a helm process (about 100 ms). An edited chart file is a new key."""
+    import hashlib
+    import json
+
+    from lab import memo
+
+    args = [*helm_set_args(lab), *extra]
+    files = sorted(f"{path.relative_to(CHART_DIR)}={memo.file_key(path)}"
+                   for path in CHART_DIR.rglob("*") if path.is_file())
+    key = hashlib.sha256(json.dumps([config.HELM_VERSION, RELEASE, lab.namespace, args, files]).encode()).hexdigest()
+    return memo.recall_one("chart-objects", key, lambda: _rendered_objects(lab, args))
+
+
+def _rendered_objects(lab: Lab, args: Sequence[str]) -> list[dict]:
+    result = lab.helm("template", RELEASE, str(CHART_DIR), *args, show=False)
     objects = []
     for doc in yamldoc.load_all(result.stdout):
         if not doc:

@@ -659,13 +659,15 @@ def check_helm_template(namespace: str, context: str) -> checks.Result:
     """07: the release renders the student's change to the web Service's template: an annotation
     that holds the revision of the release that rendered it."""
     lab = _lab(namespace, context)
-    if blocked := missing(lab, "web-service"):
+    answers = checks.answers_at_once([lambda: missing(lab, "web-service"), lambda: notebook.release_revisions(lab),
+                                      lambda: lab.read("Service", "web")])
+    if blocked := next(answers):
         return blocked
-    deployed = [e for e in notebook.release_revisions(lab) if e["status"] == "deployed"]
+    deployed = [e for e in next(answers) if e["status"] == "deployed"]
     if not deployed:
         return checks.fail(f"the release {notebook.RELEASE} has no deployed revision: install it (step 4 of 07)")
     revision = deployed[-1]["revision"]
-    service = lab.read("Service", "web")
+    service = next(answers)
     uids = {f"Service/{namespace}/web": service.metadata.uid}
     value = (service.metadata.annotations or {}).get(REVISION_ANNOTATION)
     if value is None:

@@ -634,3 +634,30 @@ def test_printed_output_is_redacted_and_the_manifests_are_parsed_only_when_they_
         assert deploy._committed_secrets.cache_info().misses == parsed + 1
     finally:
         os.utime(secret_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_chart_objects_renders_a_chart_once_until_a_file_of_it_changes(tmp_path, monkeypatch):
+    import types
+
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    chart = tmp_path / "chart"
+    shutil.copytree(config.REPO_ROOT / "chart", chart)
+    monkeypatch.setattr(notebook, "CHART_DIR", chart)
+    monkeypatch.setattr(notebook, "helm_set_args", lambda lab: ["--set", "web.replicas=3"])
+    renders = []
+
+    def helm(*args, show=True):
+        renders.append(args)
+        return types.SimpleNamespace(stdout="kind: Deployment\nmetadata: {name: web}\napiVersion: apps/v1\n")
+
+    lab = types.SimpleNamespace(helm=helm, namespace="k8s-assignment")
+    expected = [{"kind": "Deployment", "name": "web", "api_version": "apps/v1", "namespace": "k8s-assignment"}]
+    assert notebook.chart_objects(lab) == expected and notebook.chart_objects(lab) == expected
+    assert len(renders) == 1 and renders[0][:3] == ("template", notebook.RELEASE, str(chart))
+    notebook.chart_objects(lab, ["--set", "web.replicas=2"])  # other arguments: another render
+    values = chart / "values.yaml"
+    values.write_text(values.read_text() + "\n# a student's edit\n")
+    notebook.chart_objects(lab)  # an edited chart: rendered anew
+    lab.namespace = "other"
+    notebook.chart_objects(lab)
+    assert len(renders) == 4
