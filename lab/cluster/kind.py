@@ -211,15 +211,10 @@ def _require_free_host_port(port: int, name: str) -> None:
     if not holders:
         return
     container, _, cluster = holders[0].partition("\t")
-    if cluster:
-        raise LabError(f"host port {port}, which cluster {name} publishes its web NodePort on, is taken by "
-                       f"cluster {cluster} (container {container})",
-                       hint=f"delete it (`lab cluster down --cluster {cluster}`), or give {name} another port: "
-                            f"LAB_WEB_HOST_PORT=30081 lab cluster up --cluster {name}")
-    raise LabError(f"host port {port}, which cluster {name} publishes its web NodePort on, is taken by "
-                   f"container {container}",
-                   hint=f"stop it (`docker stop {container}`), or give {name} another port: "
-                        f"LAB_WEB_HOST_PORT=30081 lab cluster up --cluster {name}")
+    holder, way_out = ((f"cluster {cluster} (container {container})", f"delete it (`lab cluster down --cluster {cluster}`)")
+                       if cluster else (f"container {container}", f"stop it (`docker stop {container}`)"))
+    raise LabError(f"host port {port}, which cluster {name} publishes its web NodePort on, is taken by {holder}",
+                   hint=f"{way_out}, or give {name} another port: LAB_WEB_HOST_PORT=30081 lab cluster up --cluster {name}")
 
 
 def web_host_port(target: Target) -> int:

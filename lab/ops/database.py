@@ -409,6 +409,7 @@ def _session(db: Database, database: str | None) -> _Session:
         session = _Session(db, database)
         with _sessions_lock:
             _sessions[key] = session
+            _opening.pop(key, None)  # threads waiting on it hold their own reference
         return session
 
 
